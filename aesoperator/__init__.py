@@ -1,0 +1,3 @@
+"""aesoperator: a knowledge-graph context engine for AI agents."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,205 @@
+"""The `GraphStore` protocol every backend implements, and the plain data it exchanges.
+
+The store is the source of truth: entities, relations, the vectors computed for entities, the
+per-source sync state and a change log. Everything derived (the FAISS index, a process's in-memory
+traversal view) catches up from the change log, so nothing assumes the store and its readers live
+in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from aesoperator.graph_schema.models import Direction, Entity, Relation
+
+ChangeKind = Literal["entity", "relation", "vector"]
+ChangeOp = Literal["upsert", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceItemState:
+    """What the store remembers about one item of a source, to make re-ingest incremental."""
+
+    source: str
+    key: str
+    content_hash: str
+    entity_ids: tuple[str, ...] = ()
+    relation_ids: tuple[str, ...] = ()
+    cursor: str | None = None
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """Everything one atomic write changes. Applied all or nothing.
+
+    `vectors` maps entity id -> (content hash of the embedded text, float32 vector) for `vector_model`.
+    """
+
+    entities: Sequence[Entity] = ()
+    relations: Sequence[Relation] = ()
+    vectors: Mapping[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    vector_model: str | None = None
+    delete_entity_ids: Sequence[str] = ()
+    delete_relation_ids: Sequence[str] = ()
+    expire_relation_ids: Sequence[str] = ()
+    source_items: Sequence[SourceItemState] = ()
+    delete_source_items: Sequence[tuple[str, str]] = ()  # (source, key)
+
+    def is_empty(self) -> bool:
+        return not (
+            self.entities or self.relations or self.vectors or self.delete_entity_ids
+            or self.delete_relation_ids or self.expire_relation_ids or self.source_items
+            or self.delete_source_items
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    seq: int  # the change-log position after this write
+    entities_written: int = 0
+    relations_written: int = 0
+    vectors_written: int = 0
+    entities_deleted: int = 0
+    relations_deleted: int = 0
+    relations_expired: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change-log row: `seq` increases monotonically across every write of the store."""
+
+    seq: int
+    kind: ChangeKind
+    id: str
+    op: ChangeOp
+    namespace: str
+
+
+@dataclass(slots=True)
+class Subgraph:
+    """The result of a neighbourhood query: entities, the relations between them, hop distances."""
+
+    entities: dict[str, Entity] = field(default_factory=dict)
+    relations: list[Relation] = field(default_factory=list)
+    hops: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    entities: int
+    relations: int
+    live_relations: int
+    vectors: int
+    entity_types: dict[str, int]
+    relation_types: dict[str, int]
+    namespaces: dict[str, int]
+    last_seq: int
+    backend: str
+
+
+@runtime_checkable
+class GraphStore(Protocol):
+    """A durable graph of entities and relations with keyword search and stored vectors."""
+
+    backend: str
+
+    # writes ---------------------------------------------------------------------------------
+    def write(self, batch: WriteBatch) -> WriteResult:
+        """Apply a batch atomically. Raises SchemaError (and writes nothing) if a relation's
+        endpoint is neither stored nor in the batch."""
+        ...
+
+    def upsert(
+        self,
+        entities: Sequence[Entity] = (),
+        relations: Sequence[Relation] = (),
+        vectors: Mapping[str, tuple[str, np.ndarray]] | None = None,
+        vector_model: str | None = None,
+    ) -> WriteResult: ...
+
+    def delete_entities(self, ids: Sequence[str]) -> int:
+        """Delete entities, their vectors and every relation touching them."""
+        ...
+
+    def delete_relations(self, ids: Sequence[str]) -> int: ...
+
+    def expire_relations(self, ids: Sequence[str], at: datetime | None = None) -> int:
+        """Retire relations (history kept): sets expired_at, and valid_to where it is unset."""
+        ...
+
+    # reads ----------------------------------------------------------------------------------
+    def get_entities(self, ids: Sequence[str], namespaces: Sequence[str] | None = None) -> list[Entity]:
+        """Entities in the order of `ids`; unknown ids and other namespaces are left out."""
+        ...
+
+    def get_relations(self, ids: Sequence[str]) -> list[Relation]: ...
+
+    def neighbors(
+        self,
+        ids: Sequence[str],
+        depth: int = 1,
+        relation_types: Sequence[str] | None = None,
+        direction: Direction = "both",
+        as_of: datetime | None = None,
+        namespaces: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> Subgraph:
+        """Breadth-first neighbourhood of `ids` up to `depth` hops. Only live relations (at `as_of`,
+        or now) are followed, and only into entities of the allowed namespaces."""
+        ...
+
+    def keyword_search(
+        self,
+        query: str,
+        k: int = 10,
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """BM25 over entity name and text; higher score is better. Query text is data, never syntax."""
+        ...
+
+    def name_lookup(
+        self,
+        names: Sequence[str],
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> dict[str, list[str]]:
+        """Case-insensitive exact name matches: lower-cased name -> entity ids."""
+        ...
+
+    def iter_entities(
+        self,
+        batch_size: int = 1000,
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Iterator[list[Entity]]: ...
+
+    def iter_relations(self, batch_size: int = 1000) -> Iterator[list[Relation]]: ...
+
+    def iter_vectors(
+        self, model: str, batch_size: int = 4096
+    ) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        """(ids, namespaces, float32 matrix) batches of every stored vector of `model`."""
+        ...
+
+    def get_vectors(self, ids: Sequence[str], model: str) -> dict[str, np.ndarray]: ...
+
+    def vector_hashes(self, ids: Sequence[str], model: str) -> dict[str, str]:
+        """Content hash of the text each stored vector was computed from (to skip re-embedding)."""
+        ...
+
+    # change log and sync state -------------------------------------------------------------
+    def last_seq(self) -> int: ...
+
+    def changes_since(self, seq: int, limit: int = 100_000) -> list[Change]: ...
+
+    def source_items(self, source: str) -> dict[str, SourceItemState]: ...
+
+    def stats(self) -> StoreStats: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,43 @@
+"""One exception hierarchy for the whole engine.
+
+Every error names the bad input and, where it can, what to do about it, so that the CLI can
+print a single line and the MCP server can return a clear tool error.
+"""
+
+from __future__ import annotations
+
+
+class AesopError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigError(AesopError):
+    """Settings or a config file are invalid."""
+
+
+class SourceError(AesopError):
+    """A data source (an MCP server, a folder, a database) misbehaved or could not be read."""
+
+
+class SchemaError(AesopError):
+    """Input does not fit the graph schema (bad ids, types, sizes, dangling relations)."""
+
+
+class StoreError(AesopError):
+    """The graph store or the vector index could not complete an operation."""
+
+
+class AuthError(AesopError):
+    """Missing or invalid credentials."""
+
+
+class PermissionDenied(AesopError):
+    """Valid credentials, but the operation is outside the caller's scopes."""
+
+
+class RateLimited(AesopError):
+    """Too many calls; `retry_after` says how many seconds to wait."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,69 @@
+"""Entity and relation type names.
+
+Types become Neo4j labels and relationship types, which cannot be passed as query parameters,
+so every type name must match a strict identifier pattern before any store sees it. The known
+vocabulary documents what the built-in mappers produce; other well-formed names are allowed so
+that sources such as the MCP memory server can bring their own types.
+"""
+
+from __future__ import annotations
+
+import re
+
+TYPE_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+ENTITY_TYPES: frozenset[str] = frozenset(
+    {
+        "Repository", "Branch", "Commit", "Person", "File", "Directory", "Chunk", "Document",
+        "Page", "Block", "Database", "Table", "Column", "Row", "Issue", "PullRequest", "Comment",
+        "Label", "Folder", "Concept", "Episode", "Session", "Agent", "Task",
+    }
+)  # fmt: skip
+
+RELATION_TYPES: frozenset[str] = frozenset(
+    {
+        "CONTAINS", "AUTHORED", "MODIFIES", "PARENT_OF", "REFERENCES", "FOREIGN_KEY", "MENTIONS",
+        "LINKS_TO", "HAS_COLUMN", "HAS_ROW", "HAS_LABEL", "COMMENTED_ON", "ASSIGNED_TO",
+        "HEAD_OF", "PART_OF", "RELATED_TO", "NEXT", "IN_SESSION",
+    }
+)  # fmt: skip
+
+# Relation weights for graph expansion: structural containment says little about relevance,
+# explicit references and mentions say more.
+RELATION_WEIGHTS: dict[str, float] = {
+    "MENTIONS": 1.0,
+    "REFERENCES": 1.0,
+    "LINKS_TO": 0.8,
+    "FOREIGN_KEY": 0.8,
+    "AUTHORED": 0.7,
+    "MODIFIES": 0.7,
+    "COMMENTED_ON": 0.7,
+    "RELATED_TO": 0.7,
+    "PARENT_OF": 0.5,
+    "CONTAINS": 0.4,
+    "PART_OF": 0.4,
+    "NEXT": 0.5,
+    "IN_SESSION": 0.3,
+}
+DEFAULT_RELATION_WEIGHT = 0.6
+
+
+def check_type_name(name: str, what: str = "type") -> str:
+    """Return `name` if it is a safe identifier, else raise ValueError naming the problem."""
+    if not isinstance(name, str) or not TYPE_NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"{what} {name!r} is not a valid type name: use a letter followed by up to 63 letters, "
+            "digits or underscores"
+        )
+    return name
+
+
+def normalize_type_name(raw: str, upper: bool = False) -> str:
+    """Turn a free-form type such as 'works at' into a safe name ('works_at' / 'WORKS_AT')."""
+    cleaned = re.sub(r"[^A-Za-z0-9_]+", "_", raw.strip()).strip("_")
+    if not cleaned:
+        cleaned = "Unknown"
+    if not cleaned[0].isalpha():
+        cleaned = "T_" + cleaned
+    cleaned = cleaned[:64]
+    return cleaned.upper() if upper else cleaned
