@@ -1,0 +1,389 @@
+"""ContextEngine: the one object users hold. It owns a graph store, an embedder and the FAISS
+index derived from the store, and answers queries with the hybrid retrieval pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aesoperator.config import Settings, load_settings
+from aesoperator.engine import retrieval
+from aesoperator.engine.query_terms import name_candidates
+from aesoperator.engine.results import SearchResult
+from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
+from aesoperator.errors import AesopError, SchemaError
+from aesoperator.graph_schema.models import Direction, Entity, Relation
+
+if TYPE_CHECKING:
+    from aesoperator.engine.embeddings import TextEmbedder
+    from aesoperator.engine.memory import AgentMemory
+    from aesoperator.engine.vectors import SyncReport, VectorIndex
+    from aesoperator.ingest.pipeline import IngestReport
+    from aesoperator.ingest.progress import ProgressReporter
+
+log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 10_000
+MAX_K = 500
+
+
+def _entity_live(entity: Entity, as_of: datetime | None) -> bool:
+    if as_of is None:
+        return True
+    if entity.valid_from is not None and entity.valid_from > as_of:
+        return False
+    return entity.valid_to is None or entity.valid_to > as_of
+
+
+class ContextEngine:
+    """Hybrid retrieval and agent memory over a graph store.
+
+    >>> engine = ContextEngine.open(data_dir=".aesop")
+    >>> engine.ingest_path("docs/")
+    >>> engine.search("how are vectors persisted?", k=5).hits[0].name
+    """
+
+    def __init__(
+        self,
+        store: GraphStore,
+        settings: Settings | None = None,
+        embedder: TextEmbedder | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.store = store
+        self._embedder = embedder
+        self._index: VectorIndex | None = None
+        self._index_lock = threading.RLock()
+        self._memory: AgentMemory | None = None
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | Path | None = None,
+        graph: str | None = None,
+        embedder: TextEmbedder | None = None,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> ContextEngine:
+        """Open (or create) an engine: the embedded store in `data_dir`, or Neo4j if `graph` is a URI."""
+        settings = settings or load_settings(data_dir=data_dir, graph=graph, **overrides)
+        return cls(open_store(settings), settings=settings, embedder=embedder)
+
+    def close(self) -> None:
+        with self._index_lock:
+            if self._index is not None:
+                self._index.save()
+        self.store.close()
+
+    def __enter__(self) -> ContextEngine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- components ---------------------------------------------------------------------------
+    @property
+    def embedder(self) -> TextEmbedder:
+        if self._embedder is None:
+            from aesoperator.engine.embeddings import Embedder
+
+            self._embedder = Embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
+        return self._embedder
+
+    def _index_dir(self) -> Path:
+        # One replica per (store, model): a Neo4j-backed engine keeps its FAISS copy locally.
+        where = "embedded" if not self.settings.uses_neo4j else self.settings.graph
+        tag = hashlib.blake2b(f"{where}|{self.embedder.model_name}".encode(), digest_size=6).hexdigest()
+        return self.settings.data_dir / "index" / tag
+
+    @property
+    def index(self) -> VectorIndex:
+        """The FAISS index, brought up to date with the store's change log on each access."""
+        from aesoperator.engine.vectors import VectorIndex
+
+        with self._index_lock:
+            if self._index is None:
+                directory = self._index_dir()
+                directory.mkdir(parents=True, exist_ok=True)
+                self._index = VectorIndex(directory, self.embedder.model_name, self.embedder.dim)
+                self._index.sync(self.store)
+            elif self._index.store_seq != self.store.last_seq():
+                self._index.sync(self.store)
+            return self._index
+
+    @property
+    def memory(self) -> AgentMemory:
+        from aesoperator.engine.memory import AgentMemory
+
+        if self._memory is None:
+            self._memory = AgentMemory(self)
+        return self._memory
+
+    # -- writing ------------------------------------------------------------------------------
+    def ingest_path(
+        self,
+        path: str | Path,
+        name: str | None = None,
+        namespace: str | None = None,
+        embed: bool | None = None,
+        progress: ProgressReporter | None = None,
+        include: Sequence[str] = (),
+    ) -> IngestReport:
+        """Ingest a local folder of text, Markdown and code files (incremental and idempotent)."""
+        from aesoperator.ingest.local_files import LocalFolderExtractor
+        from aesoperator.ingest.mappers.files import FilesMapper
+        from aesoperator.ingest.pipeline import IngestPipeline
+
+        root = Path(path).expanduser().resolve()
+        source = name or root.name or "root"
+        extractor = LocalFolderExtractor(root, source, include=include, max_file_bytes=self.settings.max_file_bytes)
+        mapper = FilesMapper(
+            source,
+            namespace or self.settings.default_namespace,
+            chunk_chars=self.settings.chunk_chars,
+            overlap_chars=self.settings.chunk_overlap_chars,
+        )
+        use_embedder = self.settings.embed_on_ingest if embed is None else embed
+        pipeline = IngestPipeline(
+            self.store,
+            self.embedder if use_embedder else None,
+            batch_size=self.settings.write_batch_size,
+            progress=progress,
+        )
+        pipeline.claim_source(source, root.as_uri())
+        paths = list(extractor.paths())
+        report = pipeline.run(
+            source,
+            (r for r in (extractor.read(p) for p in paths) if r is not None),
+            mapper,
+            total=len(paths),
+            skipped=extractor.skipped,
+        )
+        if use_embedder:
+            self.refresh_index(save=True)
+        return report
+
+    def upsert(
+        self, entities: Sequence[Entity] = (), relations: Sequence[Relation] = (), embed: bool = True
+    ) -> int:
+        """Write entities and relations (with their embeddings) in one atomic batch; returns the new seq."""
+        from aesoperator.graph_schema.ids import content_hash
+        from aesoperator.ingest.pipeline import embedding_text
+
+        vectors: dict[str, tuple[str, np.ndarray]] = {}
+        if embed and entities:
+            texts = [embedding_text(e) for e in entities]
+            matrix = self.embedder.embed(texts)
+            vectors = {e.id: (content_hash(t), matrix[i]) for i, (e, t) in enumerate(zip(entities, texts, strict=True))}
+        result = self.store.upsert(entities, relations, vectors=vectors, vector_model=self.embedder.model_name if vectors else None)
+        return result.seq
+
+    def delete(self, entity_ids: Sequence[str]) -> int:
+        return self.store.delete_entities(entity_ids)
+
+    def refresh_index(self, save: bool = False) -> SyncReport | None:
+        with self._index_lock:
+            index = self.index
+            if save:
+                index.save()
+            return index.last_sync
+
+    def embed_missing(self, batch_size: int = 512, progress: ProgressReporter | None = None) -> int:
+        """Embed every entity whose stored vector is missing or was computed from other text
+        (after an ingest with embedding off, or a change of model). Returns how many were embedded."""
+        from aesoperator.graph_schema.ids import content_hash
+        from aesoperator.ingest.pipeline import embedding_text
+
+        model = self.embedder.model_name
+        done = 0
+        if progress is not None:
+            progress.start("embed", self.store.stats().entities)
+        try:
+            for batch in self.store.iter_entities(batch_size=batch_size):
+                texts = {e.id: embedding_text(e) for e in batch}
+                stored = self.store.vector_hashes(list(texts), model)
+                todo = [i for i, t in texts.items() if stored.get(i) != content_hash(t)]
+                if todo:
+                    matrix = self.embedder.embed([texts[i] for i in todo])
+                    vectors = {i: (content_hash(texts[i]), matrix[row]) for row, i in enumerate(todo)}
+                    self.store.upsert(vectors=vectors, vector_model=model)
+                    done += len(todo)
+                if progress is not None:
+                    progress.advance(len(batch))
+        finally:
+            if progress is not None:
+                progress.finish()
+        return done
+
+    def rebuild_index(self) -> SyncReport:
+        with self._index_lock:
+            report = self.index.rebuild(self.store)
+            self.index.save()
+            return report
+
+    # -- reading ------------------------------------------------------------------------------
+    def get_entities(self, ids: Sequence[str], namespaces: Sequence[str] | None = None) -> list[Entity]:
+        return self.store.get_entities(ids, namespaces=namespaces)
+
+    def neighbors(
+        self,
+        ids: Sequence[str],
+        depth: int = 1,
+        relation_types: Sequence[str] | None = None,
+        direction: Direction = "both",
+        as_of: datetime | None = None,
+        namespaces: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> Subgraph:
+        return self.store.neighbors(ids, depth, relation_types, direction, as_of, namespaces, limit)
+
+    def stats(self) -> StoreStats:
+        return self.store.stats()
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        hops: int = 1,
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        token_budget: int | None = None,
+        channels: Sequence[str] = ("vector", "keyword", "name"),
+        mmr_lambda: float = 0.7,
+        recency_half_life_days: float | None = None,
+        candidate_k: int | None = None,
+    ) -> SearchResult:
+        """Hybrid search: vector + BM25 + exact names → RRF → graph expansion → MMR → token budget.
+
+        `hops=0` turns graph expansion off; `channels` picks the candidate generators (for
+        baselines: ("keyword",) is BM25 alone, ("vector",) is dense retrieval alone).
+        """
+        if not query or not query.strip():
+            raise SchemaError("query must not be empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise SchemaError(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
+        if not 1 <= k <= MAX_K:
+            raise SchemaError(f"k must be between 1 and {MAX_K}, got {k}")
+        if not 0 <= hops <= 3:
+            raise SchemaError(f"hops must be 0 to 3, got {hops}")
+        unknown = set(channels) - {"vector", "keyword", "name"}
+        if unknown:
+            raise SchemaError(f"unknown retrieval channel(s) {sorted(unknown)}; use vector, keyword, name")
+        budget = token_budget or self.settings.token_budget
+        n_cand = candidate_k or max(50, 3 * k)
+        ns = list(namespaces) if namespaces is not None else None
+        type_filter = set(types) if types else None
+        timings: dict[str, float] = {}
+
+        def timed(stage: str, started: float) -> None:
+            timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - started) * 1000
+
+        ranked: dict[str, list[tuple[str, float]]] = {}
+        query_vec: np.ndarray | None = None
+        if "vector" in channels:
+            t0 = time.perf_counter()
+            query_vec = self.embedder.embed_query(query)
+            timed("embed", t0)
+            t0 = time.perf_counter()
+            index = self.index
+            timed("index_sync", t0)
+            t0 = time.perf_counter()
+            # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
+            hits = index.search(query_vec, n_cand * (4 if type_filter else 1), namespaces=ns)
+            ranked["vector"] = hits
+            timed("vector", t0)
+        if "keyword" in channels:
+            t0 = time.perf_counter()
+            ranked["keyword"] = self.store.keyword_search(query, n_cand, namespaces=ns, types=types)
+            timed("keyword", t0)
+        if "name" in channels:
+            t0 = time.perf_counter()
+            found = self.store.name_lookup(name_candidates(query), namespaces=ns, types=types)
+            # Longer matched names are more specific: rank them first.
+            by_len = sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0]))
+            ranked["name"] = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids][:n_cand]
+            timed("name", t0)
+
+        t0 = time.perf_counter()
+        candidates = retrieval.reciprocal_rank_fusion(ranked, limit=n_cand * 2)
+        timed("fuse", t0)
+
+        t0 = time.perf_counter()
+        entities: dict[str, Entity] = {e.id: e for e in self.store.get_entities([c.id for c in candidates], ns)}
+        candidates = [
+            c for c in candidates
+            if c.id in entities and (type_filter is None or entities[c.id].type in type_filter)
+            and _entity_live(entities[c.id], as_of)
+        ][:n_cand]  # fmt: skip
+        timed("load", t0)
+
+        relations: list[Relation] = []
+        if hops > 0 and candidates:
+            t0 = time.perf_counter()
+            seeds = candidates[: max(k, 10)]
+            subgraph = self.store.neighbors(
+                [c.id for c in seeds], depth=hops, as_of=as_of, namespaces=ns, limit=max(200, 20 * k)
+            )
+            entities.update(subgraph.entities)
+            names = {eid: e.name for eid, e in entities.items()}
+            expanded = retrieval.expand_graph(candidates, subgraph, as_of=as_of, names=names, max_new=max(20, 2 * k))
+            candidates = [
+                c for c in expanded
+                if c.id in entities and (type_filter is None or entities[c.id].type in type_filter)
+                and _entity_live(entities[c.id], as_of)
+            ]  # fmt: skip
+            relations = subgraph.relations
+            timed("expand", t0)
+
+        t0 = time.perf_counter()
+        if recency_half_life_days is not None:
+            stamps = {c.id: entities[c.id].valid_from or entities[c.id].created_at for c in candidates}
+            candidates = retrieval.apply_recency(
+                candidates,
+                {i: s for i, s in stamps.items() if s is not None},
+                datetime.now(tz=next((s.tzinfo for s in stamps.values() if s is not None), None)),
+                half_life_days=recency_half_life_days,
+            )
+        pool = candidates[: max(3 * k, 30)]
+        if mmr_lambda < 1.0 and len(pool) > k:
+            vectors = self.store.get_vectors([c.id for c in pool], self.embedder.model_name)
+            chosen = retrieval.mmr(pool, vectors, k, lambda_=mmr_lambda)
+        else:
+            chosen = pool[:k]
+        timed("rerank", t0)
+
+        t0 = time.perf_counter()
+        pack = retrieval.pack_context(chosen, entities, relations, budget)
+        timed("pack", t0)
+        return SearchResult(
+            query=query,
+            hits=pack.hits,
+            triples=pack.triples,
+            tokens_used=pack.tokens_used,
+            token_budget=budget,
+            dropped=pack.dropped + max(0, len(candidates) - len(chosen)),
+            timings_ms={s: round(v, 3) for s, v in timings.items()},
+        )
+
+    # -- memory (delegates) -------------------------------------------------------------------
+    def remember(self, content: str, agent_id: str, session_id: str | None = None, **kwargs: Any) -> Any:
+        return self.memory.remember(content, agent_id, session_id, **kwargs)
+
+    def recall(self, query: str, agent_id: str, **kwargs: Any) -> Any:
+        return self.memory.recall(query, agent_id, **kwargs)
+
+
+__all__ = ["AesopError", "ContextEngine"]

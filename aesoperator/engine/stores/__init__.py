@@ -1,0 +1,47 @@
+"""Graph store backends behind one protocol; `open_store` picks one from settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aesoperator.engine.stores.base import (
+    Change,
+    GraphStore,
+    SourceItemState,
+    StoreStats,
+    Subgraph,
+    WriteBatch,
+    WriteResult,
+)
+
+if TYPE_CHECKING:
+    from aesoperator.config import Settings
+
+__all__ = [
+    "Change",
+    "GraphStore",
+    "SourceItemState",
+    "StoreStats",
+    "Subgraph",
+    "WriteBatch",
+    "WriteResult",
+    "open_store",
+]
+
+
+def open_store(settings: Settings) -> GraphStore:
+    """The embedded store in `settings.data_dir`, or Neo4j when `settings.graph` is a URI."""
+    if settings.uses_neo4j:
+        from aesoperator.engine.stores.neo4j import Neo4jGraphStore
+
+        return Neo4jGraphStore(
+            settings.graph,
+            settings.neo4j_user,
+            settings.neo4j_password,
+            database=settings.neo4j_database,
+            batch_size=settings.write_batch_size,
+        )
+    from aesoperator.engine.stores.embedded import EmbeddedGraphStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedGraphStore(settings.data_dir)

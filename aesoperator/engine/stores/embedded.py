@@ -1,0 +1,444 @@
+"""The embedded graph store: SQLite (WAL, FTS5) as the durable record, networkx for traversal.
+
+A data directory holds `graph.sqlite`. Several `EmbeddedGraphStore` instances, in one process or
+in several, may share a directory: writes are serialised by SQLite (`BEGIN IMMEDIATE` with a busy
+timeout), readers never block, and each instance's traversal view catches up from the change log
+before it is used, so a write committed anywhere is visible to the next read everywhere.
+
+One connection per instance is shared by all threads behind a re-entrant lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aesoperator.engine.stores.base import (
+    Change,
+    SourceItemState,
+    StoreStats,
+    Subgraph,
+    WriteBatch,
+    WriteResult,
+)
+from aesoperator.engine.stores.embedded_rows import (
+    ENTITY_COLUMNS,
+    RELATION_COLUMNS,
+    chunks,
+    entity_from_history,
+    fts_expression,
+    json_list,
+    row_to_entity,
+    row_to_relation,
+)
+from aesoperator.engine.stores.embedded_schema import configure, create_schema
+from aesoperator.engine.stores.embedded_write import apply_batch
+from aesoperator.engine.stores.graph_view import GraphView
+from aesoperator.errors import StoreError
+from aesoperator.graph_schema.models import Direction, Entity, Relation, to_iso, utcnow
+
+DB_FILE = "graph.sqlite"
+# bm25 column weights: a hit in the name counts twice a hit in the text.
+BM25_WEIGHTS = (2.0, 1.0)
+
+_NS_FILTER = "(?{n} IS NULL OR {col} IN (SELECT value FROM json_each(?{n})))"
+
+
+def _optional_list(values: Sequence[str] | None) -> str | None:
+    return None if values is None else json_list(list(values))
+
+
+class EmbeddedGraphStore:
+    """`GraphStore` over SQLite in `path/graph.sqlite` plus an in-memory networkx view."""
+
+    backend = "embedded"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.db_path = self.path / DB_FILE
+        self._lock = threading.RLock()
+        self._closed = False
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                str(self.db_path), timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the graph store at {self.db_path}: {exc}") from exc
+        self._conn = conn
+        try:
+            configure(conn)
+            create_schema(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot initialise the graph store at {self.db_path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self.view = GraphView()
+        with self._read("build the graph view"):
+            self.view.load(conn)
+
+    # plumbing -------------------------------------------------------------------------------
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and turn SQLite errors into `StoreError` naming what failed."""
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"cannot {action}: the graph store at {self.db_path} is closed")
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"graph store at {self.db_path}: could not {action}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self, action: str, begin: str) -> Iterator[sqlite3.Connection]:
+        with self._guard(action) as conn:
+            conn.execute(begin)
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _read(self, action: str) -> Any:
+        """A read transaction: every statement inside sees one snapshot."""
+        return self._transaction(action, "BEGIN")
+
+    def _write(self, batch: WriteBatch, expire_at: datetime | None = None) -> WriteResult:
+        if batch.is_empty():
+            return WriteResult(seq=self.last_seq())
+        with self._transaction("write a batch", "BEGIN IMMEDIATE") as conn:
+            return apply_batch(conn, batch, utcnow(), expire_at)
+
+    def __enter__(self) -> EmbeddedGraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # writes ---------------------------------------------------------------------------------
+    def write(self, batch: WriteBatch) -> WriteResult:
+        """Apply a batch atomically. Raises SchemaError (and writes nothing) if a relation's
+        endpoint is neither stored nor in the batch."""
+        return self._write(batch)
+
+    def upsert(
+        self,
+        entities: Sequence[Entity] = (),
+        relations: Sequence[Relation] = (),
+        vectors: Mapping[str, tuple[str, np.ndarray]] | None = None,
+        vector_model: str | None = None,
+    ) -> WriteResult:
+        return self._write(
+            WriteBatch(
+                entities=entities, relations=relations, vectors=vectors or {}, vector_model=vector_model
+            )
+        )
+
+    def delete_entities(self, ids: Sequence[str]) -> int:
+        """Delete entities, their vectors and every relation touching them."""
+        return self._write(WriteBatch(delete_entity_ids=list(ids))).entities_deleted
+
+    def delete_relations(self, ids: Sequence[str]) -> int:
+        return self._write(WriteBatch(delete_relation_ids=list(ids))).relations_deleted
+
+    def expire_relations(self, ids: Sequence[str], at: datetime | None = None) -> int:
+        """Retire relations (history kept): sets expired_at, and valid_to where it is unset."""
+        return self._write(WriteBatch(expire_relation_ids=list(ids)), expire_at=at).relations_expired
+
+    # reads ----------------------------------------------------------------------------------
+    def get_entities(self, ids: Sequence[str], namespaces: Sequence[str] | None = None) -> list[Entity]:
+        """Entities in the order of `ids`; unknown ids and other namespaces are left out."""
+        with self._read("read entities") as conn:
+            return self._load_entities(conn, ids, namespaces)
+
+    def _load_entities(
+        self, conn: sqlite3.Connection, ids: Sequence[str], namespaces: Sequence[str] | None = None
+    ) -> list[Entity]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Entity] = {}
+        ns = _optional_list(namespaces)
+        sql = (
+            f"SELECT {ENTITY_COLUMNS} FROM entities WHERE id IN (SELECT value FROM json_each(?1)) "
+            f"AND {_NS_FILTER.format(n=2, col='namespace')}"
+        )
+        for part in chunks(wanted):
+            for row in conn.execute(sql, (json_list(part), ns)):
+                found[row[0]] = row_to_entity(row)
+        return [found[i] for i in wanted if i in found]
+
+    def get_relations(self, ids: Sequence[str]) -> list[Relation]:
+        with self._read("read relations") as conn:
+            return self._load_relations(conn, ids)
+
+    def _load_relations(self, conn: sqlite3.Connection, ids: Sequence[str]) -> list[Relation]:
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Relation] = {}
+        sql = f"SELECT {RELATION_COLUMNS} FROM relations WHERE id IN (SELECT value FROM json_each(?))"
+        for part in chunks(wanted):
+            for row in conn.execute(sql, (json_list(part),)):
+                found[row[0]] = row_to_relation(row)
+        return [found[i] for i in wanted if i in found]
+
+    def history(self, entity_id: str) -> list[Entity]:
+        """Earlier versions of an entity, oldest first (each replaced by a changing upsert)."""
+        with self._guard("read entity history") as conn:
+            rows = conn.execute(
+                "SELECT version FROM entity_history WHERE id = ? ORDER BY rowid", (entity_id,)
+            ).fetchall()
+        return [entity_from_history(r[0]) for r in rows]
+
+    def neighbors(
+        self,
+        ids: Sequence[str],
+        depth: int = 1,
+        relation_types: Sequence[str] | None = None,
+        direction: Direction = "both",
+        as_of: datetime | None = None,
+        namespaces: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> Subgraph:
+        """Breadth-first neighbourhood of `ids` up to `depth` hops.
+
+        Seeds are hop 0 (unknown seeds and seeds outside `namespaces` are dropped). From each
+        entity at hop h < depth, every relation that is live at `as_of` (now when None), of an
+        allowed type and namespace, is followed to an entity of an allowed namespace, which gets
+        hop h + 1 unless it already has a smaller one. Entities of other namespaces are neither
+        returned nor traversed through. At most `limit` entities are returned (seeds first, then
+        by hop); the relations returned are those followed between returned entities.
+        """
+        if direction not in ("out", "in", "both"):
+            raise ValueError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
+        if limit <= 0:
+            return Subgraph()
+        with self._read("traverse the graph") as conn:
+            self.view.catch_up(conn)
+            walk = self.view.traverse(
+                list(ids),
+                max(depth, 0),
+                relation_types,
+                direction,
+                to_iso(as_of),
+                to_iso(utcnow()) or "",
+                namespaces,
+                limit,
+            )
+            entities = self._load_entities(conn, list(walk.hops))
+            relations = self._load_relations(conn, walk.relation_ids)
+        return Subgraph(
+            entities={e.id: e for e in entities},
+            relations=relations,
+            hops={e.id: walk.hops[e.id] for e in entities},
+        )
+
+    def keyword_search(
+        self,
+        query: str,
+        k: int = 10,
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """BM25 over entity name and text; higher score is better. Query text is data, never syntax."""
+        expression = fts_expression(query)
+        if expression is None or k <= 0:
+            return []
+        sql = (
+            f"SELECT e.id, bm25(entities_fts, {BM25_WEIGHTS[0]}, {BM25_WEIGHTS[1]}) AS score "
+            "FROM entities_fts JOIN entities e ON e.rid = entities_fts.rowid "
+            f"WHERE entities_fts MATCH ?1 AND {_NS_FILTER.format(n=2, col='e.namespace')} "
+            f"AND {_NS_FILTER.format(n=3, col='e.type')} ORDER BY score, e.id LIMIT ?4"
+        )
+        with self._guard("run a keyword search") as conn:
+            rows = conn.execute(
+                sql, (expression, _optional_list(namespaces), _optional_list(types), k)
+            ).fetchall()
+        return [(eid, max(-float(score), 1e-9)) for eid, score in rows]
+
+    def name_lookup(
+        self,
+        names: Sequence[str],
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> dict[str, list[str]]:
+        """Case-insensitive exact name matches: lower-cased name -> entity ids (sorted).
+
+        Names without a match are left out.
+        """
+        keys = list(dict.fromkeys(n.lower() for n in names))
+        sql = (
+            "SELECT name_lower, id FROM entities WHERE name_lower IN (SELECT value FROM json_each(?1)) "
+            f"AND {_NS_FILTER.format(n=2, col='namespace')} AND {_NS_FILTER.format(n=3, col='type')} "
+            "ORDER BY name_lower, id"
+        )
+        out: dict[str, list[str]] = {}
+        with self._read("look up names") as conn:
+            for part in chunks(keys):
+                for key, eid in conn.execute(
+                    sql, (json_list(part), _optional_list(namespaces), _optional_list(types))
+                ):
+                    out.setdefault(key, []).append(eid)
+        return out
+
+    def iter_entities(
+        self,
+        batch_size: int = 1000,
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Iterator[list[Entity]]:
+        """Pages of entities in id order (keyset pagination: each page starts after the last id)."""
+        sql = (
+            f"SELECT {ENTITY_COLUMNS} FROM entities WHERE id > ?1 AND "
+            f"{_NS_FILTER.format(n=2, col='namespace')} AND {_NS_FILTER.format(n=3, col='type')} "
+            "ORDER BY id LIMIT ?4"
+        )
+        params = (_optional_list(namespaces), _optional_list(types))
+        last = ""
+        while True:
+            with self._guard("iterate entities") as conn:
+                rows = conn.execute(sql, (last, *params, max(batch_size, 1))).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row_to_entity(r) for r in rows]
+
+    def iter_relations(self, batch_size: int = 1000) -> Iterator[list[Relation]]:
+        sql = f"SELECT {RELATION_COLUMNS} FROM relations WHERE id > ? ORDER BY id LIMIT ?"
+        last = ""
+        while True:
+            with self._guard("iterate relations") as conn:
+                rows = conn.execute(sql, (last, max(batch_size, 1))).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row_to_relation(r) for r in rows]
+
+    def iter_vectors(
+        self, model: str, batch_size: int = 4096
+    ) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+        """(ids, namespaces, float32 matrix) batches of every stored vector of `model`, in id order."""
+        sql = (
+            "SELECT v.entity_id, e.namespace, v.dim, v.blob "
+            "FROM vectors v JOIN entities e ON e.id = v.entity_id "
+            "WHERE v.model = ? AND v.entity_id > ? ORDER BY v.entity_id LIMIT ?"
+        )
+        last = ""
+        while True:
+            with self._guard("iterate vectors") as conn:
+                rows = conn.execute(sql, (model, last, max(batch_size, 1))).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            dim = int(rows[0][2])
+            matrix = np.frombuffer(bytearray(b"".join(r[3] for r in rows)), dtype=np.float32)
+            yield [r[0] for r in rows], [r[1] for r in rows], matrix.reshape(len(rows), dim)
+
+    def get_vectors(self, ids: Sequence[str], model: str) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._read("read vectors") as conn:
+            for part in chunks(list(dict.fromkeys(ids))):
+                for eid, blob in conn.execute(
+                    "SELECT entity_id, blob FROM vectors WHERE model = ? "
+                    "AND entity_id IN (SELECT value FROM json_each(?))",
+                    (model, json_list(part)),
+                ):
+                    out[eid] = np.frombuffer(bytearray(blob), dtype=np.float32)
+        return out
+
+    def vector_hashes(self, ids: Sequence[str], model: str) -> dict[str, str]:
+        """Content hash of the text each stored vector was computed from (to skip re-embedding)."""
+        out: dict[str, str] = {}
+        with self._read("read vector hashes") as conn:
+            for part in chunks(list(dict.fromkeys(ids))):
+                for eid, digest in conn.execute(
+                    "SELECT entity_id, content_hash FROM vectors WHERE model = ? "
+                    "AND entity_id IN (SELECT value FROM json_each(?))",
+                    (model, json_list(part)),
+                ):
+                    out[eid] = digest
+        return out
+
+    # change log and sync state -------------------------------------------------------------
+    def last_seq(self) -> int:
+        with self._guard("read the change log") as conn:
+            return int(conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0)
+
+    def changes_since(self, seq: int, limit: int = 100_000) -> list[Change]:
+        with self._guard("read the change log") as conn:
+            rows = conn.execute(
+                "SELECT seq, kind, id, op, namespace FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, max(limit, 0)),
+            ).fetchall()
+        return [Change(seq=r[0], kind=r[1], id=r[2], op=r[3], namespace=r[4]) for r in rows]
+
+    def source_items(self, source: str) -> dict[str, SourceItemState]:
+        with self._guard("read source items") as conn:
+            rows = conn.execute(
+                "SELECT key, content_hash, entity_ids, relation_ids, cursor "
+                "FROM source_items WHERE source = ?",
+                (source,),
+            ).fetchall()
+        return {
+            key: SourceItemState(
+                source=source,
+                key=key,
+                content_hash=digest,
+                entity_ids=tuple(json.loads(ents)),
+                relation_ids=tuple(json.loads(rels)),
+                cursor=cursor,
+            )
+            for key, digest, ents, rels, cursor in rows
+        }
+
+    def stats(self) -> StoreStats:
+        now = to_iso(utcnow())
+        with self._read("compute statistics") as conn:
+            entities = int(conn.execute("SELECT count(*) FROM entities").fetchone()[0])
+            relations = int(conn.execute("SELECT count(*) FROM relations").fetchone()[0])
+            live = int(
+                conn.execute(
+                    "SELECT count(*) FROM relations "
+                    "WHERE expired_at IS NULL AND (valid_to IS NULL OR valid_to > ?)",
+                    (now,),
+                ).fetchone()[0]
+            )
+            vectors = int(conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
+            entity_types = dict(conn.execute("SELECT type, count(*) FROM entities GROUP BY type").fetchall())
+            relation_types = dict(
+                conn.execute("SELECT type, count(*) FROM relations GROUP BY type").fetchall()
+            )
+            namespaces = dict(
+                conn.execute("SELECT namespace, count(*) FROM entities GROUP BY namespace").fetchall()
+            )
+            last_seq = int(conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0)
+        return StoreStats(
+            entities=entities,
+            relations=relations,
+            live_relations=live,
+            vectors=vectors,
+            entity_types=entity_types,
+            relation_types=relation_types,
+            namespaces=namespaces,
+            last_seq=last_seq,
+            backend=self.backend,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.close()
+            except sqlite3.Error as exc:
+                raise StoreError(f"could not close the graph store at {self.db_path}: {exc}") from exc

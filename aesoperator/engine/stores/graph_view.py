@@ -1,0 +1,231 @@
+"""The in-memory traversal view of the embedded store: a networkx MultiDiGraph.
+
+Nodes are entity ids (attributes `namespace`, `type`); edges are keyed by relation id (attributes
+`type`, `namespace`, `valid_from`, `valid_to`, `recorded_at`, `expired_at`, timestamps kept as
+canonical ISO text, which sorts in time order). The view is built once from SQLite and then caught
+up from the change log: only the rows after the last applied `seq` are read, and only the entities
+and relations they name are fetched again. Another process writing the same data directory is
+therefore seen at the next read without a reload.
+
+Callers hold a read transaction around `catch_up` and the queries that follow, so the view and the
+rows they load come from one snapshot.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from aesoperator.engine.stores.embedded_rows import chunks, json_list
+from aesoperator.graph_schema.models import Direction
+
+_EDGE_SQL = (
+    "SELECT id, type, src, dst, namespace, valid_from, valid_to, recorded_at, expired_at FROM relations"
+)
+
+
+def edge_is_live(attrs: dict[str, Any], as_of: str | None, now: str) -> bool:
+    """`Relation.is_live` over ISO text: live now when not expired and not past `valid_to`; live
+    at `as_of` when it started by then (`valid_from`, else `recorded_at`) and had not ended
+    (`valid_to`, else `expired_at`)."""
+    if as_of is None:
+        if attrs["expired_at"] is not None:
+            return False
+        valid_to = attrs["valid_to"]
+        return valid_to is None or valid_to > now
+    start = attrs["valid_from"] or attrs["recorded_at"]
+    if start is not None and start > as_of:
+        return False
+    end = attrs["valid_to"] or attrs["expired_at"]
+    return end is None or end > as_of
+
+
+@dataclass(slots=True)
+class Traversal:
+    hops: dict[str, int] = field(default_factory=dict)
+    relation_ids: list[str] = field(default_factory=list)
+
+
+class GraphView:
+    """A process-local traversal view kept in step with the store's change log."""
+
+    def __init__(self) -> None:
+        self.graph: nx.MultiDiGraph = nx.MultiDiGraph()
+        self.applied_seq = 0
+        self.applied_changes = 0  # change-log rows applied incrementally since the last full load
+        self.full_loads = 0
+        self._ends: dict[str, tuple[str, str]] = {}
+
+    # building -------------------------------------------------------------------------------
+    def load(self, conn: sqlite3.Connection) -> None:
+        """Build the view from scratch (at open, or if the change log went backwards)."""
+        graph: nx.MultiDiGraph = nx.MultiDiGraph()
+        seq_row = conn.execute("SELECT max(seq) FROM changes").fetchone()
+        graph.add_nodes_from(
+            (eid, {"namespace": ns, "type": typ})
+            for eid, ns, typ in conn.execute("SELECT id, namespace, type FROM entities")
+        )
+        ends: dict[str, tuple[str, str]] = {}
+        edges = []
+        for row in conn.execute(_EDGE_SQL):
+            if row[2] not in graph or row[3] not in graph:
+                continue
+            ends[row[0]] = (row[2], row[3])
+            edges.append((row[2], row[3], row[0], _edge_attrs(row)))
+        graph.add_edges_from(edges)
+        self.graph = graph
+        self._ends = ends
+        self.applied_seq = int(seq_row[0] or 0)
+        self.applied_changes = 0
+        self.full_loads += 1
+
+    def catch_up(self, conn: sqlite3.Connection) -> int:
+        """Apply the change-log rows written since the last call; returns how many were read."""
+        head = int(conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0)
+        if head == self.applied_seq:
+            return 0
+        if head < self.applied_seq:
+            self.load(conn)
+            return 0
+        entity_ids: dict[str, None] = {}
+        relation_ids: dict[str, None] = {}
+        count = 0
+        for kind, item_id in conn.execute(
+            "SELECT kind, id FROM changes WHERE seq > ? AND seq <= ? ORDER BY seq", (self.applied_seq, head)
+        ):
+            count += 1
+            if kind == "entity":
+                entity_ids[item_id] = None
+            elif kind == "relation":
+                relation_ids[item_id] = None
+        self._refresh_entities(conn, list(entity_ids))
+        self._refresh_relations(conn, list(relation_ids))
+        self.applied_seq = head
+        self.applied_changes += count
+        return count
+
+    def _refresh_entities(self, conn: sqlite3.Connection, ids: list[str]) -> None:
+        if not ids:
+            return
+        current: dict[str, tuple[str, str]] = {}
+        for part in chunks(ids):
+            for eid, ns, typ in conn.execute(
+                "SELECT id, namespace, type FROM entities WHERE id IN (SELECT value FROM json_each(?))",
+                (json_list(part),),
+            ):
+                current[eid] = (ns, typ)
+        graph = self.graph
+        for eid in ids:
+            if eid in current:
+                ns, typ = current[eid]
+                graph.add_node(eid, namespace=ns, type=typ)
+            elif eid in graph:
+                for _u, _v, key in list(graph.in_edges(eid, keys=True)) + list(
+                    graph.out_edges(eid, keys=True)
+                ):
+                    self._ends.pop(key, None)
+                graph.remove_node(eid)
+
+    def _refresh_relations(self, conn: sqlite3.Connection, ids: list[str]) -> None:
+        if not ids:
+            return
+        current: dict[str, tuple[Any, ...]] = {}
+        for part in chunks(ids):
+            for row in conn.execute(
+                _EDGE_SQL + " WHERE id IN (SELECT value FROM json_each(?))", (json_list(part),)
+            ):
+                current[row[0]] = tuple(row)
+        graph = self.graph
+        for rid in ids:
+            old = self._ends.pop(rid, None)
+            if old is not None and graph.has_edge(old[0], old[1], key=rid):
+                graph.remove_edge(old[0], old[1], key=rid)
+            row = current.get(rid)
+            if row is None or row[2] not in graph or row[3] not in graph:
+                continue
+            graph.add_edge(row[2], row[3], key=rid, **_edge_attrs(row))
+            self._ends[rid] = (row[2], row[3])
+
+    # queries --------------------------------------------------------------------------------
+    def namespace_of(self, entity_id: str) -> str | None:
+        node = self.graph.nodes.get(entity_id)
+        return None if node is None else str(node["namespace"])
+
+    def traverse(
+        self,
+        seeds: Sequence[str],
+        depth: int,
+        relation_types: Iterable[str] | None,
+        direction: Direction,
+        as_of: str | None,
+        now: str,
+        namespaces: Iterable[str] | None,
+        limit: int,
+    ) -> Traversal:
+        """Breadth-first search from `seeds` (see `EmbeddedGraphStore.neighbors`)."""
+        graph = self.graph
+        nodes = graph.nodes
+        allowed = None if namespaces is None else set(namespaces)
+        types = None if relation_types is None else set(relation_types)
+        result = Traversal()
+        hops = result.hops
+        for seed in seeds:
+            if len(hops) >= limit:
+                break
+            node = nodes.get(seed)
+            if node is None or seed in hops or (allowed is not None and node["namespace"] not in allowed):
+                continue
+            hops[seed] = 0
+        followed: dict[str, None] = {}
+        frontier = list(hops)
+        for hop in range(1, depth + 1):
+            if not frontier:
+                break
+            next_frontier: list[str] = []
+            for current in frontier:
+                for rid, other, attrs in _incident(graph, current, direction):
+                    if types is not None and attrs["type"] not in types:
+                        continue
+                    if allowed is not None and attrs["namespace"] not in allowed:
+                        continue
+                    if not edge_is_live(attrs, as_of, now):
+                        continue
+                    if other not in hops:
+                        if allowed is not None and nodes[other]["namespace"] not in allowed:
+                            continue
+                        if len(hops) >= limit:
+                            continue
+                        hops[other] = hop
+                        next_frontier.append(other)
+                    followed[rid] = None
+            frontier = next_frontier
+        result.relation_ids = list(followed)
+        return result
+
+
+def _incident(
+    graph: nx.MultiDiGraph, node: str, direction: Direction
+) -> list[tuple[str, str, dict[str, Any]]]:
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    if direction in ("out", "both"):
+        for other, keyed in graph.succ[node].items():
+            out.extend((rid, other, attrs) for rid, attrs in keyed.items())
+    if direction in ("in", "both"):
+        for other, keyed in graph.pred[node].items():
+            out.extend((rid, other, attrs) for rid, attrs in keyed.items())
+    return out
+
+
+def _edge_attrs(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "type": row[1],
+        "namespace": row[4],
+        "valid_from": row[5],
+        "valid_to": row[6],
+        "recorded_at": row[7],
+        "expired_at": row[8],
+    }

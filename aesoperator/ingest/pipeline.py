@@ -1,0 +1,245 @@
+"""extract → map → embed → load, in batches, incrementally and resumably.
+
+Each batch is written to the graph store in one atomic write together with the sync state of
+the records it holds, so a crash or kill leaves every committed batch whole and the next run
+picks up where the last one stopped: records whose content hash is already recorded are skipped.
+Embedding of the next batch overlaps with the store write of the previous one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
+from aesoperator.errors import AesopError, SourceError
+from aesoperator.graph_schema.ids import content_hash
+from aesoperator.graph_schema.models import Entity, Relation
+from aesoperator.ingest.progress import NoProgress, ProgressReporter
+from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
+
+if TYPE_CHECKING:
+    from aesoperator.engine.embeddings import TextEmbedder
+
+SOURCE_IDENTITY_KEY = "__source__"
+
+
+def embedding_text(entity: Entity) -> str:
+    """What gets embedded: the text, prefixed by the name when the text does not already carry it."""
+    return entity.text if entity.name in entity.text[:400] else f"{entity.name}\n{entity.text}"
+
+
+@dataclass
+class IngestReport:
+    source: str
+    records_seen: int = 0
+    records_changed: int = 0
+    records_unchanged: int = 0
+    records_removed: int = 0
+    entities_written: int = 0
+    relations_written: int = 0
+    vectors_written: int = 0
+    entities_deleted: int = 0
+    relations_expired: int = 0
+    texts_embedded: int = 0
+    batches: int = 0
+    skipped: list[SkippedRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: {"extract": 0.0, "map": 0.0, "embed": 0.0, "store": 0.0})
+
+    def add(self, result: WriteResult) -> None:
+        self.entities_written += result.entities_written
+        self.relations_written += result.relations_written
+        self.vectors_written += result.vectors_written
+        self.entities_deleted += result.entities_deleted
+        self.relations_expired += result.relations_expired
+        self.batches += 1
+
+
+@dataclass
+class _PendingBatch:
+    entities: dict[str, Entity] = field(default_factory=dict)
+    relations: dict[str, Relation] = field(default_factory=dict)
+    delete_entity_ids: set[str] = field(default_factory=set)
+    expire_relation_ids: set[str] = field(default_factory=set)
+    items: list[SourceItemState] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.entities) + len(self.relations)
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        store: GraphStore,
+        embedder: TextEmbedder | None = None,
+        batch_size: int = 1000,
+        progress: ProgressReporter | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.batch_size = batch_size
+        self.progress = progress or NoProgress()
+
+    # -- source identity ---------------------------------------------------------------------
+    def claim_source(self, source: str, identity: str) -> None:
+        """Record which location a source name stands for; refuse a different one under the same name."""
+        known = self.store.source_items(source).get(SOURCE_IDENTITY_KEY)
+        if known is not None and known.cursor != identity:
+            raise SourceError(
+                f"source name {source!r} already holds {known.cursor}; give {identity} another name (--name)"
+            )
+        if known is None:
+            state = SourceItemState(source, SOURCE_IDENTITY_KEY, content_hash(identity), cursor=identity)
+            self.store.write(WriteBatch(source_items=[state]))
+
+    # -- main loop ----------------------------------------------------------------------------
+    def run(
+        self,
+        source: str,
+        records: Iterable[SourceRecord],
+        mapper: Mapper,
+        total: int | None = None,
+        skipped: list[SkippedRecord] | None = None,
+        remove_missing: bool = True,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport(source=source)
+        previous = self.store.source_items(source)
+        seen: set[str] = {SOURCE_IDENTITY_KEY}
+        pending = _PendingBatch()
+        in_flight: Future[WriteResult] | None = None
+        self.progress.start(f"ingest {source}", total)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aesop-store") as writer:
+            try:
+                iterator = iter(records)
+                while True:
+                    t0 = time.perf_counter()
+                    record = next(iterator, None)
+                    report.stage_seconds["extract"] += time.perf_counter() - t0
+                    if record is None:
+                        break
+                    report.records_seen += 1
+                    seen.add(record.key)
+                    before = previous.get(record.key)
+                    if before is not None and before.content_hash == record.content_hash:
+                        report.records_unchanged += 1
+                        self.progress.advance()
+                        continue
+                    report.records_changed += 1
+                    self._map_into(pending, source, record, before, mapper, report)
+                    self.progress.advance()
+                    if len(pending) >= self.batch_size:
+                        in_flight = self._flush(pending, writer, in_flight, report)
+                        pending = _PendingBatch()
+                in_flight = self._flush(pending, writer, in_flight, report)
+                if in_flight is not None:
+                    report.add(in_flight.result())
+                    in_flight = None
+            finally:
+                if in_flight is not None:
+                    in_flight.result()  # surface a store error of the last batch
+                self.progress.finish()
+
+        if skipped:
+            report.skipped.extend(skipped)
+            seen.update(s.key for s in skipped)  # unreadable this time is not the same as gone
+        if remove_missing:
+            gone = [state for key, state in previous.items() if key not in seen]
+            for start in range(0, len(gone), self.batch_size):
+                part = gone[start : start + self.batch_size]
+                result = self.store.write(
+                    WriteBatch(
+                        delete_entity_ids=[i for s in part for i in s.entity_ids],
+                        delete_source_items=[(s.source, s.key) for s in part],
+                    )
+                )
+                report.add(result)
+                report.records_removed += len(part)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _map_into(
+        self,
+        pending: _PendingBatch,
+        source: str,
+        record: SourceRecord,
+        before: SourceItemState | None,
+        mapper: Mapper,
+        report: IngestReport,
+    ) -> None:
+        t0 = time.perf_counter()
+        try:
+            item = mapper.map(record)
+        except AesopError:
+            raise
+        except ValueError as exc:  # pydantic validation of one item: skip it, keep the rest
+            report.skipped.append(SkippedRecord(record.key, f"does not fit the schema: {exc}"))
+            report.stage_seconds["map"] += time.perf_counter() - t0
+            return
+        for entity in item.shared_entities:
+            pending.entities.setdefault(entity.id, entity)
+        for entity in item.entities:
+            pending.entities[entity.id] = entity
+        for relation in item.relations:
+            pending.relations[relation.id] = relation
+        owned = tuple(e.id for e in item.entities)
+        rel_ids = tuple(r.id for r in item.relations)
+        if before is not None:
+            pending.delete_entity_ids.update(set(before.entity_ids) - set(owned))
+            pending.expire_relation_ids.update(set(before.relation_ids) - set(rel_ids))
+        pending.items.append(SourceItemState(source, record.key, record.content_hash, owned, rel_ids))
+        report.stage_seconds["map"] += time.perf_counter() - t0
+
+    def _flush(
+        self,
+        pending: _PendingBatch,
+        writer: ThreadPoolExecutor,
+        in_flight: Future[WriteResult] | None,
+        report: IngestReport,
+    ) -> Future[WriteResult] | None:
+        if not pending.items and not pending.entities:
+            return in_flight
+        vectors, model = self._embed(pending, report)
+        batch = WriteBatch(
+            entities=list(pending.entities.values()),
+            relations=list(pending.relations.values()),
+            vectors=vectors,
+            vector_model=model,
+            delete_entity_ids=sorted(pending.delete_entity_ids - set(pending.entities)),
+            expire_relation_ids=sorted(pending.expire_relation_ids - set(pending.relations)),
+            source_items=pending.items,
+        )
+        if in_flight is not None:  # one write at a time, in order
+            report.add(in_flight.result())
+        return writer.submit(self._timed_write, batch, report)
+
+    def _timed_write(self, batch: WriteBatch, report: IngestReport) -> WriteResult:
+        t0 = time.perf_counter()
+        try:
+            return self.store.write(batch)
+        finally:
+            report.stage_seconds["store"] += time.perf_counter() - t0
+
+    def _embed(self, pending: _PendingBatch, report: IngestReport) -> tuple[dict[str, tuple[str, np.ndarray]], str | None]:
+        if self.embedder is None or not pending.entities:
+            return {}, None
+        t0 = time.perf_counter()
+        model = self.embedder.model_name
+        texts = {eid: embedding_text(e) for eid, e in pending.entities.items()}
+        hashes = {eid: content_hash(t) for eid, t in texts.items()}
+        stored = self.store.vector_hashes(list(texts), model)
+        todo = [eid for eid in texts if stored.get(eid) != hashes[eid]]
+        vectors: dict[str, tuple[str, np.ndarray]] = {}
+        if todo:
+            matrix = self.embedder.embed([texts[eid] for eid in todo])
+            report.texts_embedded += len(todo)
+            for row, eid in enumerate(todo):
+                vectors[eid] = (hashes[eid], matrix[row])
+        report.stage_seconds["embed"] += time.perf_counter() - t0
+        return vectors, model

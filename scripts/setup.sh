@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Create .venv and install aesoperator into it.
+#   scripts/setup.sh          the engine (embedded store, CLI)
+#   scripts/setup.sh --dev    plus everything the tests need (linters, Java + Maven for the local Neo4j)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" - <<'PY' || { echo "aesoperator needs Python 3.11 or newer (set PYTHON=...)" >&2; exit 1; }
+import sys
+sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+
+# torch first: a CPU wheel found on disk (PIP_FIND_LINKS) wins; otherwise the registry's build.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "installing torch 2.13.0 (first run only)…"
+  "${PIP[@]}" "torch==2.13.0"
+fi
+
+if [[ $dev == 1 ]]; then
+  "${PIP[@]}" -e ".[dev,neo4j-fast]"
+else
+  "${PIP[@]}" -e ".[neo4j-fast]"
+fi
+
+if [[ $dev == 1 ]]; then
+  need=()
+  command -v java >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+  command -v mvn >/dev/null 2>&1 || need+=(maven)
+  if (( ${#need[@]} )); then
+    echo "installing ${need[*]} from Debian's packages…"
+    if [[ $(id -u) == 0 ]]; then
+      apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+      sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+  fi
+  if [[ -f tools/neo4j-local/build.sh ]]; then
+    bash tools/neo4j-local/build.sh
+  fi
+fi
+echo "ready: $(.venv/bin/aesop --help >/dev/null && echo 'aesop CLI installed in .venv/bin')"

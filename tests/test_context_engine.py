@@ -1,0 +1,98 @@
+"""End-to-end search over the embedded store: ranked, explained, filtered, budgeted."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aesoperator.errors import SchemaError
+from aesoperator.graph_schema import Entity, Relation, utcnow
+
+FIXTURE = Path(__file__).parent / "fixtures" / "docs"
+
+
+@pytest.fixture
+def engine(make_engine: Callable[..., Any], tmp_path: Path) -> Any:
+    folder = tmp_path / "bakery"
+    shutil.copytree(FIXTURE, folder)
+    eng = make_engine()
+    eng.ingest_path(folder)
+    return eng
+
+
+def test_search_ranks_the_right_passage_first_with_reasons_and_provenance(engine: Any) -> None:
+    result = engine.search("who runs the night shift?", k=5)
+    top = result.hits[0]
+    assert "Marguerite" in top.text
+    assert top.reasons and any("vector" in r or "keyword" in r for r in top.reasons)
+    assert top.provenance is not None and top.provenance.uri.startswith("file://")
+    assert set(result.timings_ms) >= {"embed", "vector", "keyword", "fuse", "pack"}
+
+
+def test_semantic_query_without_shared_words_still_finds_it(engine: Any) -> None:
+    result = engine.search("pastry made without gravity", k=3, channels=("vector",), hops=0)
+    assert any("croissant" in h.text for h in result.hits)
+
+
+def test_type_and_namespace_filters(engine: Any, make_engine: Callable[..., Any]) -> None:
+    only_files = engine.search("bakery staff", k=5, types=["File"])
+    assert only_files.hits and all(h.type == "File" for h in only_files.hits)
+    assert engine.search("bakery staff", k=5, namespaces=["elsewhere"]).hits == []
+
+
+def test_graph_expansion_brings_in_neighbours_with_a_reason(engine: Any) -> None:
+    engine.upsert(
+        [
+            Entity(id="p:tobias", type="Person", name="Tobias Lindqvist", text="Tobias Lindqvist, head baker"),
+            Entity(id="c:croissant", type="Concept", name="zero-gravity croissant", text="A pastry laminated twelve times"),
+        ],
+        [Relation(type="AUTHORED", src="p:tobias", dst="c:croissant")],
+    )
+    result = engine.search("Tobias Lindqvist", k=8, hops=1)
+    ids = [h.id for h in result.hits]
+    assert "p:tobias" in ids
+    hop_hits = [h for h in result.hits if h.hop == 1]
+    assert any(h.id == "c:croissant" for h in hop_hits)
+    assert any("AUTHORED" in r for h in hop_hits for r in h.reasons)
+    assert any(t.type == "AUTHORED" for t in result.triples)
+    no_graph = engine.search("Tobias Lindqvist", k=8, hops=0)
+    assert all(h.hop == 0 for h in no_graph.hits)
+
+
+def test_as_of_hides_facts_that_did_not_hold_then(engine: Any) -> None:
+    past = utcnow() - timedelta(days=30)
+    engine.upsert([Entity(id="n:new", type="Document", name="launch note", text="the station opened a bakery", valid_from=utcnow())])
+    assert any(h.id == "n:new" for h in engine.search("station opened a bakery", k=5).hits)
+    assert all(h.id != "n:new" for h in engine.search("station opened a bakery", k=5, as_of=past).hits)
+
+
+def test_token_budget_is_respected(engine: Any) -> None:
+    result = engine.search("bakery", k=10, token_budget=120)
+    assert 0 < result.tokens_used <= 120
+    assert result.context_text()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"query": ""}, "must not be empty"),
+        ({"query": "x" * 20_000}, "limit"),
+        ({"query": "ok", "k": 0}, "k must be"),
+        ({"query": "ok", "hops": 9}, "hops"),
+        ({"query": "ok", "channels": ("psychic",)}, "unknown retrieval channel"),
+    ],
+)
+def test_bad_queries_get_clear_errors(engine: Any, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        engine.search(**kwargs)
+
+
+def test_query_text_that_looks_like_syntax_is_just_text(engine: Any) -> None:
+    for q in ['"unbalanced', "NEAR(a b) OR *", "'); DROP TABLE entities; --", "MATCH (n) DETACH DELETE n"]:
+        engine.search(q, k=3)
+    assert engine.stats().entity_types["File"] == 4
