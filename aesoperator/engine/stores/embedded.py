@@ -14,15 +14,15 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from aesoperator.engine.stores.base import (
     Change,
+    GraphStore,
     SourceItemState,
     StoreStats,
     Subgraph,
@@ -46,10 +46,15 @@ from aesoperator.errors import StoreError
 from aesoperator.graph_schema.models import Direction, Entity, Relation, to_iso, utcnow
 
 DB_FILE = "graph.sqlite"
+MAX_ROWS = 1_000_000_000  # upper bound for caller-given limits (SQLite integers are 64-bit)
 # bm25 column weights: a hit in the name counts twice a hit in the text.
 BM25_WEIGHTS = (2.0, 1.0)
 
 _NS_FILTER = "(?{n} IS NULL OR {col} IN (SELECT value FROM json_each(?{n})))"
+
+
+def _page(size: int) -> int:
+    return min(max(size, 1), MAX_ROWS)
 
 
 def _optional_list(values: Sequence[str] | None) -> str | None:
@@ -68,9 +73,7 @@ class EmbeddedGraphStore:
         self._closed = False
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                str(self.db_path), timeout=30.0, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(str(self.db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the graph store at {self.db_path}: {exc}") from exc
         self._conn = conn
@@ -84,8 +87,12 @@ class EmbeddedGraphStore:
             conn.close()
             raise
         self.view = GraphView()
-        with self._read("build the graph view"):
-            self.view.load(conn)
+        try:
+            with self._read("build the graph view"):
+                self.view.load(conn)
+        except BaseException:
+            self.close()
+            raise
 
     # plumbing -------------------------------------------------------------------------------
     @contextmanager
@@ -111,7 +118,7 @@ class EmbeddedGraphStore:
                     conn.execute("ROLLBACK")
                 raise
 
-    def _read(self, action: str) -> Any:
+    def _read(self, action: str) -> AbstractContextManager[sqlite3.Connection]:
         """A read transaction: every statement inside sees one snapshot."""
         return self._transaction(action, "BEGIN")
 
@@ -141,9 +148,7 @@ class EmbeddedGraphStore:
         vector_model: str | None = None,
     ) -> WriteResult:
         return self._write(
-            WriteBatch(
-                entities=entities, relations=relations, vectors=vectors or {}, vector_model=vector_model
-            )
+            WriteBatch(entities=entities, relations=relations, vectors=vectors or {}, vector_model=vector_model)
         )
 
     def delete_entities(self, ids: Sequence[str]) -> int:
@@ -253,6 +258,7 @@ class EmbeddedGraphStore:
         expression = fts_expression(query)
         if expression is None or k <= 0:
             return []
+        k = min(k, MAX_ROWS)
         sql = (
             f"SELECT e.id, bm25(entities_fts, {BM25_WEIGHTS[0]}, {BM25_WEIGHTS[1]}) AS score "
             "FROM entities_fts JOIN entities e ON e.rid = entities_fts.rowid "
@@ -260,9 +266,7 @@ class EmbeddedGraphStore:
             f"AND {_NS_FILTER.format(n=3, col='e.type')} ORDER BY score, e.id LIMIT ?4"
         )
         with self._guard("run a keyword search") as conn:
-            rows = conn.execute(
-                sql, (expression, _optional_list(namespaces), _optional_list(types), k)
-            ).fetchall()
+            rows = conn.execute(sql, (expression, _optional_list(namespaces), _optional_list(types), k)).fetchall()
         return [(eid, max(-float(score), 1e-9)) for eid, score in rows]
 
     def name_lookup(
@@ -284,9 +288,7 @@ class EmbeddedGraphStore:
         out: dict[str, list[str]] = {}
         with self._read("look up names") as conn:
             for part in chunks(keys):
-                for key, eid in conn.execute(
-                    sql, (json_list(part), _optional_list(namespaces), _optional_list(types))
-                ):
+                for key, eid in conn.execute(sql, (json_list(part), _optional_list(namespaces), _optional_list(types))):
                     out.setdefault(key, []).append(eid)
         return out
 
@@ -306,7 +308,7 @@ class EmbeddedGraphStore:
         last = ""
         while True:
             with self._guard("iterate entities") as conn:
-                rows = conn.execute(sql, (last, *params, max(batch_size, 1))).fetchall()
+                rows = conn.execute(sql, (last, *params, _page(batch_size))).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
@@ -317,15 +319,13 @@ class EmbeddedGraphStore:
         last = ""
         while True:
             with self._guard("iterate relations") as conn:
-                rows = conn.execute(sql, (last, max(batch_size, 1))).fetchall()
+                rows = conn.execute(sql, (last, _page(batch_size))).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
             yield [row_to_relation(r) for r in rows]
 
-    def iter_vectors(
-        self, model: str, batch_size: int = 4096
-    ) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    def iter_vectors(self, model: str, batch_size: int = 4096) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
         """(ids, namespaces, float32 matrix) batches of every stored vector of `model`, in id order."""
         sql = (
             "SELECT v.entity_id, e.namespace, v.dim, v.blob "
@@ -335,7 +335,7 @@ class EmbeddedGraphStore:
         last = ""
         while True:
             with self._guard("iterate vectors") as conn:
-                rows = conn.execute(sql, (model, last, max(batch_size, 1))).fetchall()
+                rows = conn.execute(sql, (model, last, _page(batch_size))).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
@@ -377,15 +377,14 @@ class EmbeddedGraphStore:
         with self._guard("read the change log") as conn:
             rows = conn.execute(
                 "SELECT seq, kind, id, op, namespace FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, max(limit, 0)),
+                (seq, min(max(limit, 0), MAX_ROWS)),
             ).fetchall()
         return [Change(seq=r[0], kind=r[1], id=r[2], op=r[3], namespace=r[4]) for r in rows]
 
     def source_items(self, source: str) -> dict[str, SourceItemState]:
         with self._guard("read source items") as conn:
             rows = conn.execute(
-                "SELECT key, content_hash, entity_ids, relation_ids, cursor "
-                "FROM source_items WHERE source = ?",
+                "SELECT key, content_hash, entity_ids, relation_ids, cursor FROM source_items WHERE source = ?",
                 (source,),
             ).fetchall()
         return {
@@ -407,19 +406,14 @@ class EmbeddedGraphStore:
             relations = int(conn.execute("SELECT count(*) FROM relations").fetchone()[0])
             live = int(
                 conn.execute(
-                    "SELECT count(*) FROM relations "
-                    "WHERE expired_at IS NULL AND (valid_to IS NULL OR valid_to > ?)",
+                    "SELECT count(*) FROM relations WHERE expired_at IS NULL AND (valid_to IS NULL OR valid_to > ?)",
                     (now,),
                 ).fetchone()[0]
             )
             vectors = int(conn.execute("SELECT count(*) FROM vectors").fetchone()[0])
             entity_types = dict(conn.execute("SELECT type, count(*) FROM entities GROUP BY type").fetchall())
-            relation_types = dict(
-                conn.execute("SELECT type, count(*) FROM relations GROUP BY type").fetchall()
-            )
-            namespaces = dict(
-                conn.execute("SELECT namespace, count(*) FROM entities GROUP BY namespace").fetchall()
-            )
+            relation_types = dict(conn.execute("SELECT type, count(*) FROM relations GROUP BY type").fetchall())
+            namespaces = dict(conn.execute("SELECT namespace, count(*) FROM entities GROUP BY namespace").fetchall())
             last_seq = int(conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0)
         return StoreStats(
             entities=entities,
@@ -442,3 +436,8 @@ class EmbeddedGraphStore:
                 self._conn.close()
             except sqlite3.Error as exc:
                 raise StoreError(f"could not close the graph store at {self.db_path}: {exc}") from exc
+
+
+def _conforms(store: EmbeddedGraphStore) -> GraphStore:
+    """Static check (for mypy) that the class implements the protocol exactly."""
+    return store

@@ -14,12 +14,10 @@ from typing import Any
 from aesoperator.graph_schema.models import Entity, Provenance, Relation, from_iso, to_iso
 
 ENTITY_COLUMNS = (
-    "id, type, name, text, properties, source, provenance, namespace, "
-    "valid_from, valid_to, created_at, updated_at"
+    "id, type, name, text, properties, source, provenance, namespace, valid_from, valid_to, created_at, updated_at"
 )
 RELATION_COLUMNS = (
-    "id, type, src, dst, properties, source, provenance, namespace, "
-    "valid_from, valid_to, recorded_at, expired_at"
+    "id, type, src, dst, properties, source, provenance, namespace, valid_from, valid_to, recorded_at, expired_at"
 )
 
 # Enough for any batch while keeping every JSON parameter a few hundred kilobytes at most.
@@ -38,18 +36,19 @@ def json_list(items: Sequence[str] | set[str]) -> str:
     return json.dumps(list(items), ensure_ascii=False)
 
 
+# One encoder reused for every row: sorted keys make equal content give equal text.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
 def dump_properties(props: dict[str, Any]) -> str:
-    return json.dumps(props, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _encode(props) if props else "{}"
 
 
 def dump_provenance(prov: Provenance | None) -> str | None:
     if prov is None:
         return None
-    return json.dumps(
-        {"uri": prov.uri, "version": prov.version, "fetched_at": to_iso(prov.fetched_at)},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    version = "null" if prov.version is None else _encode(prov.version)
+    return f'{{"uri":{_encode(prov.uri)},"version":{version},"fetched_at":"{to_iso(prov.fetched_at)}"}}'
 
 
 def load_provenance(text: str | None) -> Provenance | None:
@@ -181,11 +180,20 @@ def entity_from_history(text: str) -> Entity:
     )
 
 
+# English function words. They match most documents, so BM25 gives them almost no weight, yet
+# scoring every document they match is what makes a keyword query slow on a large store.
+_STOP_TEXT = """a an and are as at be been but by did do does for from had has have he her his how i if in
+into is it its me my no not of on or our she so than that the their them then there these they this to
+was we were what when where which who whom why will with would you your"""
+STOP_WORDS = frozenset(_STOP_TEXT.split())
+
+
 def fts_expression(query: str) -> str | None:
     """A safe FTS5 query: each word of `query` quoted as a literal phrase, OR-ed together.
 
     Nothing of the caller's text is ever read as FTS syntax (operators, column filters, quotes,
-    parentheses); `None` means the query has no searchable word.
+    parentheses); `None` means the query has no searchable word. Stop words are left out unless
+    the query has nothing else.
     """
     seen: dict[str, None] = {}
     for token in _WORD.findall(query):
@@ -194,4 +202,5 @@ def fts_expression(query: str) -> str | None:
             break
     if not seen:
         return None
-    return " OR ".join('"' + token.replace('"', '""') + '"' for token in seen)
+    terms = [t for t in seen if t not in STOP_WORDS] or list(seen)
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)

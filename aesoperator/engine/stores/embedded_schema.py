@@ -21,6 +21,7 @@ PRAGMAS = (
     "PRAGMA temp_store = MEMORY",
     "PRAGMA cache_size = -65536",
     "PRAGMA secure_delete = OFF",
+    "PRAGMA journal_size_limit = 67108864",
 )
 
 DDL = (
@@ -131,9 +132,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
-            conn.execute(
-                "INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(STORE_SCHEMA_VERSION),)
-            )
+            conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(STORE_SCHEMA_VERSION),))
         elif int(row[0]) > STORE_SCHEMA_VERSION:
             raise StoreError(
                 f"the store was written by a newer version (schema {row[0]}, this one reads "

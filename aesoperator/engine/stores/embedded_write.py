@@ -86,9 +86,7 @@ class BatchWriter:
         needed -= entities.keys()
         lookup = sorted(needed - deleted)
         stored = set(
-            _rows_by_id(
-                self.conn, "SELECT id FROM entities WHERE id IN (SELECT value FROM json_each(?))", lookup
-            )
+            _rows_by_id(self.conn, "SELECT id FROM entities WHERE id IN (SELECT value FROM json_each(?))", lookup)
         )
         for rel in relations.values():
             for end in (rel.src, rel.dst):
@@ -115,14 +113,15 @@ class BatchWriter:
         for entity_id, (digest, vector) in batch.vectors.items():
             if entity_id not in entities and entity_id not in stored:
                 raise SchemaError(
-                    f"vector for entity {entity_id!r} has no entity: "
-                    "write the entity first or in the same batch"
+                    f"vector for entity {entity_id!r} has no entity: write the entity first or in the same batch"
                 )
             array = np.ascontiguousarray(vector, dtype=np.float32)
             if array.ndim != 1 or array.size == 0:
                 raise SchemaError(
                     f"vector for entity {entity_id!r} has shape {array.shape}; expected one non-empty row"
                 )
+            if not np.isfinite(array).all():
+                raise SchemaError(f"vector for entity {entity_id!r} holds NaN or infinite values")
             if dim is None:
                 dim = int(array.size)
             elif array.size != dim:
@@ -218,9 +217,7 @@ class BatchWriter:
                 inserts,
             )
         if history:
-            self.conn.executemany(
-                "INSERT INTO entity_history (id, version, replaced_at) VALUES (?, ?, ?)", history
-            )
+            self.conn.executemany("INSERT INTO entity_history (id, version, replaced_at) VALUES (?, ?, ?)", history)
         if updates:
             self.conn.executemany(
                 "UPDATE entities SET type = ?, name = ?, text = ?, properties = ?, source = ?, "
@@ -271,8 +268,7 @@ class BatchWriter:
             return
         live = _rows_by_id(
             self.conn,
-            "SELECT id, namespace FROM relations WHERE expired_at IS NULL "
-            "AND id IN (SELECT value FROM json_each(?))",
+            "SELECT id, namespace FROM relations WHERE expired_at IS NULL AND id IN (SELECT value FROM json_each(?))",
             list(dict.fromkeys(ids)),
         )
         if not live:
@@ -301,8 +297,7 @@ class BatchWriter:
             self.changes.append(("vector", eid, "upsert", namespaces[eid][1]))
         if rows:
             self.conn.executemany(
-                "INSERT OR REPLACE INTO vectors (entity_id, model, content_hash, dim, blob) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO vectors (entity_id, model, content_hash, dim, blob) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
         self._count("vectors_written", len(rows))
@@ -329,17 +324,21 @@ class BatchWriter:
                 "(source, key, content_hash, entity_ids, relation_ids, cursor) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (s.source, s.key, s.content_hash, json.dumps(list(s.entity_ids)),
-                     json.dumps(list(s.relation_ids)), s.cursor)
+                    (
+                        s.source,
+                        s.key,
+                        s.content_hash,
+                        json.dumps(list(s.entity_ids)),
+                        json.dumps(list(s.relation_ids)),
+                        s.cursor,
+                    )
                     for s in batch.source_items
                 ],
-            )  # fmt: skip
+            )
 
     def log_changes(self) -> int:
         if self.changes:
-            self.conn.executemany(
-                "INSERT INTO changes (kind, id, op, namespace) VALUES (?, ?, ?, ?)", self.changes
-            )
+            self.conn.executemany("INSERT INTO changes (kind, id, op, namespace) VALUES (?, ?, ?, ?)", self.changes)
         row = self.conn.execute("SELECT max(seq) FROM changes").fetchone()
         return int(row[0] or 0)
 

@@ -23,9 +23,7 @@ import networkx as nx
 from aesoperator.engine.stores.embedded_rows import chunks, json_list
 from aesoperator.graph_schema.models import Direction
 
-_EDGE_SQL = (
-    "SELECT id, type, src, dst, namespace, valid_from, valid_to, recorded_at, expired_at FROM relations"
-)
+_EDGE_SQL = "SELECT id, type, src, dst, namespace, valid_from, valid_to, recorded_at, expired_at FROM relations"
 
 
 def edge_is_live(attrs: dict[str, Any], as_of: str | None, now: str) -> bool:
@@ -111,44 +109,46 @@ class GraphView:
     def _refresh_entities(self, conn: sqlite3.Connection, ids: list[str]) -> None:
         if not ids:
             return
-        current: dict[str, tuple[str, str]] = {}
+        current: dict[str, dict[str, str]] = {}
         for part in chunks(ids):
             for eid, ns, typ in conn.execute(
                 "SELECT id, namespace, type FROM entities WHERE id IN (SELECT value FROM json_each(?))",
                 (json_list(part),),
             ):
-                current[eid] = (ns, typ)
+                current[eid] = {"namespace": ns, "type": typ}
         graph = self.graph
         for eid in ids:
-            if eid in current:
-                ns, typ = current[eid]
-                graph.add_node(eid, namespace=ns, type=typ)
-            elif eid in graph:
-                for _u, _v, key in list(graph.in_edges(eid, keys=True)) + list(
-                    graph.out_edges(eid, keys=True)
-                ):
+            if eid not in current and eid in graph:
+                for _u, _v, key in [*graph.in_edges(eid, keys=True), *graph.out_edges(eid, keys=True)]:
                     self._ends.pop(key, None)
                 graph.remove_node(eid)
+        graph.add_nodes_from(current.items())
 
     def _refresh_relations(self, conn: sqlite3.Connection, ids: list[str]) -> None:
         if not ids:
             return
         current: dict[str, tuple[Any, ...]] = {}
         for part in chunks(ids):
-            for row in conn.execute(
-                _EDGE_SQL + " WHERE id IN (SELECT value FROM json_each(?))", (json_list(part),)
-            ):
+            for row in conn.execute(_EDGE_SQL + " WHERE id IN (SELECT value FROM json_each(?))", (json_list(part),)):
                 current[row[0]] = tuple(row)
         graph = self.graph
+        ends = self._ends
+        added: list[tuple[str, str, str, dict[str, Any]]] = []
         for rid in ids:
-            old = self._ends.pop(rid, None)
-            if old is not None and graph.has_edge(old[0], old[1], key=rid):
-                graph.remove_edge(old[0], old[1], key=rid)
             row = current.get(rid)
+            old = ends.get(rid)
+            if old is not None:
+                if row is not None and old == (row[2], row[3]):
+                    graph.succ[old[0]][old[1]][rid].update(_edge_attrs(row))
+                    continue
+                del ends[rid]
+                if graph.has_edge(old[0], old[1], key=rid):
+                    graph.remove_edge(old[0], old[1], key=rid)
             if row is None or row[2] not in graph or row[3] not in graph:
                 continue
-            graph.add_edge(row[2], row[3], key=rid, **_edge_attrs(row))
-            self._ends[rid] = (row[2], row[3])
+            ends[rid] = (row[2], row[3])
+            added.append((row[2], row[3], rid, _edge_attrs(row)))
+        graph.add_edges_from(added)
 
     # queries --------------------------------------------------------------------------------
     def namespace_of(self, entity_id: str) -> str | None:
@@ -207,9 +207,7 @@ class GraphView:
         return result
 
 
-def _incident(
-    graph: nx.MultiDiGraph, node: str, direction: Direction
-) -> list[tuple[str, str, dict[str, Any]]]:
+def _incident(graph: nx.MultiDiGraph, node: str, direction: Direction) -> list[tuple[str, str, dict[str, Any]]]:
     out: list[tuple[str, str, dict[str, Any]]] = []
     if direction in ("out", "both"):
         for other, keyed in graph.succ[node].items():
