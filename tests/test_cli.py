@@ -18,8 +18,11 @@ def aesop(*args: str, data: Path, check: bool = True) -> subprocess.CompletedPro
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "aesoperator.cli", "--data-dir", str(data), *args],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"aesop {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -49,8 +52,18 @@ def test_json_output_is_machine_readable(ingested: Path) -> None:
 
 
 def test_remember_and_recall_across_processes(ingested: Path) -> None:
-    aesop("remember", "Tobias Lindqvist asked for a new oven in bay 4", "--agent", "cli-agent", "--session", "x", data=ingested)
-    payload = json.loads(aesop("--json", "recall", "what did the head baker ask for?", "--agent", "cli-agent", data=ingested).stdout)
+    aesop(
+        "remember",
+        "Tobias Lindqvist asked for a new oven in bay 4",
+        "--agent",
+        "cli-agent",
+        "--session",
+        "x",
+        data=ingested,
+    )
+    payload = json.loads(
+        aesop("--json", "recall", "what did the head baker ask for?", "--agent", "cli-agent", data=ingested).stdout
+    )
     assert "oven" in payload["episodes"][0]["episode"]["content"]
 
 

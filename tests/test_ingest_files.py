@@ -28,7 +28,9 @@ def test_ingest_creates_files_directories_chunks_and_contains(make_engine: Calla
     stats = engine.stats()
     assert stats.entity_types["File"] == 4
     assert stats.entity_types["Directory"] == 2
-    assert stats.entity_types["Chunk"] >= 5
+    assert stats.entity_types["Chunk"] >= 4
+    chunks = engine.neighbors(["bakery:file:README.md"], relation_types=["CONTAINS"], direction="out")
+    assert any(e.type == "Chunk" and "sourdough" in e.text for e in chunks.entities.values())
     assert stats.vectors == stats.entities
     staff = engine.get_entities(["bakery:file:guide/staff.md"])[0]
     assert staff.type == "File" and staff.provenance is not None
@@ -56,7 +58,9 @@ def test_editing_one_file_updates_only_its_entities(make_engine: Callable[..., A
     report = engine.ingest_path(folder)
     assert report.records_changed == 1 and report.records_unchanged == 3
     changed = {c.id for c in engine.store.changes_since(seq) if c.kind == "entity"}
-    assert changed and all(i.startswith("bakery:file:guide/recipes.txt") or i.startswith("bakery:chunk:guide/recipes.txt") for i in changed)
+    assert changed and all(
+        i.startswith("bakery:file:guide/recipes.txt") or i.startswith("bakery:chunk:guide/recipes.txt") for i in changed
+    )
     hits = engine.search("seaweed focaccia hydroponics", k=3, hops=0)
     assert hits.hits[0].properties.get("path") == "guide/recipes.txt"
     assert not engine.search("caraway rye crispbread", k=5, hops=0, types=["Chunk"]).hits or all(
@@ -86,7 +90,9 @@ def test_unreadable_and_binary_files_are_skipped_not_fatal(make_engine: Callable
     assert report.records_changed == 4
 
 
-def test_missing_folder_and_name_clash_are_clear_errors(make_engine: Callable[..., Any], folder: Path, tmp_path: Path) -> None:
+def test_missing_folder_and_name_clash_are_clear_errors(
+    make_engine: Callable[..., Any], folder: Path, tmp_path: Path
+) -> None:
     engine = make_engine()
     with pytest.raises(SourceError, match="does not exist"):
         engine.ingest_path(tmp_path / "nope")

@@ -175,9 +175,7 @@ class ContextEngine:
             self.refresh_index(save=True)
         return report
 
-    def upsert(
-        self, entities: Sequence[Entity] = (), relations: Sequence[Relation] = (), embed: bool = True
-    ) -> int:
+    def upsert(self, entities: Sequence[Entity] = (), relations: Sequence[Relation] = (), embed: bool = True) -> int:
         """Write entities and relations (with their embeddings) in one atomic batch; returns the new seq."""
         from aesoperator.graph_schema.ids import content_hash
         from aesoperator.ingest.pipeline import embedding_text
@@ -187,7 +185,9 @@ class ContextEngine:
             texts = [embedding_text(e) for e in entities]
             matrix = self.embedder.embed(texts)
             vectors = {e.id: (content_hash(t), matrix[i]) for i, (e, t) in enumerate(zip(entities, texts, strict=True))}
-        result = self.store.upsert(entities, relations, vectors=vectors, vector_model=self.embedder.model_name if vectors else None)
+        result = self.store.upsert(
+            entities, relations, vectors=vectors, vector_model=self.embedder.model_name if vectors else None
+        )
         return result.seq
 
     def delete(self, entity_ids: Sequence[str]) -> int:
@@ -324,10 +324,12 @@ class ContextEngine:
         t0 = time.perf_counter()
         entities: dict[str, Entity] = {e.id: e for e in self.store.get_entities([c.id for c in candidates], ns)}
         candidates = [
-            c for c in candidates
-            if c.id in entities and (type_filter is None or entities[c.id].type in type_filter)
+            c
+            for c in candidates
+            if c.id in entities
+            and (type_filter is None or entities[c.id].type in type_filter)
             and _entity_live(entities[c.id], as_of)
-        ][:n_cand]  # fmt: skip
+        ][:n_cand]
         timed("load", t0)
 
         relations: list[Relation] = []
@@ -341,10 +343,12 @@ class ContextEngine:
             names = {eid: e.name for eid, e in entities.items()}
             expanded = retrieval.expand_graph(candidates, subgraph, as_of=as_of, names=names, max_new=max(20, 2 * k))
             candidates = [
-                c for c in expanded
-                if c.id in entities and (type_filter is None or entities[c.id].type in type_filter)
+                c
+                for c in expanded
+                if c.id in entities
+                and (type_filter is None or entities[c.id].type in type_filter)
                 and _entity_live(entities[c.id], as_of)
-            ]  # fmt: skip
+            ]
             relations = subgraph.relations
             timed("expand", t0)
 
@@ -385,5 +389,47 @@ class ContextEngine:
     def recall(self, query: str, agent_id: str, **kwargs: Any) -> Any:
         return self.memory.recall(query, agent_id, **kwargs)
 
+    # ==========================================================================================
+    # -- MCP sources (delegates to aesoperator.ingest.mcp_ingest; types imported at the end) ----
+    def source_definition(self, source: str | SourceDefinition) -> SourceDefinition:
+        """A definition as given, or the one registered under that name (aesop.toml or sources.toml)."""
+        from aesoperator.ingest.registry import SourceRegistry
+        from aesoperator.ingest.sources import SourceDefinition
+
+        if isinstance(source, SourceDefinition):
+            return source
+        return SourceRegistry.for_settings(self.settings).get(source)
+
+    def ingest_source(
+        self,
+        source: str | SourceDefinition,
+        progress: ProgressReporter | None = None,
+        embed: bool | None = None,
+    ) -> IngestReport:
+        """Ingest an MCP source (a registered name or a definition), incrementally."""
+        from aesoperator.ingest.mcp_ingest import ingest_source
+
+        return ingest_source(self, self.source_definition(source), progress=progress, embed=embed)
+
+    def watch_source(
+        self,
+        source: str | SourceDefinition,
+        stop: threading.Event | None = None,
+        on_event: Callable[[WatchEvent], None] | None = None,
+        progress: ProgressReporter | None = None,
+        embed: bool | None = None,
+    ) -> None:
+        """Ingest an MCP source, then re-ingest on its resource updates until `stop` is set."""
+        from aesoperator.ingest.mcp_ingest import watch_source
+
+        watch_source(self, self.source_definition(source), stop=stop, on_event=on_event, progress=progress, embed=embed)
+
+
+# -- names used only in the MCP-source annotations above ----------------------------------------
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aesoperator.ingest.mcp_ingest import WatchEvent
+    from aesoperator.ingest.sources import SourceDefinition
 
 __all__ = ["AesopError", "ContextEngine"]

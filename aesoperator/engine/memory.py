@@ -107,9 +107,15 @@ class AgentMemory:
         if speaker:
             meta["speaker"] = speaker
         episode = Episode(
-            content=content, agent_id=agent_id, session_id=session_id, task_id=task_id,
-            created_at=created, namespace=ns, metadata=meta, mentions=list(mentions),
-        )  # fmt: skip
+            content=content,
+            agent_id=agent_id,
+            session_id=session_id,
+            task_id=task_id,
+            created_at=created,
+            namespace=ns,
+            metadata=meta,
+            mentions=list(mentions),
+        )
         key = episode_id or f"{agent_id}/{session_id or '-'}/{to_iso(created)}/{content_hash(content)[:12]}"
         episode.id = entity_id(MEMORY_SOURCE, "episode", key)
         mentioned = set(mentions)
@@ -127,9 +133,12 @@ class AgentMemory:
             name=name.replace("\n", " ").strip() or "episode",
             text=f"{speaker}: {content}" if speaker else content,
             properties={
-                "agent_id": agent_id, "session_id": session_id, "task_id": task_id,
-                "metadata": meta, "mentions": episode.mentions,
-            },  # fmt: skip
+                "agent_id": agent_id,
+                "session_id": session_id,
+                "task_id": task_id,
+                "metadata": meta,
+                "mentions": episode.mentions,
+            },
             source=MEMORY_SOURCE,
             namespace=ns,
             valid_from=created,
@@ -146,7 +155,9 @@ class AgentMemory:
                 namespace=ns,
             )
             entities.append(session)
-            relations.append(Relation(type="IN_SESSION", src=episode.id, dst=session.id, source=MEMORY_SOURCE, namespace=ns))
+            relations.append(
+                Relation(type="IN_SESSION", src=episode.id, dst=session.id, source=MEMORY_SOURCE, namespace=ns)
+            )
         for target in episode.mentions:
             relations.append(Relation(type="MENTIONS", src=episode.id, dst=target, source=MEMORY_SOURCE, namespace=ns))
         self._write(entities, relations, ep_entity)
@@ -159,9 +170,11 @@ class AgentMemory:
         text = embedding_text(embed_entity)
         vector = engine.embedder.embed([text])[0]
         engine.store.upsert(
-            entities, relations, vectors={embed_entity.id: (content_hash(text), vector)},
+            entities,
+            relations,
+            vectors={embed_entity.id: (content_hash(text), vector)},
             vector_model=engine.embedder.model_name,
-        )  # fmt: skip
+        )
 
     def recall(
         self,
@@ -208,10 +221,16 @@ class AgentMemory:
             for r in recalled:
                 r.entities = [
                     SearchHit(
-                        id=e.id, type=e.type, name=e.name, text=e.text[:500], score=0.0,
-                        reasons=["mentioned by the episode"], namespace=e.namespace, source=e.source,
+                        id=e.id,
+                        type=e.type,
+                        name=e.name,
+                        text=e.text[:500],
+                        score=0.0,
+                        reasons=["mentioned by the episode"],
+                        namespace=e.namespace,
+                        source=e.source,
                         provenance=e.provenance,
-                    )  # fmt: skip
+                    )
                     for e in (found.get(m) for m in r.episode.mentions)
                     if e is not None
                 ]

@@ -8,6 +8,7 @@ Embedding of the next batch overlaps with the store write of the previous one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +20,7 @@ import numpy as np
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
 from aesoperator.errors import AesopError, SourceError
 from aesoperator.graph_schema.ids import content_hash
-from aesoperator.graph_schema.models import Entity, Relation
+from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 from aesoperator.ingest.progress import NoProgress, ProgressReporter
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
 
@@ -27,6 +28,22 @@ if TYPE_CHECKING:
     from aesoperator.engine.embeddings import TextEmbedder
 
 SOURCE_IDENTITY_KEY = "__source__"
+QUARANTINE_PREFIX = "__quarantine__/"
+RESERVED_PREFIX = "__"
+
+
+def quarantine_key(key: str) -> str:
+    return QUARANTINE_PREFIX + key
+
+
+def quarantined(states: dict[str, SourceItemState]) -> list[tuple[str, str, str]]:
+    """(item key, reason, when) for every quarantined item of a source."""
+    out = []
+    for key, state in states.items():
+        if key.startswith(QUARANTINE_PREFIX):
+            info = json.loads(state.cursor or "{}")
+            out.append((key[len(QUARANTINE_PREFIX) :], str(info.get("reason", "")), str(info.get("at", ""))))
+    return sorted(out)
 
 
 def embedding_text(entity: Entity) -> str:
@@ -47,10 +64,13 @@ class IngestReport:
     entities_deleted: int = 0
     relations_expired: int = 0
     texts_embedded: int = 0
+    quarantined: int = 0
     batches: int = 0
     skipped: list[SkippedRecord] = field(default_factory=list)
     seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=lambda: {"extract": 0.0, "map": 0.0, "embed": 0.0, "store": 0.0})
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: {"extract": 0.0, "map": 0.0, "embed": 0.0, "store": 0.0}
+    )
 
     def add(self, result: WriteResult) -> None:
         self.entities_written += result.entities_written
@@ -68,6 +88,7 @@ class _PendingBatch:
     delete_entity_ids: set[str] = field(default_factory=set)
     expire_relation_ids: set[str] = field(default_factory=set)
     items: list[SourceItemState] = field(default_factory=list)
+    cleared: list[tuple[str, str]] = field(default_factory=list)  # source items to delete
 
     def __len__(self) -> int:
         return len(self.entities) + len(self.relations)
@@ -85,6 +106,7 @@ class IngestPipeline:
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress or NoProgress()
+        self._previous: dict[str, SourceItemState] = {}
 
     # -- source identity ---------------------------------------------------------------------
     def claim_source(self, source: str, identity: str) -> None:
@@ -111,6 +133,7 @@ class IngestPipeline:
         started = time.perf_counter()
         report = IngestReport(source=source)
         previous = self.store.source_items(source)
+        self._previous = previous
         seen: set[str] = {SOURCE_IDENTITY_KEY}
         pending = _PendingBatch()
         in_flight: Future[WriteResult] | None = None
@@ -150,7 +173,13 @@ class IngestPipeline:
             report.skipped.extend(skipped)
             seen.update(s.key for s in skipped)  # unreadable this time is not the same as gone
         if remove_missing:
-            gone = [state for key, state in previous.items() if key not in seen]
+            gone = [s for k, s in previous.items() if k not in seen and not k.startswith(RESERVED_PREFIX)]
+            gone_keys = {s.key for s in gone}
+            gone += [
+                s
+                for k, s in previous.items()
+                if k.startswith(QUARANTINE_PREFIX) and k[len(QUARANTINE_PREFIX) :] not in seen | gone_keys
+            ]
             for start in range(0, len(gone), self.batch_size):
                 part = gone[start : start + self.batch_size]
                 result = self.store.write(
@@ -178,8 +207,13 @@ class IngestPipeline:
             item = mapper.map(record)
         except AesopError:
             raise
-        except ValueError as exc:  # pydantic validation of one item: skip it, keep the rest
-            report.skipped.append(SkippedRecord(record.key, f"does not fit the schema: {exc}"))
+        except (ValueError, KeyError, TypeError) as exc:
+            # One malformed item is quarantined with its reason; the rest of the ingest goes on.
+            reason = f"does not fit the schema: {exc}".replace("\n", " ")[:2000]
+            report.skipped.append(SkippedRecord(record.key, reason))
+            report.quarantined += 1
+            info = json.dumps({"reason": reason, "at": to_iso(utcnow()), "uri": record.uri})
+            pending.items.append(SourceItemState(source, quarantine_key(record.key), record.content_hash, cursor=info))
             report.stage_seconds["map"] += time.perf_counter() - t0
             return
         for entity in item.shared_entities:
@@ -194,6 +228,8 @@ class IngestPipeline:
             pending.delete_entity_ids.update(set(before.entity_ids) - set(owned))
             pending.expire_relation_ids.update(set(before.relation_ids) - set(rel_ids))
         pending.items.append(SourceItemState(source, record.key, record.content_hash, owned, rel_ids))
+        if quarantine_key(record.key) in self._previous:
+            pending.cleared.append((source, quarantine_key(record.key)))
         report.stage_seconds["map"] += time.perf_counter() - t0
 
     def _flush(
@@ -214,6 +250,7 @@ class IngestPipeline:
             delete_entity_ids=sorted(pending.delete_entity_ids - set(pending.entities)),
             expire_relation_ids=sorted(pending.expire_relation_ids - set(pending.relations)),
             source_items=pending.items,
+            delete_source_items=pending.cleared,
         )
         if in_flight is not None:  # one write at a time, in order
             report.add(in_flight.result())
@@ -226,7 +263,9 @@ class IngestPipeline:
         finally:
             report.stage_seconds["store"] += time.perf_counter() - t0
 
-    def _embed(self, pending: _PendingBatch, report: IngestReport) -> tuple[dict[str, tuple[str, np.ndarray]], str | None]:
+    def _embed(
+        self, pending: _PendingBatch, report: IngestReport
+    ) -> tuple[dict[str, tuple[str, np.ndarray]], str | None]:
         if self.embedder is None or not pending.entities:
             return {}, None
         t0 = time.perf_counter()

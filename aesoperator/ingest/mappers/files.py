@@ -57,7 +57,11 @@ class FilesMapper:
             type="File",
             name=path,
             text=f"File {path}\n" + text[:300],
-            properties={"path": path, "size": record.payload.get("size", len(text)), "suffix": posixpath.splitext(path)[1]},
+            properties={
+                "path": path,
+                "size": record.payload.get("size", len(text)),
+                "suffix": posixpath.splitext(path)[1],
+            },
             source=self.source,
             provenance=provenance,
             namespace=self.namespace,
@@ -86,7 +90,8 @@ class FilesMapper:
                 },
                 source=self.source,
                 provenance=Provenance(
-                    uri=f"{record.uri}#L{chunk.start_line}-L{chunk.end_line}", version=content_hash(chunk.text)
+                    uri=f"{record.uri}#L{chunk.start_line}-L{chunk.end_line}",
+                    version=content_hash(chunk.text),
                 ),
                 namespace=self.namespace,
                 valid_from=modified,
@@ -94,7 +99,11 @@ class FilesMapper:
             item.entities.append(chunk_entity)
             item.relations.append(
                 Relation(
-                    type="CONTAINS", src=file_entity.id, dst=chunk_entity.id, source=self.source, namespace=self.namespace
+                    type="CONTAINS",
+                    src=file_entity.id,
+                    dst=chunk_entity.id,
+                    source=self.source,
+                    namespace=self.namespace,
                 )
             )
         return item
