@@ -307,7 +307,10 @@ class ContextEngine:
             timed("vector", t0)
         if "keyword" in channels:
             t0 = time.perf_counter()
-            ranked["keyword"] = self.store.keyword_search(query, n_cand, namespaces=ns, types=types)
+            # BM25 scores near zero come from words present almost everywhere: no evidence.
+            ranked["keyword"] = [
+                (i, s) for i, s in self.store.keyword_search(query, n_cand, namespaces=ns, types=types) if s >= 1e-3
+            ]
             timed("keyword", t0)
         if "name" in channels:
             t0 = time.perf_counter()
@@ -341,7 +344,9 @@ class ContextEngine:
             )
             entities.update(subgraph.entities)
             names = {eid: e.name for eid, e in entities.items()}
-            expanded = retrieval.expand_graph(candidates, subgraph, as_of=as_of, names=names, max_new=max(20, 2 * k))
+            expanded = retrieval.expand_graph(
+                candidates, subgraph, as_of=as_of, names=names, max_new=max(20, 2 * k), max_seeds=len(seeds)
+            )
             candidates = [
                 c
                 for c in expanded
