@@ -53,3 +53,21 @@ def test_memory_survives_a_restart(make_engine: Callable[..., Any], tmp_path: Pa
     assert result.episodes and result.episodes[0].episode.id == ep.id
     timeline = second.memory.episodes("ops")
     assert [e.id for e in timeline] == [ep.id]
+
+
+def test_remember_many_chains_session_turns_and_continues_the_chain(make_engine: Callable[..., Any]) -> None:
+    from aesoperator.graph_schema import Episode
+
+    engine = make_engine()
+    t0 = utcnow() - timedelta(hours=1)
+    turns = [
+        Episode(content=f"turn {i} about the garden", agent_id="conv", session_id="s1", created_at=t0 + timedelta(minutes=i))
+        for i in range(5)
+    ]
+    stored = engine.memory.remember_many(turns, detect_mentions=False)
+    later = engine.remember("turn 5 about the garden", agent_id="conv", session_id="s1", created_at=t0 + timedelta(minutes=9))
+    chain = [e.id for e in stored] + [later.id]
+    for prev, nxt in zip(chain, chain[1:], strict=False):
+        sub = engine.neighbors([prev], relation_types=["NEXT"], direction="out")
+        assert nxt in sub.entities, f"{prev} is not followed by {nxt}"
+    assert [e.id for e in engine.memory.episodes("conv", session_id="s1")] == chain

@@ -9,6 +9,7 @@ talked about, and search over sources can reach the memories that mention a hit.
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -101,80 +102,141 @@ class AgentMemory:
         episode_id: str | None = None,
     ) -> Episode:
         """Store one memory event; returns the stored Episode (with its id and mentions)."""
-        created = created_at or utcnow()
-        ns = namespace or agent_namespace(agent_id)
         meta = dict(metadata or {})
         if speaker:
             meta["speaker"] = speaker
         episode = Episode(
+            id=episode_id or "",
             content=content,
             agent_id=agent_id,
             session_id=session_id,
             task_id=task_id,
-            created_at=created,
-            namespace=ns,
+            created_at=created_at or utcnow(),
+            namespace=namespace,
             metadata=meta,
             mentions=list(mentions),
         )
-        key = episode_id or f"{agent_id}/{session_id or '-'}/{to_iso(created)}/{content_hash(content)[:12]}"
-        episode.id = entity_id(MEMORY_SOURCE, "episode", key)
-        mentioned = set(mentions)
-        if detect_mentions:
-            mentioned.update(self._detect_mentions(content, mention_namespaces))
-        known = {e.id for e in self.engine.store.get_entities(sorted(mentioned))}
-        episode.mentions = sorted(mentioned & known)
+        return self.remember_many([episode], detect_mentions, mention_namespaces)[0]
 
-        entities: list[Entity] = []
-        relations: list[Relation] = []
-        name = f"{speaker}: {content[:60]}" if speaker else content[:80]
-        ep_entity = Entity(
-            id=episode.id,
+    def remember_many(
+        self,
+        episodes: Sequence[Episode],
+        detect_mentions: bool = True,
+        mention_namespaces: Sequence[str] | None = None,
+        batch_size: int = 256,
+    ) -> list[Episode]:
+        """Store many episodes (e.g. an imported conversation) with batched embedding.
+
+        Episodes of one session are chained in time order by NEXT relations, continuing from the
+        last episode the session already holds, so recall can step to the turns around a hit.
+        """
+        stored: list[Episode] = []
+        for start in range(0, len(episodes), batch_size):
+            batch = episodes[start : start + batch_size]
+            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces))
+        return stored
+
+    def _prepare(self, episode: Episode, detect: bool, mention_ns: Sequence[str] | None) -> tuple[Episode, Entity]:
+        ns = episode.namespace or agent_namespace(episode.agent_id)
+        key = episode.id or (
+            f"{episode.agent_id}/{episode.session_id or '-'}/{to_iso(episode.created_at)}/"
+            f"{content_hash(episode.content)[:12]}"
+        )
+        ep = episode.model_copy(update={"namespace": ns, "id": entity_id(MEMORY_SOURCE, "episode", key)})
+        mentioned = set(episode.mentions)
+        if detect:
+            mentioned.update(self._detect_mentions(episode.content, mention_ns))
+        ep.mentions = sorted(mentioned)
+        speaker = ep.metadata.get("speaker")
+        name = f"{speaker}: {ep.content[:60]}" if speaker else ep.content[:80]
+        entity = Entity(
+            id=ep.id,
             type="Episode",
             name=name.replace("\n", " ").strip() or "episode",
-            text=f"{speaker}: {content}" if speaker else content,
+            text=f"{speaker}: {ep.content}" if speaker else ep.content,
             properties={
-                "agent_id": agent_id,
-                "session_id": session_id,
-                "task_id": task_id,
-                "metadata": meta,
-                "mentions": episode.mentions,
+                "agent_id": ep.agent_id,
+                "session_id": ep.session_id,
+                "task_id": ep.task_id,
+                "metadata": ep.metadata,
+                "mentions": ep.mentions,
             },
             source=MEMORY_SOURCE,
             namespace=ns,
-            valid_from=created,
+            valid_from=ep.created_at,
         )
-        entities.append(ep_entity)
-        if session_id:
-            session = Entity(
-                id=entity_id(MEMORY_SOURCE, "session", f"{agent_id}/{session_id}"),
+        return ep, entity
+
+    def _remember_batch(
+        self, episodes: Sequence[Episode], detect: bool, mention_ns: Sequence[str] | None
+    ) -> list[Episode]:
+        from aesoperator.ingest.pipeline import embedding_text
+
+        prepared = [self._prepare(e, detect, mention_ns) for e in episodes]
+        store = self.engine.store
+        wanted = sorted({m for ep, _ in prepared for m in ep.mentions})
+        known = {e.id for e in store.get_entities(wanted)} if wanted else set()
+        entities: dict[str, Entity] = {}
+        relations: list[Relation] = []
+        for ep, entity in prepared:
+            ep.mentions = [m for m in ep.mentions if m in known]
+            entity.properties["mentions"] = ep.mentions
+            entities[entity.id] = entity
+            for target in ep.mentions:
+                relations.append(
+                    Relation(type="MENTIONS", src=ep.id, dst=target, source=MEMORY_SOURCE, namespace=entity.namespace)
+                )
+        relations.extend(self._session_links(prepared, entities))
+
+        texts = {entity.id: embedding_text(entity) for _, entity in prepared}
+        matrix = self.engine.embedder.embed(list(texts.values()))
+        vectors = {eid: (content_hash(text), matrix[row]) for row, (eid, text) in enumerate(texts.items())}
+        store.upsert(list(entities.values()), relations, vectors=vectors, vector_model=self.engine.embedder.model_name)
+        return [ep for ep, _ in prepared]
+
+    def _session_links(self, prepared: list[tuple[Episode, Entity]], entities: dict[str, Entity]) -> list[Relation]:
+        """IN_SESSION and NEXT relations; adds/updates each Session entity in `entities`.
+        A session remembers its latest episode so that the NEXT chain continues across calls."""
+        by_session: dict[str, list[tuple[Episode, Entity]]] = {}
+        for ep, entity in prepared:
+            if ep.session_id:
+                sid = entity_id(MEMORY_SOURCE, "session", f"{ep.agent_id}/{ep.session_id}")
+                by_session.setdefault(sid, []).append((ep, entity))
+        existing = {e.id: e for e in self.engine.store.get_entities(sorted(by_session))}
+        relations: list[Relation] = []
+        for sid, members in by_session.items():
+            members.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
+            first = members[0][0]
+            ns = members[0][1].namespace
+            before = existing.get(sid)
+            last_id = before.properties.get("last_episode_id") if before else None
+            last_at = str(before.properties.get("last_at") or "") if before else ""
+            chain = [ep.id for ep, _ in members]
+            if last_id and last_id not in chain and last_at <= (to_iso(first.created_at) or ""):
+                chain.insert(0, str(last_id))
+            for prev, nxt in itertools.pairwise(chain):
+                relations.append(Relation(type="NEXT", src=prev, dst=nxt, source=MEMORY_SOURCE, namespace=ns))
+            newest = members[-1][0]
+            keep_last = before is not None and last_at > (to_iso(newest.created_at) or "")
+            entities[sid] = Entity(
+                id=sid,
                 type="Session",
-                name=f"session {session_id}",
-                text=f"Session {session_id} of agent {agent_id}",
-                properties={"agent_id": agent_id, "session_id": session_id},
+                name=f"session {first.session_id}",
+                text=f"Session {first.session_id} of agent {first.agent_id}",
+                properties={
+                    "agent_id": first.agent_id,
+                    "session_id": first.session_id,
+                    "last_episode_id": last_id if keep_last else newest.id,
+                    "last_at": last_at if keep_last else to_iso(newest.created_at),
+                },
                 source=MEMORY_SOURCE,
                 namespace=ns,
             )
-            entities.append(session)
-            relations.append(
-                Relation(type="IN_SESSION", src=episode.id, dst=session.id, source=MEMORY_SOURCE, namespace=ns)
-            )
-        for target in episode.mentions:
-            relations.append(Relation(type="MENTIONS", src=episode.id, dst=target, source=MEMORY_SOURCE, namespace=ns))
-        self._write(entities, relations, ep_entity)
-        return episode
-
-    def _write(self, entities: list[Entity], relations: list[Relation], embed_entity: Entity) -> None:
-        from aesoperator.ingest.pipeline import embedding_text
-
-        engine = self.engine
-        text = embedding_text(embed_entity)
-        vector = engine.embedder.embed([text])[0]
-        engine.store.upsert(
-            entities,
-            relations,
-            vectors={embed_entity.id: (content_hash(text), vector)},
-            vector_model=engine.embedder.model_name,
-        )
+            for ep, entity in members:
+                relations.append(
+                    Relation(type="IN_SESSION", src=ep.id, dst=sid, source=MEMORY_SOURCE, namespace=entity.namespace)
+                )
+        return relations
 
     def recall(
         self,
@@ -186,6 +248,7 @@ class AgentMemory:
         include_entities: bool = True,
         recency_half_life_days: float | None = 30.0,
         as_of: datetime | None = None,
+        hops: int = 0,
     ) -> RecallResult:
         """Episodes of this agent relevant to `query` (by meaning, words, names and recency), with
         the entities each one mentions."""
@@ -193,7 +256,7 @@ class AgentMemory:
         result = self.engine.search(
             query,
             k=k * (4 if session_id else 1),
-            hops=0,
+            hops=hops,
             namespaces=ns,
             types=["Episode"],
             as_of=as_of,
