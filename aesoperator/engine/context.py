@@ -7,7 +7,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from aesoperator.engine.embeddings import TextEmbedder
     from aesoperator.engine.memory import AgentMemory
     from aesoperator.engine.vectors import SyncReport, VectorIndex
+    from aesoperator.ingest.documents import DocumentInput
     from aesoperator.ingest.pipeline import IngestReport
     from aesoperator.ingest.progress import ProgressReporter
+    from aesoperator.ingest.records import SourceRecord
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,50 @@ class ContextEngine:
             total=len(paths),
             skipped=extractor.skipped,
         )
+        if use_embedder:
+            self.refresh_index(save=True)
+        return report
+
+    def add_documents(
+        self,
+        docs: Iterable[DocumentInput],
+        source: str = "docs",
+        namespace: str | None = None,
+        link_mentions: bool = True,
+        embed: bool | None = None,
+        progress: ProgressReporter | None = None,
+        total: int | None = None,
+    ) -> IngestReport:
+        """Ingest plain documents (incremental by content hash), then link documents that name
+        each other. Re-adding the same documents changes nothing."""
+        from aesoperator.graph_schema.ids import entity_id
+        from aesoperator.ingest.documents import DocumentsMapper, document_records, mention_links
+        from aesoperator.ingest.pipeline import IngestPipeline
+
+        ns = namespace or self.settings.default_namespace
+        use_embedder = self.settings.embed_on_ingest if embed is None else embed
+        pipeline = IngestPipeline(
+            self.store, self.embedder if use_embedder else None, self.settings.write_batch_size, progress
+        )
+        changed: list[str] = []
+
+        def tracked() -> Iterator[SourceRecord]:
+            previous = self.store.source_items(source)
+            for record in document_records(source, docs):
+                before = previous.get(record.key)
+                if before is None or before.content_hash != record.content_hash:
+                    changed.append(record.key)
+                yield record
+
+        report = pipeline.run(source, tracked(), DocumentsMapper(source, ns), total=total, remove_missing=False)
+        if link_mentions and changed:
+            ids = [entity_id(source, "doc", key) for key in changed]
+            for start in range(0, len(ids), 500):
+                batch = self.store.get_entities(ids[start : start + 500])
+                links = mention_links(self.store, batch, namespaces=[ns])
+                if links:
+                    self.store.upsert(relations=links)
+                    report.relations_written += len(links)
         if use_embedder:
             self.refresh_index(save=True)
         return report

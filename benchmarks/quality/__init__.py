@@ -1,0 +1,1 @@
+"""Retrieval quality on public datasets: does the engine find the gold evidence?"""

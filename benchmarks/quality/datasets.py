@@ -1,0 +1,171 @@
+"""Loaders for evaluation folders laid out like `../shared/evaldata/` (see its README).
+
+Each loader returns a `Dataset`: the items to ingest and the questions with their gold item keys.
+A folder that is missing is skipped by the caller with a note.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+csv.field_size_limit(1 << 26)
+
+
+@dataclass
+class Doc:
+    key: str
+    title: str
+    text: str
+
+
+@dataclass
+class Turn:
+    key: str  # dia_id, e.g. "D1:3"
+    conversation: str
+    session: str
+    speaker: str
+    text: str
+    when: datetime
+
+
+@dataclass
+class Question:
+    qid: str
+    text: str
+    gold: set[str]
+    category: str
+    scope: str | None = None  # for conversations: which conversation the question is about
+
+
+@dataclass
+class Dataset:
+    name: str
+    kind: str  # "documents" or "conversation"
+    docs: list[Doc] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    questions: list[Question] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _questions_files(folder: Path, pattern: str) -> list[Path]:
+    return sorted(folder.glob(pattern))
+
+
+def load_musique(folder: Path) -> Dataset:
+    ds = Dataset("musique", "documents")
+    corpus = json.loads((folder / "corpus.json").read_text())
+    index: dict[tuple[str, str], str] = {}
+    for i, row in enumerate(corpus):
+        key = f"p{i}"
+        ds.docs.append(Doc(key, row["title"], row["text"]))
+        index.setdefault((row["title"], row["text"].strip()), key)
+    for path in _questions_files(folder, "questions_*.json"):
+        for q in json.loads(path.read_text()):
+            gold = set()
+            for p in q["paragraphs"]:
+                if p.get("is_supporting"):
+                    key = index.get((p["title"], p["paragraph_text"].strip()))
+                    if key is None:
+                        ds.notes.append(f"musique {q['id']}: supporting paragraph {p['title']!r} not in corpus")
+                    else:
+                        gold.add(key)
+            hops = q["id"].split("hop")[0] + "hop" if "hop" in q["id"] else "multi-hop"
+            if gold:
+                ds.questions.append(Question(q["id"], q["question"], gold, hops))
+    return ds
+
+
+def load_hotpotqa(folder: Path) -> Dataset:
+    ds = Dataset("hotpotqa", "documents")
+    corpus = json.loads((folder / "corpus.json").read_text())
+    for title, sentences in corpus.items():
+        ds.docs.append(Doc(title, title, "".join(sentences).strip()))
+    titles = set(corpus)
+    for path in _questions_files(folder, "questions_*.json"):
+        for q in json.loads(path.read_text()):
+            gold = {t for t, _ in q["supporting_facts"] if t in titles}
+            if gold:
+                ds.questions.append(Question(q["_id"], q["question"], gold, q.get("type", "all")))
+    return ds
+
+
+def load_scifact(folder: Path) -> Dataset:
+    ds = Dataset("scifact", "documents")
+    with open(folder / "corpus.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                sentences = ast.literal_eval(row["abstract"])
+                abstract = " ".join(s.strip() for s in sentences)
+            except (ValueError, SyntaxError):
+                abstract = row["abstract"]
+            ds.docs.append(Doc(row["doc_id"], row["title"], abstract))
+    seen: dict[str, Question] = {}
+    for path in _questions_files(folder, "claims_*.csv"):
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                # lists are written either as Python lists or numpy arrays ("[ 5152028 11705328]")
+                cited = set(re.findall(r"\d+", row["cited_doc_ids"] or ""))
+                if row["id"] in seen:
+                    seen[row["id"]].gold |= cited
+                elif cited:
+                    seen[row["id"]] = Question(row["id"], row["claim"], cited, "claim")
+    ds.questions = list(seen.values())
+    return ds
+
+
+_DIA = re.compile(r"D(\d+):(\d+)")
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+def _parse_locomo_time(text: str) -> datetime:
+    return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y")
+
+
+def load_locomo(folder: Path) -> Dataset:
+    ds = Dataset("locomo", "conversation")
+    for path in sorted(folder.glob("*.json")):
+        for sample in json.loads(path.read_text()):
+            conv = sample["conversation"]
+            cid = str(sample["sample_id"])
+            n = 1
+            while f"session_{n}" in conv:
+                when = _parse_locomo_time(conv[f"session_{n}_date_time"])
+                for turn in conv[f"session_{n}"]:
+                    text = turn["text"]
+                    if turn.get("blip_caption"):
+                        text += f" [shares a photo: {turn['blip_caption']}]"
+                    ds.turns.append(Turn(turn["dia_id"], cid, f"session_{n}", turn["speaker"], text, when))
+                n += 1
+            keys = {t.key for t in ds.turns if t.conversation == cid}
+            for i, qa in enumerate(sample["qa"]):
+                gold: set[str] = set()
+                for raw in qa.get("evidence", []):
+                    for m in _DIA.finditer(str(raw).replace("D:", "D")):
+                        key = f"D{int(m.group(1))}:{int(m.group(2))}"
+                        if key in keys:
+                            gold.add(key)
+                if not gold:
+                    continue
+                category = CATEGORIES.get(int(qa.get("category", 0)), str(qa.get("category")))
+                ds.questions.append(Question(f"{cid}-{i}", qa["question"], gold, category, scope=cid))
+    return ds
+
+
+LOADERS = {"locomo": load_locomo, "musique": load_musique, "hotpotqa": load_hotpotqa, "scifact": load_scifact}
+
+
+def load_all(data: Path, names: list[str]) -> tuple[list[Dataset], list[str]]:
+    found, notes = [], []
+    for name in names:
+        folder = data / name
+        if not folder.is_dir():
+            notes.append(f"{name}: no folder {folder}, skipped")
+            continue
+        found.append(LOADERS[name](folder))
+    return found, notes
