@@ -8,6 +8,7 @@ gold evidence per dataset and per question category, with plots.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -171,7 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     t0 = time.perf_counter()
                     with _progress() as bar:
                         task = bar.add_task(f"{ds.name} · memory-server", total=len(ds.questions))
-                        rankings = baseline.run(ds, ds.questions, lambda: bar.advance(task))
+                        rankings = baseline.run(ds, ds.questions, functools.partial(bar.advance, task))
                     result = evaluate(rankings, ds.questions)
                     result["ms_per_query"] = round((time.perf_counter() - t0) * 1000 / max(1, len(ds.questions)), 2)
                     entry["systems"]["memory-server"] = result
