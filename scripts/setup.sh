@@ -35,6 +35,8 @@ if [[ $dev == 1 ]]; then
   need=()
   command -v java >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
   command -v mvn >/dev/null 2>&1 || need+=(maven)
+  # PostgreSQL server binaries for the tests' own throwaway server (tests/postgres_support.py)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
   if (( ${#need[@]} )); then
     echo "installing ${need[*]} from Debian's packages…"
     if [[ $(id -u) == 0 ]]; then

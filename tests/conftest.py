@@ -12,7 +12,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("AESOP_CONFIG", None)
 
-pytest_plugins = ["tests.neo4j_support"] if (Path(__file__).parent / "neo4j_support.py").exists() else []
+pytest_plugins = [
+    *(["tests.neo4j_support"] if (Path(__file__).parent / "neo4j_support.py").exists() else []),
+    "tests.postgres_support",
+]
 
 
 @pytest.fixture(scope="session")

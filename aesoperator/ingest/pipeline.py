@@ -185,6 +185,9 @@ class IngestPipeline:
                 result = self.store.write(
                     WriteBatch(
                         delete_entity_ids=[i for s in part for i in s.entity_ids],
+                        # relations an item owned between entities it did not own outlive it
+                        # otherwise; they are expired, so their history stays
+                        expire_relation_ids=[i for s in part for i in s.relation_ids],
                         delete_source_items=[(s.source, s.key) for s in part],
                     )
                 )
