@@ -240,7 +240,9 @@ class Embedder:
         if num_threads is not None and num_threads < 1:
             raise ConfigError(f"embedding num_threads must be at least 1, got {num_threads}")
         self._resolved = resolve_model(model_name)
-        self._model_name = model_name
+        # Both names of the bundled model store vectors under one key, so switching between them
+        # does not force re-embedding.
+        self._model_name = DEFAULT_MODEL if self._resolved.kind == "bundled" else model_name
         self.batch_size = batch_size
         self.device = device
         self.num_threads = num_threads if num_threads is not None else default_num_threads()
@@ -261,7 +263,8 @@ class Embedder:
     # -- identity -----------------------------------------------------------------------------
     @property
     def model_name(self) -> str:
-        """The name vectors are stored under (as given, e.g. "all-MiniLM-L6-v2")."""
+        """The name vectors are stored under: as given, except that both names of the bundled
+        model read "all-MiniLM-L6-v2"."""
         return self._model_name
 
     @property
@@ -322,26 +325,31 @@ class Embedder:
             if self._dim is not None and self._dim != dim:
                 log.warning(
                     "model %s reports dimension %d, its pooling config says %d; using %d",
-                    self._model_name, dim, self._dim, dim,
-                )  # fmt: skip
+                    self._model_name,
+                    dim,
+                    self._dim,
+                    dim,
+                )
             self._dim = dim
             self._model = model
             log.info(
                 "loaded embedding model %s from %s (dim %d, %d threads)",
-                self._model_name, self._resolved.location, dim, self.num_threads,
-            )  # fmt: skip
+                self._model_name,
+                self._resolved.location,
+                dim,
+                self.num_threads,
+            )
             return model
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        model = self._load()
-        with self._encode_lock:
-            out = model.encode(
-                texts,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+    def _encode_locked(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+        """Run the model; the caller holds `_encode_lock`."""
+        out = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
         matrix = np.ascontiguousarray(np.asarray(out), dtype=np.float32)
         if matrix.ndim != 2 or matrix.shape[0] != len(texts):
             raise ConfigError(
@@ -374,13 +382,23 @@ class Embedder:
                 else:
                     missing[key] = text
         if missing:
-            encoded = self._encode(list(missing.values()))
-            with self._cache_lock:
-                for key, row in zip(missing, encoded, strict=True):
-                    kept = row.copy()  # own memory, so an evicted row frees it
-                    kept.flags.writeable = False
-                    rows[key] = kept
-                    self._cache.put(key, kept)
+            model = self._load()
+            with self._encode_lock:
+                # Another thread may have encoded some of these texts while this one waited.
+                with self._cache_lock:
+                    for key in list(missing):
+                        hit = self._cache.get(key)
+                        if hit is not None:
+                            rows[key] = hit
+                            del missing[key]
+                if missing:
+                    encoded = self._encode_locked(model, list(missing.values()))
+                    with self._cache_lock:
+                        for key, row in zip(missing, encoded, strict=True):
+                            kept = row.copy()  # own memory, so an evicted row frees it
+                            kept.flags.writeable = False
+                            rows[key] = kept
+                            self._cache.put(key, kept)
         out = np.empty((n, next(iter(rows.values())).shape[0]), dtype=np.float32)
         for i, key in enumerate(keys):
             out[i] = rows[key]
@@ -397,7 +415,9 @@ class Embedder:
             if hit is not None:
                 self._queries_from_cache += 1
                 return hit.copy()
-        row = self._encode([text])[0].copy()
+        model = self._load()
+        with self._encode_lock:
+            row = self._encode_locked(model, [text])[0].copy()
         row.flags.writeable = False
         with self._cache_lock:
             self._query_cache.put(key, row)

@@ -1,0 +1,721 @@
+"""The vector index: FAISS over normalised vectors, one sub-index per namespace.
+
+The graph store keeps every vector; this index is derived from it and can be thrown away. It is
+partitioned by namespace so a search restricted to some namespaces only ever touches theirs. Each
+sub-index is an exact inner-product index (cosine, since rows are unit length) behind an id map;
+string entity ids map to int64 ids inside this object, and the map is persisted with the index.
+
+On disk (one index per directory)::
+
+    manifest.json                 the commit point, written last
+    ns-g000007-00000.faiss        one FAISS file per namespace ...
+    ns-g000007-00000.ids.json     ... and the entity ids of its rows, in FAISS order
+
+A save writes new files for the namespaces that changed (named by a new generation, so files the
+current manifest names are never overwritten), then atomically replaces the manifest, then deletes
+files no manifest names any more. A crash at any point leaves the previous or the new state whole.
+
+`sync(store)` brings the index up to date: it loads the saved index and replays the store's change
+log since the seq the manifest records, or rebuilds from `store.iter_vectors(model)` when there is
+nothing usable on disk (missing, unreadable, corrupt, another model or dimension) or the log
+cannot cover the gap. It never fails because of a bad file: it logs why and rebuilds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from aesoperator.engine.embeddings import available_cores
+from aesoperator.engine.stores.base import GraphStore
+from aesoperator.errors import SchemaError, StoreError
+
+try:  # advisory lock so two processes never save into one directory at once
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
+_PART_PREFIX = "ns-"
+_TMP_MARK = ".tmp-"
+CHANGE_PAGE = 100_000
+FETCH_BATCH = 4096
+# Replaying more distinct ids than this (and than half the index) costs more than a rebuild.
+REBUILD_CHANGED_IDS = 50_000
+
+
+class IndexLoadError(StoreError):
+    """The saved index cannot be used; `reason` says why (sync rebuilds instead)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What `sync` or `rebuild` did."""
+
+    rebuilt: bool
+    reason: str
+    added: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    store_seq: int = 0
+    count: int = 0
+    changes: int = 0  # change-log rows read (incremental sync only)
+
+
+def _new_part(dim: int) -> faiss.IndexIDMap2:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    tmp = _tmp_path(path)
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_faiss_atomic(path: Path, index: faiss.Index) -> str:
+    """Write a FAISS index through a temp file; returns the sha256 of what was written."""
+    tmp = _tmp_path(path)
+    try:
+        faiss.write_index(index, str(tmp))
+        _fsync_file(tmp)
+        checksum = _sha256(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return checksum
+
+
+def _as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
+    """A C-contiguous float32 copy with unit-length rows (zero rows stay zero)."""
+    matrix = np.array(vectors, dtype=np.float32, copy=True, order="C")
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise SchemaError(f"{what} have shape {matrix.shape}; this index holds {dim}-dimensional vectors")
+    if not np.isfinite(matrix).all():
+        raise SchemaError(f"{what} contain NaN or infinite values")
+    if matrix.shape[0]:
+        faiss.normalize_L2(matrix)
+    return matrix
+
+
+@contextlib.contextmanager
+def _omp_threads(n: int) -> Iterator[None]:
+    """Run FAISS on `n` OpenMP threads, then restore the previous count. The setting belongs to
+    the calling thread, so concurrent searches in other threads are not disturbed."""
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+@dataclass
+class _State:
+    """The in-memory index: sub-indexes and the id maps. Not locked; VectorIndex locks."""
+
+    dim: int
+    parts: dict[str, faiss.IndexIDMap2] = field(default_factory=dict)
+    int_of: dict[str, int] = field(default_factory=dict)
+    str_of: dict[int, str] = field(default_factory=dict)
+    ns_of: dict[str, str] = field(default_factory=dict)
+    next_int: int = 0
+
+    def add(self, ids: Sequence[str], namespaces: Sequence[str], matrix: np.ndarray) -> set[str]:
+        """Insert or replace; the last occurrence of a repeated id wins. Returns touched namespaces."""
+        last_row: dict[str, int] = {}
+        for row, id_ in enumerate(ids):
+            last_row[id_] = row
+        touched: set[str] = set()
+        replaced = [id_ for id_ in last_row if id_ in self.int_of]
+        touched |= self._drop(replaced, forget=False)
+        by_ns: dict[str, tuple[list[int], list[int]]] = {}
+        for id_, row in last_row.items():
+            ns = namespaces[row]
+            int_id = self.int_of.get(id_)
+            if int_id is None:
+                int_id = self.next_int
+                self.next_int += 1
+                self.int_of[id_] = int_id
+                self.str_of[int_id] = id_
+            self.ns_of[id_] = ns
+            rows, ints = by_ns.setdefault(ns, ([], []))
+            rows.append(row)
+            ints.append(int_id)
+        for ns, (rows, ints) in by_ns.items():
+            part = self.parts.get(ns)
+            if part is None:
+                part = self.parts[ns] = _new_part(self.dim)
+            part.add_with_ids(matrix[rows], np.asarray(ints, dtype=np.int64))
+            touched.add(ns)
+        return touched
+
+    def remove(self, ids: Sequence[str]) -> tuple[int, set[str]]:
+        present = list(dict.fromkeys(id_ for id_ in ids if id_ in self.int_of))
+        return len(present), self._drop(present, forget=True)
+
+    def _drop(self, ids: Sequence[str], forget: bool) -> set[str]:
+        by_ns: dict[str, list[int]] = {}
+        for id_ in ids:
+            by_ns.setdefault(self.ns_of[id_], []).append(self.int_of[id_])
+            if forget:
+                int_id = self.int_of.pop(id_)
+                del self.str_of[int_id]
+                del self.ns_of[id_]
+        for ns, ints in by_ns.items():
+            part = self.parts[ns]
+            part.remove_ids(faiss.IDSelectorBatch(np.asarray(ints, dtype=np.int64)))
+            if part.ntotal == 0:
+                del self.parts[ns]
+        return set(by_ns)
+
+    def selected(self, namespaces: Sequence[str] | None) -> list[faiss.IndexIDMap2]:
+        if namespaces is None:
+            return [part for part in self.parts.values() if part.ntotal]
+        return [self.parts[ns] for ns in dict.fromkeys(namespaces) if ns in self.parts]
+
+    def merge(self, scores: list[np.ndarray], labels: list[np.ndarray], k: int) -> list[tuple[str, float]]:
+        hits: list[tuple[str, float]] = []
+        for score_row, label_row in zip(scores, labels, strict=True):
+            for score, label in zip(score_row.tolist(), label_row.tolist(), strict=True):
+                if label >= 0:
+                    hits.append((self.str_of[label], score))
+        hits.sort(key=lambda hit: (-hit[1], hit[0]))
+        return hits[:k]
+
+
+class VectorIndex:
+    """Exact cosine search over the vectors of one embedding model, partitioned by namespace.
+
+    Thread-safe: searches and writes take one lock. A single query runs FAISS on one OpenMP thread
+    (more threads make single queries slower); `search_batch` uses `batch_threads`.
+    """
+
+    def __init__(self, directory: Path, model: str, dim: int, batch_threads: int | None = None) -> None:
+        if dim < 1:
+            raise SchemaError(f"vector dimension must be positive, got {dim}")
+        if not model:
+            raise SchemaError("the vector index needs the name of the embedding model")
+        self.directory = Path(directory)
+        self.model = model
+        self.dim = dim
+        self.batch_threads = batch_threads or available_cores()
+        self.store_seq: int | None = None  # the store change-log position the index reflects
+        self.last_sync: SyncReport | None = None
+        self._state = _State(dim)
+        self._lock = threading.RLock()
+        self._sync_lock = threading.Lock()
+        self._dirty: set[str] = set()  # namespaces changed since the last save or load
+        self._saved: dict[str, dict[str, Any]] = {}  # namespace -> manifest entry of its files
+        self._checksums: dict[str, str] = {}
+        self._generation = 0
+        self._store_identity: dict[str, Any] = {}
+
+    # -- inspection ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._state.int_of)
+
+    def __contains__(self, entity_id: object) -> bool:
+        with self._lock:
+            return entity_id in self._state.int_of
+
+    def namespaces(self) -> dict[str, int]:
+        """Namespace -> number of vectors."""
+        with self._lock:
+            return {ns: int(part.ntotal) for ns, part in sorted(self._state.parts.items())}
+
+    def namespace_of(self, entity_id: str) -> str | None:
+        with self._lock:
+            return self._state.ns_of.get(entity_id)
+
+    def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored (normalised) vectors of the ids that are in the index."""
+        out: dict[str, np.ndarray] = {}
+        with self._lock:
+            state = self._state
+            for id_ in ids:
+                int_id = state.int_of.get(id_)
+                if int_id is not None:
+                    row = np.empty(self.dim, dtype=np.float32)
+                    state.parts[state.ns_of[id_]].reconstruct(int_id, row)
+                    out[id_] = row
+        return out
+
+    # -- writes -------------------------------------------------------------------------------
+    def add(self, ids: Sequence[str], namespaces: Sequence[str] | str, vectors: Any) -> int:
+        """Insert vectors, replacing ids already present (also moving them between namespaces).
+
+        `namespaces` is one namespace per id, or a single namespace for all of them.
+        """
+        ids = list(ids)
+        ns_list = [namespaces] * len(ids) if isinstance(namespaces, str) else list(namespaces)
+        matrix = _as_matrix(vectors, self.dim, "vectors") if ids else np.zeros((0, self.dim), np.float32)
+        if not (len(ids) == len(ns_list) == matrix.shape[0]):
+            raise SchemaError(
+                f"add() got {len(ids)} ids, {len(ns_list)} namespaces and {matrix.shape[0]} vectors; "
+                "they must match one to one"
+            )
+        for id_, ns in zip(ids, ns_list, strict=True):
+            if not isinstance(id_, str) or not id_:
+                raise SchemaError(f"vector ids must be non-empty strings, got {id_!r}")
+            if not isinstance(ns, str) or not ns:
+                raise SchemaError(f"namespaces must be non-empty strings, got {ns!r} for {id_!r}")
+        if not ids:
+            return 0
+        with self._lock:
+            self._dirty |= self._state.add(ids, ns_list, matrix)
+        return len(set(ids))
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove ids; unknown ids are ignored. Returns how many were removed."""
+        with self._lock:
+            removed, touched = self._state.remove(list(ids))
+            self._dirty |= touched
+        return removed
+
+    def clear(self) -> None:
+        with self._lock:
+            self._dirty |= set(self._state.parts)
+            self._state = _State(self.dim)
+
+    # -- search -------------------------------------------------------------------------------
+    def search(self, query_vec: Any, k: int = 10, namespaces: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """The k nearest ids by cosine similarity, best first, across the allowed namespaces.
+
+        `namespaces=None` searches all; an empty sequence searches none.
+        """
+        query = _as_matrix(query_vec, self.dim, "the query vector")
+        if query.shape[0] != 1:
+            raise SchemaError(f"search() takes one query vector, got {query.shape[0]}; use search_batch()")
+        if k <= 0:
+            return []
+        with self._lock, _omp_threads(1):
+            state = self._state
+            scores: list[np.ndarray] = []
+            labels: list[np.ndarray] = []
+            for part in state.selected(namespaces):
+                dist, lab = part.search(query, min(k, int(part.ntotal)))
+                scores.append(dist[0])
+                labels.append(lab[0])
+            return state.merge(scores, labels, k)
+
+    def search_batch(
+        self, query_vecs: Any, k: int = 10, namespaces: Sequence[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """`search` for many queries at once (one row each), using `batch_threads` threads."""
+        queries = _as_matrix(query_vecs, self.dim, "the query vectors")
+        n = queries.shape[0]
+        if k <= 0 or n == 0:
+            return [[] for _ in range(n)]
+        with self._lock, _omp_threads(self.batch_threads):
+            state = self._state
+            per_part = []
+            for part in state.selected(namespaces):
+                per_part.append(part.search(queries, min(k, int(part.ntotal))))
+            results = [state.merge([d[i] for d, _ in per_part], [lab[i] for _, lab in per_part], k) for i in range(n)]
+        return results
+
+    # -- persistence --------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST_NAME
+
+    @contextlib.contextmanager
+    def _dir_lock(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with (self.directory / LOCK_NAME).open("a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def save(self) -> None:
+        """Persist atomically: changed namespaces get new files, then the manifest is replaced."""
+        with self._lock, self._dir_lock():
+            state = self._state
+            generation = self._generation + 1
+            entries: dict[str, dict[str, Any]] = {}
+            checksums: dict[str, str] = {}
+            for position, (ns, part) in enumerate(sorted(state.parts.items())):
+                old = self._saved.get(ns)
+                if (
+                    ns not in self._dirty
+                    and old is not None
+                    and (self.directory / old["file"]).is_file()
+                    and (self.directory / old["ids_file"]).is_file()
+                ):
+                    entries[ns] = old
+                    checksums[old["file"]] = self._checksums[old["file"]]
+                    checksums[old["ids_file"]] = self._checksums[old["ids_file"]]
+                    continue
+                stem = f"{_PART_PREFIX}g{generation:06d}-{position:05d}"
+                file_name, ids_name = f"{stem}.faiss", f"{stem}.ids.json"
+                labels = faiss.vector_to_array(part.id_map).tolist()
+                ids_doc = {"namespace": ns, "ids": [state.str_of[label] for label in labels]}
+                ids_bytes = json.dumps(ids_doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                checksums[file_name] = _write_faiss_atomic(self.directory / file_name, part)
+                _write_bytes_atomic(self.directory / ids_name, ids_bytes)
+                checksums[ids_name] = hashlib.sha256(ids_bytes).hexdigest()
+                entries[ns] = {"file": file_name, "ids_file": ids_name, "count": int(part.ntotal)}
+            manifest = {
+                "format_version": FORMAT_VERSION,
+                "model": self.model,
+                "dim": self.dim,
+                "count": len(state.int_of),
+                "store_seq": self.store_seq,
+                "namespaces": entries,
+                "checksums": checksums,
+                "generation": generation,
+                "next_int": state.next_int,
+                "index_type": "IDMap2,Flat,IP",
+                "store": self._store_identity,
+                "saved_at": datetime.now(UTC).isoformat(),
+            }
+            _write_bytes_atomic(self.manifest_path, json.dumps(manifest, indent=1).encode("utf-8"))
+            _fsync_dir(self.directory)
+            self._generation = generation
+            self._saved = entries
+            self._checksums = checksums
+            self._dirty.clear()
+            self._remove_unreferenced(set(checksums))
+
+    def _remove_unreferenced(self, keep: set[str]) -> None:
+        for path in self.directory.iterdir():
+            name = path.name
+            ours = name.startswith(_PART_PREFIX) and name.endswith((".faiss", ".ids.json"))
+            if (ours and name not in keep) or (_TMP_MARK in name and name.startswith(".")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def load(self) -> None:
+        """Replace the in-memory index with the saved one. Raises IndexLoadError if it is unusable
+        (missing, unreadable, corrupt, or saved for another model or dimension)."""
+        with self._lock, self._dir_lock():
+            manifest = self._read_manifest()
+            state = _State(self.dim)
+            saved: dict[str, dict[str, Any]] = {}
+            checksums: dict[str, str] = manifest["checksums"]
+            for ns, entry in manifest["namespaces"].items():
+                part, ids = self._read_part(ns, entry, checksums)
+                labels = faiss.vector_to_array(part.id_map)
+                for label, id_ in zip(labels.tolist(), ids, strict=True):
+                    if label in state.str_of or id_ in state.int_of or label < 0:
+                        raise IndexLoadError(f"index files repeat id {id_!r} (label {label})")
+                    state.str_of[label] = id_
+                    state.int_of[id_] = label
+                    state.ns_of[id_] = ns
+                if part.ntotal:
+                    state.parts[ns] = part
+                saved[ns] = entry
+            if len(state.int_of) != manifest["count"]:
+                raise IndexLoadError(
+                    f"the manifest counts {manifest['count']} vectors but the files hold {len(state.int_of)}"
+                )
+            state.next_int = max(int(manifest.get("next_int") or 0), max(state.str_of, default=-1) + 1)
+            self._state = state
+            self._saved = saved
+            self._checksums = dict(checksums)
+            self._dirty.clear()
+            self._generation = int(manifest.get("generation") or 0)
+            self.store_seq = manifest["store_seq"]
+            store = manifest.get("store")
+            self._store_identity = store if isinstance(store, dict) else {}
+
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.manifest_path
+        if not path.exists():
+            raise IndexLoadError(f"no index on disk at {self.directory}")
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise IndexLoadError(f"manifest unreadable ({path}): {exc}") from None
+        if not isinstance(manifest, dict):
+            raise IndexLoadError(f"manifest unreadable ({path}): not a JSON object")
+        version = manifest.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IndexLoadError(f"manifest format_version {version!r} is not {FORMAT_VERSION}")
+        if manifest.get("model") != self.model:
+            raise IndexLoadError(f"index was built for model {manifest.get('model')!r}, not {self.model!r}")
+        if manifest.get("dim") != self.dim:
+            raise IndexLoadError(f"index holds {manifest.get('dim')!r}-dimensional vectors, not {self.dim}")
+        seq = manifest.get("store_seq")
+        shapes_ok = (
+            isinstance(manifest.get("namespaces"), dict)
+            and isinstance(manifest.get("checksums"), dict)
+            and isinstance(manifest.get("count"), int)
+            and (seq is None or isinstance(seq, int))
+            and all(
+                isinstance(e, dict) and isinstance(e.get("file"), str) and isinstance(e.get("ids_file"), str)
+                for e in manifest["namespaces"].values()
+            )
+        )
+        if not shapes_ok:
+            raise IndexLoadError(f"manifest unreadable ({path}): missing or malformed fields")
+        return manifest
+
+    def _checked(self, name: str, checksums: dict[str, str]) -> Path:
+        path = self.directory / name
+        if Path(name).name != name:
+            raise IndexLoadError(f"manifest names a file outside the index directory: {name!r}")
+        if not path.is_file():
+            raise IndexLoadError(f"index file missing: {name}")
+        expected = checksums.get(name)
+        if expected is None:
+            raise IndexLoadError(f"manifest has no checksum for {name}")
+        if _sha256(path) != expected:
+            raise IndexLoadError(f"checksum mismatch: {name}")
+        return path
+
+    def _read_part(
+        self, ns: str, entry: dict[str, Any], checksums: dict[str, str]
+    ) -> tuple[faiss.IndexIDMap2, list[str]]:
+        faiss_path = self._checked(entry["file"], checksums)
+        ids_path = self._checked(entry["ids_file"], checksums)
+        try:
+            part = faiss.read_index(str(faiss_path))
+        except Exception as exc:  # FAISS raises RuntimeError on damaged files
+            raise IndexLoadError(f"FAISS could not read {entry['file']}: {exc}") from None
+        if not isinstance(part, faiss.IndexIDMap2) or part.d != self.dim:
+            raise IndexLoadError(f"{entry['file']} is not a {self.dim}-dimensional id-mapped index")
+        try:
+            doc = json.loads(ids_path.read_text(encoding="utf-8"))
+            ids = doc["ids"]
+            if doc.get("namespace") != ns or not all(isinstance(i, str) for i in ids):
+                raise ValueError("namespace or ids do not match the manifest")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IndexLoadError(f"id file {entry['ids_file']} unreadable: {exc}") from None
+        if len(ids) != part.ntotal or entry.get("count", part.ntotal) != part.ntotal:
+            raise IndexLoadError(f"{entry['file']} holds {part.ntotal} vectors but its id file lists {len(ids)}")
+        return part, ids
+
+    # -- keeping up with the store ------------------------------------------------------------
+    def sync(self, store: GraphStore, persist: bool | None = None) -> SyncReport:
+        """Bring the index up to date with `store`, incrementally when it can, else by rebuilding.
+
+        On first use the saved index is loaded; a missing, unreadable or corrupt one, one saved
+        for another model, dimension or store, or a change log that no longer reaches back to the
+        saved position, leads to a rebuild. `persist`: None saves after a rebuild only (replaying
+        the log again is cheap, so small catch-ups are saved by an explicit `save()`, e.g. at
+        shutdown); True also saves after a catch-up that changed anything; False never saves.
+        """
+        started = time.perf_counter()
+        with self._sync_lock:
+            reason: str | None = None
+            if self.store_seq is None:
+                try:
+                    self.load()
+                except IndexLoadError as exc:
+                    reason = exc.reason
+                    if self.manifest_path.exists():
+                        log.warning("vector index at %s is unusable, rebuilding: %s", self.directory, reason)
+                if reason is None and self.store_seq is None:
+                    reason = "the saved index was not built from a store"
+            if reason is None:
+                reason = self._gap_reason(store)
+            if reason is not None:
+                report = self._rebuild(store, reason, persist is not False, started)
+            else:
+                report = self._catch_up(store, persist, started)
+            self.last_sync = report
+            return report
+
+    def rebuild(self, store: GraphStore, persist: bool = True) -> SyncReport:
+        """Rebuild from every vector of this model in the store (and save, when `persist`)."""
+        started = time.perf_counter()
+        with self._sync_lock:
+            report = self._rebuild(store, "requested", persist, started)
+            self.last_sync = report
+            return report
+
+    @staticmethod
+    def _identity_of(store: GraphStore) -> dict[str, Any]:
+        identity: dict[str, Any] = {"backend": getattr(store, "backend", None)}
+        store_id = getattr(store, "store_id", None)
+        if isinstance(store_id, str):
+            identity["store_id"] = store_id
+        return identity
+
+    def _gap_reason(self, store: GraphStore) -> str | None:
+        assert self.store_seq is not None
+        saved = self._store_identity
+        current = self._identity_of(store)
+        for key in ("backend", "store_id"):
+            if saved.get(key) is not None and current.get(key) is not None and saved[key] != current[key]:
+                return f"index was built from another store ({key} {saved[key]!r}, now {current[key]!r})"
+        last = store.last_seq()
+        if self.store_seq > last:
+            return (
+                f"the store is behind the index (index reflects seq {self.store_seq}, store is at {last}): "
+                "a different or restored store"
+            )
+        # A store that compacts its change log says from where `changes_since` is complete.
+        log_start = getattr(store, "change_log_start", None)
+        if callable(log_start):
+            start = int(log_start())
+            if self.store_seq < start:
+                return (
+                    f"the change log starts at seq {start}, after the index position {self.store_seq}: "
+                    "it cannot cover the gap"
+                )
+        return None
+
+    def _rebuild(self, store: GraphStore, reason: str, persist: bool, started: float) -> SyncReport:
+        target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
+        state = _State(self.dim)
+        for ids, namespaces, vectors in store.iter_vectors(self.model):
+            if not ids:
+                continue
+            matrix = _as_matrix(vectors, self.dim, f"stored vectors of model {self.model!r}")
+            if not (len(ids) == len(namespaces) == matrix.shape[0]):
+                raise StoreError("the store returned a vector batch whose ids, namespaces and rows differ")
+            state.add(list(ids), list(namespaces), matrix)
+        with self._lock:
+            self._dirty |= set(self._state.parts) | set(state.parts)
+            self._saved = {}
+            self._state = state
+            self.store_seq = target
+            self._store_identity = self._identity_of(store)
+            count = len(state.int_of)
+        if persist:
+            self.save()
+        seconds = time.perf_counter() - started
+        log.info("rebuilt vector index %s: %d vectors in %.2fs (%s)", self.directory, count, seconds, reason)
+        return SyncReport(
+            rebuilt=True,
+            reason=reason,
+            added=count,
+            removed=0,
+            seconds=seconds,
+            store_seq=target,
+            count=count,
+        )
+
+    def _catch_up(self, store: GraphStore, persist: bool | None, started: float) -> SyncReport:
+        assert self.store_seq is not None
+        since = self.store_seq
+        target = store.last_seq()
+        cursor = since
+        rows_read = 0
+        # id -> "fetch" (ask the store for its current vector) or "remove"; namespace per id
+        action: dict[str, str] = {}
+        namespace: dict[str, str] = {}
+        while cursor < target:
+            changes = store.changes_since(cursor, limit=CHANGE_PAGE)
+            if not changes:
+                break
+            for change in changes:
+                cursor = max(cursor, change.seq)
+                if change.kind == "relation":
+                    continue
+                namespace[change.id] = change.namespace
+                if change.kind == "entity" and change.op == "delete":
+                    action[change.id] = "remove"
+                elif change.kind == "vector":
+                    # Deletes are checked against the store too: a change row does not name the
+                    # model, and another model's vector going away leaves this one in place.
+                    action[change.id] = "fetch"
+                elif change.id in action or self.namespace_of(change.id) not in (None, change.namespace):
+                    action[change.id] = "fetch"  # an entity moved namespace, or came back
+            rows_read += len(changes)
+            if len(action) > max(REBUILD_CHANGED_IDS, len(self) // 2):
+                return self._rebuild(
+                    store,
+                    f"{len(action)}+ changed ids since seq {since}: rebuilding is cheaper",
+                    persist is not False,
+                    started,
+                )
+        removed = self.remove([id_ for id_, what in action.items() if what == "remove"])
+        to_fetch = [id_ for id_, what in action.items() if what == "fetch"]
+        added = 0
+        for start in range(0, len(to_fetch), FETCH_BATCH):
+            batch = to_fetch[start : start + FETCH_BATCH]
+            found = store.get_vectors(batch, self.model)
+            ids = [id_ for id_ in batch if id_ in found]
+            if ids:
+                self.add(ids, [namespace[id_] for id_ in ids], np.stack([found[id_] for id_ in ids]))
+                added += len(ids)
+            removed += self.remove([id_ for id_ in batch if id_ not in found])
+        new_seq = max(target, cursor)
+        with self._lock:
+            moved = new_seq != self.store_seq
+            self.store_seq = new_seq
+            self._store_identity = self._identity_of(store)
+            changed = bool(self._dirty)
+        if persist is True and (changed or moved):
+            self.save()
+        return SyncReport(
+            rebuilt=False,
+            reason="incremental",
+            added=added,
+            removed=removed,
+            seconds=time.perf_counter() - started,
+            store_seq=new_seq,
+            count=len(self),
+            changes=rows_read,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"VectorIndex(directory={str(self.directory)!r}, model={self.model!r}, dim={self.dim}, "
+            f"count={len(self)}, namespaces={len(self._state.parts)}, store_seq={self.store_seq})"
+        )
