@@ -45,8 +45,11 @@ if [[ $dev == 1 ]]; then
       sudo apt-get update -qq && sudo apt-get install -y -qq "${need[@]}" >/dev/null
     fi
   fi
-  if [[ -f tools/neo4j-local/build.sh ]]; then
-    bash tools/neo4j-local/build.sh
+  # Build the local Neo4j launcher once (Maven Central on first run, ~/.m2 after) and check it starts.
+  if [[ ! -f tools/neo4j-local/target/neo4j-local.jar ]]; then
+    scratch=$(mktemp -d)
+    bash tools/neo4j-local/run.sh --dir "$scratch/home" --stop-when-ready >/dev/null
+    rm -rf "$scratch"
   fi
 fi
 echo "ready: $(.venv/bin/aesop --help >/dev/null && echo 'aesop CLI installed in .venv/bin')"

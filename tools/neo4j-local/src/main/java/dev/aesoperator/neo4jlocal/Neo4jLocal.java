@@ -17,6 +17,7 @@ import java.util.concurrent.TimeUnit;
 
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
+import org.neo4j.configuration.connectors.BoltConnectorInternalSettings;
 import org.neo4j.configuration.connectors.ConnectorPortRegister;
 import org.neo4j.configuration.connectors.ConnectorType;
 import org.neo4j.configuration.helpers.SocketAddress;
@@ -31,7 +32,7 @@ import org.neo4j.kernel.internal.GraphDatabaseAPI;
  * Runs Neo4j Community on loopback for tests and development.
  *
  * <pre>
- * java -jar neo4j-local.jar [--dir DIR] [--port PORT] [--watch-stdin]
+ * java -jar neo4j-local.jar [--dir DIR] [--port PORT] [--watch-stdin] [--stop-when-ready]
  * </pre>
  *
  * <ul>
@@ -40,6 +41,8 @@ import org.neo4j.kernel.internal.GraphDatabaseAPI;
  *   <li>{@code --port}: the Bolt port on 127.0.0.1; absent or 0 picks a free one.</li>
  *   <li>{@code --watch-stdin}: stop when standard input closes, so the server never outlives the
  *       process that started it.</li>
+ *   <li>{@code --stop-when-ready}: shut down right after the ready line (a start-up check, and
+ *       how the build records a class-data archive that makes later starts faster).</li>
  *   <li>{@code NEO4J_LOCAL_PASSWORD} (environment): when set, authentication is on and the user
  *       {@code neo4j} has this password (at least 8 characters); when unset, authentication is
  *       off.</li>
@@ -65,13 +68,15 @@ public final class Neo4jLocal {
         Path dir = null;
         int port = 0;
         boolean watchStdin = false;
+        boolean stopWhenReady = false;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--dir" -> dir = Path.of(requireValue(args, ++i, "--dir"));
                 case "--port" -> port = Integer.parseInt(requireValue(args, ++i, "--port"));
                 case "--watch-stdin" -> watchStdin = true;
+                case "--stop-when-ready" -> stopWhenReady = true;
                 case "-h", "--help" -> {
-                    stdout.println("usage: neo4j-local [--dir DIR] [--port PORT] [--watch-stdin]");
+                    stdout.println("usage: neo4j-local [--dir DIR] [--port PORT] [--watch-stdin] [--stop-when-ready]");
                     return;
                 }
                 default -> fail("unknown argument " + args[i] + " (try --help)");
@@ -96,6 +101,10 @@ public final class Neo4jLocal {
                 .setConfig(BoltConnector.listen_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(BoltConnector.advertised_address, new SocketAddress("127.0.0.1", port))
                 .setConfig(BoltConnector.encryption_level, BoltConnector.EncryptionLevel.DISABLED)
+                // No in-process connector, and no multi-second grace periods when stopping.
+                .setConfig(BoltConnectorInternalSettings.enable_local_connector, false)
+                .setConfig(BoltConnectorInternalSettings.connection_shutdown_wait_time, Duration.ofMillis(500))
+                .setConfig(BoltConnectorInternalSettings.thread_pool_shutdown_wait_time, Duration.ofMillis(500))
                 .setConfig(GraphDatabaseSettings.auth_enabled, auth)
                 // Wrong-password tests must not lock the user out.
                 .setConfig(GraphDatabaseSettings.auth_max_failed_attempts, 0)
@@ -135,6 +144,9 @@ public final class Neo4jLocal {
                 auth ? "on (user neo4j)" : "off");
         stdout.println(READY + " bolt://127.0.0.1:" + boltPort);
         stdout.flush();
+        if (stopWhenReady) {
+            System.exit(0);
+        }
 
         if (watchStdin) {
             Thread watcher = new Thread(() -> {

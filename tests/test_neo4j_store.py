@@ -1,0 +1,316 @@
+"""Neo4j-specific behaviour of `Neo4jGraphStore`: injection safety, the graph layout, errors when
+the server is unreachable or rejects the credentials, and durability across a server crash.
+
+The behaviour every backend shares is covered by tests/conformance.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from neo4j import Driver, GraphDatabase
+
+from aesoperator.engine.stores.base import SourceItemState, WriteBatch
+from aesoperator.engine.stores.neo4j import Neo4jGraphStore
+from aesoperator.engine.stores.neo4j_rows import lucene_query
+from aesoperator.engine.stores.neo4j_schema import cypher_name
+from aesoperator.errors import SchemaError, StoreError
+from aesoperator.graph_schema.models import Entity, Provenance, Relation
+from tests.neo4j_support import Neo4jServer, start_local_neo4j
+
+pytestmark = pytest.mark.neo4j
+
+StoreFactory = Callable[[], Neo4jGraphStore]
+
+NASTY = [
+    'x"}) MATCH (n) DETACH DELETE n //',
+    "x'}) MATCH (n) DETACH DELETE n //",
+    "' OR 1=1 --",
+    '" OR 1=1 --',
+    "`) DETACH DELETE n //",
+    "$ids}) DETACH DELETE n",
+    "}]->(x) DELETE x WITH 1 AS one MATCH (n) DETACH DELETE n //",
+    "\\'; CALL dbms.security.createUser('evil', 'pw', false) //",
+    "line\nbreak\r\n\t and \x00 nul",
+    "ünïcödé 東京 🙂",
+]
+
+
+@pytest.fixture
+def driver(neo4j_server: Neo4jServer) -> Iterator[Driver]:
+    with GraphDatabase.driver(neo4j_server.uri, auth=(neo4j_server.user, neo4j_server.password)) as drv:
+        yield drv
+
+
+def census(driver: Driver) -> dict[str, int]:
+    """Every label and relationship type in the database with its count."""
+    out: dict[str, int] = {}
+    with driver.session() as session:
+        for r in session.run("MATCH (n) UNWIND labels(n) AS label RETURN label, count(*) AS n"):
+            out[f"node:{r['label']}"] = r["n"]
+        for r in session.run("MATCH ()-[r]->() RETURN type(r) AS t, count(*) AS n"):
+            out[f"rel:{r['t']}"] = r["n"]
+    return out
+
+
+def nasty_entity(i: int, value: str) -> Entity:
+    return Entity(
+        id=f"nasty:{i}:{value}",
+        type="Document",
+        name=value,
+        text=f"{value} marker{i}",
+        properties={value: value, "nested": {value: [value]}},
+        source=value[:200] or "s",
+        provenance=Provenance(uri=value, version=value),
+        namespace=value[:200],
+    )
+
+
+# injection --------------------------------------------------------------------------------------
+def test_hostile_text_is_stored_as_plain_data(neo4j_store_factory: StoreFactory, driver: Driver) -> None:
+    store = neo4j_store_factory()
+    anchor = Entity(id="anchor", type="Concept", name="anchor", text="the anchor entity")
+    store.upsert([anchor])
+    entities = [nasty_entity(i, value) for i, value in enumerate(NASTY)]
+    relations = [
+        Relation(id=f"r:{value}", type="MENTIONS", src=e.id, dst="anchor", properties={"why": value},
+                 namespace=e.namespace, source=value[:200] or "s")
+        for e, value in zip(entities, NASTY, strict=True)
+    ]  # fmt: skip
+    vectors = {e.id: (value, np.arange(4, dtype=np.float32)) for e, value in zip(entities, NASTY, strict=True)}
+    result = store.write(
+        WriteBatch(
+            entities=entities,
+            relations=relations,
+            vectors=vectors,
+            vector_model=NASTY[0],
+            source_items=[SourceItemState(source=v, key=v, content_hash=v, entity_ids=(v,), cursor=v) for v in NASTY],
+        )
+    )
+    assert (result.entities_written, result.relations_written, result.vectors_written) == (
+        len(NASTY), len(NASTY), len(NASTY)
+    )  # fmt: skip
+    assert census(driver) == {
+        "node:Entity": len(NASTY) + 1,
+        "node:Document": len(NASTY),
+        "node:Concept": 1,
+        "node:_Vector": len(NASTY),
+        "node:_SourceItem": len(NASTY),
+        "node:_ChangeLog": 2,
+        "node:_Counter": 1,
+        "node:_Schema": 1,
+        "rel:MENTIONS": len(NASTY),
+    }
+
+    got = store.get_entities([e.id for e in entities])
+    for stored, original in zip(got, entities, strict=True):
+        assert stored.model_dump(exclude={"created_at", "updated_at"}) == original.model_dump(
+            exclude={"created_at", "updated_at"}
+        )
+    assert [r.properties for r in store.get_relations([r.id for r in relations])] == [{"why": v} for v in NASTY]
+    for value in NASTY:
+        assert store.get_entities([f"nasty:{NASTY.index(value)}:{value}"], namespaces=[value[:200]])
+        assert store.name_lookup([value]) == {value.lower(): [f"nasty:{NASTY.index(value)}:{value}"]}
+        assert value in store.source_items(value)
+        assert store.vector_hashes([f"nasty:{NASTY.index(value)}:{value}"], NASTY[0])
+    sub = store.neighbors(["anchor"], namespaces=[*(v[:200] for v in NASTY), "default"])
+    assert len(sub.entities) == len(NASTY) + 1
+    assert not store.neighbors(["anchor"], namespaces=[NASTY[0]]).entities
+    before = census(driver)
+    assert store.neighbors(["anchor"], relation_types=NASTY).relations == []
+    assert store.keyword_search("marker3", namespaces=NASTY, types=NASTY) == []
+    assert census(driver) == before
+
+
+@pytest.mark.parametrize("query", [*NASTY, "marker1 OR *:*", 'text:"x" AND name:y~', "/.*/", "a\\"])
+def test_hostile_keyword_queries_are_data(neo4j_store_factory: StoreFactory, driver: Driver, query: str) -> None:
+    store = neo4j_store_factory()
+    store.upsert([Entity(id=f"d{i}", type="Document", name=f"doc {i}", text=f"marker{i} text") for i in range(3)])
+    before = census(driver)
+    hits = store.keyword_search(query)
+    assert all(score > 0 for _id, score in hits)
+    if "marker1" in query:
+        assert [i for i, _s in hits] == ["d1"]
+    assert census(driver) == before
+
+
+def test_lucene_query_quotes_every_term() -> None:
+    assert lucene_query('x"}) MATCH (n) //') == '"x" OR "match" OR "n"'
+    assert lucene_query("*:* OR a~2") == '"or" OR "a" OR "2"'
+    assert lucene_query("?!*") is None
+    assert lucene_query("Straße") == '"straße"'
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["Foo`) DETACH DELETE n //", "Foo` SET n.x = 1 //", "A:B", "A|B", "1abc", "", "a b", "x" * 65, "_Vector", "Ä"],
+)
+def test_malicious_type_names_are_rejected_before_any_query(
+    neo4j_store_factory: StoreFactory, driver: Driver, bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = neo4j_store_factory()
+    store.upsert([Entity(id="a", type="Concept", name="a", text="a")])
+    before = census(driver)
+    with pytest.raises(SchemaError):
+        cypher_name(bad)
+    with pytest.raises(ValueError):  # the model refuses it first
+        Entity(id="x", type=bad, name="x", text="x")
+
+    def no_session(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a query was about to run")
+
+    monkeypatch.setattr(store._driver, "session", no_session)
+    bad_entity = Entity.model_construct(
+        **{**Entity(id="x", type="Concept", name="x", text="x").model_dump(), "type": bad}
+    )
+    with pytest.raises(SchemaError, match="not a valid type name"):
+        store.upsert([bad_entity])
+    bad_relation = Relation.model_construct(**{**Relation(type="LINKS_TO", src="a", dst="a").model_dump(), "type": bad})
+    with pytest.raises(SchemaError, match="not a valid type name"):
+        store.upsert([], [bad_relation])
+    monkeypatch.undo()
+    assert census(driver) == before
+
+
+# layout -----------------------------------------------------------------------------------------
+def test_type_change_moves_the_label_and_keeps_history(neo4j_store_factory: StoreFactory, driver: Driver) -> None:
+    store = neo4j_store_factory()
+    store.upsert([Entity(id="e", type="Person", name="Ada", text="first")])
+    store.upsert([Entity(id="e", type="Concept", name="Ada", text="second")])
+    with driver.session() as session:
+        labels = session.run("MATCH (e:Entity {id: 'e'}) RETURN labels(e) AS l").single()
+    assert labels is not None and sorted(labels["l"]) == ["Concept", "Entity"]
+    history = store.history("e")
+    assert [(h.type, h.text) for h in history] == [("Person", "first")]
+    assert store.stats().entity_types == {"Concept": 1}
+
+
+def test_entity_types_named_like_bookkeeping_stay_apart(neo4j_store_factory: StoreFactory) -> None:
+    store = neo4j_store_factory()
+    store.upsert([Entity(id=f"x{t}", type=t, name=t, text=t) for t in ("Change", "Counter", "Vector", "Schema")])
+    assert store.stats().entities == 4
+    assert store.last_seq() == 4
+    assert [c.id for c in store.changes_since(0)] == ["xChange", "xCounter", "xVector", "xSchema"]
+
+
+def test_concurrent_writers_get_distinct_increasing_seqs(neo4j_store_factory: StoreFactory) -> None:
+    stores = [neo4j_store_factory(), neo4j_store_factory()]
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            for b in range(10):
+                stores[k].upsert([Entity(id=f"w{k}:{b}:{i}", type="Document", name="n", text="t") for i in range(20)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    changes = stores[0].changes_since(0)
+    assert [c.seq for c in changes] == list(range(1, 401))
+    assert len({c.id for c in changes}) == 400
+    assert stores[1].last_seq() == 400
+
+
+# errors -----------------------------------------------------------------------------------------
+def test_wrong_password_is_a_store_error(neo4j_server: Neo4jServer) -> None:
+    secret = "definitely-wrong-password-42"
+    with pytest.raises(StoreError) as info:
+        Neo4jGraphStore(neo4j_server.uri, neo4j_server.user, secret)
+    message = str(info.value)
+    assert neo4j_server.uri in message
+    assert "credentials" in message
+    assert secret not in message
+
+
+def test_unreachable_server_is_a_store_error() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"bolt://127.0.0.1:{port}"
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=f"{uri}.*not reachable"):
+        Neo4jGraphStore(uri, "neo4j", "irrelevant-password")
+    assert time.monotonic() - started < 60
+
+
+def test_invalid_uri_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="invalid Neo4j URI"):
+        Neo4jGraphStore("http://127.0.0.1:7474", "neo4j", "pw")
+    with pytest.raises(StoreError) as info:
+        Neo4jGraphStore("bolt://neo4j:hunter2secret@127.0.0.1:7687", "neo4j", "pw")
+    assert "hunter2secret" not in str(info.value)
+
+
+def test_closed_store_refuses_work(neo4j_store_factory: StoreFactory) -> None:
+    store = neo4j_store_factory()
+    store.close()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.last_seq()
+
+
+@pytest.mark.slow
+def test_server_crash_mid_write_keeps_every_committed_batch(tmp_path: Path) -> None:
+    """Kill the server while a writer is busy: the writer gets StoreError, and after a restart on
+    the same directory every batch that was acknowledged is there, whole."""
+    home = tmp_path / "neo4j"
+    server = start_local_neo4j(home, fast_start=True)
+    try:
+        store = Neo4jGraphStore(server.uri, "neo4j", server.password, max_retry_time=2.0)
+        acknowledged: list[int] = []
+        failure: list[BaseException] = []
+        stop = threading.Event()
+
+        def batch(b: int) -> list[Entity]:
+            return [Entity(id=f"b{b}:{i}", type="Document", name=f"n{i}", text=f"batch {b}") for i in range(200)]
+
+        def writer() -> None:
+            b = 0
+            while not stop.is_set():
+                try:
+                    store.upsert(batch(b))
+                except StoreError as exc:
+                    failure.append(exc)
+                    return
+                acknowledged.append(b)
+                b += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 5 and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.05)
+        port = server.port
+        server.kill()
+        thread.join(60)
+        stop.set()
+        assert not thread.is_alive()
+        assert failure, "the writer should have seen the server go"
+        assert "not reachable" in str(failure[0]) or server.uri in str(failure[0])
+        assert len(acknowledged) >= 5
+        with pytest.raises(StoreError, match=server.uri):
+            store.last_seq()
+
+        server = start_local_neo4j(home, password=server.password, port=port, fast_start=True)
+        # The same store reconnects once the server is back.
+        got = {e.id for page in store.iter_entities(5000) for e in page}
+        for b in acknowledged:
+            assert {e.id for e in batch(b)} <= got
+        for b in {int(i.split(":")[0][1:]) for i in got}:  # no batch is half there
+            assert {e.id for e in batch(b)} <= got
+        assert store.stats().entities == len(got)
+        store.close()
+    finally:
+        server.stop()
