@@ -55,7 +55,7 @@ class WriteBatch:
             self.entities or self.relations or self.vectors or self.delete_entity_ids
             or self.delete_relation_ids or self.expire_relation_ids or self.source_items
             or self.delete_source_items
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +199,14 @@ class GraphStore(Protocol):
     def changes_since(self, seq: int, limit: int = 100_000) -> list[Change]: ...
 
     def source_items(self, source: str) -> dict[str, SourceItemState]: ...
+
+    def source_names(self) -> list[str]:
+        """Every source that has sync state stored."""
+        ...
+
+    def vector_models(self) -> list[str]:
+        """Every embedding model that has stored vectors."""
+        ...
 
     def stats(self) -> StoreStats: ...
 

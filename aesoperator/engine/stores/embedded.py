@@ -399,6 +399,14 @@ class EmbeddedGraphStore:
             for key, digest, ents, rels, cursor in rows
         }
 
+    def source_names(self) -> list[str]:
+        with self._guard("list sources") as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT source FROM source_items ORDER BY source")]
+
+    def vector_models(self) -> list[str]:
+        with self._guard("list vector models") as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT model FROM vectors ORDER BY model")]
+
     def stats(self) -> StoreStats:
         now = to_iso(utcnow())
         with self._read("compute statistics") as conn:
