@@ -116,3 +116,24 @@ def test_ingest_without_embedding_then_embed_missing(make_engine: Callable[..., 
     assert embedded == engine.stats().entities
     engine.rebuild_index()
     assert engine.search("who looks after the batteries at night", k=3, channels=("vector",), hops=0).hits
+
+
+def test_a_source_failing_mid_way_keeps_what_was_already_mapped(make_engine: Callable[..., Any]) -> None:
+    from aesoperator.graph_schema.ids import content_hash
+    from aesoperator.ingest.documents import DocumentsMapper
+    from aesoperator.ingest.pipeline import IngestPipeline
+    from aesoperator.ingest.records import SourceRecord
+
+    engine = make_engine()
+
+    def records() -> Any:
+        for i in range(5):
+            text = f"note number {i}"
+            yield SourceRecord(f"n{i}", "document", content_hash(text), {"title": f"n{i}", "text": text}, f"x:{i}")
+        raise SourceError("source 'flaky': connection lost")
+
+    pipeline = IngestPipeline(engine.store, None, batch_size=1000)
+    with pytest.raises(SourceError, match="connection lost"):
+        pipeline.run("flaky", records(), DocumentsMapper("flaky", "default"))
+    assert len(engine.store.source_items("flaky")) == 5
+    assert len(engine.get_entities([f"flaky:doc:n{i}" for i in range(5)])) == 5

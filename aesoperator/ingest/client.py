@@ -4,7 +4,9 @@
 `mcp` SDK's `Client` and wraps every call in the same guard rails:
 
 - a per-call timeout (`timeout_seconds`): a hung server costs at most that long, and the session
-  is dropped (the server process is stopped) so the next call starts clean;
+  is dropped (the server process is stopped) so the next call starts clean. Starting a session
+  (spawn and handshake) may take at least CONNECT_TIMEOUT_FLOOR seconds, since launchers such as
+  `npx -y` may first download the server;
 - bounded retries with exponential backoff on connection failures (`retries`): a server that
   died, closed its pipes or garbled its JSON-RPC is restarted or reconnected, then the call is
   sent again;
@@ -50,8 +52,7 @@ import httpx2
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import Client
-from mcp.client._transport import Transport
-from mcp.client.session import IncomingMessage
+from mcp.client import IncomingMessage, Transport
 from mcp.client.stdio import get_default_environment
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import ResourcesListChanged, ResourceUpdated, SubscriptionLost
@@ -79,6 +80,7 @@ MAX_PAGES: Final = 10_000
 FAULT_GRACE_SECONDS: Final = 2.0  # how long a stray line may precede a valid answer
 STOP_GRACE_SECONDS: Final = 2.0  # stdin closed -> SIGTERM -> SIGKILL, each this long
 HEALTH_CHECK_SECONDS: Final = 15.0
+CONNECT_TIMEOUT_FLOOR: Final = 30.0
 LIST_CHANGED: Final = "*"  # the update that stands for "the list of resources changed"
 
 _SAFE_ENV: Final = ("LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
@@ -500,6 +502,7 @@ class McpClientConnection:
         self.server_name = definition.name
         self.identity = transport_identity(definition)
         self._timeout = definition.timeout_seconds
+        self._connect_timeout = max(self._timeout, CONNECT_TIMEOUT_FLOOR)
         # Room for JSON escaping and for content sent twice (text plus structured content).
         self._max_message_bytes = 2 * definition.max_response_bytes + (1 << 20)
         self._tg: anyio.abc.TaskGroup | None = None
@@ -591,7 +594,9 @@ class McpClientConnection:
         return [resolved, *d.args], env
 
     async def _observe_response(self, response: httpx2.Response) -> None:
-        if response.status_code in (401, 403):
+        if response.status_code < 400:
+            self._http_refusal = None
+        elif response.status_code in (401, 403):
             challenge = response.headers.get("www-authenticate", "")
             detail = re.search(r'error="([^"]{1,100})"', challenge)
             self._http_refusal = f"HTTP {response.status_code} {response.reason_phrase}" + (
@@ -645,7 +650,7 @@ class McpClientConnection:
                 async with AsyncExitStack() as stack:
                     client = Client(
                         await make_transport(stack),
-                        read_timeout_seconds=self._timeout,
+                        read_timeout_seconds=self._connect_timeout,  # calls get the shorter self._timeout
                         cache=None,
                         message_handler=self._on_message,
                         client_info=types.Implementation(name="aesoperator", version=__version__),
@@ -666,7 +671,7 @@ class McpClientConnection:
         session = _Session(self._generation + 1)
         self._tg.start_soon(self._own, session, make_transport)
         try:
-            await self._guarded(session.ready.wait)
+            await self._guarded(session.ready.wait, self._connect_timeout)
         except BaseException:
             await self._stop(session)
             raise
@@ -708,12 +713,14 @@ class McpClientConnection:
 
     # -- guarded calls --------------------------------------------------------------------------
     async def _on_message(self, message: IncomingMessage) -> None:
+        # Change notifications feed a legacy subscription; `subscriptions/listen` has its own stream.
+        legacy = self.protocol_version not in MODERN_PROTOCOL_VERSIONS
         if isinstance(message, types.ResourceUpdatedNotification):
-            if self._feed is not None:
+            if self._feed is not None and legacy:
                 self._feed.push(message.params.uri)
             return
         if isinstance(message, types.ResourceListChangedNotification):
-            if self._feed is not None:
+            if self._feed is not None and legacy:
                 self._feed.push(LIST_CHANGED)
             return
         if not isinstance(message, Exception):
@@ -735,12 +742,12 @@ class McpClientConnection:
             self._faults[scope] = text
             scope.cancel()
 
-    async def _guarded(self, op: Callable[[], Awaitable[T]]) -> T:
+    async def _guarded(self, op: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """Run `op` under the per-call timeout, failing fast on a stream fault."""
         scope = anyio.CancelScope()
         self._inflight.add(scope)
         try:
-            with scope, anyio.fail_after(self._timeout):
+            with scope, anyio.fail_after(timeout or self._timeout):
                 return await op()
         finally:
             self._inflight.discard(scope)
@@ -753,12 +760,18 @@ class McpClientConnection:
         note = self._process.exit_description()
         return f" ({note})" if note else ""
 
+    async def _exit_reason(self) -> str | None:
+        """How the stdio server process ended, if it did (waiting briefly for its exit code)."""
+        if self._process is None or self._process.process is None:
+            return None
+        with anyio.move_on_after(0.5):
+            while self._process.process.returncode is None:
+                await anyio.sleep(0.02)
+        return self._process.exit_description()
+
     async def _describe_closed(self) -> str:
-        if self._process is not None and self._process.process is not None:
-            with anyio.move_on_after(0.5):  # let the exit code arrive
-                while self._process.process.returncode is None:
-                    await anyio.sleep(0.02)
-            return self._process.exit_description() or "the server process closed its stdout"
+        if self._process is not None:
+            return await self._exit_reason() or "the server process closed its stdout"
         return "the server closed the connection"
 
     async def _classify(self, what: str, exc: BaseException) -> Exception:
@@ -766,15 +779,16 @@ class McpClientConnection:
         exc = _unwrap(exc)
         if isinstance(exc, AesopError | _Trouble):
             return exc
+        limit = self._connect_timeout if what == "connect" else self._timeout
         if isinstance(exc, TimeoutError):
-            return CallTimeout(self._label(f"{what} timed out after {self._timeout:g}s"))
+            return CallTimeout(self._label(f"{what} timed out after {limit:g}s"))
         if isinstance(exc, MCPError):
             if exc.code == types.CONNECTION_CLOSED:
                 if self._http_refusal is not None:
                     return self._auth_error(what)
                 return _Trouble(await self._describe_closed())
             if exc.code == types.REQUEST_TIMEOUT:
-                return CallTimeout(self._label(f"{what} timed out after {self._timeout:g}s"))
+                return CallTimeout(self._label(f"{what} timed out after {limit:g}s"))
             if exc.code == RESPONSE_TOO_LARGE:
                 wire = exc.error.data.get("bytes") if isinstance(exc.error.data, dict) else None
                 return ResponseTooLarge(
@@ -788,18 +802,15 @@ class McpClientConnection:
             return ServerRequestError(
                 self._label(f"{what} failed: server error {exc.code}: {_clip(exc.error.message)}")
             )
+        if isinstance(exc, SubscriptionLost):
+            return _Trouble(await self._exit_reason() or _clip(str(exc), 300))
         if isinstance(exc, ValidationError):
             return ServerRequestError(self._label(f"{what}: the server's answer is malformed: {_clip(str(exc), 300)}"))
         if isinstance(exc, FileNotFoundError | PermissionError | NotADirectoryError):
             return SourceError(self._label(f"cannot start the server: {exc}"))
         if isinstance(
             exc,
-            OSError
-            | anyio.BrokenResourceError
-            | anyio.ClosedResourceError
-            | anyio.EndOfStream
-            | httpx2.TransportError
-            | SubscriptionLost,
+            OSError | anyio.BrokenResourceError | anyio.ClosedResourceError | anyio.EndOfStream | httpx2.TransportError,
         ):
             detail = _clip(str(exc) or type(exc).__name__, 300)
             if isinstance(exc, httpx2.TransportError):
@@ -954,6 +965,7 @@ class McpClientConnection:
         """Subscribe to `uris` (and to changes of the resource list where offered) for as long as
         the context is open. 2026-era servers are followed with `subscriptions/listen`, earlier
         ones with `resources/subscribe`. The feed fails (ConnectionFailed) when the session ends."""
+        assert self._tg is not None, "use open_connection()"
         client, generation = await self._session()
         if not self.supports_subscriptions:
             raise SourceError(
@@ -965,19 +977,17 @@ class McpClientConnection:
         feed = ResourceUpdates(self.server_name)
         feed.uris = list(uris)
         self._feed = feed
+        scope = anyio.CancelScope()  # the helper task runs in the connection's task group
         try:
-            async with anyio.create_task_group() as tg:
-                if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
-                    await tg.start(self._pump_listen, client, list(uris), feed)
-                else:
-                    for uri in uris:
-                        await self._subscribe_legacy(client, generation, uri)
-                    tg.start_soon(self._watch_health, client, feed)
-                try:
-                    yield feed
-                finally:
-                    tg.cancel_scope.cancel()
+            if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                await self._tg.start(self._pump_listen, client, list(uris), feed, scope)
+            else:
+                for uri in uris:
+                    await self._subscribe_legacy(client, generation, uri)
+                self._tg.start_soon(self._watch_health, client, feed, scope)
+            yield feed
         finally:
+            scope.cancel()
             self._feed = None
 
     async def _subscribe_legacy(self, client: Client, generation: int, uri: str) -> None:
@@ -1002,46 +1012,49 @@ class McpClientConnection:
         client: Client,
         uris: list[str],
         feed: ResourceUpdates,
+        scope: anyio.CancelScope,
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         started = False
-        try:
-            async with client.listen(resource_subscriptions=uris, resources_list_changed=True) as subscription:
-                started = True
-                task_status.started()
-                async for event in subscription:
-                    if isinstance(event, ResourceUpdated):
-                        feed.push(event.uri)
-                    elif isinstance(event, ResourcesListChanged):
-                        feed.push(LIST_CHANGED)
-            feed.fail("the server closed the subscription")
-        except Exception as raw:
-            failure = await self._classify("subscribe", raw)
-            if not started:
-                raise (
-                    ConnectionFailed(self._label(f"subscribe: {failure}")) if isinstance(failure, _Trouble) else failure
-                ) from None
-            feed.fail(str(failure))
-
-    async def _watch_health(self, client: Client, feed: ResourceUpdates) -> None:
-        """Notice a dead session while idle: the stdio process ending, or an HTTP ping failing."""
-        while True:
-            if self._process is not None:
-                with anyio.move_on_after(HEALTH_CHECK_SECONDS):
-                    await self._process.closed.wait()
-                if self._process.closed.is_set():
-                    feed.fail(await self._describe_closed())
-                    return
-                continue
-            await anyio.sleep(HEALTH_CHECK_SECONDS)
+        with scope:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    await self._guarded(client.send_ping)
+                async with client.listen(resource_subscriptions=uris, resources_list_changed=True) as subscription:
+                    started = True
+                    task_status.started()
+                    async for event in subscription:
+                        if isinstance(event, ResourceUpdated):
+                            feed.push(event.uri)
+                        elif isinstance(event, ResourcesListChanged):
+                            feed.push(LIST_CHANGED)
+                feed.fail("the server closed the subscription")
             except Exception as raw:
-                feed.fail(str(await self._classify("ping", raw)))
-                return
+                failure = await self._classify("subscribe", raw)
+                if not started:
+                    if isinstance(failure, _Trouble):
+                        raise ConnectionFailed(self._label(f"subscribe: {failure}")) from None
+                    raise failure from None
+                feed.fail(str(failure))
+
+    async def _watch_health(self, client: Client, feed: ResourceUpdates, scope: anyio.CancelScope) -> None:
+        """Notice a dead session while idle: the stdio process ending, or an HTTP ping failing."""
+        with scope:
+            while True:
+                if self._process is not None:
+                    with anyio.move_on_after(HEALTH_CHECK_SECONDS):
+                        await self._process.closed.wait()
+                    if self._process.closed.is_set():
+                        feed.fail(await self._describe_closed())
+                        return
+                    continue
+                await anyio.sleep(HEALTH_CHECK_SECONDS)
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        await self._guarded(client.send_ping)
+                except Exception as raw:
+                    feed.fail(str(await self._classify("ping", raw)))
+                    return
 
 
 @asynccontextmanager

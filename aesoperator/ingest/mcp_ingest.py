@@ -116,10 +116,15 @@ def _summary(
 
 
 def _record_failure(
-    engine: ContextEngine, definition: SourceDefinition, started_at: str | None, started: float, exc: BaseException
+    engine: ContextEngine,
+    definition: SourceDefinition,
+    started_at: str | None,
+    started: float,
+    exc: BaseException,
+    mode: str = "full",
 ) -> None:
     try:
-        summary = _summary(engine.store, definition, started_at, started, "full", error=exc)
+        summary = _summary(engine.store, definition, started_at, started, mode, error=exc)
         record_run(engine.store, definition.name, summary)
     except Exception as write_error:  # the original failure matters more
         log.warning("source %r: could not record the failed run: %s", definition.name, write_error)
@@ -169,8 +174,15 @@ def stream_records(
 
     async def produce() -> None:
         async with send:
-            async for record in make():
-                await send.send(record)
+            records = make()
+            try:
+                async for record in records:
+                    await send.send(record)
+            finally:
+                close = getattr(records, "aclose", None)
+                if close is not None:  # run the adapter's own cleanup now, not at garbage collection
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await close()
 
     future = portal.start_task_soon(produce)
     try:
@@ -222,12 +234,16 @@ def _run(
             return it
         return adapter.records(conn, previous)
 
-    with closing(stream_records(portal, make)) as records:
-        report = pipeline.run(source, records, adapter.mapper, skipped=adapter.skipped, remove_missing=not partial)
-    report.quarantined += _quarantine_skipped(engine.store, source, adapter)
-    if use_embedder:
-        engine.refresh_index(save=True)
     mode = "update" if partial else "full"
+    try:
+        with closing(stream_records(portal, make)) as records:
+            report = pipeline.run(source, records, adapter.mapper, skipped=adapter.skipped, remove_missing=not partial)
+        report.quarantined += _quarantine_skipped(engine.store, source, adapter)
+        if use_embedder:
+            engine.refresh_index(save=True)
+    except (Exception, KeyboardInterrupt) as exc:
+        _record_failure(engine, definition, started_at, started, exc, mode)
+        raise
     record_run(engine.store, source, _summary(engine.store, definition, started_at, started, mode, report=report))
     return report
 
@@ -246,14 +262,17 @@ def ingest_source(
     adapter = make_adapter(definition)
     _claim(engine, definition)
     started, started_at = time.perf_counter(), to_iso(utcnow())
+    connected = False  # once connected, `_run` records its own outcome
     try:
         with (
             start_blocking_portal(backend="asyncio") as portal,
             portal.wrap_async_context_manager(open_connection(definition)) as conn,
         ):
+            connected = True
             return _run(engine, definition, adapter, portal, conn, progress, embed)
     except (Exception, KeyboardInterrupt) as exc:
-        _record_failure(engine, definition, started_at, started, exc)
+        if not connected:
+            _record_failure(engine, definition, started_at, started, exc)
         raise
 
 
@@ -311,15 +330,18 @@ def watch_source(
     with start_blocking_portal(backend="asyncio") as portal:
         while not stop.is_set():
             started, started_at = time.perf_counter(), to_iso(utcnow())
+            connected = False  # once connected, `_run` records its own outcome
             try:
                 with portal.wrap_async_context_manager(open_connection(definition)) as conn:
+                    connected = True
                     shown = progress if not state.ingested else NoProgress()
                     report = _run(engine, definition, adapter, portal, conn, shown, embed)
                     state.ingested = True
                     emit(WatchEvent("ingested", definition.name, report=report))
                     _follow(engine, definition, adapter, portal, conn, stop, emit, embed, poll_seconds, state)
             except (ConnectionFailed, CallTimeout) as exc:
-                _record_failure(engine, definition, started_at, started, exc)
+                if not connected:
+                    _record_failure(engine, definition, started_at, started, exc)
                 state.failures += 1
                 if state.failures > definition.retries:
                     raise
@@ -327,7 +349,8 @@ def watch_source(
                 emit(WatchEvent("reconnecting", definition.name, message=f"{exc}; reconnecting in {delay:g}s"))
                 stop.wait(delay)
             except (Exception, KeyboardInterrupt) as exc:
-                _record_failure(engine, definition, started_at, started, exc)
+                if not connected:
+                    _record_failure(engine, definition, started_at, started, exc)
                 raise
 
 

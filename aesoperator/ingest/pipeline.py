@@ -143,7 +143,17 @@ class IngestPipeline:
                 iterator = iter(records)
                 while True:
                     t0 = time.perf_counter()
-                    record = next(iterator, None)
+                    try:
+                        record = next(iterator, None)
+                    except Exception:
+                        # The source failed mid-way: commit what was already mapped, so the
+                        # next run does not fetch it again, then report the failure.
+                        in_flight = self._flush(pending, writer, in_flight, report)
+                        pending = _PendingBatch()
+                        if in_flight is not None:
+                            report.add(in_flight.result())
+                            in_flight = None
+                        raise
                     report.stage_seconds["extract"] += time.perf_counter() - t0
                     if record is None:
                         break

@@ -26,7 +26,6 @@ credentials = { bearer_token = "DOCS_API_TOKEN" }
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -196,7 +195,13 @@ class SourceRegistry:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
+        """Serialize read-modify-write of sources.toml across processes (POSIX file lock)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no advisory locks on this platform
+            yield
+            return
         with open(self.data_dir / (SOURCES_FILE + ".lock"), "a+") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
