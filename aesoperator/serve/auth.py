@@ -68,7 +68,7 @@ STATIC_PREFIX = "aesop_"
 _ID_HEX = 12  # hex characters of a static token's public id
 _TOKEN_RE = re.compile(r"^aesop_([0-9a-f]{12})_([A-Za-z0-9_-]{32,})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-_SCOPE_RE = re.compile(r"^(read|write|source|tool):[A-Za-z0-9*._/@-]{1,128}$")
+_SCOPE_RE = re.compile(r"^(read|write|source|tool):[A-Za-z0-9*._/@:-]{1,128}$")  # ":" allows agent:<id> namespaces
 _B64TOKEN_RE = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 6750 b64token
 _MAX_TOKEN_CHARS = 8192
 _TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-/]{1,128}$")

@@ -1,0 +1,447 @@
+"""The engine's own tools: search, recall, remember, get_entities, neighbors, sources.
+
+Every read hands the caller's namespaces (`Principal.read_namespaces`) to the engine, which passes
+them into the store's queries, so nothing outside them is produced, graph expansion included.
+Every write checks `Principal.require_write` first. Tool functions are synchronous (the engine
+is) and run on worker threads; the server wraps each call with the principal, the call guard and
+error translation (see `server.py`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from mcp_types import ToolAnnotations
+from pydantic import Field, ValidationError
+
+from aesoperator.engine.memory import agent_namespace
+from aesoperator.engine.stores import StoreStats
+from aesoperator.errors import PermissionDenied, SchemaError
+from aesoperator.graph_schema.models import Entity, Relation, from_iso, utcnow
+from aesoperator.serve.principal import Principal
+from aesoperator.serve.schemas import (
+    MAX_CONTENT_CHARS,
+    MAX_FILTERS,
+    MAX_IDS,
+    AsOf,
+    EntityId,
+    EntityIds,
+    EntityOut,
+    GetEntitiesOutput,
+    Hit,
+    Label,
+    Namespaces,
+    NeighborsOutput,
+    Query,
+    RecalledEpisodeOut,
+    RecallOutput,
+    RelationOut,
+    RememberOutput,
+    SearchOutput,
+    SourceOut,
+    SourcesOutput,
+    StatsOut,
+    TypeName,
+    entity_uri,
+)
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from aesoperator.engine.context import ContextEngine
+
+SOURCE_SCAN_LIMIT = 200_000
+SOURCE_SCAN_TTL_SECONDS = 30.0
+
+
+# -- per-call state ----------------------------------------------------------------------------------
+@dataclass
+class CallState:
+    """What the server knows about the tool call in progress; tools read the principal from it and
+    report how many items they returned."""
+
+    principal: Principal
+    result_count: int = 0
+
+
+_CALL: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("aesop_call", default=None)
+
+
+def bind_call(state: CallState) -> contextvars.Token[CallState | None]:
+    return _CALL.set(state)
+
+
+def unbind_call(token: contextvars.Token[CallState | None]) -> None:
+    _CALL.reset(token)
+
+
+@dataclass
+class Runtime:
+    """What the tools share: the engine, who is calling, and small caches."""
+
+    engine: ContextEngine
+    resolve_principal: Callable[[], Principal]
+    memory_namespace: str = "memory-graph"
+    _source_cache: dict[tuple[str, ...] | None, tuple[int, float, set[str], bool]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def principal(self) -> Principal:
+        state = _CALL.get()
+        return state.principal if state is not None else self.resolve_principal()
+
+    def count(self, n: int) -> None:
+        state = _CALL.get()
+        if state is not None:
+            state.result_count = n
+
+
+# -- conversions -------------------------------------------------------------------------------------
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def entity_out(entity: Entity, hop: int | None = None) -> EntityOut:
+    return EntityOut(**dict(entity), uri=entity_uri(entity.id), hop=hop)
+
+
+def relation_out(relation: Relation) -> RelationOut:
+    return RelationOut(**dict(relation))
+
+
+def hit_from_entity(entity: Entity, reason: str) -> Hit:
+    return Hit(
+        id=entity.id,
+        uri=entity_uri(entity.id),
+        type=entity.type,
+        name=entity.name,
+        text=entity.text[:500],
+        truncated=len(entity.text) > 500,
+        score=0.0,
+        reasons=[reason],
+        namespace=entity.namespace,
+        source=entity.source,
+        provenance=entity.provenance,
+    )
+
+
+def visible_stats(stats: StoreStats, principal: Principal) -> StatsOut:
+    """Store statistics limited to what the principal may read."""
+    try:
+        allowed = principal.read_namespaces()
+    except PermissionDenied:  # no read scope at all: show nothing but the backend and position
+        allowed = []
+    if allowed is None:
+        return StatsOut(
+            backend=stats.backend,
+            last_seq=stats.last_seq,
+            namespaces=dict(stats.namespaces),
+            entities=stats.entities,
+            relations=stats.relations,
+            live_relations=stats.live_relations,
+            vectors=stats.vectors,
+            entity_types=dict(stats.entity_types),
+            relation_types=dict(stats.relation_types),
+        )
+    namespaces = {ns: n for ns, n in stats.namespaces.items() if ns in set(allowed)}
+    return StatsOut(
+        backend=stats.backend, last_seq=stats.last_seq, namespaces=namespaces, entities=sum(namespaces.values())
+    )
+
+
+# -- the tools ---------------------------------------------------------------------------------------
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def tool(server: MCPServer[Any], name: str, **options: Any) -> Callable[[_F], _F]:
+    """Register a tool, with its docstring (dedented) as the description."""
+
+    def register(fn: _F) -> _F:
+        server.add_tool(fn, name=name, description=inspect.cleandoc(fn.__doc__ or ""), **options)
+        return fn
+
+    return register
+
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+
+
+def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
+    """Add search, recall, remember, get_entities, neighbors and sources to `server`."""
+
+    @tool(server, "search", title="Search the knowledge graph", annotations=READ_ONLY)
+    def search(
+        query: Query,
+        k: Annotated[int, Field(ge=1, le=100, description="How many entities to return.")] = 10,
+        hops: Annotated[
+            int, Field(ge=0, le=3, description="Graph expansion depth from the direct hits (0 = off).")
+        ] = 1,
+        types: Annotated[
+            list[TypeName] | None, Field(max_length=MAX_FILTERS, description="Only entities of these types.")
+        ] = None,
+        namespaces: Namespaces = None,
+        as_of: AsOf = None,
+        token_budget: Annotated[
+            int | None, Field(ge=50, le=100_000, description="Token budget for the packed context.")
+        ] = None,
+    ) -> SearchOutput:
+        """Hybrid search (meaning, keywords, exact names, then graph expansion). Returns ranked entities
+        with the reasons they were chosen and their provenance, relations between them as triples, and
+        the whole packed as prompt-ready context text."""
+        ns = rt.principal().read_namespaces(namespaces)
+        result = rt.engine.search(
+            query,
+            k=k,
+            hops=hops,
+            namespaces=ns,
+            types=types,
+            as_of=_utc(as_of),
+            token_budget=token_budget,
+        )
+        hits = [Hit(**dict(h), uri=entity_uri(h.id)) for h in result.hits]
+        rt.count(len(hits))
+        return SearchOutput(
+            query=result.query,
+            hits=hits,
+            triples=result.triples,
+            context=result.context_text(),
+            tokens_used=result.tokens_used,
+            token_budget=result.token_budget,
+            dropped=result.dropped,
+        )
+
+    @tool(server, "recall", title="Recall an agent's memories", annotations=READ_ONLY)
+    def recall(
+        query: Query,
+        agent_id: Annotated[Label, Field(description="The agent whose memories to search.")],
+        session_id: Annotated[Label | None, Field(description="Only this session.")] = None,
+        k: Annotated[int, Field(ge=1, le=50, description="How many episodes.")] = 10,
+        namespaces: Annotated[
+            list[Label] | None,
+            Field(max_length=MAX_FILTERS, description="Memory namespaces (default: the agent's own, agent:<id>)."),
+        ] = None,
+        as_of: AsOf = None,
+        include_entities: Annotated[bool, Field(description="Also return the entities each episode mentions.")] = True,
+    ) -> RecallOutput:
+        """Episodes an agent remembered that are relevant to the query (by meaning, words, names and
+        recency), across sessions, with the entities each one mentions."""
+        principal = rt.principal()
+        if namespaces:
+            scoped: list[str] | None = principal.read_namespaces(namespaces)
+        else:
+            principal.read_namespaces([agent_namespace(agent_id)])
+            scoped = None  # the agent's own namespace, episodes of this agent only
+        result = rt.engine.memory.recall(
+            query, agent_id, session_id=session_id, k=k, namespaces=scoped, include_entities=False, as_of=_utc(as_of)
+        )
+        readable = principal.read_namespaces()
+        mention_ids = sorted({m for r in result.episodes for m in r.episode.mentions})
+        found = {e.id: e for e in rt.engine.get_entities(mention_ids, readable)} if include_entities else {}
+        episodes = [
+            RecalledEpisodeOut(
+                episode=r.episode,
+                uri=entity_uri(r.episode.id),
+                score=r.score,
+                reasons=r.reasons,
+                entities=[
+                    hit_from_entity(found[m], "mentioned by the episode") for m in r.episode.mentions if m in found
+                ],
+            )
+            for r in result.episodes
+        ]
+        rt.count(len(episodes))
+        return RecallOutput(query=query, agent_id=agent_id, episodes=episodes)
+
+    @tool(server, "remember", title="Remember an event", annotations=WRITES)
+    def remember(
+        content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS, description="What to remember.")],
+        agent_id: Annotated[Label, Field(description="The agent remembering.")],
+        session_id: Annotated[Label | None, Field(description="The session (conversation) it belongs to.")] = None,
+        task_id: Annotated[Label | None, Field(description="The task it belongs to.")] = None,
+        speaker: Annotated[Label | None, Field(description="Who said it, for conversation turns.")] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(description="JSON metadata kept with the episode.")] = None,
+        mentions: Annotated[
+            list[EntityId] | None,
+            Field(max_length=MAX_IDS, description="Ids of entities the event is about (names are also detected)."),
+        ] = None,
+        namespace: Annotated[
+            Label | None, Field(description="Where to store it (default: the agent's namespace, agent:<id>).")
+        ] = None,
+    ) -> RememberOutput:
+        """Store one memory event for an agent. It is linked to its session and to the entities it
+        names, so later recall and search can follow those links."""
+        principal = rt.principal()
+        ns = namespace or agent_namespace(agent_id)
+        principal.require_write(ns)
+        readable = principal.read_namespaces()
+        known = [e.id for e in rt.engine.get_entities(list(mentions or []), readable)]
+        try:
+            episode = rt.engine.memory.remember(
+                content,
+                agent_id,
+                session_id,
+                task_id=task_id,
+                metadata=metadata,
+                namespace=ns,
+                mentions=known,
+                speaker=speaker,
+                mention_namespaces=readable,
+            )
+        except ValidationError as exc:  # the episode or its metadata does not fit the schema
+            problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors()[:3])
+            raise SchemaError(f"cannot remember this event: {problems}") from None
+        rt.count(1)
+        return RememberOutput(episode=episode, uri=entity_uri(episode.id))
+
+    @tool(server, "get_entities", title="Get entities by id", annotations=READ_ONLY)
+    def get_entities(ids: EntityIds, namespaces: Namespaces = None) -> GetEntitiesOutput:
+        """Full entities (text, properties, provenance, validity) for the given ids. Ids that do not
+        exist or are outside the caller's namespaces are listed under `missing`."""
+        ns = rt.principal().read_namespaces(namespaces)
+        entities = rt.engine.get_entities(list(dict.fromkeys(ids)), ns)
+        found = {e.id for e in entities}
+        missing = [i for i in dict.fromkeys(ids) if i not in found]
+        if not entities:
+            raise SchemaError(f"no entity found for id(s) {_preview(missing)} (unknown, or outside your namespaces)")
+        rt.count(len(entities))
+        return GetEntitiesOutput(entities=[entity_out(e) for e in entities], missing=missing)
+
+    @tool(server, "neighbors", title="Explore an entity's neighbourhood", annotations=READ_ONLY)
+    def neighbors(
+        ids: Annotated[list[EntityId], Field(min_length=1, max_length=50, description="Seed entity ids.")],
+        depth: Annotated[int, Field(ge=1, le=3, description="How many hops to follow.")] = 1,
+        relation_types: Annotated[
+            list[TypeName] | None, Field(max_length=MAX_FILTERS, description="Only follow these relation types.")
+        ] = None,
+        direction: Annotated[
+            Literal["out", "in", "both"], Field(description="Follow outgoing, incoming or both directions.")
+        ] = "both",
+        as_of: AsOf = None,
+        namespaces: Namespaces = None,
+        limit: Annotated[int, Field(ge=1, le=1000, description="At most this many entities.")] = 100,
+    ) -> NeighborsOutput:
+        """Entities reachable from the seeds within `depth` hops along live relations, with the
+        relations followed. Only the caller's namespaces are traversed."""
+        ns = rt.principal().read_namespaces(namespaces)
+        seeds = list(dict.fromkeys(ids))
+        sub = rt.engine.neighbors(seeds, depth, relation_types, direction, _utc(as_of), ns, limit)
+        missing = [i for i in seeds if i not in sub.entities]
+        if len(missing) == len(seeds):
+            raise SchemaError(f"no entity found for id(s) {_preview(missing)} (unknown, or outside your namespaces)")
+        ordered = sorted(sub.entities.values(), key=lambda e: (sub.hops.get(e.id, 0), e.id))
+        rt.count(len(ordered))
+        return NeighborsOutput(
+            entities=[entity_out(e, sub.hops.get(e.id)) for e in ordered],
+            relations=[relation_out(r) for r in sub.relations],
+            missing=missing,
+        )
+
+    @tool(server, "sources", title="What is ingested and how fresh", annotations=READ_ONLY)
+    def sources(
+        names: Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+            Field(max_length=MAX_FILTERS, description="Only these sources (default: every source you may see)."),
+        ] = None,
+    ) -> SourcesOutput:
+        """Sources the store holds data from: how each is declared, how many items, entities and
+        relations it brought, quarantined items, and when it was last ingested successfully."""
+        principal = rt.principal()
+        listed, complete = _source_names(rt, principal, names)
+        out = [_source_out(rt, name) for name in listed if principal.can_see_source(name)]
+        rt.count(len(out))
+        return SourcesOutput(sources=out, stats=visible_stats(rt.engine.stats(), principal), complete=complete)
+
+
+def _preview(ids: Sequence[str], most: int = 5) -> str:
+    shown = [i[:80] for i in ids[:most]]
+    more = f" and {len(ids) - most} more" if len(ids) > most else ""
+    return f"{shown}{more}"
+
+
+def _registered(rt: Runtime) -> dict[str, Any]:
+    from aesoperator.ingest.registry import SourceRegistry
+
+    try:
+        return dict(SourceRegistry.for_settings(rt.engine.settings).entries())
+    except Exception:  # a broken sources.toml must not break serving; `aesop sources list` reports it
+        return {}
+
+
+def _source_names(rt: Runtime, principal: Principal, names: Sequence[str] | None) -> tuple[list[str], bool]:
+    """Registered sources plus those found on entities the principal may read (cached briefly)."""
+    if names:
+        return list(dict.fromkeys(names)), True
+    found: set[str] = set(_registered(rt))
+    readable = principal.read_namespaces()
+    key = tuple(readable) if readable is not None else None
+    seq = rt.engine.store.last_seq()
+    now = time.monotonic()
+    with rt._lock:
+        cached = rt._source_cache.get(key)
+    if cached is not None and (cached[0] == seq or now - cached[1] < SOURCE_SCAN_TTL_SECONDS):
+        seen, complete = cached[2], cached[3]
+    else:
+        seen, complete, scanned = set(), True, 0
+        for batch in rt.engine.store.iter_entities(batch_size=5000, namespaces=readable):
+            seen.update(e.source for e in batch)
+            scanned += len(batch)
+            if scanned >= SOURCE_SCAN_LIMIT:
+                complete = False
+                break
+        with rt._lock:
+            rt._source_cache[key] = (seq, now, seen, complete)
+    return sorted(found | seen), complete
+
+
+def _source_out(rt: Runtime, name: str) -> SourceOut:
+    from aesoperator.ingest.registry import source_status
+
+    entry = _registered(rt).get(name)
+    status = source_status(rt.engine.store, name)
+    run = status.get("last_run") or None
+    last_ok = run.get("last_ok_at") if run else None
+    age: float | None = None
+    if last_ok:
+        try:
+            moment = from_iso(str(last_ok))
+            age = max(0.0, (utcnow() - moment).total_seconds()) if moment is not None else None
+        except ValueError:
+            age = None
+    return SourceOut(
+        name=name,
+        registered=entry is not None,
+        kind=entry.definition.kind if entry is not None else None,
+        namespace=entry.definition.namespace if entry is not None else None,
+        identity=status.get("identity"),
+        items=int(status.get("items", 0)),
+        entities=int(status.get("entities", 0)),
+        relations=int(status.get("relations", 0)),
+        quarantined=len(status.get("quarantined", [])),
+        status=run.get("status") if run else None,
+        last_run_at=run.get("finished_at") if run else None,
+        last_ok_at=last_ok,
+        age_seconds=age,
+        last_run=run,
+    )
+
+
+__all__ = [
+    "CallState",
+    "Runtime",
+    "bind_call",
+    "entity_out",
+    "register_engine_tools",
+    "relation_out",
+    "tool",
+    "unbind_call",
+    "visible_stats",
+]

@@ -1,0 +1,527 @@
+"""The official memory server's tools, on the engine's graph.
+
+`create_entities`, `create_relations`, `add_observations`, `delete_entities`,
+`delete_observations`, `delete_relations`, `read_graph`, `search_nodes` and `open_nodes` take and
+return exactly what `@modelcontextprotocol/server-memory` takes and returns, so an agent set up for
+that server can use this one instead. Behind them the knowledge graph is stored as ordinary
+entities and relations in one namespace (default `memory-graph`) under the source `memory-graph`:
+
+- a memory entity is an Entity whose id is derived from its name (`memory-graph:entity:<name>`),
+  whose type is the entityType made a safe type name, and whose text is the name, type and
+  observations (so `search` finds it); the original entityType and the observations are kept in
+  its properties;
+- a memory relation is a Relation whose type is the relationType made a safe type name
+  (`works at` -> `WORKS_AT`) and whose properties keep the original relationType and endpoint
+  names, so nothing is lost and distinct relationTypes never collide;
+- a relation may name an entity that does not exist yet, as the memory server allows: the name is
+  held by a placeholder entity that none of these tools list, which becomes a real entity when it is
+  created and is removed when no relation needs it any more;
+- deleted relations are expired (kept as history for `as_of` questions), deleted entities are
+  deleted.
+
+Differences, all on input the memory server accepts but cannot represent well: a name repeated
+within one `create_entities` (or a relation within one `create_relations`) call is created once;
+names must not be blank; sizes are bounded (see `schemas.py`). Writes made by one server process
+are serialized; separate processes writing the same memory graph at once may interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from aesoperator.engine.stores.base import WriteBatch
+from aesoperator.errors import SchemaError
+from aesoperator.graph_schema.ids import content_hash, entity_id, relation_id
+from aesoperator.graph_schema.models import Entity, Relation
+from aesoperator.graph_schema.vocabulary import normalize_type_name
+from aesoperator.serve.schemas import (
+    MAX_MEMORY_ITEMS,
+    MAX_MEMORY_NAME_CHARS,
+    MAX_QUERY_CHARS,
+    AddedObservations,
+    AddObservationsOutput,
+    CreateEntitiesOutput,
+    CreateRelationsOutput,
+    MemoryEntity,
+    MemoryGraphOutput,
+    MemoryRelation,
+    ObservationAddition,
+    ObservationDeletion,
+    SuccessOutput,
+)
+from aesoperator.serve.tools_engine import tool
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from aesoperator.engine.context import ContextEngine
+    from aesoperator.serve.tools_engine import Runtime
+
+MEMORY_GRAPH_SOURCE = "memory-graph"
+DEFAULT_MEMORY_NAMESPACE = "memory-graph"
+PLACEHOLDER_TYPE = "MemoryPlaceholder"
+_NEIGHBOR_LIMIT = 10_000_000
+
+
+class MemoryGraph:
+    """The memory server's knowledge graph kept in the engine's store (synchronous core)."""
+
+    def __init__(self, engine: ContextEngine, namespace: str = DEFAULT_MEMORY_NAMESPACE, embed: bool = True) -> None:
+        self.engine = engine
+        self.namespace = namespace
+        self.embed = embed
+        self._lock = threading.RLock()
+        self._last_order = 0
+
+    # -- mapping ------------------------------------------------------------------------------------
+    def entity_id(self, name: str) -> str:
+        return entity_id(MEMORY_GRAPH_SOURCE, "entity", name)
+
+    def _order(self) -> int:
+        self._last_order = max(time.time_ns(), self._last_order + 1)
+        return self._last_order
+
+    @staticmethod
+    def _check_name(name: str, what: str = "entity name") -> None:
+        if not name.strip():
+            raise SchemaError(f"{what} must not be blank")
+        if len(name) > MAX_MEMORY_NAME_CHARS:
+            raise SchemaError(f"{what} is {len(name)} characters; the limit is {MAX_MEMORY_NAME_CHARS}")
+
+    def _entity(
+        self, name: str, entity_type: str, observations: Sequence[str], order: int, placeholder: bool = False
+    ) -> Entity:
+        self._check_name(name)
+        if placeholder:
+            text = name
+            props: dict[str, Any] = {"placeholder": True, "order": order}
+            kind = PLACEHOLDER_TYPE
+        else:
+            lines = [f"{name} ({entity_type})" if entity_type else name, *(f"- {o}" for o in observations)]
+            text = "\n".join(lines)
+            props = {"entityType": entity_type, "observations": list(observations), "order": order}
+            kind = normalize_type_name(entity_type)
+        try:
+            return Entity(
+                id=self.entity_id(name),
+                type=kind,
+                name=name,
+                text=text,
+                properties=props,
+                source=MEMORY_GRAPH_SOURCE,
+                namespace=self.namespace,
+            )
+        except ValueError as exc:
+            raise SchemaError(f"entity {name[:80]!r} cannot be stored: {_first_error(exc)}") from None
+
+    def _relation(self, rel: MemoryRelation, order: int) -> Relation:
+        kind = normalize_type_name(rel.relationType, upper=True)
+        src, dst = self.entity_id(rel.from_), self.entity_id(rel.to)
+        return Relation(
+            id=relation_id(kind, src, dst, key=rel.relationType),
+            type=kind,
+            src=src,
+            dst=dst,
+            properties={"relationType": rel.relationType, "from": rel.from_, "to": rel.to, "order": order},
+            source=MEMORY_GRAPH_SOURCE,
+            namespace=self.namespace,
+        )
+
+    def _relation_id(self, rel: MemoryRelation) -> str:
+        kind = normalize_type_name(rel.relationType, upper=True)
+        return relation_id(kind, self.entity_id(rel.from_), self.entity_id(rel.to), key=rel.relationType)
+
+    @staticmethod
+    def _is_placeholder(entity: Entity) -> bool:
+        return bool(entity.properties.get("placeholder"))
+
+    @staticmethod
+    def _as_memory_entity(entity: Entity) -> MemoryEntity:
+        props = entity.properties
+        return MemoryEntity(
+            name=entity.name,
+            entityType=str(props.get("entityType", entity.type)),
+            observations=[str(o) for o in props.get("observations", [])],
+        )
+
+    @staticmethod
+    def _as_memory_relation(relation: Relation) -> MemoryRelation:
+        props = relation.properties
+        return MemoryRelation.model_validate(
+            {
+                "from": str(props.get("from", "")),
+                "to": str(props.get("to", "")),
+                "relationType": str(props.get("relationType", relation.type)),
+            }
+        )
+
+    # -- store access -------------------------------------------------------------------------------
+    def _load(self, names: Iterable[str]) -> dict[str, Entity]:
+        """Stored memory entities (placeholders included) by name."""
+        ids = list(dict.fromkeys(self.entity_id(n) for n in names if n.strip()))
+        found = self.engine.store.get_entities(ids, [self.namespace])
+        return {e.name: e for e in found if e.source == MEMORY_GRAPH_SOURCE}
+
+    def _all(self) -> list[Entity]:
+        out: list[Entity] = []
+        for batch in self.engine.store.iter_entities(batch_size=5000, namespaces=[self.namespace]):
+            out.extend(e for e in batch if e.source == MEMORY_GRAPH_SOURCE)
+        return out
+
+    def _live_relations(self, entities: Sequence[Entity]) -> list[Relation]:
+        if not entities:
+            return []
+        sub = self.engine.store.neighbors(
+            [e.id for e in entities], depth=1, namespaces=[self.namespace], limit=_NEIGHBOR_LIMIT
+        )
+        unique = {r.id: r for r in sub.relations if r.source == MEMORY_GRAPH_SOURCE}
+        return sorted(unique.values(), key=lambda r: (int(r.properties.get("order", 0)), r.id))
+
+    def _write(
+        self,
+        entities: Sequence[Entity] = (),
+        relations: Sequence[Relation] = (),
+        delete_entity_ids: Sequence[str] = (),
+        expire_relation_ids: Sequence[str] = (),
+    ) -> None:
+        from aesoperator.ingest.pipeline import embedding_text
+
+        vectors: dict[str, Any] = {}
+        model: str | None = None
+        embeddable = [e for e in entities if not self._is_placeholder(e)]
+        if self.embed and embeddable:
+            texts = [embedding_text(e) for e in embeddable]
+            matrix = self.engine.embedder.embed(texts)
+            vectors = {
+                e.id: (content_hash(t), matrix[i]) for i, (e, t) in enumerate(zip(embeddable, texts, strict=True))
+            }
+            model = self.engine.embedder.model_name
+        batch = WriteBatch(
+            entities=list(entities),
+            relations=list(relations),
+            vectors=vectors,
+            vector_model=model,
+            delete_entity_ids=list(delete_entity_ids),
+            expire_relation_ids=list(expire_relation_ids),
+        )
+        if not batch.is_empty():
+            self.engine.store.write(batch)
+
+    def _orphaned_placeholders(self, candidates: Iterable[Entity], leaving: set[str], gone: set[str]) -> list[str]:
+        """Placeholders among `candidates` whose every live relation is in `leaving` or touches `gone`."""
+        holders = [e for e in candidates if self._is_placeholder(e) and e.id not in gone]
+        if not holders:
+            return []
+        sub = self.engine.store.neighbors(
+            [e.id for e in holders], depth=1, namespaces=[self.namespace], limit=_NEIGHBOR_LIMIT
+        )
+        needed: set[str] = set()
+        for rel in sub.relations:
+            if rel.id in leaving or rel.src in gone or rel.dst in gone:
+                continue
+            needed.update((rel.src, rel.dst))
+        return [e.id for e in holders if e.id not in needed]
+
+    # -- the memory server's operations -------------------------------------------------------------
+    def create_entities(self, entities: Sequence[MemoryEntity]) -> list[MemoryEntity]:
+        with self._lock:
+            for e in entities:
+                self._check_name(e.name)
+            stored = self._load(e.name for e in entities)
+            created: list[MemoryEntity] = []
+            rows: list[Entity] = []
+            seen: set[str] = set()
+            for e in entities:
+                existing = stored.get(e.name)
+                if e.name in seen or (existing is not None and not self._is_placeholder(existing)):
+                    continue
+                seen.add(e.name)
+                rows.append(self._entity(e.name, e.entityType, e.observations, self._order()))
+                created.append(e)
+            self._write(rows)
+            return created
+
+    def create_relations(self, relations: Sequence[MemoryRelation]) -> list[MemoryRelation]:
+        with self._lock:
+            for r in relations:
+                self._check_name(r.from_, "relation 'from'")
+                self._check_name(r.to, "relation 'to'")
+            ids = [self._relation_id(r) for r in relations]
+            live = {
+                rel.id
+                for rel in self.engine.store.get_relations(ids)
+                if rel.expired_at is None and rel.namespace == self.namespace
+            }
+            new: list[MemoryRelation] = []
+            rows: list[Relation] = []
+            seen: set[str] = set()
+            for rel, rid in zip(relations, ids, strict=True):
+                if rid in live or rid in seen:
+                    continue
+                seen.add(rid)
+                new.append(rel)
+                rows.append(self._relation(rel, self._order()))
+            ends = list(dict.fromkeys(n for r in new for n in (r.from_, r.to)))
+            stored = self._load(ends)
+            holders = [self._entity(n, "", (), self._order(), placeholder=True) for n in ends if n not in stored]
+            self._write(holders, rows)
+            return new
+
+    def add_observations(self, additions: Sequence[ObservationAddition]) -> list[AddedObservations]:
+        with self._lock:
+            stored = self._load(a.entityName for a in additions)
+            state: dict[str, tuple[Entity, list[str]]] = {}
+            results: list[AddedObservations] = []
+            for a in additions:
+                entity = stored.get(a.entityName)
+                if entity is None or self._is_placeholder(entity):
+                    raise SchemaError(f"Entity with name {a.entityName} not found")
+                if a.entityName not in state:
+                    state[a.entityName] = (entity, [str(o) for o in entity.properties.get("observations", [])])
+                observations = state[a.entityName][1]
+                added = [c for c in a.contents if c not in observations]
+                observations.extend(added)
+                results.append(AddedObservations(entityName=a.entityName, addedObservations=added))
+            rows = [
+                self._entity(e.name, str(e.properties.get("entityType", "")), obs, int(e.properties.get("order", 0)))
+                for e, obs in state.values()
+            ]
+            self._write(rows)
+            return results
+
+    def delete_entities(self, names: Sequence[str]) -> None:
+        with self._lock:
+            stored = self._load(names)
+            gone = {e.id for e in stored.values()}
+            if not gone:
+                return
+            around = self.engine.store.neighbors(
+                sorted(gone), depth=1, namespaces=[self.namespace], limit=_NEIGHBOR_LIMIT
+            )
+            orphans = self._orphaned_placeholders(around.entities.values(), set(), gone)
+            self._write(delete_entity_ids=sorted(gone | set(orphans)))
+
+    def delete_observations(self, deletions: Sequence[ObservationDeletion]) -> None:
+        with self._lock:
+            stored = self._load(d.entityName for d in deletions)
+            state: dict[str, tuple[Entity, list[str]]] = {}
+            for d in deletions:
+                entity = stored.get(d.entityName)
+                if entity is None or self._is_placeholder(entity):
+                    continue
+                if d.entityName not in state:
+                    state[d.entityName] = (entity, [str(o) for o in entity.properties.get("observations", [])])
+                entity, observations = state[d.entityName]
+                drop = set(d.observations)
+                state[d.entityName] = (entity, [o for o in observations if o not in drop])
+            rows = [
+                self._entity(e.name, str(e.properties.get("entityType", "")), obs, int(e.properties.get("order", 0)))
+                for e, obs in state.values()
+            ]
+            self._write(rows)
+
+    def delete_relations(self, relations: Sequence[MemoryRelation]) -> None:
+        with self._lock:
+            ids = list(dict.fromkeys(self._relation_id(r) for r in relations))
+            live = [
+                rel
+                for rel in self.engine.store.get_relations(ids)
+                if rel.expired_at is None and rel.namespace == self.namespace
+            ]
+            if not live:
+                return
+            leaving = {r.id for r in live}
+            ends = self.engine.store.get_entities(sorted({i for r in live for i in (r.src, r.dst)}), [self.namespace])
+            orphans = self._orphaned_placeholders(ends, leaving, set())
+            self._write(delete_entity_ids=orphans, expire_relation_ids=sorted(leaving))
+
+    def read_graph(self) -> MemoryGraphOutput:
+        everything = self._all()
+        real = sorted(
+            (e for e in everything if not self._is_placeholder(e)),
+            key=lambda e: (int(e.properties.get("order", 0)), e.id),
+        )
+        relations = self._live_relations(everything)
+        return MemoryGraphOutput(
+            entities=[self._as_memory_entity(e) for e in real],
+            relations=[self._as_memory_relation(r) for r in relations],
+        )
+
+    def search_nodes(self, query: str) -> MemoryGraphOutput:
+        graph = self.read_graph()
+        q = query.lower()
+        entities = [
+            e
+            for e in graph.entities
+            if q in e.name.lower() or q in e.entityType.lower() or any(q in o.lower() for o in e.observations)
+        ]
+        return self._subgraph(graph, entities)
+
+    def open_nodes(self, names: Sequence[str]) -> MemoryGraphOutput:
+        graph = self.read_graph()
+        wanted = set(names)
+        return self._subgraph(graph, [e for e in graph.entities if e.name in wanted])
+
+    @staticmethod
+    def _subgraph(graph: MemoryGraphOutput, entities: list[MemoryEntity]) -> MemoryGraphOutput:
+        names = {e.name for e in entities}
+        relations = [r for r in graph.relations if r.from_ in names or r.to in names]
+        return MemoryGraphOutput(entities=entities, relations=relations)
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            return f"{'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', '')}".strip(": ")
+        except Exception:
+            pass
+    return str(exc).splitlines()[0]
+
+
+# -- tools ------------------------------------------------------------------------------------------
+_WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+_DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+_READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
+def _result(structured: BaseModel, shown: Any) -> CallToolResult:
+    """A result shaped like the memory server's: the JSON as text, and the same as structured content."""
+    text = shown if isinstance(shown, str) else json.dumps(shown, indent=2, ensure_ascii=False)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=structured.model_dump(mode="json", by_alias=True),
+    )
+
+
+def _dump(items: Sequence[BaseModel]) -> list[Any]:
+    return [i.model_dump(mode="json", by_alias=True) for i in items]
+
+
+def register_memory_tools(server: MCPServer[Any], rt: Runtime, graph: MemoryGraph) -> None:
+    """Add the memory server's nine tools to `server`."""
+    ns = graph.namespace
+
+    def can_read() -> None:
+        rt.principal().read_namespaces([ns])
+
+    def can_write() -> None:
+        rt.principal().require_write(ns)
+
+    @tool(server, "create_entities", title="Create Entities", annotations=_WRITE)
+    def create_entities(
+        entities: Annotated[list[MemoryEntity], Field(max_length=MAX_MEMORY_ITEMS)],
+    ) -> Annotated[CallToolResult, CreateEntitiesOutput]:
+        """Create multiple new entities in the knowledge graph"""
+        can_write()
+        created = graph.create_entities(entities)
+        rt.count(len(created))
+        return _result(CreateEntitiesOutput(entities=created), _dump(created))
+
+    @tool(server, "create_relations", title="Create Relations", annotations=_WRITE)
+    def create_relations(
+        relations: Annotated[list[MemoryRelation], Field(max_length=MAX_MEMORY_ITEMS)],
+    ) -> Annotated[CallToolResult, CreateRelationsOutput]:
+        """Create multiple new relations between entities in the knowledge graph. Relations should be in active voice"""
+        can_write()
+        created = graph.create_relations(relations)
+        rt.count(len(created))
+        return _result(CreateRelationsOutput(relations=created), _dump(created))
+
+    @tool(server, "add_observations", title="Add Observations", annotations=_WRITE)
+    def add_observations(
+        observations: Annotated[list[ObservationAddition], Field(max_length=MAX_MEMORY_ITEMS)],
+    ) -> Annotated[CallToolResult, AddObservationsOutput]:
+        """Add new observations to existing entities in the knowledge graph"""
+        can_write()
+        results = graph.add_observations(observations)
+        rt.count(len(results))
+        return _result(AddObservationsOutput(results=results), _dump(results))
+
+    @tool(server, "delete_entities", title="Delete Entities", annotations=_DELETE)
+    def delete_entities(
+        entityNames: Annotated[
+            list[Annotated[str, Field(max_length=MAX_MEMORY_NAME_CHARS)]],
+            Field(max_length=MAX_MEMORY_ITEMS, description="An array of entity names to delete"),
+        ],
+    ) -> Annotated[CallToolResult, SuccessOutput]:
+        """Delete multiple entities and their associated relations from the knowledge graph"""
+        can_write()
+        graph.delete_entities(entityNames)
+        message = "Entities deleted successfully"
+        return _result(SuccessOutput(success=True, message=message), message)
+
+    @tool(server, "delete_observations", title="Delete Observations", annotations=_DELETE)
+    def delete_observations(
+        deletions: Annotated[list[ObservationDeletion], Field(max_length=MAX_MEMORY_ITEMS)],
+    ) -> Annotated[CallToolResult, SuccessOutput]:
+        """Delete specific observations from entities in the knowledge graph"""
+        can_write()
+        graph.delete_observations(deletions)
+        message = "Observations deleted successfully"
+        return _result(SuccessOutput(success=True, message=message), message)
+
+    @tool(server, "delete_relations", title="Delete Relations", annotations=_DELETE)
+    def delete_relations(
+        relations: Annotated[
+            list[MemoryRelation], Field(max_length=MAX_MEMORY_ITEMS, description="An array of relations to delete")
+        ],
+    ) -> Annotated[CallToolResult, SuccessOutput]:
+        """Delete multiple relations from the knowledge graph"""
+        can_write()
+        graph.delete_relations(relations)
+        message = "Relations deleted successfully"
+        return _result(SuccessOutput(success=True, message=message), message)
+
+    @tool(server, "read_graph", title="Read Graph", annotations=_READ)
+    def read_graph() -> Annotated[CallToolResult, MemoryGraphOutput]:
+        """Read the entire knowledge graph"""
+        can_read()
+        result = graph.read_graph()
+        rt.count(len(result.entities))
+        return _result(result, result.model_dump(mode="json", by_alias=True))
+
+    @tool(server, "search_nodes", title="Search Nodes", annotations=_READ)
+    def search_nodes(
+        query: Annotated[
+            str,
+            Field(
+                max_length=MAX_QUERY_CHARS,
+                description="The search query to match against entity names, types, and observation content",
+            ),
+        ],
+    ) -> Annotated[CallToolResult, MemoryGraphOutput]:
+        """Search for nodes in the knowledge graph based on a query"""
+        can_read()
+        result = graph.search_nodes(query)
+        rt.count(len(result.entities))
+        return _result(result, result.model_dump(mode="json", by_alias=True))
+
+    @tool(server, "open_nodes", title="Open Nodes", annotations=_READ)
+    def open_nodes(
+        names: Annotated[
+            list[Annotated[str, Field(max_length=MAX_MEMORY_NAME_CHARS)]],
+            Field(max_length=MAX_MEMORY_ITEMS, description="An array of entity names to retrieve"),
+        ],
+    ) -> Annotated[CallToolResult, MemoryGraphOutput]:
+        """Open specific nodes in the knowledge graph by their names"""
+        can_read()
+        result = graph.open_nodes(names)
+        rt.count(len(result.entities))
+        return _result(result, result.model_dump(mode="json", by_alias=True))
+
+
+__all__ = [
+    "DEFAULT_MEMORY_NAMESPACE",
+    "MEMORY_GRAPH_SOURCE",
+    "MemoryGraph",
+    "register_memory_tools",
+]
