@@ -37,6 +37,8 @@ if [[ $dev == 1 ]]; then
   command -v mvn >/dev/null 2>&1 || need+=(maven)
   # PostgreSQL server binaries for the tests' own throwaway server (tests/postgres_support.py)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+  # Chromium for the web adapter's tests (Playwright MCP drives this browser; it never downloads one)
+  [[ -x /usr/bin/chromium ]] || need+=(chromium)
   if (( ${#need[@]} )); then
     echo "installing ${need[*]} from Debian's packages…"
     if [[ $(id -u) == 0 ]]; then
