@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             engine.close()
             shutil.rmtree(workdir, ignore_errors=True)
         report["datasets"][ds.name] = entry
+        if args.partial is not None:  # a long run keeps what it has measured so far
+            args.partial.write_text(json.dumps(report, indent=2))
     return report
 
 
@@ -283,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    args.partial = None if args.smoke else out / "quality-partial.json"
     report = run(args)
+    if args.partial is not None:
+        args.partial.unlink(missing_ok=True)
     report["command"] = "python -m benchmarks.quality " + " ".join(argv if argv is not None else sys.argv[1:])
     tag = "quality-smoke" if args.smoke else "quality-latest"
     (out / f"{tag}.json").write_text(json.dumps(report, indent=2))
