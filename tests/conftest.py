@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,10 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.pop("AESOP_CONFIG", None)
 
-pytest_plugins = [
-    *(["tests.neo4j_support"] if (Path(__file__).parent / "neo4j_support.py").exists() else []),
-    "tests.postgres_support",
-]
+pytest_plugins = ["tests.neo4j_support", "tests.postgres_support"]
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +40,5 @@ def make_engine(tmp_path: Path, embedder: object) -> Iterator[Callable[..., obje
 
     yield factory
     for engine in opened:
-        try:
+        with contextlib.suppress(Exception):
             engine.close()
-        except Exception:
-            pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -61,13 +62,17 @@ def test_remember_many_chains_session_turns_and_continues_the_chain(make_engine:
     engine = make_engine()
     t0 = utcnow() - timedelta(hours=1)
     turns = [
-        Episode(content=f"turn {i} about the garden", agent_id="conv", session_id="s1", created_at=t0 + timedelta(minutes=i))
+        Episode(
+            content=f"turn {i} about the garden", agent_id="conv", session_id="s1", created_at=t0 + timedelta(minutes=i)
+        )
         for i in range(5)
     ]
     stored = engine.memory.remember_many(turns, detect_mentions=False)
-    later = engine.remember("turn 5 about the garden", agent_id="conv", session_id="s1", created_at=t0 + timedelta(minutes=9))
+    later = engine.remember(
+        "turn 5 about the garden", agent_id="conv", session_id="s1", created_at=t0 + timedelta(minutes=9)
+    )
     chain = [e.id for e in stored] + [later.id]
-    for prev, nxt in zip(chain, chain[1:], strict=False):
+    for prev, nxt in itertools.pairwise(chain):
         sub = engine.neighbors([prev], relation_types=["NEXT"], direction="out")
         assert nxt in sub.entities, f"{prev} is not followed by {nxt}"
     assert [e.id for e in engine.memory.episodes("conv", session_id="s1")] == chain

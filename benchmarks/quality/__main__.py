@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         notes.append("memory-server: node/npm not found, baseline skipped")
     for ds in datasets:
         if args.smoke:
-            shrink(ds, questions=8, extra_docs=40)
+            shrink(ds, questions=5, extra_docs=25)
         elif args.limit_questions:
             ds.questions = ds.questions[: args.limit_questions]
         workdir = Path(tempfile.mkdtemp(prefix=f"aesop-quality-{ds.name}-"))
