@@ -137,3 +137,16 @@ def test_a_source_failing_mid_way_keeps_what_was_already_mapped(make_engine: Cal
         pipeline.run("flaky", records(), DocumentsMapper("flaky", "default"))
     assert len(engine.store.source_items("flaky")) == 5
     assert len(engine.get_entities([f"flaky:doc:n{i}" for i in range(5)])) == 5
+
+
+def test_removing_one_file_keeps_the_directory_links_other_files_share(
+    make_engine: Callable[..., Any], folder: Path
+) -> None:
+    engine = make_engine()
+    engine.ingest_path(folder)
+    (folder / "guide" / "recipes.txt").unlink()
+    engine.ingest_path(folder)
+    sub = engine.neighbors(["bakery:dir:."], relation_types=["CONTAINS"], direction="out")
+    assert "bakery:dir:guide" in sub.entities, "the root still contains guide/ (staff.md lives there)"
+    sub = engine.neighbors(["bakery:dir:guide"], relation_types=["CONTAINS"], direction="out")
+    assert set(sub.entities) == {"bakery:dir:guide", "bakery:file:guide/staff.md"}

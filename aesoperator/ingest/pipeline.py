@@ -134,6 +134,8 @@ class IngestPipeline:
         report = IngestReport(source=source)
         previous = self.store.source_items(source)
         self._previous = previous
+        self._mapped_relation_ids: set[str] = set()
+        self._remapped: set[str] = set()
         seen: set[str] = {SOURCE_IDENTITY_KEY}
         pending = _PendingBatch()
         in_flight: Future[WriteResult] | None = None
@@ -190,6 +192,12 @@ class IngestPipeline:
                 for k, s in previous.items()
                 if k.startswith(QUARANTINE_PREFIX) and k[len(QUARANTINE_PREFIX) :] not in seen | gone_keys
             ]
+            # A relation may be declared by several items (a directory chain shared by every
+            # file below it): it is retired only when no remaining item declares it.
+            gone_keys = {s.key for s in gone}
+            still_declared = self._mapped_relation_ids | {
+                r for k, s in previous.items() if k not in gone_keys and k not in self._remapped for r in s.relation_ids
+            }
             for start in range(0, len(gone), self.batch_size):
                 part = gone[start : start + self.batch_size]
                 result = self.store.write(
@@ -197,7 +205,7 @@ class IngestPipeline:
                         delete_entity_ids=[i for s in part for i in s.entity_ids],
                         # relations an item owned between entities it did not own outlive it
                         # otherwise; they are expired, so their history stays
-                        expire_relation_ids=[i for s in part for i in s.relation_ids],
+                        expire_relation_ids=sorted({i for s in part for i in s.relation_ids} - still_declared),
                         delete_source_items=[(s.source, s.key) for s in part],
                     )
                 )
@@ -237,6 +245,8 @@ class IngestPipeline:
             pending.relations[relation.id] = relation
         owned = tuple(e.id for e in item.entities)
         rel_ids = tuple(r.id for r in item.relations)
+        self._mapped_relation_ids.update(rel_ids)
+        self._remapped.add(record.key)
         if before is not None:
             pending.delete_entity_ids.update(set(before.entity_ids) - set(owned))
             pending.expire_relation_ids.update(set(before.relation_ids) - set(rel_ids))

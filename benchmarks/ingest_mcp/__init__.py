@@ -1,0 +1,1 @@
+"""Ingest throughput from the filesystem and git MCP servers: `python -m benchmarks.ingest_mcp`."""
