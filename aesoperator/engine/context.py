@@ -475,6 +475,96 @@ class ContextEngine:
 
         watch_source(self, self.source_definition(source), stop=stop, on_event=on_event, progress=progress, embed=embed)
 
+    # ==========================================================================================
+    # -- notebooks and analysis: the graph as networkx, stats as a table ------------------------
+    def to_networkx(
+        self,
+        namespaces: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        relation_types: Sequence[str] | None = None,
+        include_expired: bool = False,
+        batch_size: int = 1000,
+    ) -> nx.MultiDiGraph:
+        """The stored graph (or the part the filters select) as a networkx MultiDiGraph.
+
+        Nodes are entity ids with the attributes `type`, `name`, `namespace`, `source`,
+        `valid_from` and `valid_to`; edges are keyed by relation id and carry `type`, `namespace`,
+        `source` and the relation's validity (`valid_from`, `valid_to`, `recorded_at`,
+        `expired_at`, `live`). A relation is kept only when both its ends are kept, and, unless
+        `include_expired`, only while it holds now. Built from the store's iterators, so it works
+        on every backend; it is a copy: changing it does not change the store.
+        """
+        import networkx
+
+        graph = networkx.MultiDiGraph()
+        graph.graph["store"] = self.store.backend  # not `backend=`: networkx reads that as its own dispatch
+        for batch in self.store.iter_entities(
+            batch_size=batch_size,
+            namespaces=list(namespaces) if namespaces is not None else None,
+            types=list(types) if types is not None else None,
+        ):
+            for entity in batch:
+                graph.add_node(
+                    entity.id,
+                    type=entity.type,
+                    name=entity.name,
+                    namespace=entity.namespace,
+                    source=entity.source,
+                    valid_from=entity.valid_from,
+                    valid_to=entity.valid_to,
+                )
+        wanted = set(relation_types) if relation_types is not None else None
+        for relations in self.store.iter_relations(batch_size=batch_size):
+            for rel in relations:
+                if wanted is not None and rel.type not in wanted:
+                    continue
+                if rel.src not in graph or rel.dst not in graph:
+                    continue
+                live = rel.is_live()
+                if not live and not include_expired:
+                    continue
+                graph.add_edge(
+                    rel.src,
+                    rel.dst,
+                    key=rel.id,
+                    type=rel.type,
+                    namespace=rel.namespace,
+                    source=rel.source,
+                    valid_from=rel.valid_from,
+                    valid_to=rel.valid_to,
+                    recorded_at=rel.recorded_at,
+                    expired_at=rel.expired_at,
+                    live=live,
+                )
+        return graph
+
+    def stats_frame(self) -> pd.DataFrame:
+        """`stats()` as a pandas DataFrame (columns group, name, count) that renders as a table
+        in Jupyter: the totals, then entities per type, relations per type, entities per namespace.
+        Needs pandas (the `notebooks` extra)."""
+        try:
+            import pandas
+        except ImportError as exc:  # an optional dependency
+            raise AesopError("stats_frame needs pandas: pip install 'aesoperator[notebooks]'") from exc
+
+        stats = self.stats()
+        rows: list[tuple[str, str, int]] = [
+            ("total", "entities", stats.entities),
+            ("total", "relations", stats.relations),
+            ("total", "live relations", stats.live_relations),
+            ("total", "vectors", stats.vectors),
+            ("total", "change-log position", stats.last_seq),
+        ]
+        for group, counts in (
+            ("entity type", stats.entity_types),
+            ("relation type", stats.relation_types),
+            ("namespace", stats.namespaces),
+        ):
+            rows.extend((group, name, count) for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        frame = pandas.DataFrame(rows, columns=["group", "name", "count"])
+        frame.attrs["backend"] = stats.backend
+        return frame
+
 
 # -- names used only in the MCP-source annotations above ----------------------------------------
 if TYPE_CHECKING:
@@ -482,5 +572,10 @@ if TYPE_CHECKING:
 
     from aesoperator.ingest.mcp_ingest import WatchEvent
     from aesoperator.ingest.sources import SourceDefinition
+
+# -- names used only in the notebook-helper annotations above ------------------------------------
+if TYPE_CHECKING:
+    import networkx as nx
+    import pandas as pd
 
 __all__ = ["AesopError", "ContextEngine"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from aesoperator.graph_schema.models import Provenance
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class SearchHit(BaseModel):
@@ -77,3 +81,71 @@ class SearchResult(BaseModel):
         return ContextPack(
             hits=self.hits, triples=self.triples, tokens_used=self.tokens_used, token_budget=self.token_budget
         ).to_text()
+
+    # -- notebooks ----------------------------------------------------------------------------
+    def to_dataframe(self) -> pd.DataFrame:
+        """The hits as a pandas DataFrame, one row per hit in rank order (needs pandas, the
+        `notebooks` extra): rank, score, type, name, hop, reasons (joined by "; "), namespace,
+        source, uri (the provenance), id and text."""
+        import pandas
+
+        columns = ["rank", "score", "type", "name", "hop", "reasons", "namespace", "source", "uri", "id", "text"]
+        rows = [
+            (
+                rank,
+                hit.score,
+                hit.type,
+                hit.name,
+                hit.hop,
+                "; ".join(hit.reasons),
+                hit.namespace,
+                hit.source,
+                hit.provenance.uri if hit.provenance else None,
+                hit.id,
+                hit.text,
+            )
+            for rank, hit in enumerate(self.hits, 1)
+        ]
+        frame = pandas.DataFrame(rows, columns=columns)
+        frame.attrs["query"] = self.query
+        return frame
+
+    def _repr_html_(self) -> str:
+        """A table of the hits (with the reasons they were chosen) and the facts between them."""
+        esc = html.escape
+
+        def preview(text: str, chars: int) -> str:
+            flat = " ".join(text.split())
+            return esc(flat if len(flat) <= chars else flat[: chars - 1] + "…")
+
+        hit_rows = "".join(
+            f"<tr><td>{rank}</td><td>{hit.score:.4f}</td><td>{esc(hit.type)}</td><td>{preview(hit.name, 80)}</td>"
+            f"<td>{hit.hop}</td><td>{esc('; '.join(hit.reasons))}</td>"
+            f"<td>{preview(hit.provenance.uri if hit.provenance else hit.source, 80)}</td>"
+            f"<td>{preview(hit.text, 200)}</td></tr>"
+            for rank, hit in enumerate(self.hits, 1)
+        )
+        parts = [
+            f"<div><b>{preview(self.query, 200)}</b> — {len(self.hits)} hits, "
+            f"{self.tokens_used} of {self.token_budget} tokens"
+            + (f", {self.dropped} left out" if self.dropped else "")
+            + (f", {sum(self.timings_ms.values()):.1f} ms" if self.timings_ms else "")
+            + "</div>",
+            "<table><thead><tr><th>#</th><th>score</th><th>type</th><th>name</th><th>hop</th><th>why</th>"
+            f"<th>where</th><th>text</th></tr></thead><tbody>{hit_rows}</tbody></table>",
+        ]
+        if self.triples:
+            shown = self.triples[:50]
+            triple_rows = "".join(
+                f"<tr><td>{preview(t.src_name, 80)}</td><td>{esc(t.type)}</td><td>{preview(t.dst_name, 80)}</td></tr>"
+                for t in shown
+            )
+            more = len(self.triples) - len(shown)
+            parts.append(
+                "<details><summary>"
+                f"{len(self.triples)} facts between the hits"
+                + (f" (first {len(shown)} shown)" if more else "")
+                + "</summary><table><thead><tr><th>subject</th><th>relation</th><th>object</th></tr></thead>"
+                f"<tbody>{triple_rows}</tbody></table></details>"
+            )
+        return "\n".join(parts)
