@@ -14,19 +14,55 @@ TYPE_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 ENTITY_TYPES: frozenset[str] = frozenset(
     {
-        "Repository", "Branch", "Commit", "Person", "File", "Directory", "Chunk", "Document",
-        "Page", "Block", "Database", "Table", "Column", "Row", "Issue", "PullRequest", "Comment",
-        "Label", "Folder", "Concept", "Episode", "Session", "Agent", "Task",
+        "Repository",
+        "Branch",
+        "Commit",
+        "Person",
+        "File",
+        "Directory",
+        "Chunk",
+        "Document",
+        "Page",
+        "Block",
+        "Database",
+        "Table",
+        "Column",
+        "Row",
+        "Issue",
+        "PullRequest",
+        "Comment",
+        "Label",
+        "Folder",
+        "Concept",
+        "Episode",
+        "Session",
+        "Agent",
+        "Task",
     }
-)  # fmt: skip
+)
 
 RELATION_TYPES: frozenset[str] = frozenset(
     {
-        "CONTAINS", "AUTHORED", "MODIFIES", "PARENT_OF", "REFERENCES", "FOREIGN_KEY", "MENTIONS",
-        "LINKS_TO", "HAS_COLUMN", "HAS_ROW", "HAS_LABEL", "COMMENTED_ON", "ASSIGNED_TO",
-        "HEAD_OF", "PART_OF", "RELATED_TO", "NEXT", "IN_SESSION",
+        "CONTAINS",
+        "AUTHORED",
+        "MODIFIES",
+        "PARENT_OF",
+        "REFERENCES",
+        "FOREIGN_KEY",
+        "MENTIONS",
+        "LINKS_TO",
+        "HAS_COLUMN",
+        "HAS_ROW",
+        "HAS_LABEL",
+        "COMMENTED_ON",
+        "ASSIGNED_TO",
+        "HEAD_OF",
+        "PART_OF",
+        "RELATED_TO",
+        "NEXT",
+        "IN_SESSION",
     }
-)  # fmt: skip
+)
 
 # Relation weights for graph expansion: structural containment says little about relevance,
 # explicit references and mentions say more.
