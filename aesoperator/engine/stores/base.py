@@ -52,8 +52,13 @@ class WriteBatch:
 
     def is_empty(self) -> bool:
         return not (
-            self.entities or self.relations or self.vectors or self.delete_entity_ids
-            or self.delete_relation_ids or self.expire_relation_ids or self.source_items
+            self.entities
+            or self.relations
+            or self.vectors
+            or self.delete_entity_ids
+            or self.delete_relation_ids
+            or self.expire_relation_ids
+            or self.source_items
             or self.delete_source_items
         )
 
@@ -181,9 +186,7 @@ class GraphStore(Protocol):
 
     def iter_relations(self, batch_size: int = 1000) -> Iterator[list[Relation]]: ...
 
-    def iter_vectors(
-        self, model: str, batch_size: int = 4096
-    ) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
+    def iter_vectors(self, model: str, batch_size: int = 4096) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
         """(ids, namespaces, float32 matrix) batches of every stored vector of `model`."""
         ...
 
