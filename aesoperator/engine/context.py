@@ -308,7 +308,7 @@ class ContextEngine:
         as_of: datetime | None = None,
         token_budget: int | None = None,
         channels: Sequence[str] = ("vector", "keyword", "name"),
-        mmr_lambda: float = 0.7,
+        mmr_lambda: float = 1.0,
         recency_half_life_days: float | None = None,
         candidate_k: int | None = None,
     ) -> SearchResult:
@@ -316,6 +316,8 @@ class ContextEngine:
 
         `hops=0` turns graph expansion off; `channels` picks the candidate generators (for
         baselines: ("keyword",) is BM25 alone, ("vector",) is dense retrieval alone).
+        `mmr_lambda` < 1 trades relevance for diversity (MMR); it is off by default because on the
+        development splits it lowered recall@10 (MuSiQue 0.718 → 0.695 at 0.7).
         """
         if not query or not query.strip():
             raise SchemaError("query must not be empty")

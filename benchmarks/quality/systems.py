@@ -27,7 +27,7 @@ ENGINE_SYSTEMS: dict[str, dict[str, Any]] = {
     "bm25": {"channels": ("keyword",), "hops": 0, "mmr_lambda": 1.0},
     "vector": {"channels": ("vector",), "hops": 0, "mmr_lambda": 1.0},
     "hybrid": {"hops": 0, "mmr_lambda": 1.0},
-    "engine": {"hops": 1},
+    "engine": {"hops": 2},  # the full pipeline: two-hop graph expansion
 }
 
 
