@@ -17,7 +17,18 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from aesoperator.errors import ConfigError
 
 SourceKind = Literal[
-    "filesystem", "git", "postgres", "sqlite", "memory", "github", "notion", "gdrive", "web", "everything"
+    "filesystem",
+    "git",
+    "postgres",
+    "sqlite",
+    "memory",
+    "github",
+    "notion",
+    "gdrive",
+    "web",
+    "everything",
+    "aesop_postgres",
+    "aesop_github",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
