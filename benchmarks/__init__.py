@@ -1,0 +1,1 @@
+"""Speed and quality measurements of the engine (not part of the installed package)."""

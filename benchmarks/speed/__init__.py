@@ -1,0 +1,6 @@
+"""Speed benchmark: `python -m benchmarks.speed --sizes 10k,100k [--backends embedded,neo4j]`.
+
+Measures the embedding model's raw encode rate and the ingest rate with embedding on the same
+texts, the ingest rate without embedding at each graph size, query latency per retrieval stage,
+and peak memory per phase. See benchmarks/README.md for what each number means.
+"""

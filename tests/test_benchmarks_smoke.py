@@ -1,0 +1,75 @@
+"""The speed benchmark's smoke run: every section of its JSON is there, with sane numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "evaldata"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not (DATA / "hotpotqa").is_dir(), reason=f"evaluation data not found in {DATA}")
+def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speed", "--smoke", "--out", str(out), "--tmp", str(tmp_path / "work")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((out / "speed-latest.json").read_text())
+    for name in ("speed-latest.md", "speed-latest-latency.png", "speed-latest-throughput.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert len(list(out.glob("speed-2*.json"))) == 1
+
+    assert result["schema"] == "aesoperator-speed/1"
+    assert result["errors"] == []
+    assert result["config"]["smoke"] is True
+    machine = result["machine"]
+    assert machine["usable_cores"] >= 1 and machine["ram_gb"] > 0
+    assert machine["packages"]["torch"] and machine["packages"]["faiss-cpu"]
+    assert "OPENBLAS_NUM_THREADS" in machine["env"]
+    assert result["data"]["cycle_entities"] > 1000
+
+    embed = result["embed"]["embedded"]
+    assert embed["entities"] == 64
+    assert embed["raw_encode"]["texts_per_s"] > 0
+    assert embed["ingest_with_embedding"]["entities_per_s"] > 0
+    assert embed["ingest_with_embedding"]["vectors_written"] == 64
+    assert 0 < embed["ratio_to_raw"] < 5
+    assert embed["query_embed_ms"]["p95"] >= embed["query_embed_ms"]["p50"] > 0
+
+    (run,) = result["runs"]
+    assert run["backend"] == "embedded" and run["size"] == 1000
+    write = run["write"]
+    assert write["entities"] == 1000 and write["relations"] > 0
+    assert write["rows_per_s"] > 0 and write["entities_per_s"] > 0
+    assert run["vectors"]["vectors"] == 1000 and run["vectors"]["vectors_per_s"] > 0
+    assert run["index"]["vectors"] == 1000
+    assert run["store"]["entities"] == 1000 and run["store"]["vectors"] == 1000
+    queries = run["queries"]
+    assert queries["n"] == 20 and queries["mean_hits"] > 0
+    for stage in ("vector", "keyword", "name", "fuse", "load", "rerank", "pack"):
+        assert stage in queries["stages_ms"], stage
+    for name, stats in [*queries["stages_ms"].items(), ("total", queries["total_excl_embed_ms"])]:
+        assert stats["p99"] >= stats["p95"] >= stats["p50"] >= 0, name
+    assert queries["total_excl_embed_ms"]["p50"] > 0
+    for phase in ("write", "vectors", "open", "index_build", "queries"):
+        assert run["phases"][phase]["peak_rss_mb"] > 0, phase
+        assert run["phases"][phase]["seconds"] >= 0, phase
+
+    names = {(t["name"], t["backend"], t.get("size")) for t in result["targets"]}
+    assert len(names) == 3
+    assert all(isinstance(t["met"], bool) for t in result["targets"])
