@@ -214,3 +214,37 @@ class GraphStore(Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+
+class BatchWriter:
+    """The protocol's write shortcuts, each one atomic batch through the backend's `_write`."""
+
+    def _write(self, batch: WriteBatch, expire_at: datetime | None = None) -> WriteResult:
+        raise NotImplementedError
+
+    def write(self, batch: WriteBatch) -> WriteResult:
+        """Apply a batch atomically. Raises SchemaError (and writes nothing) if a relation's
+        endpoint is neither stored nor in the batch."""
+        return self._write(batch)
+
+    def upsert(
+        self,
+        entities: Sequence[Entity] = (),
+        relations: Sequence[Relation] = (),
+        vectors: Mapping[str, tuple[str, np.ndarray]] | None = None,
+        vector_model: str | None = None,
+    ) -> WriteResult:
+        return self._write(
+            WriteBatch(entities=entities, relations=relations, vectors=vectors or {}, vector_model=vector_model)
+        )
+
+    def delete_entities(self, ids: Sequence[str]) -> int:
+        """Delete entities, their vectors, their history and every relation touching them."""
+        return self._write(WriteBatch(delete_entity_ids=list(ids))).entities_deleted
+
+    def delete_relations(self, ids: Sequence[str]) -> int:
+        return self._write(WriteBatch(delete_relation_ids=list(ids))).relations_deleted
+
+    def expire_relations(self, ids: Sequence[str], at: datetime | None = None) -> int:
+        """Retire relations (history kept): sets expired_at, and valid_to where it is unset."""
+        return self._write(WriteBatch(expire_relation_ids=list(ids)), expire_at=at).relations_expired

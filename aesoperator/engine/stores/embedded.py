@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from aesoperator.engine.stores.base import (
+    BatchWriter,
     Change,
     GraphStore,
     SourceItemState,
@@ -61,7 +62,7 @@ def _optional_list(values: Sequence[str] | None) -> str | None:
     return None if values is None else json_list(list(values))
 
 
-class EmbeddedGraphStore:
+class EmbeddedGraphStore(BatchWriter):
     """`GraphStore` over SQLite in `path/graph.sqlite` plus an in-memory networkx view."""
 
     backend = "embedded"
@@ -135,33 +136,6 @@ class EmbeddedGraphStore:
         self.close()
 
     # writes ---------------------------------------------------------------------------------
-    def write(self, batch: WriteBatch) -> WriteResult:
-        """Apply a batch atomically. Raises SchemaError (and writes nothing) if a relation's
-        endpoint is neither stored nor in the batch."""
-        return self._write(batch)
-
-    def upsert(
-        self,
-        entities: Sequence[Entity] = (),
-        relations: Sequence[Relation] = (),
-        vectors: Mapping[str, tuple[str, np.ndarray]] | None = None,
-        vector_model: str | None = None,
-    ) -> WriteResult:
-        return self._write(
-            WriteBatch(entities=entities, relations=relations, vectors=vectors or {}, vector_model=vector_model)
-        )
-
-    def delete_entities(self, ids: Sequence[str]) -> int:
-        """Delete entities, their vectors and every relation touching them."""
-        return self._write(WriteBatch(delete_entity_ids=list(ids))).entities_deleted
-
-    def delete_relations(self, ids: Sequence[str]) -> int:
-        return self._write(WriteBatch(delete_relation_ids=list(ids))).relations_deleted
-
-    def expire_relations(self, ids: Sequence[str], at: datetime | None = None) -> int:
-        """Retire relations (history kept): sets expired_at, and valid_to where it is unset."""
-        return self._write(WriteBatch(expire_relation_ids=list(ids)), expire_at=at).relations_expired
-
     # reads ----------------------------------------------------------------------------------
     def get_entities(self, ids: Sequence[str], namespaces: Sequence[str] | None = None) -> list[Entity]:
         """Entities in the order of `ids`; unknown ids and other namespaces are left out."""

@@ -17,7 +17,7 @@ decoding several times.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from neo4j import Driver, GraphDatabase, ManagedTransaction, Session
 from neo4j import exceptions as neo4j_errors
 
 from aesoperator.engine.stores.base import (
+    BatchWriter,
     Change,
     GraphStore,
     SourceItemState,
@@ -100,7 +101,7 @@ def _hop_query(direction: str, timed: bool) -> str:
     )
 
 
-class Neo4jGraphStore:
+class Neo4jGraphStore(BatchWriter):
     """`GraphStore` over a Neo4j server (5.7 or later), reached at `uri` over Bolt."""
 
     backend = "neo4j"
@@ -220,33 +221,6 @@ class Neo4jGraphStore:
                 ensure_relation_types(session, sorted(new_types))
                 self._ensured_types |= new_types
             return session.execute_write(apply_batch, batch, now, at, self.batch_size)
-
-    def write(self, batch: WriteBatch) -> WriteResult:
-        """Apply a batch atomically. Raises SchemaError (and writes nothing) if a relation's
-        endpoint is neither stored nor in the batch."""
-        return self._write(batch)
-
-    def upsert(
-        self,
-        entities: Sequence[Entity] = (),
-        relations: Sequence[Relation] = (),
-        vectors: Mapping[str, tuple[str, np.ndarray]] | None = None,
-        vector_model: str | None = None,
-    ) -> WriteResult:
-        return self._write(
-            WriteBatch(entities=entities, relations=relations, vectors=vectors or {}, vector_model=vector_model)
-        )
-
-    def delete_entities(self, ids: Sequence[str]) -> int:
-        """Delete entities, their vectors, their history and every relation touching them."""
-        return self._write(WriteBatch(delete_entity_ids=list(ids))).entities_deleted
-
-    def delete_relations(self, ids: Sequence[str]) -> int:
-        return self._write(WriteBatch(delete_relation_ids=list(ids))).relations_deleted
-
-    def expire_relations(self, ids: Sequence[str], at: datetime | None = None) -> int:
-        """Retire relations (history kept): sets expired_at, and valid_to where it is unset."""
-        return self._write(WriteBatch(expire_relation_ids=list(ids)), expire_at=at).relations_expired
 
     # reads ----------------------------------------------------------------------------------
     def get_entities(self, ids: Sequence[str], namespaces: Sequence[str] | None = None) -> list[Entity]:
