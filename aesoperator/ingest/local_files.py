@@ -27,6 +27,8 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     "dist",
     "build",
     ".ipynb_checkpoints",
+    ".cache",
+    "target",
 )
 
 TEXT_SUFFIXES: frozenset[str] = frozenset(
