@@ -32,23 +32,46 @@ def _check_whole_batches(store: EmbeddedGraphStore) -> int:
     return len(items)
 
 
+# The child runs the real CLI; the only change is that reading file number PAUSE_AT blocks after
+# announcing itself, so the kill lands mid-ingest on any machine speed, after some batches committed.
+PAUSE_AT = 700
+_CHILD = """
+import sys, time
+from pathlib import Path
+from aesoperator.ingest.local_files import LocalFolderExtractor
+from aesoperator import cli
+
+marker, pause_at = Path(sys.argv[1]), int(sys.argv[2])
+original_read = LocalFolderExtractor.read
+reads = 0
+
+def read_then_pause(self, path):
+    global reads
+    reads += 1
+    if reads == pause_at:
+        marker.write_text("paused")
+        time.sleep(3600)
+    return original_read(self, path)
+
+LocalFolderExtractor.read = read_then_pause
+sys.argv = ["aesop", *sys.argv[3:]]
+sys.exit(cli.main())
+"""
+
+
 def test_sigkill_mid_ingest_leaves_whole_batches_and_resumes(tmp_path: Path) -> None:
-    tree, data = tmp_path / "tree", tmp_path / "data"
+    tree, data, marker = tmp_path / "tree", tmp_path / "data", tmp_path / "paused"
     _make_tree(tree)
     env = {**os.environ, "AESOP_WRITE_BATCH_SIZE": "60", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "aesoperator.cli", "--data-dir", str(data), "ingest", str(tree), "--no-embed"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    committed = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (data / "graph.sqlite").exists():
-            store = EmbeddedGraphStore(data)
-            committed = len(store.source_items("tree"))
-            store.close()
-            if committed > 50:
-                break
+    args = ["--data-dir", str(data), "ingest", str(tree), "--no-embed"]
+    child = [sys.executable, "-c", _CHILD, str(marker), str(PAUSE_AT), *args]
+    proc = subprocess.Popen(child, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None and not marker.exists():
         time.sleep(0.05)
-    assert proc.poll() is None, "ingest finished before it could be killed; make the tree larger"
+    assert marker.exists(), (
+        f"ingest never reached file {PAUSE_AT}: {proc.stderr.read() if proc.poll() is not None and proc.stderr else b''!r}"
+    )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -57,6 +80,7 @@ def test_sigkill_mid_ingest_leaves_whole_batches_and_resumes(tmp_path: Path) -> 
     assert 0 < done < FILES
     store.close()
 
+    cmd = [sys.executable, "-m", "aesoperator.cli", *args]
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
     store = EmbeddedGraphStore(data)
     assert _check_whole_batches(store) == FILES
