@@ -223,6 +223,55 @@ def test_concurrent_writers_get_distinct_increasing_seqs(neo4j_store_factory: St
     assert stores[1].last_seq() == 400
 
 
+# write shortcuts --------------------------------------------------------------------------------
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(16).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_entity_recreated_in_one_batch_gets_fresh_relations_and_vectors(neo4j_store_factory: StoreFactory) -> None:
+    """Relations and vectors of an entity created by the batch skip the lookup for stored ones:
+    a delete and re-create of the same id in one batch must still leave exactly one of each."""
+    store = neo4j_store_factory()
+    a, b = Entity(id="a", type="Document", name="A", text="one"), Entity(id="b", type="Document", name="B", text="b")
+    link = Relation(type="REFERENCES", src="a", dst="b")
+    store.upsert([a, b], [link], vectors={"a": ("h1", unit(1)), "b": ("hb", unit(2))}, vector_model="m")
+    again = a.model_copy(update={"text": "two"})
+    result = store.write(
+        WriteBatch(entities=[again], relations=[link], vectors={"a": ("h2", unit(3))}, vector_model="m",
+                   delete_entity_ids=["a"])
+    )  # fmt: skip
+    assert (result.entities_written, result.relations_written, result.vectors_written) == (1, 1, 1)
+    stats = store.stats()
+    assert (stats.entities, stats.relations, stats.vectors) == (2, 1, 2)
+    assert store.get_relations([link.id])[0].src == "a"
+    assert store.get_vectors(["a"], "m")["a"].tobytes() == unit(3).tobytes()
+    seq = store.last_seq()
+    # The same content again (the entity now stored) changes nothing.
+    unchanged = store.upsert([again], [link], vectors={"a": ("h2", unit(3))}, vector_model="m")
+    assert (unchanged.entities_written, unchanged.relations_written, unchanged.vectors_written) == (0, 0, 0)
+    assert store.last_seq() == seq
+
+
+def test_vectors_of_stored_entities_are_compared_with_what_is_stored(neo4j_store_factory: StoreFactory) -> None:
+    store = neo4j_store_factory()
+    store.upsert(
+        [Entity(id=f"e{i}", type="Document", name=f"E{i}", text="t", namespace=f"ns{i % 2}") for i in range(4)]
+    )
+    first = {f"e{i}": (f"h{i}", unit(i)) for i in range(4)}
+    assert store.upsert(vectors=first, vector_model="m").vectors_written == 4
+    seq = store.last_seq()
+    # Same hash but other values is a change; same hash and values is not; a new hash is.
+    second = {**first, "e1": ("h1", unit(10)), "e2": ("h2-new", unit(2))}
+    assert store.upsert(vectors=second, vector_model="m").vectors_written == 2
+    changes = store.changes_since(seq)
+    assert [(c.kind, c.id, c.namespace) for c in changes] == [("vector", "e1", "ns1"), ("vector", "e2", "ns0")]
+    got = store.get_vectors(list(first), "m")
+    assert got["e1"].tobytes() == unit(10).tobytes() and got["e0"].tobytes() == unit(0).tobytes()
+    assert store.vector_hashes(["e2"], "m") == {"e2": "h2-new"}
+    assert store.stats().vectors == 4
+
+
 # errors -----------------------------------------------------------------------------------------
 def test_wrong_password_is_a_store_error(neo4j_server: Neo4jServer) -> None:
     secret = "definitely-wrong-password-42"

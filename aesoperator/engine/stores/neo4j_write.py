@@ -6,6 +6,12 @@ relations, store vectors, record source items, append the change log. Any error 
 batch back; the driver may run the function again on a transient error, so it keeps no state
 between attempts.
 
+Lookups are kept to what can have changed: validation reads every stored entity the batch names
+once (endpoints and upserts alike), and entities the transaction creates have no stored relations
+or vectors to compare with, so relations with a derived id touching them and their vectors are
+created without a lookup (the uniqueness constraints still guard against any writer that skips
+the counter lock).
+
 Every value is a query parameter. Labels and relationship types are the only names put into
 query text, and only through `cypher_name`, which admits strict identifiers alone.
 """
@@ -83,7 +89,7 @@ def relations_by_id(
         )
         for part in chunks(list(ids), size):
             for record in tx.run(query, ids=part):
-                row = record.data()
+                row = dict(record)
                 found[row["r"]["id"]] = row
     return found
 
@@ -114,6 +120,12 @@ class BatchWriter:
     changes: list[ChangeRow] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     _types: list[str] | None = None
+    # Entities this transaction created (absent when it began): they have no stored relations
+    # or vectors yet, so those need no lookup.
+    created: dict[str, str] = field(default_factory=dict)  # id -> namespace
+    # Stored entities among the batch's entities and endpoints, read once by `prepare` (the
+    # batch's deletes left out): id -> {type, fp, created_at}.
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # plumbing -----------------------------------------------------------------------------
     def _count(self, key: str, n: int) -> None:
@@ -131,7 +143,7 @@ class BatchWriter:
     def _fetch(self, query: str, ids: Sequence[str], **params: Any) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for part in chunks(ids, self.size):
-            out.extend(r.data() for r in self.tx.run(query, ids=part, **params))
+            out.extend(dict(r) for r in self.tx.run(query, ids=part, **params))
         return out
 
     def _relation_types(self) -> list[str]:
@@ -161,8 +173,16 @@ class BatchWriter:
             needed.add(rel.dst)
         needed.update(batch.vectors)
         needed -= entities.keys()
-        lookup = sorted(needed - deleted)
-        stored = {r["id"] for r in self._fetch("UNWIND $ids AS id MATCH (e:Entity {id: id}) RETURN e.id AS id", lookup)}
+        lookup = sorted((needed | entities.keys()) - deleted)
+        self.stored = {
+            r["id"]: r
+            for r in self._fetch(
+                "UNWIND $ids AS id MATCH (e:Entity {id: id}) "
+                "RETURN id, e.type AS type, e.fp AS fp, e.created_at AS created_at",
+                lookup,
+            )
+        }
+        stored = needed & self.stored.keys()
         for rel in relations.values():
             for end in (rel.src, rel.dst):
                 if end in entities or end in stored:
@@ -266,14 +286,7 @@ class BatchWriter:
         `:_EntityVersion`), unchanged ones (same fingerprint) left alone."""
         if not entities:
             return
-        existing = {
-            r["id"]: r
-            for r in self._fetch(
-                "UNWIND $ids AS id MATCH (e:Entity {id: id}) "
-                "RETURN id, e.type AS type, e.fp AS fp, e.created_at AS created_at",
-                list(entities),
-            )
-        }
+        existing = self.stored  # read by `prepare`; the deletes since then were left out of it
         creates: list[tuple[str, dict[str, Any]]] = []
         updates: list[tuple[str, dict[str, Any]]] = []
         relabel: list[tuple[str, str]] = []
@@ -288,6 +301,7 @@ class BatchWriter:
             if old is None:
                 props["created_at"] = to_iso(ent.created_at) or self.now
                 creates.append((ent.type, props))
+                self.created[eid] = ent.namespace
                 continue
             props["created_at"] = old["created_at"] or self.now
             if old["type"] != ent.type and old["type"] != "Entity":
@@ -320,16 +334,21 @@ class BatchWriter:
 
     def _existing_relations(self, relations: dict[str, Relation]) -> dict[str, dict[str, Any]]:
         """Stored relations with the ids of `relations`. An id derived from type and endpoints
-        (the default) can only exist under its own type, so it is looked up there alone; other
-        ids are looked up under every type."""
+        (the default) can only exist under its own type, so it is looked up there alone, and not
+        at all when an endpoint was created by this transaction (no stored relation touches it);
+        other ids are looked up under every type."""
         own: dict[str, list[str]] = {}
         anywhere: list[str] = []
         for rid, rel in relations.items():
             if rid == relation_id(rel.type, rel.src, rel.dst):
+                if rel.src in self.created or rel.dst in self.created:
+                    continue
                 own.setdefault(rel.type, []).append(rid)
             else:
                 anywhere.append(rid)
         found: dict[str, dict[str, Any]] = {}
+        if not own and not anywhere:
+            return found
         known = set(self._relation_types())
         for rel_type, ids in own.items():
             if rel_type in known:
@@ -404,33 +423,35 @@ class BatchWriter:
     def store_vectors(self, model: str, vectors: dict[str, tuple[str, bytes, int]]) -> None:
         if not vectors:
             return
-        ids = list(vectors)
-        existing = {
-            r["id"]: (r["hash"], bytes(r["values"]))
-            for r in self._fetch(
-                "UNWIND $ids AS id MATCH (v:_Vector {key: $model + $sep + id}) "
-                "RETURN id, v.hash AS hash, v.values AS values",
-                ids,
-                model=model,
-                sep=VECTOR_KEY_SEP,
-            )
-        }
-        namespaces = {
-            r["id"]: r["ns"]
-            for r in self._fetch("UNWIND $ids AS id MATCH (e:Entity {id: id}) RETURN id, e.namespace AS ns", ids)
-        }
-        rows: list[dict[str, Any]] = []
+        # Entities created by this transaction have no stored vector; for the others one query
+        # returns the entity's namespace and the stored vector, if any.
+        namespaces = {eid: self.created[eid] for eid in vectors if eid in self.created}
+        existing: dict[str, tuple[str, bytes]] = {}
+        for r in self._fetch(
+            "UNWIND $ids AS id MATCH (e:Entity {id: id}) OPTIONAL MATCH (v:_Vector {key: $model + $sep + id}) "
+            "RETURN id, e.namespace AS ns, v.hash AS hash, v.values AS values",
+            [eid for eid in vectors if eid not in namespaces],
+            model=model,
+            sep=VECTOR_KEY_SEP,
+        ):
+            namespaces[r["id"]] = r["ns"]
+            if r["hash"] is not None:
+                existing[r["id"]] = (r["hash"], bytes(r["values"]))
+        creates: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
         for eid, (digest, blob, dim) in vectors.items():
             old = existing.get(eid)
             if old is not None and old[0] == digest and old[1] == blob:
                 continue
             seq = self._change("vector", eid, "upsert", namespaces[eid])
-            rows.append(
+            (creates if old is None else updates).append(
                 {"key": vector_key(model, eid), "entity_id": eid, "model": model, "hash": digest,
                  "dim": dim, "values": blob, "seq": seq}
             )  # fmt: skip
-        self._unwind("UNWIND $rows AS r MERGE (v:_Vector {key: r.key}) SET v = r", rows)
-        self._count("vectors_written", len(rows))
+        self._unwind("UNWIND $rows AS r MATCH (v:_Vector {key: r.key}) SET v = r", updates)
+        # Absent keys were checked under the counter lock; the uniqueness constraint still guards.
+        self._unwind("UNWIND $rows AS r CREATE (v:_Vector) SET v = r", creates)
+        self._count("vectors_written", len(creates) + len(updates))
 
     def source_items(self, batch: WriteBatch) -> None:
         if batch.delete_source_items:
@@ -457,8 +478,16 @@ class BatchWriter:
                  "ops": [c["op"] for c in part], "namespaces": [c["namespace"] for c in part]}
                 for part in chunks(self.changes, CHANGES_PER_NODE)
             ]  # fmt: skip
-            self._unwind("UNWIND $rows AS c CREATE (n:_ChangeLog) SET n = c", nodes)
-            self.tx.run("MATCH (k:_Counter {name: 'changes'}) SET k.seq = $seq", seq=self.seq).consume()
+            # The counter moves in the statement that writes the last log node.
+            *head, tail = list(chunks(nodes, self.size))
+            for part in head:
+                self.tx.run("UNWIND $rows AS c CREATE (n:_ChangeLog) SET n = c", rows=part).consume()
+            self.tx.run(
+                "UNWIND $rows AS c CREATE (n:_ChangeLog) SET n = c "
+                "WITH count(*) AS written MATCH (k:_Counter {name: 'changes'}) SET k.seq = $seq",
+                rows=tail,
+                seq=self.seq,
+            ).consume()
         return self.seq
 
     def result(self, seq: int) -> WriteResult:
