@@ -136,6 +136,10 @@ async def compare(reference: Client, ours: Client) -> None:
         graph_expected = (await reference.call_tool("read_graph", {})).structured_content
         graph_got = (await ours.call_tool("read_graph", {})).structured_content
         assert graph_got == graph_expected, f"after {where}"
+        for probe in ("", "a"):  # searches after every write: no stale answer survives a change
+            found_expected = (await reference.call_tool("search_nodes", {"query": probe})).structured_content
+            found_got = (await ours.call_tool("search_nodes", {"query": probe})).structured_content
+            assert found_got == found_expected, f"search_nodes({probe!r}) after {where}"
 
 
 def test_memory_tools_match_the_official_server(tmp_path: Path) -> None:

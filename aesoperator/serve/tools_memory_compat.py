@@ -31,7 +31,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -79,6 +79,8 @@ class MemoryGraph:
         self.embed = embed
         self._lock = threading.RLock()
         self._last_order = 0
+        # (change-log position, listing): search_nodes scans this instead of reading the graph.
+        self._listing: tuple[int, list[_Listed]] | None = None
 
     # -- mapping ------------------------------------------------------------------------------------
     def entity_id(self, name: str) -> str:
@@ -175,14 +177,48 @@ class MemoryGraph:
             out.extend(e for e in batch if e.source == MEMORY_GRAPH_SOURCE)
         return out
 
-    def _live_relations(self, entities: Sequence[Entity]) -> list[Relation]:
-        if not entities:
+    def _live_relations(self, ids: Sequence[str]) -> list[Relation]:
+        """Live memory relations with at least one end among `ids`, in creation order."""
+        if not ids:
             return []
-        sub = self.engine.store.neighbors(
-            [e.id for e in entities], depth=1, namespaces=[self.namespace], limit=_NEIGHBOR_LIMIT
-        )
-        unique = {r.id: r for r in sub.relations if r.source == MEMORY_GRAPH_SOURCE}
+        sub = self.engine.store.neighbors(list(ids), depth=1, namespaces=[self.namespace], limit=_NEIGHBOR_LIMIT)
+        wanted = set(ids)
+        unique = {
+            r.id: r for r in sub.relations if r.source == MEMORY_GRAPH_SOURCE and (r.src in wanted or r.dst in wanted)
+        }
         return sorted(unique.values(), key=lambda r: (int(r.properties.get("order", 0)), r.id))
+
+    def _listed(self) -> list[_Listed]:
+        """Every real memory entity in creation order with its lower-cased searchable fields.
+
+        Cached until the store's change log moves, so writes by any process are seen."""
+        seq = self.engine.store.last_seq()
+        with self._lock:
+            if self._listing is not None and self._listing[0] == seq:
+                return self._listing[1]
+        # Read after taking `seq`: a write in between only makes the next call rebuild.
+        rows = [
+            _Listed(
+                memory,
+                entity.id,
+                (memory.name.lower(), memory.entityType.lower(), *(o.lower() for o in memory.observations)),
+            )
+            for entity in self._real_in_order(self._all())
+            for memory in (self._as_memory_entity(entity),)
+        ]
+        with self._lock:
+            self._listing = (seq, rows)
+        return rows
+
+    def _real_in_order(self, entities: Iterable[Entity]) -> list[Entity]:
+        return sorted(
+            (e for e in entities if not self._is_placeholder(e)),
+            key=lambda e: (int(e.properties.get("order", 0)), e.id),
+        )
+
+    def _with_relations(self, entities: list[MemoryEntity], ids: Sequence[str]) -> MemoryGraphOutput:
+        relations = self._live_relations(ids)
+        return MemoryGraphOutput(entities=entities, relations=[self._as_memory_relation(r) for r in relations])
 
     def _write(
         self,
@@ -344,36 +380,25 @@ class MemoryGraph:
 
     def read_graph(self) -> MemoryGraphOutput:
         everything = self._all()
-        real = sorted(
-            (e for e in everything if not self._is_placeholder(e)),
-            key=lambda e: (int(e.properties.get("order", 0)), e.id),
-        )
-        relations = self._live_relations(everything)
-        return MemoryGraphOutput(
-            entities=[self._as_memory_entity(e) for e in real],
-            relations=[self._as_memory_relation(r) for r in relations],
-        )
+        real = self._real_in_order(everything)
+        return self._with_relations([self._as_memory_entity(e) for e in real], [e.id for e in everything])
 
     def search_nodes(self, query: str) -> MemoryGraphOutput:
-        graph = self.read_graph()
+        """Entities whose name, type or an observation contains `query` (case-insensitive), and
+        the relations touching them: the memory server's matching, over a cached listing."""
         q = query.lower()
-        entities = [
-            e
-            for e in graph.entities
-            if q in e.name.lower() or q in e.entityType.lower() or any(q in o.lower() for o in e.observations)
-        ]
-        return self._subgraph(graph, entities)
+        hits = [row for row in self._listed() if any(q in field for field in row.fields)]
+        return self._with_relations([row.memory for row in hits], [row.id for row in hits])
 
     def open_nodes(self, names: Sequence[str]) -> MemoryGraphOutput:
-        graph = self.read_graph()
-        wanted = set(names)
-        return self._subgraph(graph, [e for e in graph.entities if e.name in wanted])
+        real = self._real_in_order(self._load(names).values())
+        return self._with_relations([self._as_memory_entity(e) for e in real], [e.id for e in real])
 
-    @staticmethod
-    def _subgraph(graph: MemoryGraphOutput, entities: list[MemoryEntity]) -> MemoryGraphOutput:
-        names = {e.name for e in entities}
-        relations = [r for r in graph.relations if r.from_ in names or r.to in names]
-        return MemoryGraphOutput(entities=entities, relations=relations)
+
+class _Listed(NamedTuple):
+    memory: MemoryEntity
+    id: str
+    fields: tuple[str, ...]
 
 
 def _first_error(exc: ValueError) -> str:
