@@ -223,6 +223,8 @@ class Embedder:
 
     `num_threads` sets torch's intra-op threads when the model loads (None: one per available
     core, at most 8). Torch's setting is process-wide, so the last embedder to load decides it.
+    `query_num_threads` is used for single queries: one short text gains nothing from a second
+    thread, and spinning worker threads stall badly when other work holds the cores.
     """
 
     def __init__(
@@ -232,6 +234,7 @@ class Embedder:
         device: str = "cpu",
         cache_size: int = 50_000,
         num_threads: int | None = None,
+        query_num_threads: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"embedding batch_size must be at least 1, got {batch_size}")
@@ -239,6 +242,8 @@ class Embedder:
             raise ConfigError(f"embedding cache_size must not be negative, got {cache_size}")
         if num_threads is not None and num_threads < 1:
             raise ConfigError(f"embedding num_threads must be at least 1, got {num_threads}")
+        if query_num_threads < 1:
+            raise ConfigError(f"embedding query_num_threads must be at least 1, got {query_num_threads}")
         self._resolved = resolve_model(model_name)
         # Both names of the bundled model store vectors under one key, so switching between them
         # does not force re-embedding.
@@ -246,6 +251,7 @@ class Embedder:
         self.batch_size = batch_size
         self.device = device
         self.num_threads = num_threads if num_threads is not None else default_num_threads()
+        self.query_num_threads = min(query_num_threads, self.num_threads)
         self._model: SentenceTransformer | None = None
         self._dim: int | None = None
         if self._resolved.kind != "hub":
@@ -416,8 +422,14 @@ class Embedder:
                 self._queries_from_cache += 1
                 return hit.copy()
         model = self._load()
+        import torch  # loaded with the model
+
         with self._encode_lock:
-            row = self._encode_locked(model, [text])[0].copy()
+            torch.set_num_threads(self.query_num_threads)
+            try:
+                row = self._encode_locked(model, [text])[0].copy()
+            finally:
+                torch.set_num_threads(self.num_threads)
         row.flags.writeable = False
         with self._cache_lock:
             self._query_cache.put(key, row)
