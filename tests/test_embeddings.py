@@ -7,6 +7,7 @@ import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -210,6 +211,27 @@ def test_torch_threads_are_configurable() -> None:
         Embedder(num_threads=0)
     with pytest.raises(ConfigError):
         Embedder(batch_size=0)
+    with pytest.raises(ConfigError):
+        Embedder(query_num_threads=0)
+
+
+def test_a_query_runs_on_its_own_thread_count_and_restores_the_batch_setting(
+    shared: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    seen: list[int] = []
+    model = shared._load()
+    original = model.encode
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "encode", spy)
+    shared.embed_query("a query nobody asked before: thread count check")
+    assert seen == [shared.query_num_threads]
+    assert torch.get_num_threads() == shared.num_threads
 
 
 def test_protocol_accepts_the_embedder_and_a_stand_in() -> None:
