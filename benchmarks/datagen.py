@@ -40,6 +40,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from aesoperator.graph_schema.ids import entity_id
@@ -181,7 +182,7 @@ _LOADERS = {"hotpotqa": _load_hotpotqa, "musique": _load_musique, "scifact": _lo
 
 def _interleave(groups: dict[str, list[Article]]) -> list[Article]:
     """Merge the corpora so that every prefix holds them in proportion to their sizes."""
-    keyed = []
+    keyed: list[tuple[float, str, int, Article]] = []
     for name, items in groups.items():
         n = len(items)
         keyed.extend(((i + 0.5) / n, name, i, a) for i, a in enumerate(items))
@@ -573,3 +574,70 @@ def describe(corpus: Corpus) -> dict[str, object]:
         "entity_types": dict(sorted(types.items())),
         "relation_types": dict(sorted(rels.items())),
     }
+
+
+# -- the same graph for the memory-server tools ----------------------------------------------------
+# Function words and question words: a keyword query made of one of them would match nearly
+# every entity, which says nothing about search.
+_STOPWORD_TEXT = """about above after again against also among and another any are around because been before
+    being below between both but can could did does doing down during each either even ever every
+    few first for from further had has have having her here hers herself him himself his how into
+    its itself just last later least less many more most much must near neither never none nor not
+    now off once one only other our ours out over own same several she should since some such than
+    that the their theirs them themselves then there these they this those though through under
+    until upon very was were what when where whether which while who whom whose why will with
+    within without would yet you your also first second third known called named based used
+    according"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryGraphData:
+    """The benchmark graph in the memory server's shapes: `create_entities` and `create_relations`
+    arguments (entities: name, entityType, observations; relations: from, to, relationType)."""
+
+    entities: list[dict[str, Any]]
+    relations: list[dict[str, str]]
+
+
+def _unique_name(entity: Entity, used: set[str]) -> str:
+    """The entity's name, made unique the way a person would: a Document and the Concept named by
+    the same title become "Title (Document)" for the second one; a name still taken gets the id."""
+    for name in (entity.name, f"{entity.name} ({entity.type})", f"{entity.name} ({entity.id})"):
+        if name not in used:
+            used.add(name)
+            return name
+    raise ValueError(f"entity id {entity.id!r} is not unique in the stream")
+
+
+def memory_graph(stream: GraphStream, max_entities: int) -> MemoryGraphData:
+    """The first `max_entities` entities of the stream and their relations, as memory-server
+    entities (observations = the entity's text) and relations between their names."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    entities: list[dict[str, Any]] = []
+    relations: list[dict[str, str]] = []
+    for item in stream.items(max_entities):
+        if isinstance(item, Entity):
+            name = _unique_name(item, used)
+            names[item.id] = name
+            entities.append({"name": name, "entityType": item.type, "observations": [item.text]})
+        else:
+            relations.append({"from": names[item.src], "to": names[item.dst], "relationType": item.type})
+    return MemoryGraphData(entities, relations)
+
+
+def keyword_queries(queries: Iterable[Query], texts: Iterable[str]) -> list[tuple[Query, str]]:
+    """One keyword per question, taken from the question: of its words of four letters or more
+    that are not function words, the rarest one (fewest `texts` containing it, at least one; the
+    longer word on a tie). Questions none of whose words occur in the texts are left out."""
+    df: Counter[str] = Counter()
+    for text in texts:
+        df.update({w.lower() for w in tokens(text)})
+    out: list[tuple[Query, str]] = []
+    for q in queries:
+        words = [w.lower() for w in tokens(q.text)]
+        candidates = {w for w in words if len(w) >= 4 and w.isalpha() and w not in _STOPWORDS and df[w] > 0}
+        if candidates:
+            out.append((q, min(candidates, key=lambda w: (df[w], -len(w), w))))
+    return out

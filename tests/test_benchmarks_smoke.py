@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(not (DATA / "hotpotqa").is_dir(), reason=f"evaluation data not found in {DATA}")
+@pytest.mark.timeout(900)  # a minute or two on a quiet machine; several while it is shared
 def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -26,11 +27,16 @@ def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=840,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((out / "speed-latest.json").read_text())
-    for name in ("speed-latest.md", "speed-latest-latency.png", "speed-latest-throughput.png"):
+    for name in (
+        "speed-latest.md",
+        "speed-latest-latency.png",
+        "speed-latest-throughput.png",
+        "speed-latest-memory-server.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert len(list(out.glob("speed-2*.json"))) == 1
 
@@ -71,5 +77,35 @@ def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
         assert run["phases"][phase]["seconds"] >= 0, phase
 
     names = {(t["name"], t["backend"], t.get("size")) for t in result["targets"]}
-    assert len(names) == 3
+    assert len(names) == 3 + 4  # scale targets, then our two searches x two kinds of query
     assert all(isinstance(t["met"], bool) for t in result["targets"])
+    assert "Beside the reference memory server" in (out / "speed-latest.md").read_text()
+
+    (mem,) = result["memory_server"]
+    assert mem["size"] == 200 and mem["entities"] == 200 and mem["relations"] > 0
+    assert mem["reference"]["package"] == "@modelcontextprotocol/server-memory" and mem["reference"]["version"]
+    for side in ("reference", "ours"):
+        assert mem["load"][side]["entities_created"] == 200, side
+        assert mem["load"][side]["relations_created"] > 0, side
+    assert mem["queries"]["question"]["n"] == 20
+    assert 0 < mem["queries"]["keyword"]["n"] <= 20
+    for kind in ("question", "keyword"):
+        q = mem["queries"][kind]
+        assert set(q["systems"]) == {
+            "reference search_nodes",
+            "ours search_nodes",
+            "ours search",
+            "ours ContextEngine.search",
+            "ours ContextEngine.search stages",
+        }
+        for name, stats in q["systems"].items():
+            wall = stats["wall_ms"]
+            assert wall["n"] == q["n"] and wall["p99"] >= wall["p95"] >= wall["p50"] > 0, (kind, name)
+        # the compatible tool must find exactly what the reference finds
+        assert q["search_nodes_same_count"] == q["n"], kind
+        for name in ("ours search", "ours ContextEngine.search"):
+            assert q["systems"][name]["results"]["max"] <= 10 and q["systems"][name]["with_results"] > 0
+        for ratios in q["ratios"].values():
+            assert ratios["p50"] > 0 and ratios["p95"] > 0
+    # every keyword occurs in the graph, so substring search finds something for each
+    assert mem["queries"]["keyword"]["systems"]["reference search_nodes"]["with_results"] == 1.0

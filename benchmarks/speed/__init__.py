@@ -2,5 +2,6 @@
 
 Measures the embedding model's raw encode rate and the ingest rate with embedding on the same
 texts, the ingest rate without embedding at each graph size, query latency per retrieval stage,
-and peak memory per phase. See benchmarks/README.md for what each number means.
+peak memory per phase, and search latency beside the reference memory server at 1k and 10k
+entities (`--memory-server-sizes`). See benchmarks/README.md for what each number means.
 """

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from benchmarks.speed import memory_server_report
 from benchmarks.speed.measure import console, machine_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +125,13 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
             f"{ts['truncated_share'] * 100:.1f}% cut at {ts['max_seq_length']}). all-MiniLM-L6-v2, batch 64, "
             f"{any_res.get('torch_threads')} torch threads."
         )
+        warm = any_res.get("store_warm_up")
+        if warm:
+            lines.append(
+                f"Before the timed ingest each store takes {warm['entities']:,} throwaway entities with vectors "
+                "(written, then deleted), as a store that has been running a while would have: a Neo4j started "
+                "seconds earlier otherwise spends its first batches compiling its write paths."
+            )
         lines.append("")
         lines.append(
             "| backend | raw encode (texts/s) | ingest with embedding (entities/s) | ratio | target | query embedding p50 / p95 (ms) |"
@@ -247,6 +255,7 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
         )
         lines.append("")
 
+    lines.extend(memory_server_report.markdown(results, h2))
     targets = results.get("targets", [])
     if targets:
         lines.append(f"{h2} Targets")
@@ -268,6 +277,9 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
         lines.append(f"![Query latency by stage]({image_prefix}{LATENCY_PNG})")
         lines.append("")
         lines.append(f"![Throughput and latency against graph size]({image_prefix}{THROUGHPUT_PNG})")
+        lines.append("")
+    if memory_server_report.ok_runs(results):
+        lines.append(f"![Search beside the reference memory server]({image_prefix}{memory_server_report.PLOT_PNG})")
         lines.append("")
     return "\n".join(lines)
 
@@ -412,6 +424,8 @@ def write_all(results: dict[str, Any], out: Path, stamp: str, update_readme: boo
         plot_latency(results, out / LATENCY_PNG)
         plot_throughput(results, out / THROUGHPUT_PNG)
         written += [out / LATENCY_PNG, out / THROUGHPUT_PNG]
+    if memory_server_report.plot(results, out / memory_server_report.PLOT_PNG):
+        written.append(out / memory_server_report.PLOT_PNG)
     if update_readme and refresh_readme(results):
         written.append(README)
     return written
@@ -442,6 +456,14 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"{b}: raw encode {e['raw_encode']['texts_per_s']:.1f} texts/s, ingest with embedding "
                 f"{e['ingest_with_embedding']['entities_per_s']:.1f} entities/s, ratio {e['ratio_to_raw']:.2f}"
             )
+    for run in memory_server_report.ok_runs(results):
+        for kind in ("question", "keyword"):
+            q = run["queries"][kind]
+            if q.get("n"):
+                ratios = ", ".join(f"{name} {r['p50']}x" for name, r in q["ratios"].items())
+                console.print(
+                    f"memory server {_label(run['size'])}, {kind} queries: reference p50 / ours p50: {ratios}"
+                )
     for t in results.get("targets", []):
         mark = "[green]met" if t["met"] else "[red]missed"
         console.print(

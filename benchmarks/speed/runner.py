@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import datagen
-from benchmarks.speed import report
+from benchmarks.speed import memory_server_report, report
 from benchmarks.speed.measure import console, machine_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ TARGET_WRITE = {"embedded": 20_000.0, "neo4j": 10_000.0}
 TARGET_P95_MS = 50.0
 TARGET_P95_SIZE = 100_000
 
-SMOKE = {"sizes": [1_000], "queries": 20, "embed_sample": 64, "backends": ["embedded"]}
+SMOKE = {"sizes": [1_000], "queries": 20, "embed_sample": 64, "backends": ["embedded"], "memory_server_sizes": [200]}
 
 
 def parse_size(text: str) -> int:
@@ -58,6 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--sizes", default="10k,100k", help="graph sizes in entities, e.g. 1k,10k,100k,1m (default 10k,100k)"
+    )
+    p.add_argument(
+        "--memory-server-sizes",
+        default="1k,10k",
+        help="sizes at which search is compared with the reference memory server (default 1k,10k; none skips it)",
     )
     p.add_argument("--backends", default="embedded", help="embedded, neo4j or both: embedded,neo4j (default embedded)")
     p.add_argument(
@@ -103,12 +108,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.job is None:
         args.sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
         args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+        skip = args.memory_server_sizes.strip().lower() in ("", "none", "0", "off")
+        args.memory_server_sizes = (
+            [] if skip else [parse_size(s) for s in args.memory_server_sizes.split(",") if s.strip()]
+        )
         unknown = set(args.backends) - {"embedded", "neo4j"}
         if unknown:
             p.error(f"unknown backend(s) {sorted(unknown)}: use embedded and/or neo4j")
         if args.smoke:
             args.sizes, args.queries = SMOKE["sizes"], SMOKE["queries"]
             args.embed_sample, args.backends = SMOKE["embed_sample"], SMOKE["backends"]
+            args.memory_server_sizes = SMOKE["memory_server_sizes"]
             args.in_process = True
         if args.embed_sample < 1 or args.queries < 1:
             p.error("--embed-sample and --queries must be at least 1")
@@ -119,7 +129,8 @@ def _run_job(spec: dict[str, Any], work_root: Path, n: int, in_process: bool = F
     spec_path = work_root / f"job-{n:02d}.json"
     spec["result_path"] = str(work_root / f"job-{n:02d}-result.json")
     spec_path.write_text(json.dumps(spec, indent=2))
-    what = spec["kind"] + (f" {size_label(spec['size'])}" if spec["kind"] == "scale" else "") + f" on {spec['backend']}"
+    sized = spec["kind"] in ("scale", "memory_server")
+    what = spec["kind"] + (f" {size_label(spec['size'])}" if sized else "") + f" on {spec['backend']}"
     console.rule(f"[bold]{what}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -143,7 +154,7 @@ def _run_job(spec: dict[str, Any], work_root: Path, n: int, in_process: bool = F
         result = {"error": f"the job process ended with code {code} and wrote no result"}
     result.setdefault("kind", spec["kind"])
     result.setdefault("backend", spec["backend"])
-    if spec["kind"] == "scale":
+    if sized:
         result.setdefault("size", spec["size"])
     console.log(
         f"{what}: {'failed: ' + result['error'] if 'error' in result else 'done'} in {time.perf_counter() - started:.0f} s"
@@ -255,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     embed: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
+    memory_server: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     n = 0
     try:
@@ -287,6 +299,19 @@ def main(argv: list[str] | None = None) -> int:
                 if "error" in res:
                     errors.append({"job": f"scale/{backend}/{size_label(size)}", "error": res["error"]})
                 runs.append(res)
+        for size in args.memory_server_sizes:
+            n += 1
+            job_dir = work_root / f"memory-server-{size_label(size)}"
+            job_dir.mkdir()
+            res = _run_job(
+                {**common, "kind": "memory_server", "backend": "embedded", "size": size, "work_dir": str(job_dir)},
+                work_root,
+                n,
+                args.in_process,
+            )
+            if "error" in res:
+                errors.append({"job": f"memory_server/{size_label(size)}", "error": res["error"]})
+            memory_server.append(res)
     finally:
         if not args.keep_data:
             shutil.rmtree(work_root, ignore_errors=True)
@@ -303,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "config": {
             "sizes": args.sizes,
+            "memory_server_sizes": args.memory_server_sizes,
             "backends": args.backends,
             "embed_sample": args.embed_sample,
             "embed_all": args.embed_all,
@@ -330,9 +356,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "embed": embed,
         "runs": runs,
+        "memory_server": memory_server,
         "errors": errors,
     }
-    results["targets"] = evaluate_targets(embed, runs)
+    results["targets"] = evaluate_targets(embed, runs) + memory_server_report.evaluate_targets(memory_server)
     paths = report.write_all(results, args.out, stamp, update_readme=_should_update_readme(args))
     report.print_summary(results)
     for p in paths:

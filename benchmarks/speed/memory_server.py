@@ -1,0 +1,386 @@
+"""Search latency beside the reference memory server (`@modelcontextprotocol/server-memory`).
+
+One job per size (`kind: memory_server`), on a fresh data directory:
+
+1. the first `size` entities of the benchmark stream and their relations become memory-server
+   entities (name, entityType, observations = the entity's text) and relations
+   (`datagen.memory_graph`);
+2. they are loaded into the reference server and into `aesop serve --stdio` with the same
+   `create_entities` / `create_relations` calls (500 items per call, the tools' limit), over the
+   same MCP client; ours embeds every entity as it stores it, as it always does;
+3. the same queries go, round-robin, to the reference `search_nodes`, our `search_nodes` and our
+   `search` tool (hybrid, query embedding included), then, with the server stopped, to
+   `ContextEngine.search` in this process on the same data directory.
+
+Two kinds of query: the real questions, and one keyword taken from each question
+(`datagen.keyword_queries`), because the reference matches the whole query as a substring and so
+finds nothing for most questions. Latency is the client's wall time per call after warm-up; the
+servers' CPU time is read from /proc around each measured block (its tick is 10 ms, so only the
+mean over a block is given).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks import datagen
+from benchmarks.speed.measure import PhaseMeter, progress, summarize
+
+REFERENCE_PACKAGE = "@modelcontextprotocol/server-memory"
+LOAD_BATCH = 500  # items per create_entities / create_relations call: the tools' limit
+WARMUP_CALLS = 5
+CALL_TIMEOUT_S = 600.0
+MAX_RESPONSE_BYTES = 500_000_000  # a keyword the reference matches everywhere returns the graph
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+REFERENCE = "reference search_nodes"
+OURS_NODES = "ours search_nodes"
+OURS_SEARCH = "ours search"
+ENGINE = "ours ContextEngine.search"
+ENGINE_STAGES = "ours ContextEngine.search stages"
+SYSTEMS = (REFERENCE, OURS_NODES, OURS_SEARCH, ENGINE, ENGINE_STAGES)
+SYSTEM_LABELS = {
+    REFERENCE: "reference `search_nodes` (MCP stdio)",
+    OURS_NODES: "ours `search_nodes` (MCP stdio)",
+    OURS_SEARCH: "ours `search` (MCP stdio, hybrid)",
+    ENGINE: "ours `ContextEngine.search` (in-process)",
+    ENGINE_STAGES: "ours `ContextEngine.search` stages, without the query embedding",
+}
+KINDS = ("question", "keyword")
+
+
+@dataclass
+class Calls:
+    """What one system did over one kind of query."""
+
+    wall_ms: list[float] = field(default_factory=list)
+    results: list[int] = field(default_factory=list)
+    response_bytes: list[int] = field(default_factory=list)
+    cpu_s: float = 0.0  # the answering process's CPU time over the measured calls
+    cpu_measured: bool = True
+
+    def as_dict(self, cpu_of: str) -> dict[str, Any]:
+        n = len(self.wall_ms)
+        out: dict[str, Any] = {
+            "wall_ms": summarize(self.wall_ms),
+            "results": summarize([float(r) for r in self.results]),
+            "with_results": round(sum(r > 0 for r in self.results) / n, 3) if n else 0.0,
+            "cpu_ms_per_call": round(self.cpu_s * 1000 / n, 3) if n and self.cpu_measured else None,
+            "cpu_of": cpu_of,
+        }
+        if self.response_bytes:
+            out["response_kb"] = summarize([b / 1024 for b in self.response_bytes])
+        return out
+
+
+def _process_cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
+def reference_command() -> list[str]:
+    """The reference server's command, installed with npm into the test cache if needed."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests.mcp_servers import npm_server_bin
+
+    try:
+        return npm_server_bin(REFERENCE_PACKAGE)
+    except BaseException as exc:  # the helper skips the way pytest does when node or npm is missing
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise RuntimeError(f"cannot run {REFERENCE_PACKAGE}: {type(exc).__name__}: {exc}") from None
+
+
+def _package_version(command: list[str]) -> str | None:
+    for parent in Path(command[-1]).parents:
+        manifest = parent / "package.json"
+        if manifest.is_file():
+            try:
+                return str(json.loads(manifest.read_text())["version"])
+            except (OSError, ValueError, KeyError):
+                return None
+    return None
+
+
+def _child_env() -> dict[str, str]:
+    """What our server needs from this environment: offline model, thread settings, import path."""
+    keep = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HOME", "PYTHONPATH")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update({k: v for k, v in os.environ.items() if k.endswith("_NUM_THREADS")})
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _definition(name: str, command: list[str], env: dict[str, str]) -> Any:
+    from aesoperator.ingest.sources import SourceDefinition
+
+    return SourceDefinition(
+        name=name,
+        kind="memory",
+        command=command[0],
+        args=command[1:],
+        env={**env, "PATH": os.environ.get("PATH", "")},
+        timeout_seconds=CALL_TIMEOUT_S,
+        max_response_bytes=MAX_RESPONSE_BYTES,
+        retries=0,
+    )
+
+
+def _new_child(before: set[int]) -> int:
+    """The pid of the server process started since `before` was taken."""
+    fresh = [p.pid for p in psutil.Process().children() if p.pid not in before]
+    if len(fresh) != 1:
+        raise RuntimeError(f"expected one new server process, found {len(fresh)}")
+    return fresh[0]
+
+
+def _count(payload: Any, key: str) -> int:
+    return len(payload.get(key, [])) if isinstance(payload, dict) else 0
+
+
+@dataclass
+class _Server:
+    conn: Any
+    pid: int
+
+
+async def _load(server: _Server, graph: datagen.MemoryGraphData, what: str) -> dict[str, Any]:
+    """create_entities then create_relations, LOAD_BATCH items per call; returns the timing."""
+    created = {"entities": 0, "relations": 0}
+    calls = 0
+    c0 = _process_cpu(server.pid)
+    t0 = time.perf_counter()
+    with progress() as bar:
+        for tool, key, items in (
+            ("create_entities", "entities", graph.entities),
+            ("create_relations", "relations", graph.relations),
+        ):
+            task = bar.add_task(f"{what}: {tool}", total=len(items))
+            for start in range(0, len(items), LOAD_BATCH):
+                batch = items[start : start + LOAD_BATCH]
+                result = await server.conn.call_tool(tool, {key: batch})
+                created[key] += _count(_payload(result), key)
+                calls += 1
+                bar.advance(task, len(batch))
+    seconds = time.perf_counter() - t0
+    if created["entities"] != len(graph.entities):
+        raise RuntimeError(f"{what} created {created['entities']} of {len(graph.entities)} entities")
+    return {
+        "seconds": round(seconds, 3),
+        "calls": calls,
+        "entities_created": created["entities"],
+        "relations_created": created["relations"],
+        "entities_per_s": round(len(graph.entities) / seconds, 1),
+        "server_cpu_seconds": round(_process_cpu(server.pid) - c0, 3),
+    }
+
+
+def _payload(result: Any) -> Any:
+    if isinstance(result.structured, dict):
+        return result.structured
+    return json.loads(result.text or "{}")
+
+
+# (system, tool, arguments for one query text, key of the result list)
+_McpSystem = tuple[str, str, Callable[[str], dict[str, Any]], str]
+
+
+async def _query_round_robin(
+    servers: dict[str, _Server], systems: Sequence[_McpSystem], texts: Sequence[str], label: str
+) -> dict[str, Calls]:
+    """Each query to every system in turn, so a change in machine load hits all of them alike."""
+    calls = {name: Calls() for name, *_ in systems}
+    cpu0 = {name: _process_cpu(servers[name].pid) for name, *_ in systems}
+    with progress() as bar:
+        task = bar.add_task(label, total=len(texts))
+        for text in texts:
+            for name, tool, args, key in systems:
+                t0 = time.perf_counter()
+                result = await servers[name].conn.call_tool(tool, args(text))
+                wall = (time.perf_counter() - t0) * 1000
+                rec = calls[name]
+                rec.wall_ms.append(wall)
+                rec.results.append(_count(_payload(result), key))
+                rec.response_bytes.append(int(result.size))
+            bar.advance(task)
+    for name, *_ in systems:
+        # Our two tools share one server process: its CPU time is split by the calls' wall time.
+        calls[name].cpu_s = _process_cpu(servers[name].pid) - cpu0[name]
+    shared: dict[int, list[str]] = {}
+    for name, *_ in systems:
+        shared.setdefault(servers[name].pid, []).append(name)
+    for names in shared.values():
+        if len(names) > 1:
+            total_cpu = calls[names[0]].cpu_s
+            total_wall = sum(sum(calls[n].wall_ms) for n in names) or 1.0
+            for n in names:
+                calls[n].cpu_s = total_cpu * sum(calls[n].wall_ms) / total_wall
+    return calls
+
+
+async def _serve_and_query(
+    spec: dict[str, Any],
+    graph: datagen.MemoryGraphData,
+    queries: dict[str, list[str]],
+    warmup: list[str],
+    meter: PhaseMeter,
+    out: dict[str, Any],
+) -> dict[str, dict[str, Calls]]:
+    from aesoperator.ingest.client import open_connection
+
+    work = Path(spec["work_dir"])
+    ref_cmd = reference_command()
+    out["reference"] = {"package": REFERENCE_PACKAGE, "version": _package_version(ref_cmd), "command": ref_cmd}
+    ours_cmd = [sys.executable, "-m", "aesoperator.cli", "--data-dir", str(work / "aesop"), "serve", "--stdio"]
+    out["ours_command"] = ["aesop", *ours_cmd[3:]]
+    k, hops = int(spec["k"]), int(spec["hops"])
+    systems: list[_McpSystem] = [
+        (REFERENCE, "search_nodes", lambda q: {"query": q}, "entities"),
+        (OURS_NODES, "search_nodes", lambda q: {"query": q}, "entities"),
+        (OURS_SEARCH, "search", lambda q: {"query": q, "k": k, "hops": hops}, "hits"),
+    ]
+    ref_env = {"MEMORY_FILE_PATH": str(work / "reference" / "memory.jsonl")}
+    (work / "reference").mkdir(parents=True, exist_ok=True)
+    before = {p.pid for p in psutil.Process().children()}
+    async with open_connection(_definition("memory-reference", ref_cmd, ref_env)) as ref_conn:
+        await ref_conn.connect()
+        ref = _Server(ref_conn, _new_child(before))
+        before = {p.pid for p in psutil.Process().children()}
+        t0 = time.perf_counter()
+        async with open_connection(_definition("aesop-serve", ours_cmd, _child_env())) as ours_conn:
+            await ours_conn.connect()
+            out["ours_start_seconds"] = round(time.perf_counter() - t0, 3)
+            ours = _Server(ours_conn, _new_child(before))
+            with meter.phase("load_reference"):
+                out["load"] = {"reference": await _load(ref, graph, "reference")}
+            with meter.phase("load_ours"):
+                out["load"]["ours"] = await _load(ours, graph, "ours (embeds every entity)")
+            servers = {REFERENCE: ref, OURS_NODES: ours, OURS_SEARCH: ours}
+            for text in warmup:
+                for name, tool, args, _ in systems:
+                    await servers[name].conn.call_tool(tool, args(text))
+            measured: dict[str, dict[str, Calls]] = {}
+            for kind in KINDS:
+                with meter.phase(f"mcp_{kind}"):
+                    measured[kind] = await _query_round_robin(servers, systems, queries[kind], f"{kind} queries, MCP")
+            out["ours_server_rss_mb"] = round(psutil.Process(ours.pid).memory_info().rss / 1024**2, 1)
+            out["reference_server_rss_mb"] = round(psutil.Process(ref.pid).memory_info().rss / 1024**2, 1)
+    return measured
+
+
+def _in_process(
+    spec: dict[str, Any], queries: dict[str, list[str]], warmup: list[str], meter: PhaseMeter
+) -> dict[str, tuple[Calls, Calls]]:
+    """`ContextEngine.search` per kind of query: its wall time, and the sum of its stages' own
+    timings without the query embedding (what the engine costs beyond the model)."""
+    from aesoperator.config import Settings
+    from aesoperator.engine.context import ContextEngine
+
+    k, hops = int(spec["k"]), int(spec["hops"])
+    engine = ContextEngine.open(settings=Settings(data_dir=Path(spec["work_dir"]) / "aesop"))
+    try:
+        for text in warmup:
+            engine.search(text, k=k, hops=hops)
+        out: dict[str, tuple[Calls, Calls]] = {}
+        for kind in KINDS:
+            rec, stages = Calls(), Calls(cpu_measured=False)
+            with meter.phase(f"engine_{kind}"), progress() as bar:
+                task = bar.add_task(f"{kind} queries, in-process", total=len(queries[kind]))
+                for text in queries[kind]:
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    result = engine.search(text, k=k, hops=hops)
+                    rec.wall_ms.append((time.perf_counter() - t0) * 1000)
+                    rec.cpu_s += time.process_time() - c0
+                    rec.results.append(len(result.hits))
+                    stages.wall_ms.append(sum(v for s, v in result.timings_ms.items() if s != "embed"))
+                    stages.results.append(len(result.hits))
+                    bar.advance(task)
+            out[kind] = (rec, stages)
+        return out
+    finally:
+        engine.close()
+
+
+def _ratios(systems: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Reference over ours, per percentile and per CPU time: above 1 means ours is faster."""
+    ref = systems[REFERENCE]
+    out: dict[str, dict[str, float | None]] = {}
+    for name in (OURS_NODES, OURS_SEARCH, ENGINE, ENGINE_STAGES):
+        mine = systems[name]
+        row: dict[str, float | None] = {}
+        for p in ("p50", "p95", "p99"):
+            a, b = ref["wall_ms"].get(p), mine["wall_ms"].get(p)
+            row[p] = round(a / b, 2) if a is not None and b else None
+        a_cpu, b_cpu = ref.get("cpu_ms_per_call"), mine.get("cpu_ms_per_call")
+        row["cpu"] = round(a_cpu / b_cpu, 2) if a_cpu is not None and b_cpu else None
+        out[name] = row
+    return out
+
+
+def run_memory_server_job(spec: dict[str, Any]) -> dict[str, Any]:
+    size = int(spec["size"])
+    work = Path(spec["work_dir"])
+    meter = PhaseMeter()
+    out: dict[str, Any] = {"backend": "embedded", "size": size, "k": spec["k"], "hops": spec["hops"]}
+    with meter.phase("build"):
+        data_dir = Path(spec["data_dir"])
+        corpus = datagen.load_corpus(data_dir)
+        graph = datagen.memory_graph(datagen.GraphStream(corpus), size)
+        questions = datagen.load_queries(data_dir)
+        wanted = int(spec["queries"])
+        if len(questions) < wanted + WARMUP_CALLS:
+            raise ValueError(f"only {len(questions)} questions in {data_dir}; ask for fewer --queries")
+        texts = [" ".join([e["name"], *e["observations"]]) for e in graph.entities]
+        keywords = datagen.keyword_queries(questions[:wanted], texts)
+    out["entities"] = len(graph.entities)
+    out["relations"] = len(graph.relations)
+    queries = {"question": [q.text for q in questions[:wanted]], "keyword": [kw for _, kw in keywords]}
+    out["queries"] = {
+        "question": {"n": len(queries["question"])},
+        "keyword": {
+            "n": len(queries["keyword"]),
+            "from_questions": wanted,
+            "examples": [{"question": q.text, "keyword": kw} for q, kw in keywords[:5]],
+        },
+    }
+    warmup = [q.text for q in questions[wanted : wanted + WARMUP_CALLS]]
+    measured = asyncio.run(_serve_and_query(spec, graph, queries, warmup, meter, out))
+    with meter.phase("engine_open_and_warm"):
+        engine_calls = _in_process(spec, queries, warmup, meter)
+    for kind in KINDS:
+        systems: dict[str, Any] = {}
+        for name, rec in measured[kind].items():
+            systems[name] = rec.as_dict("the server process")
+        systems[ENGINE] = engine_calls[kind][0].as_dict("this process")
+        systems[ENGINE_STAGES] = engine_calls[kind][1].as_dict("not measured")
+        agree = sum(
+            a == b for a, b in zip(measured[kind][REFERENCE].results, measured[kind][OURS_NODES].results, strict=True)
+        )
+        out["queries"][kind].update(
+            {
+                "systems": systems,
+                "ratios": _ratios(systems),
+                "search_nodes_same_count": agree,
+            }
+        )
+    out["phases"] = meter.as_dict()
+    meter.close()
+    if not spec.get("keep_data"):
+        shutil.rmtree(work / "aesop", ignore_errors=True)
+        shutil.rmtree(work / "reference", ignore_errors=True)
+    return out
