@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=2_000_000, ge=1)
     default_namespace: str = "default"
     token_budget: int = Field(default=2000, ge=50)
+    vector_exact_max: int = Field(
+        default=100_000,
+        ge=1,
+        description="Namespaces with more vectors than this get an approximate (IVF) index instead of exact search.",
+    )
+    vector_nprobe: int = Field(
+        default=64, ge=1, le=65_536, description="IVF lists searched per query: more is slower and more exact."
+    )
 
     @field_validator("graph")
     @classmethod

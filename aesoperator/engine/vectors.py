@@ -1,9 +1,14 @@
 """The vector index: FAISS over normalised vectors, one sub-index per namespace.
 
 The graph store keeps every vector; this index is derived from it and can be thrown away. It is
-partitioned by namespace so a search restricted to some namespaces only ever touches theirs. Each
-sub-index is an exact inner-product index (cosine, since rows are unit length) behind an id map;
-string entity ids map to int64 ids inside this object, and the map is persisted with the index.
+partitioned by namespace so a search restricted to some namespaces only ever touches theirs. A
+sub-index of up to `exact_max` vectors is an exact inner-product index (cosine, since rows are unit
+length) behind an id map; a larger one is an inverted-file index (IVF, flat codes, inner product)
+trained on a sample of its own vectors, searched in `nprobe` of its lists, because exact search
+grows linearly with size (tens of milliseconds per query at a million vectors). A partition that
+grows past `exact_max` through adds is converted on the spot; one that shrinks stays approximate
+until the next rebuild, which chooses again by size. String entity ids map to int64 ids inside
+this object, and the map is persisted with the index.
 
 On disk (one index per directory)::
 
@@ -40,6 +45,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from aesoperator.config import load_settings
 from aesoperator.engine.embeddings import available_cores
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.errors import SchemaError, StoreError
@@ -84,8 +90,82 @@ class SyncReport:
     changes: int = 0  # change-log rows read (incremental sync only)
 
 
+# Defaults of the `vector_exact_max` and `vector_nprobe` settings.
+DEFAULT_EXACT_MAX = 100_000
+DEFAULT_NPROBE = 64
+# IVF shape: about 4·sqrt(n) lists, trained by k-means on a sample of this many points per list.
+IVF_LISTS_PER_SQRT = 4
+IVF_MIN_LISTS = 16
+IVF_TRAIN_PER_LIST = 32
+IVF_TRAIN_ITERATIONS = 10
+IVF_SEED = 1234
+# The direct-map kind that supports `reconstruct` and removal by arbitrary int64 label.
+_HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
+
+# A sub-index: exact (`IndexIDMap2` over `IndexFlatIP`) or approximate (`IndexIVFFlat` carrying
+# our int64 labels itself, with a hash-table direct map for `reconstruct` and removals).
+Part = Any
+
+
 def _new_part(dim: int) -> faiss.IndexIDMap2:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def _is_ivf(part: Part) -> bool:
+    return isinstance(part, faiss.IndexIVFFlat)
+
+
+def part_kind(part: Part) -> str:
+    """'ivf' for an approximate sub-index, 'flat' for an exact one."""
+    return "ivf" if _is_ivf(part) else "flat"
+
+
+def _labels(part: Part) -> np.ndarray:
+    """The int64 labels a sub-index holds, in its storage order (the order of its ids file)."""
+    if not _is_ivf(part):
+        return faiss.vector_to_array(part.id_map)
+    lists = part.invlists
+    chunks = [
+        faiss.rev_swig_ptr(lists.get_ids(i), size).copy() for i in range(part.nlist) if (size := lists.list_size(i)) > 0
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+
+
+def _remove_labels(part: Part, labels: Sequence[int]) -> None:
+    array = np.asarray(labels, dtype=np.int64)
+    if _is_ivf(part):  # the hash-table direct map only accepts an explicit id array
+        part.remove_ids(faiss.IDSelectorArray(len(array), faiss.swig_ptr(array)))
+    else:
+        part.remove_ids(faiss.IDSelectorBatch(array))
+
+
+def ivf_lists(n: int) -> int:
+    return max(IVF_MIN_LISTS, int(IVF_LISTS_PER_SQRT * np.sqrt(max(n, 1))))
+
+
+def _flat_contents(part: faiss.IndexIDMap2) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, labels) of an exact sub-index, copied out."""
+    rows = np.asarray(part.index.reconstruct_n(0, int(part.ntotal)), dtype=np.float32)
+    return rows, _labels(part)
+
+
+def _build_ivf(rows: np.ndarray, labels: np.ndarray, dim: int, nprobe: int) -> faiss.IndexIVFFlat:
+    """An IVF sub-index over `rows`, trained on a fixed-seed sample of them."""
+    n = rows.shape[0]
+    nlist = min(ivf_lists(n), max(1, n))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = IVF_TRAIN_ITERATIONS
+    index.cp.seed = IVF_SEED
+    index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
+    index.cp.min_points_per_centroid = 1  # small partitions train on fewer points per list
+    sample_size = min(n, nlist * IVF_TRAIN_PER_LIST)
+    sample = rows[np.sort(np.random.default_rng(IVF_SEED).choice(n, sample_size, replace=False))]
+    index.train(sample)
+    index.set_direct_map_type(_HASHTABLE)
+    index.nprobe = nprobe
+    index.add_with_ids(rows, labels)
+    return index
 
 
 def _sha256(path: Path) -> str:
@@ -170,14 +250,19 @@ class _State:
     """The in-memory index: sub-indexes and the id maps. Not locked; VectorIndex locks."""
 
     dim: int
-    parts: dict[str, faiss.IndexIDMap2] = field(default_factory=dict)
+    exact_max: int = DEFAULT_EXACT_MAX
+    nprobe: int = DEFAULT_NPROBE
+    parts: dict[str, Part] = field(default_factory=dict)
     int_of: dict[str, int] = field(default_factory=dict)
     str_of: dict[int, str] = field(default_factory=dict)
     ns_of: dict[str, str] = field(default_factory=dict)
     next_int: int = 0
 
-    def add(self, ids: Sequence[str], namespaces: Sequence[str], matrix: np.ndarray) -> set[str]:
-        """Insert or replace; the last occurrence of a repeated id wins. Returns touched namespaces."""
+    def add(self, ids: Sequence[str], namespaces: Sequence[str], matrix: np.ndarray, promote: bool = True) -> set[str]:
+        """Insert or replace; the last occurrence of a repeated id wins. Returns touched namespaces.
+
+        With `promote`, a touched exact sub-index that now exceeds `exact_max` becomes an IVF one.
+        """
         last_row: dict[str, int] = {}
         for row, id_ in enumerate(ids):
             last_row[id_] = row
@@ -203,7 +288,17 @@ class _State:
                 part = self.parts[ns] = _new_part(self.dim)
             part.add_with_ids(matrix[rows], np.asarray(ints, dtype=np.int64))
             touched.add(ns)
+        if promote:
+            self.promote(touched)
         return touched
+
+    def promote(self, namespaces: Sequence[str] | set[str] | None = None) -> None:
+        """Turn exact sub-indexes larger than `exact_max` into IVF ones (all when None)."""
+        for ns in sorted(self.parts if namespaces is None else namespaces):
+            part = self.parts.get(ns)
+            if part is not None and not _is_ivf(part) and part.ntotal > self.exact_max:
+                rows, labels = _flat_contents(part)
+                self.parts[ns] = _build_ivf(rows, labels, self.dim, self.nprobe)
 
     def remove(self, ids: Sequence[str]) -> tuple[int, set[str]]:
         present = list(dict.fromkeys(id_ for id_ in ids if id_ in self.int_of))
@@ -219,12 +314,12 @@ class _State:
                 del self.ns_of[id_]
         for ns, ints in by_ns.items():
             part = self.parts[ns]
-            part.remove_ids(faiss.IDSelectorBatch(np.asarray(ints, dtype=np.int64)))
+            _remove_labels(part, ints)
             if part.ntotal == 0:
                 del self.parts[ns]
         return set(by_ns)
 
-    def selected(self, namespaces: Sequence[str] | None) -> list[faiss.IndexIDMap2]:
+    def selected(self, namespaces: Sequence[str] | None) -> list[Part]:
         if namespaces is None:
             return [part for part in self.parts.values() if part.ntotal]
         return [self.parts[ns] for ns in dict.fromkeys(namespaces) if ns in self.parts]
@@ -240,13 +335,23 @@ class _State:
 
 
 class VectorIndex:
-    """Exact cosine search over the vectors of one embedding model, partitioned by namespace.
+    """Cosine search over the vectors of one embedding model, partitioned by namespace: exact in
+    partitions of up to `exact_max` vectors, IVF (searching `nprobe` lists) in larger ones.
 
     Thread-safe: searches and writes take one lock. A single query runs FAISS on one OpenMP thread
     (more threads make single queries slower); `search_batch` uses `batch_threads`.
     """
 
-    def __init__(self, directory: Path, model: str, dim: int, batch_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        model: str,
+        dim: int,
+        batch_threads: int | None = None,
+        exact_max: int | None = None,
+        nprobe: int | None = None,
+    ) -> None:
+        """`exact_max` and `nprobe` default to the `vector_exact_max` and `vector_nprobe` settings."""
         if dim < 1:
             raise SchemaError(f"vector dimension must be positive, got {dim}")
         if not model:
@@ -255,9 +360,17 @@ class VectorIndex:
         self.model = model
         self.dim = dim
         self.batch_threads = batch_threads or available_cores()
+        if exact_max is None or nprobe is None:
+            settings = load_settings()
+            exact_max = settings.vector_exact_max if exact_max is None else exact_max
+            nprobe = settings.vector_nprobe if nprobe is None else nprobe
+        if exact_max < 1 or nprobe < 1:
+            raise SchemaError(f"exact_max and nprobe must be positive, got {exact_max} and {nprobe}")
+        self.exact_max = exact_max
+        self.nprobe = nprobe
         self.store_seq: int | None = None  # the store change-log position the index reflects
         self.last_sync: SyncReport | None = None
-        self._state = _State(dim)
+        self._state = self._new_state()
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._dirty: set[str] = set()  # namespaces changed since the last save or load
@@ -265,6 +378,9 @@ class VectorIndex:
         self._checksums: dict[str, str] = {}
         self._generation = 0
         self._store_identity: dict[str, Any] = {}
+
+    def _new_state(self) -> _State:
+        return _State(self.dim, exact_max=self.exact_max, nprobe=self.nprobe)
 
     # -- inspection ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -279,6 +395,11 @@ class VectorIndex:
         """Namespace -> number of vectors."""
         with self._lock:
             return {ns: int(part.ntotal) for ns, part in sorted(self._state.parts.items())}
+
+    def kinds(self) -> dict[str, str]:
+        """Namespace -> 'flat' (exact) or 'ivf' (approximate)."""
+        with self._lock:
+            return {ns: part_kind(part) for ns, part in sorted(self._state.parts.items())}
 
     def namespace_of(self, entity_id: str) -> str | None:
         with self._lock:
@@ -332,7 +453,7 @@ class VectorIndex:
     def clear(self) -> None:
         with self._lock:
             self._dirty |= set(self._state.parts)
-            self._state = _State(self.dim)
+            self._state = self._new_state()
 
     # -- search -------------------------------------------------------------------------------
     def search(self, query_vec: Any, k: int = 10, namespaces: Sequence[str] | None = None) -> list[tuple[str, float]]:
@@ -410,13 +531,18 @@ class VectorIndex:
                     continue
                 stem = f"{_PART_PREFIX}g{generation:06d}-{position:05d}"
                 file_name, ids_name = f"{stem}.faiss", f"{stem}.ids.json"
-                labels = faiss.vector_to_array(part.id_map).tolist()
+                labels = _labels(part).tolist()
                 ids_doc = {"namespace": ns, "ids": [state.str_of[label] for label in labels]}
                 ids_bytes = json.dumps(ids_doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
                 checksums[file_name] = _write_faiss_atomic(self.directory / file_name, part)
                 _write_bytes_atomic(self.directory / ids_name, ids_bytes)
                 checksums[ids_name] = hashlib.sha256(ids_bytes).hexdigest()
-                entries[ns] = {"file": file_name, "ids_file": ids_name, "count": int(part.ntotal)}
+                entries[ns] = {
+                    "file": file_name,
+                    "ids_file": ids_name,
+                    "count": int(part.ntotal),
+                    "kind": part_kind(part),
+                }
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "model": self.model,
@@ -427,7 +553,7 @@ class VectorIndex:
                 "checksums": checksums,
                 "generation": generation,
                 "next_int": state.next_int,
-                "index_type": "IDMap2,Flat,IP",
+                "index_type": "IDMap2,Flat,IP or IVF,Flat,IP per namespace (see each entry's kind)",
                 "store": self._store_identity,
                 "saved_at": datetime.now(UTC).isoformat(),
             }
@@ -452,12 +578,12 @@ class VectorIndex:
         (missing, unreadable, corrupt, or saved for another model or dimension)."""
         with self._lock, self._dir_lock():
             manifest = self._read_manifest()
-            state = _State(self.dim)
+            state = self._new_state()
             saved: dict[str, dict[str, Any]] = {}
             checksums: dict[str, str] = manifest["checksums"]
             for ns, entry in manifest["namespaces"].items():
                 part, ids = self._read_part(ns, entry, checksums)
-                labels = faiss.vector_to_array(part.id_map)
+                labels = _labels(part)
                 for label, id_ in zip(labels.tolist(), ids, strict=True):
                     if label in state.str_of or id_ in state.int_of or label < 0:
                         raise IndexLoadError(f"index files repeat id {id_!r} (label {label})")
@@ -472,10 +598,12 @@ class VectorIndex:
                     f"the manifest counts {manifest['count']} vectors but the files hold {len(state.int_of)}"
                 )
             state.next_int = max(int(manifest.get("next_int") or 0), max(state.str_of, default=-1) + 1)
+            exact = {ns for ns, part in state.parts.items() if not _is_ivf(part)}
+            state.promote(exact)  # saved exact while smaller, or under a larger exact_max
             self._state = state
             self._saved = saved
             self._checksums = dict(checksums)
-            self._dirty.clear()
+            self._dirty = {ns for ns in exact if _is_ivf(state.parts[ns])}
             self._generation = int(manifest.get("generation") or 0)
             self.store_seq = manifest["store_seq"]
             store = manifest.get("store")
@@ -526,17 +654,21 @@ class VectorIndex:
             raise IndexLoadError(f"checksum mismatch: {name}")
         return path
 
-    def _read_part(
-        self, ns: str, entry: dict[str, Any], checksums: dict[str, str]
-    ) -> tuple[faiss.IndexIDMap2, list[str]]:
+    def _read_part(self, ns: str, entry: dict[str, Any], checksums: dict[str, str]) -> tuple[Part, list[str]]:
         faiss_path = self._checked(entry["file"], checksums)
         ids_path = self._checked(entry["ids_file"], checksums)
         try:
             part = faiss.read_index(str(faiss_path))
         except Exception as exc:  # FAISS raises RuntimeError on damaged files
             raise IndexLoadError(f"FAISS could not read {entry['file']}: {exc}") from None
-        if not isinstance(part, faiss.IndexIDMap2) or part.d != self.dim:
-            raise IndexLoadError(f"{entry['file']} is not a {self.dim}-dimensional id-mapped index")
+        if isinstance(part, faiss.IndexIVFFlat) and part.metric_type == faiss.METRIC_INNER_PRODUCT:
+            if part.direct_map.type != _HASHTABLE:
+                part.set_direct_map_type(_HASHTABLE)
+            part.nprobe = self.nprobe  # a search-time setting, not stored in the file
+        elif not isinstance(part, faiss.IndexIDMap2):
+            raise IndexLoadError(f"{entry['file']} is neither an id-mapped exact index nor an IVF index")
+        if part.d != self.dim:
+            raise IndexLoadError(f"{entry['file']} is not a {self.dim}-dimensional index")
         try:
             doc = json.loads(ids_path.read_text(encoding="utf-8"))
             ids = doc["ids"]
@@ -621,14 +753,15 @@ class VectorIndex:
 
     def _rebuild(self, store: GraphStore, reason: str, persist: bool, started: float) -> SyncReport:
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
-        state = _State(self.dim)
+        state = self._new_state()
         for ids, namespaces, vectors in store.iter_vectors(self.model):
             if not ids:
                 continue
             matrix = _as_matrix(vectors, self.dim, f"stored vectors of model {self.model!r}")
             if not (len(ids) == len(namespaces) == matrix.shape[0]):
                 raise StoreError("the store returned a vector batch whose ids, namespaces and rows differ")
-            state.add(list(ids), list(namespaces), matrix)
+            state.add(list(ids), list(namespaces), matrix, promote=False)
+        state.promote()  # by final size, so an IVF index is trained on all of its vectors
         with self._lock:
             self._dirty |= set(self._state.parts) | set(state.parts)
             self._saved = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aesoperator.engine.query_terms import prune_common_terms
 from aesoperator.engine.stores.base import (
     BatchWriter,
     Change,
@@ -50,6 +51,18 @@ DB_FILE = "graph.sqlite"
 MAX_ROWS = 1_000_000_000  # upper bound for caller-given limits (SQLite integers are 64-bit)
 # bm25 column weights: a hit in the name counts twice a hit in the text.
 BM25_WEIGHTS = (2.0, 1.0)
+# Keyword queries drop terms found in more than this share of the entities (see
+# `prune_common_terms`), but only on stores of at least KEYWORD_PRUNE_MIN_DOCS entities: below
+# that, scoring every match costs a few milliseconds and the exact query is kept. At one half,
+# FTS5's bm25 idf, ln((N - df + 0.5) / (df + 0.5)), is no longer positive and is clamped to 1e-6,
+# so a dropped term never moved a score by more than a few millionths. Lower shares are faster
+# but measurably hurt recall (on LoCoMo, 0.3 already costs 0.005 recall@10).
+KEYWORD_MAX_DF = 0.5
+KEYWORD_PRUNE_MIN_DOCS = 20_000
+# The best matches are first taken from the FTS index alone, this many times k, before the
+# entities table is read for ids and filters (see `_ranked_matches`).
+KEYWORD_OVERFETCH = 4
+_DF_CACHE_MAX = 50_000
 
 _NS_FILTER = "(?{n} IS NULL OR {col} IN (SELECT value FROM json_each(?{n})))"
 
@@ -72,6 +85,12 @@ class EmbeddedGraphStore(BatchWriter):
         self.db_path = self.path / DB_FILE
         self._lock = threading.RLock()
         self._closed = False
+        self.keyword_max_df = KEYWORD_MAX_DF
+        self.keyword_prune_min_docs = KEYWORD_PRUNE_MIN_DOCS
+        # Document frequencies of query terms and the entity count, valid at one change-log seq.
+        self._df_seq: int | None = None
+        self._df: dict[str, int] = {}
+        self._doc_count = 0
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
@@ -228,20 +247,78 @@ class EmbeddedGraphStore(BatchWriter):
         namespaces: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
     ) -> list[tuple[str, float]]:
-        """BM25 over entity name and text; higher score is better. Query text is data, never syntax."""
+        """BM25 over entity name and text; higher score is better. Query text is data, never syntax.
+
+        Ties in score are broken by entity id. On a large store, terms so common that their idf is
+        small are left out of the query (see `prune_common_terms`).
+        """
         expression = fts_expression(query)
         if expression is None or k <= 0:
             return []
         k = min(k, MAX_ROWS)
+        ns, ty = _optional_list(namespaces), _optional_list(types)
+        with self._read("run a keyword search") as conn:
+            # Every phrase of the expression is one quoted word, so " OR " only ever separates them.
+            terms = self._terms_worth_matching(conn, expression.split(" OR "))
+            if not terms:
+                return []
+            rows = self._ranked_matches(conn, " OR ".join(terms), k, ns, ty)
+        return [(eid, max(-float(score), 1e-9)) for eid, score in rows]
+
+    def _terms_worth_matching(self, conn: sqlite3.Connection, terms: list[str]) -> list[str]:
+        """`terms` without the ones too common to be worth scoring (on large stores only)."""
+        seq = int(conn.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0)
+        if seq != self._df_seq or len(self._df) > _DF_CACHE_MAX:
+            self._df_seq, self._df = seq, {}
+            self._doc_count = int(conn.execute("SELECT count(*) FROM entities").fetchone()[0])
+        if self._doc_count < self.keyword_prune_min_docs:
+            return terms
+        for term in terms:
+            if term not in self._df:
+                self._df[term] = int(
+                    conn.execute("SELECT count(*) FROM entities_fts WHERE entities_fts MATCH ?", (term,)).fetchone()[0]
+                )
+        return prune_common_terms(terms, self._df, self._doc_count, self.keyword_max_df)
+
+    def _ranked_matches(
+        self, conn: sqlite3.Connection, expression: str, k: int, ns: str | None, ty: str | None
+    ) -> list[tuple[str, float]]:
+        """The k best (id, bm25) matches passing the filters, ordered by (bm25, id): exactly what
+        one query joining the FTS index with `entities` returns, usually much cheaper.
+
+        FTS5 computes bm25 for every match either way; what the join adds is an entities lookup
+        per match. So the best `KEYWORD_OVERFETCH * k` matches are taken from the FTS index
+        alone, and only those are looked up. The answer is exact when the candidates were all
+        the matches, or when the k-th filtered hit scores strictly better than the last
+        candidate (everything left out scores no better than that, ties included). Otherwise
+        (selective filters, ties at the cut) the joined query runs.
+        """
+        fetch = min(max(k * KEYWORD_OVERFETCH, 64), MAX_ROWS)
+        weights = f"{BM25_WEIGHTS[0]}, {BM25_WEIGHTS[1]}"
+        top = conn.execute(
+            f"SELECT rowid, bm25(entities_fts, {weights}) AS score FROM entities_fts "
+            "WHERE entities_fts MATCH ?1 ORDER BY score LIMIT ?2",
+            (expression, fetch),
+        ).fetchall()
+        if not top:
+            return []
+        score_of = dict(top)
+        wanted = json.dumps([rid for rid, _ in top])
+        passing = conn.execute(
+            "SELECT rid, id FROM entities WHERE rid IN (SELECT value FROM json_each(?1)) "
+            f"AND {_NS_FILTER.format(n=2, col='namespace')} AND {_NS_FILTER.format(n=3, col='type')}",
+            (wanted, ns, ty),
+        ).fetchall()
+        hits = sorted(((eid, float(score_of[rid])) for rid, eid in passing), key=lambda h: (h[1], h[0]))
+        if len(top) < fetch or (len(hits) >= k and hits[k - 1][1] < float(top[-1][1])):
+            return hits[:k]
         sql = (
-            f"SELECT e.id, bm25(entities_fts, {BM25_WEIGHTS[0]}, {BM25_WEIGHTS[1]}) AS score "
+            f"SELECT e.id, bm25(entities_fts, {weights}) AS score "
             "FROM entities_fts JOIN entities e ON e.rid = entities_fts.rowid "
             f"WHERE entities_fts MATCH ?1 AND {_NS_FILTER.format(n=2, col='e.namespace')} "
             f"AND {_NS_FILTER.format(n=3, col='e.type')} ORDER BY score, e.id LIMIT ?4"
         )
-        with self._guard("run a keyword search") as conn:
-            rows = conn.execute(sql, (expression, _optional_list(namespaces), _optional_list(types), k)).fetchall()
-        return [(eid, max(-float(score), 1e-9)) for eid, score in rows]
+        return [(eid, float(score)) for eid, score in conn.execute(sql, (expression, ns, ty, k))]
 
     def name_lookup(
         self,
