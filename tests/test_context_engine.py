@@ -104,3 +104,54 @@ def test_query_text_that_looks_like_syntax_is_just_text(engine: Any) -> None:
     for q in ['"unbalanced', "NEAR(a b) OR *", "'); DROP TABLE entities; --", "MATCH (n) DETACH DELETE n"]:
         engine.search(q, k=3)
     assert engine.stats().entity_types["File"] == 4
+
+
+def test_search_settings_choose_the_fusion_and_its_weights(engine: Any) -> None:
+    from aesoperator.engine.context import SearchSettings
+
+    assert engine.search_settings.fusion == "score"
+    engine.search_settings = SearchSettings(keyword_weight=2.0)
+    top = engine.search("Marguerite", k=3, channels=("keyword",), hops=0).hits[0]
+    assert top.score == pytest.approx(2.0)  # score fusion: the channel's best hit gets its full weight
+    engine.search_settings = SearchSettings(fusion="rrf", rrf_k=10, keyword_weight=2.0)
+    top = engine.search("Marguerite", k=3, channels=("keyword",), hops=0).hits[0]
+    assert top.score == pytest.approx(2.0 / 11)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"fusion": "max"},
+        {"rrf_k": -1},
+        {"vector_weight": -0.5},
+        {"graph_weight": float("nan")},
+        {"hop_decay": 1.5},
+        {"expansion_relevance_weight": 2.0},
+    ],
+)
+def test_search_settings_reject_bad_values(bad: dict[str, Any]) -> None:
+    from aesoperator.engine.context import SearchSettings
+    from aesoperator.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        SearchSettings(**bad)
+
+
+def test_query_aware_expansion_weighs_a_neighbour_by_its_own_match(engine: Any) -> None:
+    from aesoperator.engine.context import SearchSettings
+
+    engine.upsert(
+        [
+            Entity(id="p:tobias", type="Person", name="Tobias Lindqvist", text="Tobias Lindqvist, head baker"),
+            Entity(id="c:ledger", type="Concept", name="tax ledger", text="Quarterly VAT ledger and invoices"),
+        ],
+        [Relation(type="AUTHORED", src="p:tobias", dst="c:ledger")],
+    )
+    plain = {h.id: h for h in engine.search("Tobias Lindqvist, the baker", k=8, hops=1).hits}
+    engine.search_settings = SearchSettings(expansion_relevance_weight=1.0)
+    result = engine.search("Tobias Lindqvist, the baker", k=8, hops=1)
+    aware = {h.id: h for h in result.hits}
+    assert "relevance" in result.timings_ms
+    assert "c:ledger" in plain
+    # The ledger is only linked, not about the query: the query-aware bonus is smaller or nothing.
+    assert "c:ledger" not in aware or aware["c:ledger"].score < plain["c:ledger"].score

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from aesoperator.engine import retrieval
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
-from aesoperator.errors import AesopError, SchemaError
+from aesoperator.errors import AesopError, ConfigError, SchemaError
 from aesoperator.graph_schema.models import Direction, Entity, Relation
 
 if TYPE_CHECKING:
@@ -36,6 +38,41 @@ log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 10_000
 MAX_K = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSettings:
+    """The retrieval pipeline's tuning knobs (see `ContextEngine.search`); defaults were chosen on
+    the development splits of benchmarks/quality (benchmarks/results/quality-configurations.md)."""
+
+    # Min-max score fusion keeps how far ahead a channel's best hits are; rank fusion ("rrf") does
+    # not, and let weak dense hits drag strong keyword hits down on conversation turns.
+    fusion: Literal["rrf", "score"] = "score"
+    rrf_k: int = 60
+    vector_weight: float = 1.0
+    keyword_weight: float = 1.0
+    name_weight: float = 1.0
+    graph_weight: float = 1.0  # scales every graph-expansion bonus
+    hop_decay: float = 0.5
+    # Share of a graph bonus that depends on the receiver's own cosine to the query (0 = none).
+    expansion_relevance_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("rrf", "score"):
+            raise ConfigError(f"fusion must be 'rrf' or 'score', got {self.fusion!r}")
+        if self.rrf_k < 0:
+            raise ConfigError(f"rrf_k must be >= 0, got {self.rrf_k}")
+        for name in ("vector_weight", "keyword_weight", "name_weight", "graph_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+        if not 0 <= self.hop_decay <= 1:
+            raise ConfigError(f"hop_decay must be in [0, 1], got {self.hop_decay}")
+        if not 0 <= self.expansion_relevance_weight <= 1:
+            raise ConfigError(f"expansion_relevance_weight must be in [0, 1], got {self.expansion_relevance_weight}")
+
+    def channel_weights(self) -> dict[str, float]:
+        return {"vector": self.vector_weight, "keyword": self.keyword_weight, "name": self.name_weight}
 
 
 def _entity_live(entity: Entity, as_of: datetime | None) -> bool:
@@ -66,6 +103,7 @@ class ContextEngine:
         self._index: VectorIndex | None = None
         self._index_lock = threading.RLock()
         self._memory: AgentMemory | None = None
+        self.search_settings = SearchSettings()
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -317,7 +355,8 @@ class ContextEngine:
         `hops=0` turns graph expansion off; `channels` picks the candidate generators (for
         baselines: ("keyword",) is BM25 alone, ("vector",) is dense retrieval alone).
         `mmr_lambda` < 1 trades relevance for diversity (MMR); it is off by default because on the
-        development splits it lowered recall@10 (MuSiQue 0.718 → 0.695 at 0.7).
+        development splits it lowered recall@10 (MuSiQue 0.718 → 0.695 at 0.7). Fusion and graph
+        expansion are tuned by `self.search_settings` (a `SearchSettings`).
         """
         if not query or not query.strip():
             raise SchemaError("query must not be empty")
@@ -369,7 +408,13 @@ class ContextEngine:
             timed("name", t0)
 
         t0 = time.perf_counter()
-        candidates = retrieval.reciprocal_rank_fusion(ranked, limit=n_cand * 2)
+        tuning = self.search_settings
+        if tuning.fusion == "score":
+            candidates = retrieval.score_fusion(ranked, weights=tuning.channel_weights(), limit=n_cand * 2)
+        else:
+            candidates = retrieval.reciprocal_rank_fusion(
+                ranked, k=tuning.rrf_k, weights=tuning.channel_weights(), limit=n_cand * 2
+            )
         timed("fuse", t0)
 
         t0 = time.perf_counter()
@@ -392,8 +437,22 @@ class ContextEngine:
             )
             entities.update(subgraph.entities)
             names = {eid: e.name for eid, e in entities.items()}
+            relevance = None
+            if tuning.expansion_relevance_weight > 0 and query_vec is not None:
+                t1 = time.perf_counter()
+                relevance = self._query_relevance(query_vec, ranked.get("vector", []), entities)
+                timed("relevance", t1)
             expanded = retrieval.expand_graph(
-                candidates, subgraph, as_of=as_of, names=names, max_new=max(20, 2 * k), max_seeds=len(seeds)
+                candidates,
+                subgraph,
+                as_of=as_of,
+                names=names,
+                max_new=max(20, 2 * k),
+                max_seeds=len(seeds),
+                hop_decay=tuning.hop_decay,
+                weight=tuning.graph_weight,
+                relevance=relevance,
+                relevance_weight=tuning.expansion_relevance_weight,
             )
             candidates = [
                 c
@@ -404,6 +463,7 @@ class ContextEngine:
             ]
             relations = subgraph.relations
             timed("expand", t0)
+            timings["expand"] -= timings.get("relevance", 0.0)  # stages are disjoint: they add up
 
         t0 = time.perf_counter()
         if recency_half_life_days is not None:
@@ -434,6 +494,25 @@ class ContextEngine:
             dropped=pack.dropped + max(0, len(candidates) - len(chosen)),
             timings_ms={s: round(v, 3) for s, v in timings.items()},
         )
+
+    def _query_relevance(
+        self, query_vec: np.ndarray, vector_hits: Sequence[tuple[str, float]], entities: dict[str, Entity]
+    ) -> dict[str, float]:
+        """Cosine of each known entity to the query, scaled to [0, 1] between the weakest and the
+        strongest vector hit; vectors come from the FAISS index (memory, no store round trip)."""
+        cosines = dict(vector_hits)
+        missing = [eid for eid in entities if eid not in cosines]
+        if missing:
+            found = self.index.get_vectors(missing)
+            if found:
+                ids = list(found)
+                matrix = np.vstack([found[i] for i in ids]).astype(np.float32)
+                sims = matrix @ np.asarray(query_vec, dtype=np.float32).ravel()
+                cosines.update(zip(ids, sims.tolist(), strict=True))
+        if not vector_hits:
+            return retrieval.query_relevance(cosines, 0.0, 1.0)
+        scores = [s for _, s in vector_hits]
+        return retrieval.query_relevance(cosines, min(scores), max(scores))
 
     # -- memory (delegates) -------------------------------------------------------------------
     def remember(self, content: str, agent_id: str, session_id: str | None = None, **kwargs: Any) -> Any:
@@ -580,4 +659,4 @@ if TYPE_CHECKING:
     import networkx as nx
     import pandas as pd
 
-__all__ = ["AesopError", "ContextEngine"]
+__all__ = ["AesopError", "ContextEngine", "SearchSettings"]

@@ -2,8 +2,9 @@
 
 The engine calls them in this order for every query:
 
-1. `reciprocal_rank_fusion` merges the best-first lists of the candidate channels (vector,
-   keyword, exact name) into scored `Candidate`s.
+1. `score_fusion` (min-max scaled scores, the default) or `reciprocal_rank_fusion` merges the
+   best-first lists of the candidate channels (vector, keyword, exact name) into scored
+   `Candidate`s.
 2. `expand_graph` spreads the candidates' scores over the local subgraph, so that entities linked
    to several good candidates rise, and brings in new entities one or two hops away.
 3. `apply_recency` favours recent items (agent memories).
@@ -118,6 +119,63 @@ def reciprocal_rank_fusion(
             best_rank[doc_id] = min(best_rank[doc_id], rank)
     fused = sorted(by_id.values(), key=lambda c: (-c.score, best_rank[c.id], c.id))
     return fused if limit is None else fused[:limit]
+
+
+def _normalised(scores: Sequence[float]) -> list[float]:
+    """Min-max scaling of one channel's best-first scores to [0, 1] (all 1 when they are equal)."""
+    top, low = max(scores), min(scores)
+    if not (math.isfinite(top) and math.isfinite(low)) or top <= low:
+        return [1.0] * len(scores)
+    return [(x - low) / (top - low) for x in scores]
+
+
+def score_fusion(
+    channels: Mapping[str, Sequence[tuple[str, float]]],
+    weights: Mapping[str, float] | None = None,
+    limit: int | None = None,
+) -> list[Candidate]:
+    """Fuse best-first channel lists by their scores: score(d) = sum over channels c of
+    w_c × norm_c(d), where norm_c min-max scales channel c's scores over its own list (the best
+    gets 1, the last 0) and an id a channel did not list gets nothing from it.
+
+    Unlike rank fusion this keeps how far apart the channel's scores are: a keyword hit far ahead
+    of the rest stays far ahead. Channel scores must be "higher is better". Weights, duplicates,
+    ordering and `limit` work as in `reciprocal_rank_fusion`.
+    """
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    by_id: dict[str, Candidate] = {}
+    best_rank: dict[str, int] = {}
+    for channel, ranked in channels.items():
+        weight = 1.0 if weights is None else float(weights.get(channel, 1.0))
+        if weight < 0 or not math.isfinite(weight):
+            raise ValueError(f"weight of channel {channel!r} must be a finite number >= 0, got {weight}")
+        if weight == 0 or not ranked:
+            continue
+        firsts: dict[str, float] = {}
+        for doc_id, raw in ranked:
+            firsts.setdefault(doc_id, float(raw))
+        for rank, (doc_id, norm) in enumerate(zip(firsts, _normalised(list(firsts.values())), strict=True), 1):
+            cand = by_id.get(doc_id)
+            if cand is None:
+                cand = by_id[doc_id] = Candidate(doc_id, 0.0)
+                best_rank[doc_id] = rank
+            cand.score += weight * norm
+            cand.channels[channel] = rank
+            cand.reasons.append(_channel_reason(channel, rank, firsts[doc_id]))
+            best_rank[doc_id] = min(best_rank[doc_id], rank)
+    fused = sorted(by_id.values(), key=lambda c: (-c.score, best_rank[c.id], c.id))
+    return fused if limit is None else fused[:limit]
+
+
+def query_relevance(similarities: Mapping[str, float], floor: float, top: float) -> dict[str, float]:
+    """Each id's similarity to the query scaled to [0, 1] between `floor` (0) and `top` (1),
+    clipped; for weighing graph-expanded candidates by their own match to the query. With
+    ``top <= floor`` every id gets 1 (no evidence to tell them apart)."""
+    if not top > floor:
+        return dict.fromkeys(similarities, 1.0)
+    span = top - floor
+    return {i: min(1.0, max(0.0, (float(v) - floor) / span)) for i, v in similarities.items()}
 
 
 # -- 2. graph expansion ------------------------------------------------------------------------------
@@ -375,6 +433,9 @@ def expand_graph(
     max_hops: int | None = None,
     max_seeds: int | None = None,
     alpha: float = 0.85,
+    weight: float = 1.0,
+    relevance: Mapping[str, float] | None = None,
+    relevance_weight: float = 0.0,
 ) -> list[Candidate]:
     """Spread candidate scores over the subgraph; return the candidates plus the best new entities.
 
@@ -408,12 +469,21 @@ def expand_graph(
     by id); their `hop`/`via` name the seed giving the largest share. Reasons read like
     "2 hops from 'Alice' via AUTHORED → MODIFIES", naming seeds by `names` when given (else the
     entity name, else the id). Candidates that got a bonus are ranked in channel "graph".
+    The bonus is multiplied by `weight`, and, when `relevance` is given, by
+    ``1 - relevance_weight + relevance_weight × relevance[v]`` (ids missing from it count 0): a
+    query-aware expansion, in which a neighbour rises by as much as the graph vouches for it only
+    if it also matches the query itself, so bridging evidence comes in without pushing strong
+    direct matches down.
     Returns all candidates sorted by score, descending (stable: ties keep seeds first, in order).
     """
     if not 0 <= hop_decay <= 1:
         raise ValueError(f"hop_decay must be in [0, 1], got {hop_decay}")
     if max_new < 0:
         raise ValueError(f"max_new must be >= 0, got {max_new}")
+    if weight < 0 or not math.isfinite(weight):
+        raise ValueError(f"weight must be a finite number >= 0, got {weight}")
+    if not 0 <= relevance_weight <= 1:
+        raise ValueError(f"relevance_weight must be in [0, 1], got {relevance_weight}")
     if method not in ("paths", "ppr"):
         raise ValueError(f"method must be 'paths' or 'ppr', got {method!r}")
     if method == "ppr" and not 0 < alpha < 1:
@@ -451,6 +521,11 @@ def expand_graph(
         # min(1, deg(s) / deg(v)): the smaller of forward and reverse PPR (see the docstring).
         damp = np.minimum(1.0, degree[seed_idx][None, :] / np.where(degree > 0, degree, 1.0)[:, None])
         bonus = np.where(dist > 0, ppr / np.where(own > 0, own, 1.0) * seed_score * damp, 0.0)
+    scale = np.full(graph.n, weight, dtype=np.float64)
+    if relevance is not None and relevance_weight > 0:
+        own_match = np.asarray([float(relevance.get(node, 0.0)) for node in graph.ids], dtype=np.float64)
+        scale *= 1.0 - relevance_weight + relevance_weight * np.clip(own_match, 0.0, 1.0)
+    bonus = bonus * scale[:, None]
     total = bonus.sum(axis=1)
 
     receivers: list[int] = []
@@ -802,6 +877,8 @@ __all__ = [
     "mmr",
     "pack_context",
     "personalized_pagerank",
+    "query_relevance",
     "reciprocal_rank_fusion",
+    "score_fusion",
     "triple_line",
 ]

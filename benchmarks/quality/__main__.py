@@ -246,7 +246,7 @@ def plot(report: dict[str, Any], out: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
+    files: list[str] = []
     names = list(report["datasets"])
     if not names:
         return files

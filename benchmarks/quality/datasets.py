@@ -70,11 +70,11 @@ def load_musique(folder: Path) -> Dataset:
             gold = set()
             for p in q["paragraphs"]:
                 if p.get("is_supporting"):
-                    key = index.get((p["title"], p["paragraph_text"].strip()))
-                    if key is None:
+                    found = index.get((p["title"], p["paragraph_text"].strip()))
+                    if found is None:
                         ds.notes.append(f"musique {q['id']}: supporting paragraph {p['title']!r} not in corpus")
                     else:
-                        gold.add(key)
+                        gold.add(found)
             hops = q["id"].split("hop")[0] + "hop" if "hop" in q["id"] else "multi-hop"
             if gold:
                 ds.questions.append(Question(q["id"], q["question"], gold, hops))

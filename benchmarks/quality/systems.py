@@ -41,8 +41,11 @@ def episode_key(entity_id_: str) -> str:
     return entity_id_.rsplit("/", 1)[-1]
 
 
-def ranker(engine: ContextEngine, ds: Dataset, system: str) -> Callable[[Question], list[str]]:
-    kwargs = ENGINE_SYSTEMS[system]
+def ranker(
+    engine: ContextEngine, ds: Dataset, system: str, kwargs: dict[str, Any] | None = None
+) -> Callable[[Question], list[str]]:
+    """Rank one question's items with a system (its search arguments, or `kwargs` when given)."""
+    kwargs = ENGINE_SYSTEMS[system] if kwargs is None else kwargs
     if ds.kind == "documents":
 
         def rank_docs(q: Question) -> list[str]:
