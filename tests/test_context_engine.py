@@ -155,3 +155,19 @@ def test_query_aware_expansion_weighs_a_neighbour_by_its_own_match(engine: Any) 
     assert "c:ledger" in plain
     # The ledger is only linked, not about the query: the query-aware bonus is smaller or nothing.
     assert "c:ledger" not in aware or aware["c:ledger"].score < plain["c:ledger"].score
+
+
+def test_vector_index_settings_reach_the_engines_index(make_engine: Any) -> None:
+    from aesoperator.ingest.documents import DocumentInput
+
+    engine = make_engine(vector_exact_max=40, vector_nprobe=64)
+    animals = ["otter", "heron", "badger", "lynx", "walrus", "ibis", "marmot", "gecko", "tapir", "okapi"]
+    docs = [
+        DocumentInput(title=f"{a.title()} note {n}", text=f"Field note {n}: the {a} seen near station {n}.")
+        for n in range(12)
+        for a in animals
+    ]
+    engine.add_documents(docs, link_mentions=False)
+    assert set(engine.index.kinds().values()) == {"ivf"}
+    hits = engine.search("where was the walrus seen near station 7", k=5, hops=0)
+    assert hits.hits[0].name == "Walrus note 7"

@@ -157,7 +157,13 @@ class ContextEngine:
             if self._index is None:
                 directory = self._index_dir()
                 directory.mkdir(parents=True, exist_ok=True)
-                self._index = VectorIndex(directory, self.embedder.model_name, self.embedder.dim)
+                self._index = VectorIndex(
+                    directory,
+                    self.embedder.model_name,
+                    self.embedder.dim,
+                    exact_max=self.settings.vector_exact_max,
+                    nprobe=self.settings.vector_nprobe,
+                )
                 self._index.sync(self.store)
             elif self._index.store_seq != self.store.last_seq():
                 self._index.sync(self.store)
