@@ -103,7 +103,7 @@ def make_repository(path: Path) -> Path:
 def checklist(context: aesop.TaskContext) -> dict[str, Any]:
     """A reviewer's checklist, counted from the assembled context."""
     pr = next((i for i in context.items if i.type == "PullRequest"), None)
-    files = [i.name for i in context.items if i.type == "File" and any("changed by" in r for r in i.reasons)]
+    files = sorted(i.name for i in context.items if i.type == "File" and any("changed by" in r for r in i.reasons))
     tests = [f for f in files if "test" in f]
     history = [i for i in context.items if i.type == "Commit"]
     people = sorted(
