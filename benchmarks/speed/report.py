@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmarks.speed import memory_server_report
 from benchmarks.speed.measure import console, machine_line
+from benchmarks.speed.targets import query_target_ms
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "benchmarks" / "README.md"
@@ -189,10 +190,11 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
         for r in runs:
             t = r["queries"]["total_excl_embed_ms"]
             e = r["queries"]["embed_ms"]
-            mark = "✅" if t["p95"] < 50 else "❌"
-            binding = "" if r["size"] == 100_000 else " (set at 100k)"
+            limit, binding = query_target_ms(r["size"])
+            mark = "✅" if t["p95"] < limit else "❌"
+            where = "" if binding else " (set at 100k)"
             lines.append(
-                f"| {r['backend']} | {_label(r['size'])} | {t['p50']:.1f} | {t['p95']:.1f} | {t['p99']:.1f} | < 50 {mark}{binding} | "
+                f"| {r['backend']} | {_label(r['size'])} | {t['p50']:.1f} | {t['p95']:.1f} | {t['p99']:.1f} | < {limit:.0f} {mark}{where} | "
                 f"{e['p50']:.1f} / {e['p95']:.1f} |"
             )
         lines.append("")
