@@ -79,6 +79,41 @@ def _channel_reason(channel: str, rank: int, score: float) -> str:
     return f"{channel} #{rank} ({score:.3g})"
 
 
+def _fuse(
+    channels: Mapping[str, Sequence[tuple[str, float]]],
+    weights: Mapping[str, float] | None,
+    limit: int | None,
+    values: Callable[[list[float]], list[float]],
+) -> list[Candidate]:
+    """The fusion both methods share: each channel's list is reduced to the first listing of each
+    id (its best rank), `values` turns those raw scores into per-rank contributions, and every id
+    collects weight × contribution from each channel that lists it."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    by_id: dict[str, Candidate] = {}
+    best_rank: dict[str, int] = {}
+    for channel, ranked in channels.items():
+        weight = 1.0 if weights is None else float(weights.get(channel, 1.0))
+        if weight < 0 or not math.isfinite(weight):
+            raise ValueError(f"weight of channel {channel!r} must be a finite number >= 0, got {weight}")
+        if weight == 0 or not ranked:
+            continue
+        firsts: dict[str, float] = {}
+        for doc_id, raw in ranked:
+            firsts.setdefault(doc_id, float(raw))
+        for rank, (doc_id, value) in enumerate(zip(firsts, values(list(firsts.values())), strict=True), 1):
+            cand = by_id.get(doc_id)
+            if cand is None:
+                cand = by_id[doc_id] = Candidate(doc_id, 0.0)
+                best_rank[doc_id] = rank
+            cand.score += weight * value
+            cand.channels[channel] = rank
+            cand.reasons.append(_channel_reason(channel, rank, firsts[doc_id]))
+            best_rank[doc_id] = min(best_rank[doc_id], rank)
+    fused = sorted(by_id.values(), key=lambda c: (-c.score, best_rank[c.id], c.id))
+    return fused if limit is None else fused[:limit]
+
+
 def reciprocal_rank_fusion(
     channels: Mapping[str, Sequence[tuple[str, float]]],
     k: int = 60,
@@ -94,31 +129,7 @@ def reciprocal_rank_fusion(
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    by_id: dict[str, Candidate] = {}
-    best_rank: dict[str, int] = {}
-    for channel, ranked in channels.items():
-        weight = 1.0 if weights is None else float(weights.get(channel, 1.0))
-        if weight < 0 or not math.isfinite(weight):
-            raise ValueError(f"weight of channel {channel!r} must be a finite number >= 0, got {weight}")
-        if weight == 0:
-            continue
-        rank = 0
-        for doc_id, raw in ranked:
-            cand = by_id.get(doc_id)
-            if cand is not None and channel in cand.channels:
-                continue  # repeated within the channel: its best rank already counted
-            rank += 1
-            if cand is None:
-                cand = by_id[doc_id] = Candidate(doc_id, 0.0)
-                best_rank[doc_id] = rank
-            cand.score += weight / (k + rank)
-            cand.channels[channel] = rank
-            cand.reasons.append(_channel_reason(channel, rank, float(raw)))
-            best_rank[doc_id] = min(best_rank[doc_id], rank)
-    fused = sorted(by_id.values(), key=lambda c: (-c.score, best_rank[c.id], c.id))
-    return fused if limit is None else fused[:limit]
+    return _fuse(channels, weights, limit, lambda scores: [1.0 / (k + r) for r in range(1, len(scores) + 1)])
 
 
 def _normalised(scores: Sequence[float]) -> list[float]:
@@ -142,30 +153,7 @@ def score_fusion(
     of the rest stays far ahead. Channel scores must be "higher is better". Weights, duplicates,
     ordering and `limit` work as in `reciprocal_rank_fusion`.
     """
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    by_id: dict[str, Candidate] = {}
-    best_rank: dict[str, int] = {}
-    for channel, ranked in channels.items():
-        weight = 1.0 if weights is None else float(weights.get(channel, 1.0))
-        if weight < 0 or not math.isfinite(weight):
-            raise ValueError(f"weight of channel {channel!r} must be a finite number >= 0, got {weight}")
-        if weight == 0 or not ranked:
-            continue
-        firsts: dict[str, float] = {}
-        for doc_id, raw in ranked:
-            firsts.setdefault(doc_id, float(raw))
-        for rank, (doc_id, norm) in enumerate(zip(firsts, _normalised(list(firsts.values())), strict=True), 1):
-            cand = by_id.get(doc_id)
-            if cand is None:
-                cand = by_id[doc_id] = Candidate(doc_id, 0.0)
-                best_rank[doc_id] = rank
-            cand.score += weight * norm
-            cand.channels[channel] = rank
-            cand.reasons.append(_channel_reason(channel, rank, firsts[doc_id]))
-            best_rank[doc_id] = min(best_rank[doc_id], rank)
-    fused = sorted(by_id.values(), key=lambda c: (-c.score, best_rank[c.id], c.id))
-    return fused if limit is None else fused[:limit]
+    return _fuse(channels, weights, limit, _normalised)
 
 
 def query_relevance(similarities: Mapping[str, float], floor: float, top: float) -> dict[str, float]:
