@@ -219,8 +219,8 @@ TOUR: list[Cell] = [
 
         `search(channels=...)` picks the candidate generators: `("vector",)` is dense retrieval
         alone, `("keyword",)` is BM25 alone, and the default adds exact names, fuses the lists
-        (reciprocal rank fusion) and expands one hop through the graph. The same questions, top 3
-        of each:
+        (each channel's scores scaled to [0, 1] and added) and expands one hop through the graph.
+        The same questions, top 3 of each:
         """
     ),
     code(

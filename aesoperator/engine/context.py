@@ -356,7 +356,7 @@ class ContextEngine:
         recency_half_life_days: float | None = None,
         candidate_k: int | None = None,
     ) -> SearchResult:
-        """Hybrid search: vector + BM25 + exact names → RRF → graph expansion → MMR → token budget.
+        """Hybrid search: vector + BM25 + exact names → fusion → graph expansion → MMR → token budget.
 
         `hops=0` turns graph expansion off; `channels` picks the candidate generators (for
         baselines: ("keyword",) is BM25 alone, ("vector",) is dense retrieval alone).
