@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         default=100_000,
         ge=1,
         description="Namespaces with more vectors than this get an approximate (IVF) index instead of exact search.",
+    )
+    keyword_index: Literal["memory", "store"] = Field(
+        default="memory",
+        description=(
+            "'memory': BM25 from an in-memory index derived from the store (fast at any size, same"
+            " ranking as the embedded store's FTS5); 'store': the store's own full-text index (less memory)."
+        ),
     )
     vector_nprobe: int = Field(
         default=64, ge=1, le=65_536, description="IVF lists searched per query: more is slower and more exact."

@@ -27,6 +27,7 @@ from aesoperator.graph_schema.models import Direction, Entity, Relation
 
 if TYPE_CHECKING:
     from aesoperator.engine.embeddings import TextEmbedder
+    from aesoperator.engine.keyword_index import KeywordIndex
     from aesoperator.engine.memory import AgentMemory
     from aesoperator.engine.vectors import SyncReport, VectorIndex
     from aesoperator.ingest.documents import DocumentInput
@@ -101,6 +102,7 @@ class ContextEngine:
         self.store = store
         self._embedder = embedder
         self._index: VectorIndex | None = None
+        self._keywords: KeywordIndex | None = None
         self._index_lock = threading.RLock()
         self._memory: AgentMemory | None = None
         self.search_settings = SearchSettings()
@@ -123,6 +125,8 @@ class ContextEngine:
         with self._index_lock:
             if self._index is not None:
                 self._index.save()
+            if self._keywords is not None:
+                self._keywords.close()
         self.store.close()
 
     def __enter__(self) -> ContextEngine:
@@ -151,6 +155,10 @@ class ContextEngine:
     @property
     def index(self) -> VectorIndex:
         """The FAISS index, brought up to date with the store's change log on each access."""
+        return self._vector_index(None)
+
+    def _vector_index(self, store_seq: int | None) -> VectorIndex:
+        """The FAISS index, synced unless it already reflects `store_seq` (None: ask the store)."""
         from aesoperator.engine.vectors import VectorIndex
 
         with self._index_lock:
@@ -165,9 +173,38 @@ class ContextEngine:
                     nprobe=self.settings.vector_nprobe,
                 )
                 self._index.sync(self.store)
-            elif self._index.store_seq != self.store.last_seq():
+            elif self._index.store_seq != (self.store.last_seq() if store_seq is None else store_seq):
                 self._index.sync(self.store)
             return self._index
+
+    @property
+    def keywords(self) -> KeywordIndex:
+        """The in-memory BM25 index (`keyword_index = "memory"`), caught up with the store's
+        change log on each access; saved after a rebuild, replayed from the log otherwise."""
+        return self._keyword_index(None)
+
+    def _keyword_index(self, store_seq: int | None) -> KeywordIndex:
+        from aesoperator.engine.keyword_index import KeywordIndex
+
+        with self._index_lock:
+            if self._keywords is None:
+                where = "embedded" if not self.settings.uses_neo4j else self.settings.graph
+                tag = hashlib.blake2b(where.encode(), digest_size=6).hexdigest()
+                self._keywords = KeywordIndex(self.settings.data_dir / "index" / f"keywords-{tag}")
+                self._keywords.sync(self.store)
+            elif self._keywords.store_seq != (self.store.last_seq() if store_seq is None else store_seq):
+                self._keywords.sync(self.store)
+            return self._keywords
+
+    def keyword_search(
+        self, query: str, k: int, namespaces: Sequence[str] | None = None, types: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """BM25 (id, score) best first: from the in-memory index, or the store's own full-text
+        index when the `keyword_index` setting is "store". Both rank identically on the embedded
+        store; on Neo4j the in-memory index gives the same BM25 as the embedded store."""
+        if self.settings.keyword_index == "store":
+            return self.store.keyword_search(query, k, namespaces=namespaces, types=types)
+        return self.keywords.search(query, k, namespaces=namespaces, types=types)
 
     @property
     def memory(self) -> AgentMemory:
@@ -318,9 +355,13 @@ class ContextEngine:
         return done
 
     def rebuild_index(self) -> SyncReport:
+        """Rebuild the derived indexes from the store (the keyword index too, when in memory);
+        returns the vector index's report."""
         with self._index_lock:
             report = self.index.rebuild(self.store)
             self.index.save()
+            if self.settings.keyword_index == "memory":
+                self.keywords.rebuild(self.store)
             return report
 
     # -- reading ------------------------------------------------------------------------------
@@ -386,12 +427,15 @@ class ContextEngine:
 
         ranked: dict[str, list[tuple[str, float]]] = {}
         query_vec: np.ndarray | None = None
+        t0 = time.perf_counter()
+        store_seq = self.store.last_seq()  # one read for both derived indexes
+        timed("index_sync", t0)
         if "vector" in channels:
             t0 = time.perf_counter()
             query_vec = self.embedder.embed_query(query)
             timed("embed", t0)
             t0 = time.perf_counter()
-            index = self.index
+            index = self._vector_index(store_seq)
             timed("index_sync", t0)
             t0 = time.perf_counter()
             # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
@@ -399,11 +443,19 @@ class ContextEngine:
             ranked["vector"] = hits
             timed("vector", t0)
         if "keyword" in channels:
+            keyword_index = None
+            if self.settings.keyword_index == "memory":
+                t0 = time.perf_counter()
+                keyword_index = self._keyword_index(store_seq)
+                timed("index_sync", t0)
             t0 = time.perf_counter()
+            bm25 = (
+                keyword_index.search(query, n_cand, namespaces=ns, types=types)
+                if keyword_index is not None
+                else self.store.keyword_search(query, n_cand, namespaces=ns, types=types)
+            )
             # BM25 scores near zero come from words present almost everywhere: no evidence.
-            ranked["keyword"] = [
-                (i, s) for i, s in self.store.keyword_search(query, n_cand, namespaces=ns, types=types) if s >= 1e-3
-            ]
+            ranked["keyword"] = [(i, s) for i, s in bm25 if s >= 1e-3]
             timed("keyword", t0)
         if "name" in channels:
             t0 = time.perf_counter()

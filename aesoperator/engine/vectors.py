@@ -35,7 +35,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +46,16 @@ import numpy as np
 
 from aesoperator.config import load_settings
 from aesoperator.engine.embeddings import available_cores
+from aesoperator.engine.index_files import (
+    TMP_MARK,
+    change_log_gap,
+    fsync_dir,
+    fsync_file,
+    sha256_file,
+    store_identity,
+    tmp_path,
+    write_bytes_atomic,
+)
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.errors import SchemaError, StoreError
 
@@ -61,7 +70,6 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 _PART_PREFIX = "ns-"
-_TMP_MARK = ".tmp-"
 CHANGE_PAGE = 100_000
 FETCH_BATCH = 4096
 # Replaying more distinct ids than this (and than half the index) costs more than a rebuild.
@@ -168,51 +176,13 @@ def _build_ivf(rows: np.ndarray, labels: np.ndarray, dim: int, nprobe: int) -> f
     return index
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = _tmp_path(path)
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_faiss_atomic(path: Path, index: faiss.Index) -> str:
     """Write a FAISS index through a temp file; returns the sha256 of what was written."""
-    tmp = _tmp_path(path)
+    tmp = tmp_path(path)
     try:
         faiss.write_index(index, str(tmp))
-        _fsync_file(tmp)
-        checksum = _sha256(tmp)
+        fsync_file(tmp)
+        checksum = sha256_file(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -535,7 +505,7 @@ class VectorIndex:
                 ids_doc = {"namespace": ns, "ids": [state.str_of[label] for label in labels]}
                 ids_bytes = json.dumps(ids_doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
                 checksums[file_name] = _write_faiss_atomic(self.directory / file_name, part)
-                _write_bytes_atomic(self.directory / ids_name, ids_bytes)
+                write_bytes_atomic(self.directory / ids_name, ids_bytes)
                 checksums[ids_name] = hashlib.sha256(ids_bytes).hexdigest()
                 entries[ns] = {
                     "file": file_name,
@@ -557,8 +527,8 @@ class VectorIndex:
                 "store": self._store_identity,
                 "saved_at": datetime.now(UTC).isoformat(),
             }
-            _write_bytes_atomic(self.manifest_path, json.dumps(manifest, indent=1).encode("utf-8"))
-            _fsync_dir(self.directory)
+            write_bytes_atomic(self.manifest_path, json.dumps(manifest, indent=1).encode("utf-8"))
+            fsync_dir(self.directory)
             self._generation = generation
             self._saved = entries
             self._checksums = checksums
@@ -569,7 +539,7 @@ class VectorIndex:
         for path in self.directory.iterdir():
             name = path.name
             ours = name.startswith(_PART_PREFIX) and name.endswith((".faiss", ".ids.json"))
-            if (ours and name not in keep) or (_TMP_MARK in name and name.startswith(".")):
+            if (ours and name not in keep) or (TMP_MARK in name and name.startswith(".")):
                 with contextlib.suppress(OSError):
                     path.unlink()
 
@@ -650,7 +620,7 @@ class VectorIndex:
         expected = checksums.get(name)
         if expected is None:
             raise IndexLoadError(f"manifest has no checksum for {name}")
-        if _sha256(path) != expected:
+        if sha256_file(path) != expected:
             raise IndexLoadError(f"checksum mismatch: {name}")
         return path
 
@@ -703,7 +673,8 @@ class VectorIndex:
                 if reason is None and self.store_seq is None:
                     reason = "the saved index was not built from a store"
             if reason is None:
-                reason = self._gap_reason(store)
+                assert self.store_seq is not None
+                reason = change_log_gap(self.store_seq, self._store_identity, store)
             if reason is not None:
                 report = self._rebuild(store, reason, persist is not False, started)
             else:
@@ -718,38 +689,6 @@ class VectorIndex:
             report = self._rebuild(store, "requested", persist, started)
             self.last_sync = report
             return report
-
-    @staticmethod
-    def _identity_of(store: GraphStore) -> dict[str, Any]:
-        identity: dict[str, Any] = {"backend": getattr(store, "backend", None)}
-        store_id = getattr(store, "store_id", None)
-        if isinstance(store_id, str):
-            identity["store_id"] = store_id
-        return identity
-
-    def _gap_reason(self, store: GraphStore) -> str | None:
-        assert self.store_seq is not None
-        saved = self._store_identity
-        current = self._identity_of(store)
-        for key in ("backend", "store_id"):
-            if saved.get(key) is not None and current.get(key) is not None and saved[key] != current[key]:
-                return f"index was built from another store ({key} {saved[key]!r}, now {current[key]!r})"
-        last = store.last_seq()
-        if self.store_seq > last:
-            return (
-                f"the store is behind the index (index reflects seq {self.store_seq}, store is at {last}): "
-                "a different or restored store"
-            )
-        # A store that compacts its change log says from where `changes_since` is complete.
-        log_start = getattr(store, "change_log_start", None)
-        if callable(log_start):
-            start = int(log_start())
-            if self.store_seq < start:
-                return (
-                    f"the change log starts at seq {start}, after the index position {self.store_seq}: "
-                    "it cannot cover the gap"
-                )
-        return None
 
     def _rebuild(self, store: GraphStore, reason: str, persist: bool, started: float) -> SyncReport:
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
@@ -767,7 +706,7 @@ class VectorIndex:
             self._saved = {}
             self._state = state
             self.store_seq = target
-            self._store_identity = self._identity_of(store)
+            self._store_identity = store_identity(store)
             count = len(state.int_of)
         if persist:
             self.save()
@@ -832,7 +771,7 @@ class VectorIndex:
         with self._lock:
             moved = new_seq != self.store_seq
             self.store_seq = new_seq
-            self._store_identity = self._identity_of(store)
+            self._store_identity = store_identity(store)
             changed = bool(self._dirty)
         if persist is True and (changed or moved):
             self.save()

@@ -23,7 +23,9 @@ RELATION_COLUMNS = (
 # Enough for any batch while keeping every JSON parameter a few hundred kilobytes at most.
 CHUNK = 5000
 MAX_QUERY_TOKENS = 64
-_WORD = re.compile(r"\w+")
+# Query words are cut where FTS5's unicode61 cuts (underscores included), so each is one FTS5
+# term and the in-memory keyword index (keyword_index.py) scores exactly what FTS5 scores.
+_WORD = re.compile(r"[^\W_]+")
 
 
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[list[str]]:
@@ -188,6 +190,17 @@ was we were what when where which who whom why will with would you your"""
 STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 
+def query_phrases(query: str) -> list[str]:
+    """The words of `query` a keyword search looks for: lower-cased, first occurrence first, at
+    most MAX_QUERY_TOKENS, stop words left out unless the query has nothing else."""
+    seen: dict[str, None] = {}
+    for token in _WORD.findall(query):
+        seen.setdefault(token.lower(), None)
+        if len(seen) >= MAX_QUERY_TOKENS:
+            break
+    return [t for t in seen if t not in STOP_WORDS] or list(seen)
+
+
 def fts_expression(query: str) -> str | None:
     """A safe FTS5 query: each word of `query` quoted as a literal phrase, OR-ed together.
 
@@ -195,12 +208,7 @@ def fts_expression(query: str) -> str | None:
     parentheses); `None` means the query has no searchable word. Stop words are left out unless
     the query has nothing else.
     """
-    seen: dict[str, None] = {}
-    for token in _WORD.findall(query):
-        seen.setdefault(token.lower(), None)
-        if len(seen) >= MAX_QUERY_TOKENS:
-            break
-    if not seen:
+    terms = query_phrases(query)
+    if not terms:
         return None
-    terms = [t for t in seen if t not in STOP_WORDS] or list(seen)
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)

@@ -12,6 +12,8 @@ import sqlite3
 from aesoperator.errors import StoreError
 
 STORE_SCHEMA_VERSION = 1
+# How FTS5 cuts name and text into terms; the in-memory keyword index reuses it (fts_terms.py).
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 PRAGMAS = (
     "PRAGMA busy_timeout = 30000",
@@ -93,10 +95,10 @@ DDL = (
         op TEXT NOT NULL,
         namespace TEXT NOT NULL
     )""",
-    """CREATE VIRTUAL TABLE IF NOT EXISTS entities_fts USING fts5(
+    f"""CREATE VIRTUAL TABLE IF NOT EXISTS entities_fts USING fts5(
         name, text,
         content = 'entities', content_rowid = 'rid',
-        tokenize = 'porter unicode61 remove_diacritics 2'
+        tokenize = '{FTS_TOKENIZER}'
     )""",
     """CREATE TRIGGER IF NOT EXISTS entities_fts_insert AFTER INSERT ON entities BEGIN
         INSERT INTO entities_fts(rowid, name, text) VALUES (new.rid, new.name, new.text);

@@ -1,0 +1,219 @@
+"""The in-memory keyword index answers exactly what the embedded store's FTS5 keyword search
+answers (same terms, same bm25, same order, same filters and pruning), stays exact through
+updates, deletes, merges and restarts, and rebuilds itself from the store when its files are bad."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aesoperator.engine import keyword_index as keyword_module
+from aesoperator.engine.fts_terms import FtsTermMaker
+from aesoperator.engine.keyword_index import KeywordIndex
+from aesoperator.engine.stores.embedded import EmbeddedGraphStore
+from aesoperator.engine.stores.embedded_schema import FTS_TOKENIZER
+from aesoperator.graph_schema.models import Entity
+
+REPO = Path(__file__).resolve().parents[1]
+TRICKY = [
+    "Ölçer façade naïve Ærø crème brûlée São Paulo",
+    "epidemiology pathology technologies possibly reversibly generalization relational",
+    "snake_case_name v2.3-beta x86_64 3.14159 ½ ² Ⅻ",
+    "東京都 北京市 서울특별시 กรุงเทพมหานคร हिन्दी العربية",
+    "emoji 🙂 and symbols © ® ™ — “quoted” ‘single’",
+    "running runs ran runner RUNNING Run",
+    "... !!! ???",
+]
+
+
+def corpus_texts() -> list[str]:
+    """Paragraphs of this repository's own documentation: real English with code words."""
+    texts: list[str] = []
+    for path in sorted(REPO.glob("*.md")) + sorted((REPO / "benchmarks").glob("*.md")):
+        for block in path.read_text(encoding="utf-8").split("\n\n"):
+            block = block.strip()
+            if 40 <= len(block) <= 3000:
+                texts.append(block)
+    return texts + TRICKY
+
+
+def make_entities(texts: list[str], seed: int = 7, prefix: str = "e") -> list[Entity]:
+    rng = random.Random(seed)
+    out = []
+    for i, text in enumerate(texts):
+        words = text.split()
+        name = " ".join(words[:4]) if words else f"empty {i}"
+        out.append(
+            Entity(
+                id=f"{prefix}{i:05d}",
+                type=rng.choice(["Chunk", "Document", "Concept"]),
+                name=name[:200] or f"n{i}",
+                text=text,
+                namespace=rng.choice(["ns1", "ns2", "ns3"]),
+            )
+        )
+    return out
+
+
+def queries(texts: list[str], n: int = 120, seed: int = 3) -> list[str]:
+    rng = random.Random(seed)
+    words = [w for t in texts for w in t.split()]
+    asked = [" ".join(rng.sample(words, rng.randint(1, 8))) for _ in range(n)]
+    return asked + TRICKY[:-1] + ["the of and", "epidemiologies technology", "zzzunknownzzz", "run running"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EmbeddedGraphStore]:
+    s = EmbeddedGraphStore(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def assert_same_answers(store: EmbeddedGraphStore, index: KeywordIndex, asked: list[str]) -> None:
+    filters: list[tuple[list[str] | None, list[str] | None]] = [
+        (None, None),
+        (["ns1"], None),
+        (["ns2", "ns3"], ["Chunk"]),
+        (["missing"], None),
+    ]
+    for q in asked:
+        for namespaces, types in filters:
+            want = store.keyword_search(q, 15, namespaces=namespaces, types=types)
+            got = index.search(q, 15, namespaces=namespaces, types=types)
+            assert [i for i, _ in got] == [i for i, _ in want], (q, namespaces, types)
+            for (_, a), (_, b) in zip(got, want, strict=True):
+                assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+
+
+def test_terms_are_fts5_terms() -> None:
+    """Every text's terms and token count are what an FTS5 table with the store's tokenizer keeps."""
+    texts = corpus_texts()
+    maker = FtsTermMaker()
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize = '{FTS_TOKENIZER}')")
+    db.executemany("INSERT INTO t(rowid, x) VALUES (?, ?)", enumerate(texts))
+    db.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+    expected: dict[int, list[str]] = {i: [] for i in range(len(texts))}
+    for doc, term in db.execute("SELECT doc, term FROM v ORDER BY doc, offset"):
+        expected[doc].append(term)
+    for i, text in enumerate(texts):
+        assert maker.terms(text) == expected[i], text[:80]
+    assert maker.terms("Epidemiology") == ["epidemiolog"]  # SQLite's Porter variant, not the reference one
+
+
+def test_same_ranking_as_the_store(store: EmbeddedGraphStore, tmp_path: Path) -> None:
+    texts = corpus_texts()
+    store.upsert(make_entities(texts))
+    index = KeywordIndex(tmp_path / "kw")
+    report = index.sync(store)
+    assert report.rebuilt and report.count == len(texts)
+    assert_same_answers(store, index, queries(texts))
+
+
+def test_pruning_matches_the_store(store: EmbeddedGraphStore, tmp_path: Path) -> None:
+    """With pruning on (as on large stores), the same common terms are left out on both sides."""
+    texts = corpus_texts()
+    store.upsert(make_entities(texts))
+    store.keyword_prune_min_docs = 1
+    store.keyword_max_df = 0.05
+    index = KeywordIndex(tmp_path / "kw", max_df=0.05, prune_min_docs=1)
+    index.sync(store)
+    asked = queries(texts)
+    pruned = [q for q in asked if len(index.query_terms(q)) > 1]
+    assert pruned
+    assert_same_answers(store, index, asked)
+
+
+def test_updates_deletes_and_merges_stay_exact(
+    store: EmbeddedGraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Incremental catch-up after edits, deletes and re-adds, with merges forced often, ranks like
+    the store and like an index rebuilt from scratch."""
+    monkeypatch.setattr(keyword_module, "MERGE_MIN_POSTINGS", 500)
+    texts = corpus_texts()
+    entities = make_entities(texts)
+    half = len(entities) // 2
+    store.upsert(entities[:half])
+    index = KeywordIndex(tmp_path / "kw")
+    index.sync(store)
+    rng = random.Random(11)
+    for round_ in range(4):
+        store.upsert(entities[half + round_ * 10 : half + (round_ + 1) * 10])
+        edited = [e.model_copy(update={"text": rng.choice(texts)}) for e in rng.sample(entities[:half], 15)]
+        store.upsert(edited)
+        store.delete_entities([e.id for e in rng.sample(entities[:half], 8)])
+        report = index.sync(store)
+        assert not report.rebuilt and report.changes > 0
+    asked = queries(texts, n=60)
+    assert_same_answers(store, index, asked)
+    fresh = KeywordIndex(None)
+    fresh.sync(store)
+    for q in asked:
+        got, want = index.search(q, 20), fresh.search(q, 20)
+        assert [i for i, _ in got] == [i for i, _ in want], q
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9)
+    assert len(index) == len(fresh) == store.stats().entities
+
+
+def test_saved_index_is_reused_and_bad_files_rebuild(store: EmbeddedGraphStore, tmp_path: Path) -> None:
+    texts = corpus_texts()
+    store.upsert(make_entities(texts))
+    first = KeywordIndex(tmp_path / "kw")
+    first.sync(store)  # rebuilds and saves
+    asked = queries(texts, n=30)
+
+    store.upsert(make_entities(texts[:5], prefix="late"))  # written after the save: replayed
+    second = KeywordIndex(tmp_path / "kw")
+    report = second.sync(store)
+    assert not report.rebuilt and report.added == 5
+    assert_same_answers(store, second, asked)
+
+    manifest = json.loads((tmp_path / "kw" / "manifest.json").read_text())
+    data = tmp_path / "kw" / manifest["file"]
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    third = KeywordIndex(tmp_path / "kw")
+    report = third.sync(store)
+    assert report.rebuilt and "checksum" in report.reason
+    assert_same_answers(store, third, asked)
+
+    (tmp_path / "kw" / "manifest.json").write_text("{not json")
+    fourth = KeywordIndex(tmp_path / "kw")
+    assert fourth.sync(store).rebuilt
+    assert_same_answers(store, fourth, asked[:10])
+
+
+def test_index_ahead_of_the_store_rebuilds(tmp_path: Path) -> None:
+    """An index saved from a store with more history than the one it is opened on is not trusted."""
+    texts = corpus_texts()[:60]
+    big = EmbeddedGraphStore(tmp_path / "big")
+    big.upsert(make_entities(texts))
+    big.upsert(make_entities(texts[:10], prefix="x"))
+    KeywordIndex(tmp_path / "kw").sync(big)
+    big.close()
+    small = EmbeddedGraphStore(tmp_path / "small")
+    small.upsert(make_entities(texts[:20]))
+    index = KeywordIndex(tmp_path / "kw")
+    report = index.sync(small)
+    assert report.rebuilt and len(index) == 20
+    small.close()
+
+
+def test_engine_channels_agree(make_engine) -> None:  # type: ignore[no-untyped-def]
+    """The engine's keyword channel from the in-memory index equals the store-backed one."""
+    texts = corpus_texts()[:150]
+    memory = make_engine(keyword_index="memory")
+    memory.upsert(make_entities(texts), embed=False)
+    store_backed = make_engine(data_dir=memory.settings.data_dir, keyword_index="store")
+    for q in queries(texts, n=25):
+        a = memory.search(q, k=8, hops=0, channels=("keyword",))
+        b = store_backed.search(q, k=8, hops=0, channels=("keyword",))
+        assert [h.id for h in a.hits] == [h.id for h in b.hits], q
+    memory.upsert(make_entities(["a brand new paragraph about quokkas"], prefix="new"), embed=False)
+    assert memory.search("quokkas", k=3, hops=0, channels=("keyword",)).hits[0].id == "new00000"
