@@ -253,7 +253,7 @@ def stats() -> None:
 def rebuild_index(
     embed_missing: Annotated[bool, typer.Option(help="Embed entities that have no vector yet first.")] = True,
 ) -> None:
-    """Rebuild the FAISS index from the vectors kept in the graph store."""
+    """Rebuild the derived indexes (FAISS from the stored vectors, and the keyword index) from the graph store."""
     with _engine() as engine:
         embedded = engine.embed_missing() if embed_missing else 0
         report = engine.rebuild_index()

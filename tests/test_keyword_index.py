@@ -90,6 +90,15 @@ def assert_same_answers(store: EmbeddedGraphStore, index: KeywordIndex, asked: l
                 assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
 
 
+def assert_same_names(store: EmbeddedGraphStore, index: KeywordIndex, texts: list[str]) -> None:
+    grams = [" ".join(t.split()[:4]) for t in texts] + [" ".join(t.split()[:4]).upper() for t in texts[:20]]
+    grams += ["no such name", ""]
+    for namespaces, types in ((None, None), (["ns1"], None), (["ns2", "ns3"], ["Chunk", "Concept"]), ([], None)):
+        want = store.name_lookup(grams, namespaces=namespaces, types=types)
+        assert index.name_lookup(grams, namespaces=namespaces, types=types) == want
+        assert want or namespaces == []
+
+
 def test_terms_are_fts5_terms() -> None:
     """Every text's terms and token count are what an FTS5 table with the store's tokenizer keeps."""
     texts = corpus_texts()
@@ -113,6 +122,7 @@ def test_same_ranking_as_the_store(store: EmbeddedGraphStore, tmp_path: Path) ->
     report = index.sync(store)
     assert report.rebuilt and report.count == len(texts)
     assert_same_answers(store, index, queries(texts))
+    assert_same_names(store, index, texts)
 
 
 def test_pruning_matches_the_store(store: EmbeddedGraphStore, tmp_path: Path) -> None:
@@ -151,6 +161,7 @@ def test_updates_deletes_and_merges_stay_exact(
         assert not report.rebuilt and report.changes > 0
     asked = queries(texts, n=60)
     assert_same_answers(store, index, asked)
+    assert_same_names(store, index, texts)
     fresh = KeywordIndex(None)
     fresh.sync(store)
     for q in asked:
@@ -172,6 +183,7 @@ def test_saved_index_is_reused_and_bad_files_rebuild(store: EmbeddedGraphStore, 
     report = second.sync(store)
     assert not report.rebuilt and report.added == 5
     assert_same_answers(store, second, asked)
+    assert_same_names(store, second, texts)
 
     manifest = json.loads((tmp_path / "kw" / "manifest.json").read_text())
     data = tmp_path / "kw" / manifest["file"]
@@ -211,9 +223,11 @@ def test_engine_channels_agree(make_engine) -> None:  # type: ignore[no-untyped-
     memory = make_engine(keyword_index="memory")
     memory.upsert(make_entities(texts), embed=False)
     store_backed = make_engine(data_dir=memory.settings.data_dir, keyword_index="store")
-    for q in queries(texts, n=25):
-        a = memory.search(q, k=8, hops=0, channels=("keyword",))
-        b = store_backed.search(q, k=8, hops=0, channels=("keyword",))
-        assert [h.id for h in a.hits] == [h.id for h in b.hits], q
+    names = [" ".join(t.split()[:4]) + " and more" for t in texts[:25]]
+    for q in queries(texts, n=25) + names:
+        for channels in (("keyword",), ("name",), ("keyword", "name")):
+            a = memory.search(q, k=8, hops=0, channels=channels)
+            b = store_backed.search(q, k=8, hops=0, channels=channels)
+            assert [h.id for h in a.hits] == [h.id for h in b.hits], (q, channels)
     memory.upsert(make_entities(["a brand new paragraph about quokkas"], prefix="new"), embed=False)
     assert memory.search("quokkas", k=3, hops=0, channels=("keyword",)).hits[0].id == "new00000"

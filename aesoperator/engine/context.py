@@ -442,12 +442,12 @@ class ContextEngine:
             hits = index.search(query_vec, n_cand * (4 if type_filter else 1), namespaces=ns)
             ranked["vector"] = hits
             timed("vector", t0)
+        keyword_index = None  # the in-memory index answers the keyword and name channels
+        if self.settings.keyword_index == "memory" and ("keyword" in channels or "name" in channels):
+            t0 = time.perf_counter()
+            keyword_index = self._keyword_index(store_seq)
+            timed("index_sync", t0)
         if "keyword" in channels:
-            keyword_index = None
-            if self.settings.keyword_index == "memory":
-                t0 = time.perf_counter()
-                keyword_index = self._keyword_index(store_seq)
-                timed("index_sync", t0)
             t0 = time.perf_counter()
             bm25 = (
                 keyword_index.search(query, n_cand, namespaces=ns, types=types)
@@ -459,7 +459,12 @@ class ContextEngine:
             timed("keyword", t0)
         if "name" in channels:
             t0 = time.perf_counter()
-            found = self.store.name_lookup(name_candidates(query), namespaces=ns, types=types)
+            grams = name_candidates(query)
+            found = (
+                keyword_index.name_lookup(grams, namespaces=ns, types=types)
+                if keyword_index is not None
+                else self.store.name_lookup(grams, namespaces=ns, types=types)
+            )
             # Longer matched names are more specific: rank them first.
             by_len = sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0]))
             ranked["name"] = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids][:n_cand]

@@ -48,7 +48,7 @@ from aesoperator.graph_schema.models import Entity
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 _FILE_PREFIX = "keywords-g"
 K1 = 1.2
@@ -120,6 +120,8 @@ class KeywordIndex:
         self._delta_postings = 0
         self._ids: list[str | None] = []
         self._doc_of: dict[str, int] = {}
+        self._names: list[str] = []  # lower-cased name per document (dead ones too)
+        self._by_name: dict[str, list[int]] = {}  # lower-cased name -> documents (dead ones too)
         self._len = _Grow(np.float32)
         self._live = _Grow(np.bool_)
         self._ns = _Grow(np.int32)
@@ -196,6 +198,9 @@ class KeywordIndex:
         doc = len(self._ids)
         self._ids.append(entity.id)
         self._doc_of[entity.id] = doc
+        name = entity.name.lower()
+        self._names.append(name)
+        self._by_name.setdefault(name, []).append(doc)
         self._len.append(length)
         self._live.append(True)
         self._ns.append(self._code(self._ns_code, entity.namespace))
@@ -210,7 +215,7 @@ class KeywordIndex:
         if doc is None:
             return False
         self._live.data[doc] = False
-        self._ids[doc] = None
+        self._ids[doc] = None  # also takes it out of `_by_name` lookups until the next merge
         self._live_docs -= 1
         self._live_tokens -= float(self._len.data[doc])
         self._dead_postings += int(self._nterms.data[doc])
@@ -273,14 +278,24 @@ class KeywordIndex:
         self._delta = {}
         self._delta_postings = 0
         keep_idx = np.flatnonzero(live)
-        self._ids = [self._ids[i] for i in keep_idx.tolist()]
-        self._doc_of = {eid: i for i, eid in enumerate(self._ids) if eid is not None}
+        kept = keep_idx.tolist()
+        self._ids = [self._ids[i] for i in kept]
+        self._names = [self._names[i] for i in kept]
+        self._index_labels()
         self._len = _Grow(np.float32, self._len.view()[keep_idx])
         self._ns = _Grow(np.int32, self._ns.view()[keep_idx])
         self._type = _Grow(np.int32, self._type.view()[keep_idx])
         self._nterms = _Grow(np.int32, self._nterms.view()[keep_idx])
         self._live = _Grow(np.bool_, np.ones(len(keep_idx), dtype=np.bool_))
         self._dead_postings = 0
+
+    def _index_labels(self) -> None:
+        """`_doc_of` and `_by_name` from `_ids` and `_names` (every document live)."""
+        self._doc_of = {eid: i for i, eid in enumerate(self._ids) if eid is not None}
+        by_name: dict[str, list[int]] = {}
+        for doc, name in enumerate(self._names):
+            by_name.setdefault(name, []).append(doc)
+        self._by_name = by_name
 
     def _bulk_load(
         self, entities: Sequence[Entity], terms: array.array[int], docs: array.array[int], freqs: array.array[float]
@@ -382,6 +397,23 @@ class KeywordIndex:
             hits = [(self._ids[d], float(s)) for d, s in zip(candidates.tolist(), scores.tolist(), strict=True)]
         ranked = sorted(((eid, s) for eid, s in hits if eid is not None), key=lambda h: (-h[1], h[0]))
         return ranked[:k]
+
+    def name_lookup(
+        self, names: Sequence[str], namespaces: Sequence[str] | None = None, types: Sequence[str] | None = None
+    ) -> dict[str, list[str]]:
+        """Case-insensitive exact name matches: lower-cased name -> entity ids (sorted), as
+        `GraphStore.name_lookup` answers, without a store round trip."""
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            for key in dict.fromkeys(n.lower() for n in names):
+                docs = self._by_name.get(key)
+                if not docs:
+                    continue
+                kept = self._filtered(np.asarray(docs, dtype=np.int64), namespaces, types)  # dead: id None
+                ids = sorted(eid for eid in (self._ids[d] for d in kept.tolist()) if eid is not None)
+                if ids:
+                    out[key] = ids
+        return out
 
     def _term_scores(
         self, tid: int, n_docs: int, avgdl: float, live: np.ndarray, lengths: np.ndarray
@@ -534,6 +566,7 @@ class KeywordIndex:
             tmp = self.directory / f".{name}.tmp"
             labels = {
                 "ids": self._ids,
+                "names": self._names,
                 "terms": self._term_str,
                 "namespaces": sorted(self._ns_code, key=self._ns_code.__getitem__),
                 "types": sorted(self._type_code, key=self._type_code.__getitem__),
@@ -601,6 +634,7 @@ class KeywordIndex:
         n = len(ids)
         if (
             not all(len(arrays[c]) == n for c in ("lengths", "ns", "types", "nterms"))
+            or len(labels["names"]) != n
             or len(arrays["starts"]) != len(labels["terms"]) + 1
         ):
             raise IndexLoadError("keyword index arrays disagree in length")
@@ -610,7 +644,8 @@ class KeywordIndex:
             self._term_of = {t: i for i, t in enumerate(self._term_str)}
             self._starts, self._docs, self._freqs = arrays["starts"], arrays["docs"], arrays["freqs"]
             self._ids = ids
-            self._doc_of = {eid: i for i, eid in enumerate(ids) if eid is not None}
+            self._names = list(labels["names"])
+            self._index_labels()
             self._len = _Grow(np.float32, arrays["lengths"])
             self._ns = _Grow(np.int32, arrays["ns"])
             self._type = _Grow(np.int32, arrays["types"])

@@ -505,7 +505,16 @@ def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
             "seconds": round(meter.phases["index_build"].seconds, 3),
             "vectors": len(engine.index),
             "rebuilt": bool(sync.rebuilt) if sync else None,
-            "kind": "exact inner product (faiss.IndexFlatIP behind IndexIDMap2), one per namespace",
+            "kind": ", ".join(f"{ns}: {kind}" for ns, kind in engine.index.kinds().items()),
+        }
+        with meter.phase("keyword_build"), progress() as bar:
+            bar.add_task(f"build the keyword index from {size:,} stored entities", total=None)
+            keywords = engine.keywords
+        out["keyword_index"] = {
+            "seconds": round(meter.phases["keyword_build"].seconds, 3),
+            "entities": len(keywords),
+            "postings": keywords.postings,
+            "rebuilt": bool(keywords.last_sync.rebuilt) if keywords.last_sync else None,
         }
         embedder.load()
         for q in warmup:

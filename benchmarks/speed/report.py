@@ -21,7 +21,7 @@ README_END = "<!-- speed-latest:end -->"
 LATENCY_PNG = "speed-latest-latency.png"
 THROUGHPUT_PNG = "speed-latest-throughput.png"
 STAGE_ORDER = ("index_sync", "vector", "keyword", "name", "fuse", "load", "expand", "rerank", "pack")
-PHASES = ("write", "vectors", "open", "index_build", "queries")
+PHASES = ("write", "vectors", "open", "index_build", "keyword_build", "queries")
 
 
 def _label(n: int) -> str:
@@ -55,6 +55,11 @@ def _stages(runs: list[dict[str, Any]]) -> list[str]:
         seen |= set(r["queries"]["stages_ms"])
     seen.discard("embed")
     return [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
+
+
+def _keyword_build(run: dict[str, Any]) -> str:
+    kw = run.get("keyword_index")
+    return "–" if not kw else f"{kw['seconds']:.1f}"
 
 
 def _fmt(v: Any, digits: int = 0) -> str:
@@ -232,11 +237,11 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
         lines.append(f"{h2} Vectors, index and memory")
         lines.append("")
         lines.append(
-            "| backend | size | vectors stored/s | open engine (s) | FAISS build (s) | "
+            "| backend | size | vectors stored/s | open engine (s) | FAISS build (s) | keyword index build (s) | "
             + " | ".join(f"peak RSS {p} (MB)" for p in PHASES)
             + " | store on disk (MB) |"
         )
-        lines.append("|---|---|---:|---:|---:|" + "---:|" * len(PHASES) + "---:|")
+        lines.append("|---|---|---:|---:|---:|---:|" + "---:|" * len(PHASES) + "---:|")
         for r in runs:
             ph = r["phases"]
             peaks = []
@@ -248,7 +253,7 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
                 peaks.append(cell)
             lines.append(
                 f"| {r['backend']} | {_label(r['size'])} | {_fmt(r['vectors']['vectors_per_s'])} | {r['open_seconds']:.1f} | "
-                f"{r['index']['seconds']:.1f} | " + " | ".join(peaks) + f" | {_fmt(r['store'].get('disk_mb'))} |"
+                f"{r['index']['seconds']:.1f} | {_keyword_build(r)} | " + " | ".join(peaks) + f" | {_fmt(r['store'].get('disk_mb'))} |"
             )
         lines.append("")
         lines.append(
