@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aesoperator.serve import tools_memory_compat
 from aesoperator.serve.schemas import MemoryEntity
 from aesoperator.serve.tools_memory_compat import _Listed, _Listing
 
@@ -23,12 +27,49 @@ def _rows(fields: list[tuple[str, ...]]) -> list[_Listed]:
 def test_listing_matches_the_field_by_field_scan(fields: list[tuple[str, ...]], query: str) -> None:
     rows = _rows(fields)
     expected = [row for row in rows if any(query in field for field in row.fields)]
-    assert _Listing(rows).matching(query) == expected
+    assert _Listing(rows, {}).matching(query) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.text(alphabet="abcAB \x00éü日", max_size=12), min_size=1, max_size=4).map(tuple), max_size=8),
+    st.lists(st.text(alphabet="abcAB \x00éü日", max_size=5), min_size=1, max_size=6),
+)
+def test_trigram_path_matches_the_scan(fields: list[tuple[str, ...]], queries: list[str]) -> None:
+    """From the second search on a listing the trigram index answers: the same rows, in order."""
+    rows = _rows(fields)
+    listing = _Listing(rows, {})
+    listing._searches = 1  # the next search takes the trigram path
+    original = tools_memory_compat.TRIGRAM_MIN_CHARS
+    tools_memory_compat.TRIGRAM_MIN_CHARS = 0
+    try:
+        for query in queries:
+            expected = [row for row in rows if any(query in field for field in row.fields)]
+            assert listing.matching(query) == expected, query
+    finally:
+        tools_memory_compat.TRIGRAM_MIN_CHARS = original
+
+
+def test_trigram_path_on_a_large_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(5)
+    words = ["river", "delta", "río", "façade", "東京", "granite", "meadow", "x", "ab", "naïve"]
+    rows = _rows([tuple(" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(3)) for _ in range(4000)])
+    listing = _Listing(rows, {})
+    assert len(listing._text) >= tools_memory_compat.TRIGRAM_MIN_CHARS
+    queries = [*words, "er de", "a r", "çad", "京", "zzz", "river delta río"]
+    scanned = {q: listing.matching(q) for q in queries[:1]}  # first search: a scan
+    assert listing._trigrams is None
+    for q in queries:
+        expected = [row for row in rows if any(q in field for field in row.fields)]
+        assert listing.matching(q) == expected, q
+        if q in scanned:
+            assert scanned[q] == expected
+    assert listing._trigrams is not None
 
 
 def test_a_row_is_reported_once_and_matches_never_span_fields() -> None:
     rows = _rows([("abab", "ab"), ("xa", "bx"), ("ab",)])
-    listing = _Listing(rows)
+    listing = _Listing(rows, {})
     assert [r.id for r in listing.matching("ab")] == ["id0", "id2"]
     assert listing.matching("ab\x00") == []  # the separator itself is never a match
     assert [r.id for r in listing.matching("")] == ["id0", "id1", "id2"]

@@ -43,6 +43,10 @@ WARMUP_CALLS = 5
 CALL_TIMEOUT_S = 600.0
 MAX_RESPONSE_BYTES = 500_000_000  # a keyword the reference matches everywhere returns the graph
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Before each call: wait for the servers to be idle this long (CPU time is read in 10 ms ticks).
+IDLE_QUIET_S = 0.02
+IDLE_POLL_S = 0.005
+IDLE_MAX_S = 0.5
 
 REFERENCE = "reference search_nodes"
 OURS_NODES = "ours search_nodes"
@@ -69,6 +73,7 @@ class Calls:
     response_bytes: list[int] = field(default_factory=list)
     cpu_s: float = 0.0  # the answering process's CPU time over the measured calls
     cpu_measured: bool = True
+    idle_wait_s: float = 0.0  # waited before the calls for the servers to be idle (not in wall_ms)
 
     def as_dict(self, cpu_of: str) -> dict[str, Any]:
         n = len(self.wall_ms)
@@ -81,12 +86,32 @@ class Calls:
         }
         if self.response_bytes:
             out["response_kb"] = summarize([b / 1024 for b in self.response_bytes])
+        if n and self.idle_wait_s:
+            out["idle_wait_ms_per_call"] = round(self.idle_wait_s * 1000 / n, 2)
         return out
 
 
 def _process_cpu(pid: int) -> float:
     t = psutil.Process(pid).cpu_times()
     return float(t.user + t.system)
+
+
+async def _until_idle(pids: Sequence[int]) -> float:
+    """Wait until no server process has used CPU for IDLE_QUIET_S (at most IDLE_MAX_S); returns
+    the seconds waited. The reference keeps working for a while after it answers (garbage
+    collection after re-reading its file), and on two cores that work would otherwise land on
+    whichever call comes next: every call, to either server, starts on an idle machine."""
+    started = time.perf_counter()
+    last = sum(_process_cpu(p) for p in pids)
+    quiet_since = started
+    while time.perf_counter() - started < IDLE_MAX_S:
+        await asyncio.sleep(IDLE_POLL_S)
+        now = sum(_process_cpu(p) for p in pids)
+        if now != last:
+            last, quiet_since = now, time.perf_counter()
+        elif time.perf_counter() - quiet_since >= IDLE_QUIET_S:
+            break
+    return time.perf_counter() - started
 
 
 def reference_command() -> list[str]:
@@ -206,10 +231,12 @@ async def _query_round_robin(
     """Each query to every system in turn, so a change in machine load hits all of them alike."""
     calls = {name: Calls() for name, *_ in systems}
     cpu0 = {name: _process_cpu(servers[name].pid) for name, *_ in systems}
+    pids = sorted({servers[name].pid for name, *_ in systems})
     with progress() as bar:
         task = bar.add_task(label, total=len(texts))
         for text in texts:
             for name, tool, args, key in systems:
+                calls[name].idle_wait_s += await _until_idle(pids)
                 t0 = time.perf_counter()
                 result = await servers[name].conn.call_tool(tool, args(text))
                 wall = (time.perf_counter() - t0) * 1000

@@ -90,7 +90,10 @@ def markdown(results: dict[str, Any], h2: str) -> list[str]:
         f"k={first['k']}, hops={first['hops']} and includes the query embedding; `search_nodes` returns every "
         "entity whose name, type or observations contain the whole query (lower-cased), with their relations. "
         "Two kinds of query: the real questions (for which substring matching finds almost nothing) and one "
-        "keyword per question (its rarest word of four letters or more that occurs in the graph). Latency is the "
+        "keyword per question (its rarest word of four letters or more that occurs in the graph). Each call starts "
+        "once the servers have used no CPU for 20 ms (at most 0.5 s of waiting, not counted): the reference keeps "
+        "working for a while after it answers (garbage collection after re-reading its file), and on two cores that "
+        "work would otherwise land on whichever call comes next. Latency is the "
         "client's wall time per call; *CPU ms/call* is the answering process's CPU time over the block divided by "
         "the calls (our two tools share one server process: its CPU time is split by their wall time)."
     )

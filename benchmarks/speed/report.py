@@ -253,7 +253,9 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
                 peaks.append(cell)
             lines.append(
                 f"| {r['backend']} | {_label(r['size'])} | {_fmt(r['vectors']['vectors_per_s'])} | {r['open_seconds']:.1f} | "
-                f"{r['index']['seconds']:.1f} | {_keyword_build(r)} | " + " | ".join(peaks) + f" | {_fmt(r['store'].get('disk_mb'))} |"
+                f"{r['index']['seconds']:.1f} | {_keyword_build(r)} | "
+                + " | ".join(peaks)
+                + f" | {_fmt(r['store'].get('disk_mb'))} |"
             )
         lines.append("")
         lines.append(
