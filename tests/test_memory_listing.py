@@ -73,3 +73,57 @@ def test_a_row_is_reported_once_and_matches_never_span_fields() -> None:
     assert [r.id for r in listing.matching("ab")] == ["id0", "id2"]
     assert listing.matching("ab\x00") == []  # the separator itself is never a match
     assert [r.id for r in listing.matching("")] == ["id0", "id1", "id2"]
+
+
+def test_listing_follows_writes_incrementally(make_engine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """After each kind of write the kept listing is patched from the change log (never rebuilt)
+    and answers exactly what a listing built from scratch answers, relations included."""
+    from aesoperator.serve.schemas import MemoryRelation, ObservationAddition, ObservationDeletion
+    from aesoperator.serve.tools_memory_compat import MemoryGraph
+
+    engine = make_engine()
+    graph = MemoryGraph(engine, embed=False)
+    rng = random.Random(9)
+    words = ["river", "delta", "granite", "meadow", "lantern", "río", "façade"]
+    people = [
+        MemoryEntity(name=f"person {i}", entityType="person", observations=[" ".join(rng.choices(words, k=5))])
+        for i in range(40)
+    ]
+    graph.create_entities(people)
+    graph.create_relations(
+        [
+            MemoryRelation.model_validate({"from": f"person {i}", "to": f"person {i + 1}", "relationType": "knows"})
+            for i in range(39)
+        ]
+        + [MemoryRelation.model_validate({"from": "person 3", "to": "nobody yet", "relationType": "waits for"})]
+    )
+    queries = [*words, "person 1", "person", "nobody", "knows", "PERSON 2"]
+
+    def check() -> None:
+        fresh = MemoryGraph(engine, embed=False)
+        for q in queries:
+            assert graph.search_nodes(q) == fresh.search_nodes(q), q
+
+    check()
+    rebuilt: list[bool] = []  # one entry per full build: is it the kept graph's?
+    original = MemoryGraph._full_listing
+    monkeypatch.setattr(MemoryGraph, "_full_listing", lambda self: rebuilt.append(self is graph) or original(self))
+    steps = [
+        lambda: graph.add_observations([ObservationAddition(entityName="person 5", contents=["lantern festival"])]),
+        lambda: graph.delete_observations(
+            [ObservationDeletion(entityName="person 7", observations=people[7].observations)]
+        ),
+        lambda: graph.delete_relations(
+            [MemoryRelation.model_validate({"from": "person 1", "to": "person 2", "relationType": "knows"})]
+        ),
+        lambda: graph.delete_entities(["person 10", "person 3"]),
+        lambda: graph.create_entities([MemoryEntity(name="newcomer", entityType="person", observations=["river"])]),
+        lambda: graph.create_relations(
+            [MemoryRelation.model_validate({"from": "newcomer", "to": "person 0", "relationType": "knows"})]
+        ),
+    ]
+    for step in steps:
+        step()
+        check()
+    assert rebuilt == [False] * len(steps)  # only the fresh graphs were built from scratch
+    assert graph._listing is not None and graph._listing[0] == engine.store.last_seq()

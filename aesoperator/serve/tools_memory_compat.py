@@ -31,6 +31,7 @@ import bisect
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import numpy as np
@@ -41,7 +42,7 @@ from pydantic import BaseModel, Field
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.ids import content_hash, entity_id, relation_id
-from aesoperator.graph_schema.models import Entity, Relation
+from aesoperator.graph_schema.models import Entity, Relation, utcnow
 from aesoperator.graph_schema.vocabulary import normalize_type_name
 from aesoperator.serve.schemas import (
     MAX_MEMORY_ITEMS,
@@ -70,6 +71,8 @@ MEMORY_GRAPH_SOURCE = "memory-graph"
 DEFAULT_MEMORY_NAMESPACE = "memory-graph"
 PLACEHOLDER_TYPE = "MemoryPlaceholder"
 _NEIGHBOR_LIMIT = 10_000_000
+# Change-log rows replayed into the search listing before rebuilding it is cheaper.
+LISTING_REPLAY_MAX = 20_000
 # Listings shorter than this (in characters) are always scanned: a scan costs well under 1 ms.
 TRIGRAM_MIN_CHARS = 200_000
 
@@ -196,33 +199,72 @@ class MemoryGraph:
         """Every real memory entity in creation order with its lower-cased searchable fields, and
         the live memory relations touching each entity.
 
-        Cached until the store's change log moves, so writes by any process are seen."""
+        Kept until the store's change log moves (so writes by any process are seen), then
+        brought up to date from the log: only the entities and relations it names are read
+        again. A long gap, or a log that no longer reaches back, rebuilds the listing."""
         seq = self.engine.store.last_seq()
         with self._lock:
-            if self._listing is not None and self._listing[0] == seq:
-                return self._listing[1]
-        # Read after taking `seq`: a write in between only makes the next call rebuild.
-        everything = self._all()
-        rows = [
-            _Listed(
-                memory,
-                entity.id,
-                (memory.name.lower(), memory.entityType.lower(), *(o.lower() for o in memory.observations)),
-            )
-            for entity in self._real_in_order(everything)
-            for memory in (self._as_memory_entity(entity),)
-        ]
-        touching: dict[str, list[_ListedRelation]] = {}
-        for relation in self._live_relations([e.id for e in everything]):
-            listed = _ListedRelation(
-                (int(relation.properties.get("order", 0)), relation.id), self._as_memory_relation(relation)
-            )
-            for end in dict.fromkeys((relation.src, relation.dst)):
-                touching.setdefault(end, []).append(listed)
-        listing = _Listing(rows, touching)
+            cached = self._listing
+        if cached is not None and cached[0] == seq:
+            return cached[1]
+        listing = self._caught_up(cached[1], cached[0]) if cached is not None else None
+        if listing is None:
+            # Read after taking `seq`: a write in between is replayed (again) by the next call.
+            listing = self._full_listing()
         with self._lock:
             self._listing = (seq, listing)
         return listing
+
+    def _listed_row(self, entity: Entity) -> _Listed:
+        memory = self._as_memory_entity(entity)
+        fields = (memory.name.lower(), memory.entityType.lower(), *(o.lower() for o in memory.observations))
+        return _Listed(memory, entity.id, fields, (int(entity.properties.get("order", 0)), entity.id))
+
+    def _listed_relation(self, relation: Relation) -> _ListedRelation:
+        return _ListedRelation(
+            (int(relation.properties.get("order", 0)), relation.id),
+            relation.src,
+            relation.dst,
+            relation.valid_to,
+            self._as_memory_relation(relation),
+        )
+
+    def _full_listing(self) -> _Listing:
+        everything = self._all()
+        rows = {e.id: self._listed_row(e) for e in everything if not self._is_placeholder(e)}
+        relations = {r.id: self._listed_relation(r) for r in self._live_relations([e.id for e in everything])}
+        return _Listing(rows, relations)
+
+    def _caught_up(self, listing: _Listing, since: int) -> _Listing | None:
+        """`listing` with the changes logged after `since` applied, or None to rebuild."""
+        store = self.engine.store
+        log_start = getattr(store, "change_log_start", None)
+        if callable(log_start) and int(log_start()) > since:
+            return None
+        changes = store.changes_since(since, limit=LISTING_REPLAY_MAX + 1)
+        if len(changes) > LISTING_REPLAY_MAX:
+            return None
+        entity_ids = sorted({c.id for c in changes if c.kind == "entity" and c.namespace == self.namespace})
+        relation_ids = sorted({c.id for c in changes if c.kind == "relation" and c.namespace == self.namespace})
+        if not entity_ids and not relation_ids:
+            return listing
+        rows = dict(listing.rows)
+        relations = dict(listing.relations)
+        found = {e.id: e for e in store.get_entities(entity_ids, [self.namespace])}
+        for eid in entity_ids:
+            entity = found.get(eid)
+            rows.pop(eid, None)
+            if entity is not None and entity.source == MEMORY_GRAPH_SOURCE and not self._is_placeholder(entity):
+                rows[eid] = self._listed_row(entity)
+        gone = {eid for eid in entity_ids if eid not in found}
+        for rid in relation_ids:
+            relations.pop(rid, None)
+        for relation in store.get_relations(relation_ids):
+            if relation.source == MEMORY_GRAPH_SOURCE and relation.namespace == self.namespace and relation.is_live():
+                relations[relation.id] = self._listed_relation(relation)
+        if gone:  # a relation never outlives its ends
+            relations = {rid: r for rid, r in relations.items() if r.src not in gone and r.dst not in gone}
+        return _Listing(rows, relations)
 
     def _real_in_order(self, entities: Iterable[Entity]) -> list[Entity]:
         return sorted(
@@ -403,7 +445,8 @@ class MemoryGraph:
         listing = self._listed()
         hits = listing.matching(query.lower())
         return MemoryGraphOutput(
-            entities=[row.memory for row in hits], relations=listing.relations_touching(row.id for row in hits)
+            entities=[row.memory for row in hits],
+            relations=listing.relations_touching((row.id for row in hits), utcnow()),
         )
 
     def open_nodes(self, names: Sequence[str]) -> MemoryGraphOutput:
@@ -415,17 +458,22 @@ class _Listed(NamedTuple):
     memory: MemoryEntity
     id: str
     fields: tuple[str, ...]
+    key: tuple[int, str] = (0, "")  # (creation order, entity id): the order rows are listed in
 
 
 class _ListedRelation(NamedTuple):
     key: tuple[int, str]  # (creation order, relation id): the order relations are listed in
+    src: str
+    dst: str
+    valid_to: datetime | None
     memory: MemoryRelation
 
 
 class _Listing:
-    """The rows, plus all their fields in one string so a substring search runs at C speed:
-    each match jumps to the next row, so a row is reported once. `touching` maps an entity id to
-    the live memory relations at either end of which it is.
+    """The rows (real memory entities by id) in creation order, plus all their fields in one string
+    so a substring search runs at C speed: each match jumps to the next row, so a row is reported
+    once. `relations` are the live memory relations by id; `touching` maps an entity id to those
+    at either end of which it is.
 
     A scan reads the whole text (about 3 ms for 10,000 entities with paragraph-long
     observations), so from the second search on the same listing a trigram index over the text's
@@ -436,13 +484,21 @@ class _Listing:
 
     _SEP = "\x00"  # cannot occur in a query that takes the fast path
 
-    def __init__(self, rows: list[_Listed], touching: dict[str, list[_ListedRelation]]) -> None:
-        self.rows = rows
-        self.touching = touching
+    def __init__(
+        self, rows: dict[str, _Listed] | Sequence[_Listed], relations: dict[str, _ListedRelation] | None = None
+    ) -> None:
+        listed = list(rows.values()) if isinstance(rows, dict) else list(rows)
+        self.rows: dict[str, _Listed] = {row.id: row for row in listed}
+        self.ordered = sorted(listed, key=lambda row: row.key)
+        self.relations = relations or {}
+        self.touching: dict[str, list[_ListedRelation]] = {}
+        for relation in self.relations.values():
+            for end in dict.fromkeys((relation.src, relation.dst)):
+                self.touching.setdefault(end, []).append(relation)
         self._starts: list[int] = []
         parts: list[str] = []
         offset = 0
-        for row in rows:
+        for row in self.ordered:
             self._starts.append(offset)
             part = self._SEP.join(row.fields) + self._SEP
             parts.append(part)
@@ -455,17 +511,17 @@ class _Listing:
 
     def matching(self, q: str) -> list[_Listed]:
         if not q or self._SEP in q:
-            return [row for row in self.rows if any(q in field for field in row.fields)]
+            return [row for row in self.ordered if any(q in field for field in row.fields)]
         self._searches += 1
         needle = q.encode("utf-8")
-        if self.rows and len(needle) >= 3 and self._searches >= 2 and len(self._text) >= TRIGRAM_MIN_CHARS:
+        if self.ordered and len(needle) >= 3 and self._searches >= 2 and len(self._text) >= TRIGRAM_MIN_CHARS:
             return self._matching_by_trigrams(q, needle)
         hits: list[_Listed] = []
         at = self._text.find(q)
         while at != -1:
             index = bisect.bisect_right(self._starts, at) - 1
-            hits.append(self.rows[index])
-            if index + 1 == len(self.rows):
+            hits.append(self.ordered[index])
+            if index + 1 == len(self.ordered):
                 break
             at = self._text.find(q, self._starts[index + 1])
         return hits
@@ -482,7 +538,7 @@ class _Listing:
         assert candidates is not None
         ends = [*self._starts[1:], len(self._text)]
         text = self._text
-        return [self.rows[i] for i in candidates.tolist() if text.find(q, self._starts[i], ends[i]) != -1]
+        return [self.ordered[i] for i in candidates.tolist() if text.find(q, self._starts[i], ends[i]) != -1]
 
     def _trigram_index(self) -> tuple[np.ndarray, np.ndarray]:
         with self._trigram_lock:
@@ -490,19 +546,21 @@ class _Listing:
                 data = np.frombuffer(self._text.encode("utf-8"), dtype=np.uint8)
                 ends = [*self._starts[1:], len(self._text)]
                 sizes = [len(self._text[a:b].encode("utf-8")) for a, b in zip(self._starts, ends, strict=True)]
-                row_of_byte = np.repeat(np.arange(len(self.rows), dtype=np.int64), sizes)
+                row_of_byte = np.repeat(np.arange(len(self.ordered), dtype=np.int64), sizes)
                 # A trigram that runs into the next row is credited to the first: it only adds candidates.
-                keys = np.sort(_trigram_codes(data) * len(self.rows) + row_of_byte[: max(len(data) - 2, 0)])
+                keys = np.sort(_trigram_codes(data) * len(self.ordered) + row_of_byte[: max(len(data) - 2, 0)])
                 if len(keys):  # np.unique is far slower than sorting and dropping repeats
                     keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
-                self._trigrams = (keys // len(self.rows), (keys % len(self.rows)).astype(np.int64))
+                self._trigrams = (keys // len(self.ordered), (keys % len(self.ordered)).astype(np.int64))
             return self._trigrams
 
-    def relations_touching(self, ids: Iterable[str]) -> list[MemoryRelation]:
+    def relations_touching(self, ids: Iterable[str], now: datetime) -> list[MemoryRelation]:
+        """The live relations with an end among `ids`, in creation order."""
         found: dict[str, _ListedRelation] = {}
         for entity in ids:
             for listed in self.touching.get(entity, ()):
-                found[listed.key[1]] = listed
+                if listed.valid_to is None or listed.valid_to > now:
+                    found[listed.key[1]] = listed
         return [listed.memory for listed in sorted(found.values(), key=lambda r: r.key)]
 
 
