@@ -231,3 +231,27 @@ def test_engine_channels_agree(make_engine) -> None:  # type: ignore[no-untyped-
             assert [h.id for h in a.hits] == [h.id for h in b.hits], (q, channels)
     memory.upsert(make_entities(["a brand new paragraph about quokkas"], prefix="new"), embed=False)
     assert memory.search("quokkas", k=3, hops=0, channels=("keyword",)).hits[0].id == "new00000"
+
+
+def test_close_saves_after_a_long_replay(
+    store: EmbeddedGraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes replayed since the last save are saved at close once they are many, so the next
+    open loads them instead of replaying them again; a few are simply replayed."""
+    monkeypatch.setattr(keyword_module, "SAVE_AT_CLOSE_AFTER", 20)
+    texts = corpus_texts()
+    store.upsert(make_entities(texts[:30]))
+    first = KeywordIndex(tmp_path / "kw")
+    first.sync(store)
+    store.upsert(make_entities(texts[30:35], prefix="a"))
+    first.sync(store)
+    first.close()  # 5 rows replayed: not saved
+    second = KeywordIndex(tmp_path / "kw")
+    assert second.sync(store).added == 5
+    store.upsert(make_entities(texts[35:80], prefix="b"))
+    second.sync(store)
+    second.close()  # 45 more: saved
+    third = KeywordIndex(tmp_path / "kw")
+    report = third.sync(store)
+    assert not report.rebuilt and report.changes == 0 and len(third) == 80
+    assert_same_answers(store, third, queries(texts, n=20))

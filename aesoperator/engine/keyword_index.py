@@ -60,6 +60,9 @@ MERGE_SHARE = 0.10
 MERGE_MIN_POSTINGS = 200_000
 DEAD_SHARE = 0.25
 ITER_BATCH = 5000
+# close() saves when at least this many change-log rows were replayed since the last save: replaying
+# them again at the next open would cost more than writing the index.
+SAVE_AT_CLOSE_AFTER = 20_000
 WORD_MEMO_MAX = 2_000_000  # distinct words remembered with their term ids
 
 
@@ -103,6 +106,7 @@ class KeywordIndex:
         self.last_sync: SyncReport | None = None
         self._store_identity: dict[str, Any] = {}
         self._generation = 0
+        self._replayed_since_save = 0  # change-log rows applied since the last save or load
         self._terms = FtsTermMaker()
         self._word_ids: dict[str, tuple[int, ...]] = {}  # word -> its term ids (memo)
         self._lock = threading.RLock()
@@ -518,6 +522,7 @@ class KeywordIndex:
                 if change.kind == "entity":
                     changed[change.id] = "remove" if change.op == "delete" else "fetch"
             rows_read += len(changes)
+            self._replayed_since_save += len(changes)
             if len(changed) > max(REBUILD_CHANGED_IDS, len(self) // 2):
                 return self._rebuild(
                     store,
@@ -601,6 +606,7 @@ class KeywordIndex:
             write_bytes_atomic(self.directory / MANIFEST_NAME, json.dumps(manifest, indent=1).encode("utf-8"))
             fsync_dir(self.directory)
             self._generation = generation
+            self._replayed_since_save = 0
             for old in self.directory.glob(f"{_FILE_PREFIX}*.npz"):
                 if old.name != name:
                     with contextlib.suppress(OSError):
@@ -661,6 +667,9 @@ class KeywordIndex:
             self._generation = int(manifest.get("generation") or 0)
 
     def close(self) -> None:
+        """Release the tokenizer; save first when the next open would otherwise replay a long log."""
+        if self._replayed_since_save >= SAVE_AT_CLOSE_AFTER and self.directory is not None:
+            self.save()
         self._terms.close()
 
     def __repr__(self) -> str:
