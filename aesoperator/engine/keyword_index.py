@@ -31,7 +31,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ ITER_BATCH = 5000
 # them again at the next open would cost more than writing the index.
 SAVE_AT_CLOSE_AFTER = 20_000
 WORD_MEMO_MAX = 2_000_000  # distinct words remembered with their term ids
+MULTI = -1  # in the word and name maps: "several (or no) values, kept in the side table"
 
 
 def _empty_i32() -> np.ndarray:
@@ -108,7 +108,11 @@ class KeywordIndex:
         self._generation = 0
         self._replayed_since_save = 0  # change-log rows applied since the last save or load
         self._terms = FtsTermMaker()
-        self._word_ids: dict[str, tuple[int, ...]] = {}  # word -> its term ids (memo)
+        # word -> its term id (memo); words FTS5 cuts into several terms, or none, map to
+        # MULTI and their terms are in `_word_terms`. Plain ints keep these dicts out of the
+        # garbage collector's traversals, which a million small tuples would slow down.
+        self._word_ids: dict[str, int] = {}
+        self._word_terms: dict[str, tuple[int, ...]] = {}
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._reset()
@@ -125,7 +129,10 @@ class KeywordIndex:
         self._ids: list[str | None] = []
         self._doc_of: dict[str, int] = {}
         self._names: list[str] = []  # lower-cased name per document (dead ones too)
-        self._by_name: dict[str, list[int]] = {}  # lower-cased name -> documents (dead ones too)
+        # lower-cased name -> its document, or -1 when several documents share it (they are in
+        # `_name_docs`); dead documents stay until the next merge (their id is None).
+        self._by_name: dict[str, int] = {}
+        self._name_docs: dict[str, list[int]] = {}
         self._len = _Grow(np.float32)
         self._live = _Grow(np.bool_)
         self._ns = _Grow(np.int32)
@@ -171,15 +178,32 @@ class KeywordIndex:
             return
         if len(known) + len(new) > WORD_MEMO_MAX:
             known.clear()
+            self._word_terms.clear()
         for word, terms in zip(new, self._terms.tokenize(new), strict=True):
-            known[word] = tuple(self._term_id(t) for t in terms)
+            if len(terms) == 1:
+                known[word] = self._term_id(terms[0])
+            else:
+                known[word] = MULTI
+                self._word_terms[word] = tuple(self._term_id(t) for t in terms)
 
     def _term_ids_of(self, words: Sequence[str]) -> list[int]:
         try:
-            return list(chain.from_iterable(map(self._word_ids.__getitem__, words)))
+            ids = list(map(self._word_ids.__getitem__, words))
         except KeyError:  # the memo was cleared by a batch learned meanwhile
             self._learn([words])
-            return list(chain.from_iterable(map(self._word_ids.__getitem__, words)))
+            ids = list(map(self._word_ids.__getitem__, words))
+        if ids and min(ids) == MULTI:
+            ids = self._expand_multi(words, ids)
+        return ids
+
+    def _expand_multi(self, words: Sequence[str], ids: list[int]) -> list[int]:
+        out: list[int] = []
+        for word, tid in zip(words, ids, strict=True):
+            if tid == MULTI:
+                out.extend(self._word_terms[word])
+            else:
+                out.append(tid)
+        return out
 
     def _weighted_counts(self, name_words: Sequence[str], text_words: Sequence[str]) -> tuple[dict[int, float], int]:
         """term id -> weighted frequency (name hits count `weights[0]`, text hits `weights[1]`),
@@ -204,7 +228,7 @@ class KeywordIndex:
         self._doc_of[entity.id] = doc
         name = entity.name.lower()
         self._names.append(name)
-        self._by_name.setdefault(name, []).append(doc)
+        self._add_name(name, doc)
         self._len.append(length)
         self._live.append(True)
         self._ns.append(self._code(self._ns_code, entity.namespace))
@@ -293,13 +317,28 @@ class KeywordIndex:
         self._live = _Grow(np.bool_, np.ones(len(keep_idx), dtype=np.bool_))
         self._dead_postings = 0
 
+    def _add_name(self, name: str, doc: int) -> None:
+        first = self._by_name.setdefault(name, doc)
+        if first == doc:
+            return
+        if first != MULTI:
+            self._by_name[name] = MULTI
+            self._name_docs[name] = [first]
+        self._name_docs[name].append(doc)
+
+    def _docs_named(self, name: str) -> list[int]:
+        doc = self._by_name.get(name)
+        if doc is None:
+            return []
+        return self._name_docs[name] if doc == MULTI else [doc]
+
     def _index_labels(self) -> None:
-        """`_doc_of` and `_by_name` from `_ids` and `_names` (every document live)."""
+        """`_doc_of` and the name index from `_ids` and `_names` (every document live)."""
         self._doc_of = {eid: i for i, eid in enumerate(self._ids) if eid is not None}
-        by_name: dict[str, list[int]] = {}
+        self._by_name = {}
+        self._name_docs = {}
         for doc, name in enumerate(self._names):
-            by_name.setdefault(name, []).append(doc)
-        self._by_name = by_name
+            self._add_name(name, doc)
 
     def _bulk_load(
         self, entities: Sequence[Entity], terms: array.array[int], docs: array.array[int], freqs: array.array[float]
@@ -410,7 +449,7 @@ class KeywordIndex:
         out: dict[str, list[str]] = {}
         with self._lock:
             for key in dict.fromkeys(n.lower() for n in names):
-                docs = self._by_name.get(key)
+                docs = self._docs_named(key)
                 if not docs:
                     continue
                 kept = self._filtered(np.asarray(docs, dtype=np.int64), namespaces, types)  # dead: id None
