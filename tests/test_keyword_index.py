@@ -201,6 +201,25 @@ def test_saved_index_is_reused_and_bad_files_rebuild(store: EmbeddedGraphStore, 
     assert_same_answers(store, fourth, asked[:10])
 
 
+def test_rebuilding_or_loading_again_in_one_instance(store: EmbeddedGraphStore, tmp_path: Path) -> None:
+    """A second rebuild, or a load after a build, starts from a new vocabulary: nothing of the
+    first one may leak into the term ids."""
+    texts = corpus_texts()
+    store.upsert(make_entities(texts[:60]))
+    index = KeywordIndex(tmp_path / "kw")
+    index.sync(store)
+    store.upsert(make_entities(texts[60:], prefix="more"))
+    index.rebuild(store)
+    asked = queries(texts, n=30)
+    assert_same_answers(store, index, asked)
+    other = KeywordIndex(None)
+    other.sync(store)  # a different vocabulary order: built from the whole store at once
+    index.load()
+    assert_same_answers(store, index, asked)
+    index.upsert(make_entities(texts[:5], prefix="late"))
+    assert index.search(texts[0], 3)
+
+
 def test_index_ahead_of_the_store_rebuilds(tmp_path: Path) -> None:
     """An index saved from a store with more history than the one it is opened on is not trusted."""
     texts = corpus_texts()[:60]

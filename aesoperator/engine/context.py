@@ -148,9 +148,12 @@ class ContextEngine:
 
     def _index_dir(self) -> Path:
         # One replica per (store, model): a Neo4j-backed engine keeps its FAISS copy locally.
-        where = "embedded" if not self.settings.uses_neo4j else self.settings.graph
-        tag = hashlib.blake2b(f"{where}|{self.embedder.model_name}".encode(), digest_size=6).hexdigest()
+        tag = hashlib.blake2b(f"{self._store_label()}|{self.embedder.model_name}".encode(), digest_size=6).hexdigest()
         return self.settings.data_dir / "index" / tag
+
+    def _store_label(self) -> str:
+        """Which store the derived indexes under `data_dir/index` belong to."""
+        return "embedded" if not self.settings.uses_neo4j else self.settings.graph
 
     @property
     def index(self) -> VectorIndex:
@@ -188,23 +191,12 @@ class ContextEngine:
 
         with self._index_lock:
             if self._keywords is None:
-                where = "embedded" if not self.settings.uses_neo4j else self.settings.graph
-                tag = hashlib.blake2b(where.encode(), digest_size=6).hexdigest()
+                tag = hashlib.blake2b(self._store_label().encode(), digest_size=6).hexdigest()
                 self._keywords = KeywordIndex(self.settings.data_dir / "index" / f"keywords-{tag}")
                 self._keywords.sync(self.store)
             elif self._keywords.store_seq != (self.store.last_seq() if store_seq is None else store_seq):
                 self._keywords.sync(self.store)
             return self._keywords
-
-    def keyword_search(
-        self, query: str, k: int, namespaces: Sequence[str] | None = None, types: Sequence[str] | None = None
-    ) -> list[tuple[str, float]]:
-        """BM25 (id, score) best first: from the in-memory index, or the store's own full-text
-        index when the `keyword_index` setting is "store". Both rank identically on the embedded
-        store; on Neo4j the in-memory index gives the same BM25 as the embedded store."""
-        if self.settings.keyword_index == "store":
-            return self.store.keyword_search(query, k, namespaces=namespaces, types=types)
-        return self.keywords.search(query, k, namespaces=namespaces, types=types)
 
     @property
     def memory(self) -> AgentMemory:

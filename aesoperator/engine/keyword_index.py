@@ -108,11 +108,6 @@ class KeywordIndex:
         self._generation = 0
         self._replayed_since_save = 0  # change-log rows applied since the last save or load
         self._terms = FtsTermMaker()
-        # word -> its term id (memo); words FTS5 cuts into several terms, or none, map to
-        # MULTI and their terms are in `_word_terms`. Plain ints keep these dicts out of the
-        # garbage collector's traversals, which a million small tuples would slow down.
-        self._word_ids: dict[str, int] = {}
-        self._word_terms: dict[str, tuple[int, ...]] = {}
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._reset()
@@ -121,6 +116,11 @@ class KeywordIndex:
     def _reset(self) -> None:
         self._term_of: dict[str, int] = {}
         self._term_str: list[str] = []
+        # word -> its term id (a memo of the vocabulary above, so it goes with it); words FTS5
+        # cuts into several terms, or none, map to MULTI and their terms are in `_word_terms`.
+        # Plain ints keep these dicts out of the garbage collector's traversals.
+        self._word_ids: dict[str, int] = {}
+        self._word_terms: dict[str, tuple[int, ...]] = {}
         self._starts = np.zeros(1, dtype=np.int64)  # base CSR over term ids < len(starts) - 1
         self._docs = _empty_i32()
         self._freqs = np.zeros(0, dtype=np.float32)
