@@ -8,14 +8,48 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import threading
+import time
 import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aesoperator.engine.stores.base import GraphStore
+from aesoperator.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp-"
+CHANGE_PAGE = 100_000  # change-log rows read per call while catching up
+FETCH_BATCH = 4096  # ids fetched from the store per call while catching up
+# Replaying more distinct ids than this (and than half the index) costs more than a rebuild.
+REBUILD_CHANGED_IDS = 50_000
+
+
+class IndexLoadError(StoreError):
+    """The saved index cannot be used; `reason` says why (sync rebuilds instead)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What `sync` or `rebuild` did."""
+
+    rebuilt: bool
+    reason: str
+    added: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    store_seq: int = 0
+    count: int = 0
+    changes: int = 0  # change-log rows read (incremental sync only)
 
 
 def sha256_file(path: Path) -> str:
@@ -86,3 +120,67 @@ def change_log_gap(index_seq: int, saved_identity: dict[str, Any], store: GraphS
                 f"the change log starts at seq {start}, after the index position {index_seq}: it cannot cover the gap"
             )
     return None
+
+
+class DerivedIndex(ABC):
+    """How a derived index keeps up with its store: load what was saved, replay the change log
+    from the saved position, or rebuild when there is nothing usable or the log has a gap.
+    Subclasses say how to load, rebuild and replay."""
+
+    def __init__(self) -> None:
+        self.store_seq: int | None = None  # the store change-log position the index reflects
+        self.last_sync: SyncReport | None = None
+        self._store_identity: dict[str, Any] = {}
+        self._sync_lock = threading.Lock()
+
+    @abstractmethod
+    def load(self) -> None:
+        """Replace the in-memory index with the saved one, or raise IndexLoadError."""
+
+    @abstractmethod
+    def _has_saved_index(self) -> bool: ...
+
+    @abstractmethod
+    def _rebuild(self, store: GraphStore, reason: str, persist: bool, started: float) -> SyncReport: ...
+
+    @abstractmethod
+    def _catch_up(self, store: GraphStore, persist: bool | None, started: float) -> SyncReport: ...
+
+    def sync(self, store: GraphStore, persist: bool | None = None) -> SyncReport:
+        """Bring the index up to date with `store`, incrementally when it can, else by rebuilding.
+
+        On first use the saved index is loaded; a missing, unreadable or corrupt one, one saved
+        for something else, or a change log that no longer reaches back to the saved position,
+        leads to a rebuild. `persist`: None saves after a rebuild only (replaying the log again is
+        cheap, so small catch-ups are saved by an explicit `save()`, e.g. at shutdown); True also
+        saves after a catch-up that changed anything; False never saves.
+        """
+        started = time.perf_counter()
+        with self._sync_lock:
+            reason: str | None = None
+            if self.store_seq is None:
+                try:
+                    self.load()
+                except IndexLoadError as exc:
+                    reason = exc.reason
+                    if self._has_saved_index():
+                        log.warning("%s is unusable, rebuilding: %s", self, reason)
+                if reason is None and self.store_seq is None:
+                    reason = "the saved index was not built from a store"
+            if reason is None:
+                assert self.store_seq is not None
+                reason = change_log_gap(self.store_seq, self._store_identity, store)
+            if reason is not None:
+                report = self._rebuild(store, reason, persist is not False, started)
+            else:
+                report = self._catch_up(store, persist, started)
+            self.last_sync = report
+            return report
+
+    def rebuild(self, store: GraphStore, persist: bool = True) -> SyncReport:
+        """Rebuild from the store (and save, when `persist`)."""
+        started = time.perf_counter()
+        with self._sync_lock:
+            report = self._rebuild(store, "requested", persist, started)
+            self.last_sync = report
+            return report

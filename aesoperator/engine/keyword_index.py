@@ -37,12 +37,22 @@ from typing import Any
 import numpy as np
 
 from aesoperator.engine.fts_terms import FtsTermMaker
-from aesoperator.engine.index_files import change_log_gap, fsync_dir, sha256_file, store_identity, write_bytes_atomic
+from aesoperator.engine.index_files import (
+    CHANGE_PAGE,
+    FETCH_BATCH,
+    REBUILD_CHANGED_IDS,
+    DerivedIndex,
+    IndexLoadError,
+    SyncReport,
+    fsync_dir,
+    sha256_file,
+    store_identity,
+    write_bytes_atomic,
+)
 from aesoperator.engine.query_terms import prune_common_terms
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.engine.stores.embedded import BM25_WEIGHTS, KEYWORD_MAX_DF, KEYWORD_PRUNE_MIN_DOCS
 from aesoperator.engine.stores.embedded_rows import query_phrases
-from aesoperator.engine.vectors import CHANGE_PAGE, FETCH_BATCH, REBUILD_CHANGED_IDS, IndexLoadError, SyncReport
 from aesoperator.graph_schema.models import Entity
 
 log = logging.getLogger(__name__)
@@ -88,7 +98,7 @@ class _Grow:
         return self.data[: self.size]
 
 
-class KeywordIndex:
+class KeywordIndex(DerivedIndex):
     """BM25 keyword search over every entity of a store. Thread-safe; `sync(store)` before use."""
 
     def __init__(
@@ -102,14 +112,11 @@ class KeywordIndex:
         self.max_df = max_df
         self.prune_min_docs = prune_min_docs
         self.weights = weights
-        self.store_seq: int | None = None
-        self.last_sync: SyncReport | None = None
-        self._store_identity: dict[str, Any] = {}
+        super().__init__()
         self._generation = 0
         self._replayed_since_save = 0  # change-log rows applied since the last save or load
         self._terms = FtsTermMaker()
         self._lock = threading.RLock()
-        self._sync_lock = threading.Lock()
         self._reset()
 
     # -- state --------------------------------------------------------------------------------
@@ -490,36 +497,8 @@ class KeywordIndex:
         return candidates
 
     # -- keeping up with the store ------------------------------------------------------------
-    def sync(self, store: GraphStore, persist: bool | None = None) -> SyncReport:
-        """Bring the index up to date with `store`: load the saved index on first use, then replay
-        the change log, or rebuild when there is nothing usable or the log cannot cover the gap.
-        `persist` as in `VectorIndex.sync`: None saves after a rebuild only."""
-        started = time.perf_counter()
-        with self._sync_lock:
-            reason: str | None = None
-            if self.store_seq is None:
-                try:
-                    self.load()
-                except IndexLoadError as exc:
-                    reason = exc.reason
-                    if self.directory is not None and (self.directory / MANIFEST_NAME).exists():
-                        log.warning("keyword index at %s is unusable, rebuilding: %s", self.directory, reason)
-            if reason is None:
-                assert self.store_seq is not None
-                reason = change_log_gap(self.store_seq, self._store_identity, store)
-            if reason is not None:
-                report = self._rebuild(store, reason, persist is not False, started)
-            else:
-                report = self._catch_up(store, persist, started)
-            self.last_sync = report
-            return report
-
-    def rebuild(self, store: GraphStore, persist: bool = True) -> SyncReport:
-        started = time.perf_counter()
-        with self._sync_lock:
-            report = self._rebuild(store, "requested", persist, started)
-            self.last_sync = report
-            return report
+    def _has_saved_index(self) -> bool:
+        return self.directory is not None and (self.directory / MANIFEST_NAME).exists()
 
     def _rebuild(self, store: GraphStore, reason: str, persist: bool, started: float) -> SyncReport:
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync

@@ -47,8 +47,13 @@ import numpy as np
 from aesoperator.config import load_settings
 from aesoperator.engine.embeddings import available_cores
 from aesoperator.engine.index_files import (
+    CHANGE_PAGE,
+    FETCH_BATCH,
+    REBUILD_CHANGED_IDS,
     TMP_MARK,
-    change_log_gap,
+    DerivedIndex,
+    IndexLoadError,
+    SyncReport,
     fsync_dir,
     fsync_file,
     sha256_file,
@@ -70,34 +75,6 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 _PART_PREFIX = "ns-"
-CHANGE_PAGE = 100_000
-FETCH_BATCH = 4096
-# Replaying more distinct ids than this (and than half the index) costs more than a rebuild.
-REBUILD_CHANGED_IDS = 50_000
-
-
-class IndexLoadError(StoreError):
-    """The saved index cannot be used; `reason` says why (sync rebuilds instead)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What `sync` or `rebuild` did."""
-
-    rebuilt: bool
-    reason: str
-    added: int = 0
-    removed: int = 0
-    seconds: float = 0.0
-    store_seq: int = 0
-    count: int = 0
-    changes: int = 0  # change-log rows read (incremental sync only)
-
-
 # Defaults of the `vector_exact_max` and `vector_nprobe` settings.
 DEFAULT_EXACT_MAX = 100_000
 DEFAULT_NPROBE = 64
@@ -304,7 +281,7 @@ class _State:
         return hits[:k]
 
 
-class VectorIndex:
+class VectorIndex(DerivedIndex):
     """Cosine search over the vectors of one embedding model, partitioned by namespace: exact in
     partitions of up to `exact_max` vectors, IVF (searching `nprobe` lists) in larger ones.
 
@@ -338,16 +315,13 @@ class VectorIndex:
             raise SchemaError(f"exact_max and nprobe must be positive, got {exact_max} and {nprobe}")
         self.exact_max = exact_max
         self.nprobe = nprobe
-        self.store_seq: int | None = None  # the store change-log position the index reflects
-        self.last_sync: SyncReport | None = None
+        super().__init__()
         self._state = self._new_state()
         self._lock = threading.RLock()
-        self._sync_lock = threading.Lock()
         self._dirty: set[str] = set()  # namespaces changed since the last save or load
         self._saved: dict[str, dict[str, Any]] = {}  # namespace -> manifest entry of its files
         self._checksums: dict[str, str] = {}
         self._generation = 0
-        self._store_identity: dict[str, Any] = {}
 
     def _new_state(self) -> _State:
         return _State(self.dim, exact_max=self.exact_max, nprobe=self.nprobe)
@@ -651,44 +625,8 @@ class VectorIndex:
         return part, ids
 
     # -- keeping up with the store ------------------------------------------------------------
-    def sync(self, store: GraphStore, persist: bool | None = None) -> SyncReport:
-        """Bring the index up to date with `store`, incrementally when it can, else by rebuilding.
-
-        On first use the saved index is loaded; a missing, unreadable or corrupt one, one saved
-        for another model, dimension or store, or a change log that no longer reaches back to the
-        saved position, leads to a rebuild. `persist`: None saves after a rebuild only (replaying
-        the log again is cheap, so small catch-ups are saved by an explicit `save()`, e.g. at
-        shutdown); True also saves after a catch-up that changed anything; False never saves.
-        """
-        started = time.perf_counter()
-        with self._sync_lock:
-            reason: str | None = None
-            if self.store_seq is None:
-                try:
-                    self.load()
-                except IndexLoadError as exc:
-                    reason = exc.reason
-                    if self.manifest_path.exists():
-                        log.warning("vector index at %s is unusable, rebuilding: %s", self.directory, reason)
-                if reason is None and self.store_seq is None:
-                    reason = "the saved index was not built from a store"
-            if reason is None:
-                assert self.store_seq is not None
-                reason = change_log_gap(self.store_seq, self._store_identity, store)
-            if reason is not None:
-                report = self._rebuild(store, reason, persist is not False, started)
-            else:
-                report = self._catch_up(store, persist, started)
-            self.last_sync = report
-            return report
-
-    def rebuild(self, store: GraphStore, persist: bool = True) -> SyncReport:
-        """Rebuild from every vector of this model in the store (and save, when `persist`)."""
-        started = time.perf_counter()
-        with self._sync_lock:
-            report = self._rebuild(store, "requested", persist, started)
-            self.last_sync = report
-            return report
+    def _has_saved_index(self) -> bool:
+        return self.manifest_path.exists()
 
     def _rebuild(self, store: GraphStore, reason: str, persist: bool, started: float) -> SyncReport:
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
