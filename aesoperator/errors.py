@@ -35,6 +35,10 @@ class PermissionDenied(AesopError):
     """Valid credentials, but the operation is outside the caller's scopes."""
 
 
+class NamespaceConflict(PermissionDenied):
+    """A write would move an existing entity or relation into another namespace without saying so."""
+
+
 class RateLimited(AesopError):
     """Too many calls; `retry_after` says how many seconds to wait."""
 

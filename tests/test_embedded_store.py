@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
 from aesoperator.engine.stores.graph_view import GraphView
 from aesoperator.errors import SchemaError, StoreError
@@ -77,7 +78,10 @@ def test_second_instance_catches_up_incrementally(tmp_path: Path) -> None:
         # deletes, expiries and namespace moves reach the reader too
         writer.delete_entities(["d"])
         writer.expire_relations([rel("a", "b").id])
-        writer.upsert([ent("c", "walrus migration notes", namespace="private")])
+        moved = WriteBatch(
+            entities=[ent("c", "walrus migration notes", namespace="private")], allow_namespace_moves=True
+        )
+        writer.write(moved)
         assert reader.neighbors(["b"], depth=2).hops == {"b": 0, "c": 1}
         assert reader.neighbors(["b"], depth=2, namespaces=["default"]).hops == {"b": 0}
         assert reader.neighbors(["b"], depth=2, namespaces=["private"]).hops == {}

@@ -4,6 +4,10 @@ An episode is stored as an entity of type `Episode` in the agent's namespace (`a
 told otherwise), linked to its Session by IN_SESSION and to the entities it names by MENTIONS.
 Because it lives in the same graph, recall can follow those links to the knowledge the agent
 talked about, and search over sources can reach the memories that mention a hit.
+
+Episodes and sessions belong to their namespace: their ids carry it (`scoped_entity_id`; the
+agent's own namespace keeps the short form), so the same agent and session ids remembered in two
+namespaces make two sessions, and a write in one never reads or rewrites the other.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchHit
-from aesoperator.graph_schema.ids import content_hash, entity_id
+from aesoperator.graph_schema.ids import content_hash, entity_id, scoped_entity_id
 from aesoperator.graph_schema.models import Entity, Episode, Relation, to_iso, utcnow
 
 if TYPE_CHECKING:
@@ -30,6 +34,21 @@ MIN_MENTION_NAME_CHARS = 3
 
 def agent_namespace(agent_id: str) -> str:
     return f"agent:{agent_id}"
+
+
+def episode_id(key: str, agent_id: str, namespace: str) -> str:
+    """The id of an episode with natural key `key` (or an id the caller chose) in `namespace`."""
+    return scoped_entity_id(MEMORY_SOURCE, "episode", key, namespace, agent_namespace(agent_id))
+
+
+def session_id_of(agent_id: str, session: str, namespace: str) -> str:
+    """The id of the Session entity of an agent's session in `namespace`."""
+    return scoped_entity_id(MEMORY_SOURCE, "session", f"{agent_id}/{session}", namespace, agent_namespace(agent_id))
+
+
+def _unscoped_session_id(agent_id: str, session: str) -> str:
+    """The id sessions had before ids carried their namespace (still the id in the agent's own)."""
+    return entity_id(MEMORY_SOURCE, "session", f"{agent_id}/{session}")
 
 
 class RecalledEpisode(BaseModel):
@@ -142,7 +161,7 @@ class AgentMemory:
             f"{episode.agent_id}/{episode.session_id or '-'}/{to_iso(episode.created_at)}/"
             f"{content_hash(episode.content)[:12]}"
         )
-        ep = episode.model_copy(update={"namespace": ns, "id": entity_id(MEMORY_SOURCE, "episode", key)})
+        ep = episode.model_copy(update={"namespace": ns, "id": episode_id(key, episode.agent_id, ns)})
         mentioned = set(episode.mentions)
         if detect:
             mentioned.update(self._detect_mentions(episode.content, mention_ns))
@@ -175,7 +194,7 @@ class AgentMemory:
         prepared = [self._prepare(e, detect, mention_ns) for e in episodes]
         store = self.engine.store
         wanted = sorted({m for ep, _ in prepared for m in ep.mentions})
-        known = {e.id for e in store.get_entities(wanted)} if wanted else set()
+        known = {e.id for e in store.get_entities(wanted, mention_ns)} if wanted else set()
         entities: dict[str, Entity] = {}
         relations: list[Relation] = []
         for ep, entity in prepared:
@@ -200,9 +219,9 @@ class AgentMemory:
         by_session: dict[str, list[tuple[Episode, Entity]]] = {}
         for ep, entity in prepared:
             if ep.session_id:
-                sid = entity_id(MEMORY_SOURCE, "session", f"{ep.agent_id}/{ep.session_id}")
+                sid = session_id_of(ep.agent_id, ep.session_id, entity.namespace)
                 by_session.setdefault(sid, []).append((ep, entity))
-        existing = {e.id: e for e in self.engine.store.get_entities(sorted(by_session))}
+        existing = self._stored_sessions(by_session)
         relations: list[Relation] = []
         for sid, members in by_session.items():
             members.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
@@ -237,6 +256,27 @@ class AgentMemory:
                     Relation(type="IN_SESSION", src=ep.id, dst=sid, source=MEMORY_SOURCE, namespace=entity.namespace)
                 )
         return relations
+
+    def _stored_sessions(self, by_session: dict[str, list[tuple[Episode, Entity]]]) -> dict[str, Entity]:
+        """The stored Session of each session id, read in the session's own namespace only. A
+        session outside the agent's namespace that was stored before ids carried their namespace
+        is found under its old id (in the same namespace), so its episode chain continues."""
+        by_namespace: dict[str, dict[str, str]] = {}  # namespace -> {id to read: session id}
+        for sid, members in by_session.items():
+            ep, entity = members[0]
+            wanted = by_namespace.setdefault(entity.namespace, {})
+            wanted[sid] = sid
+            if ep.session_id and entity.namespace != agent_namespace(ep.agent_id):
+                wanted.setdefault(_unscoped_session_id(ep.agent_id, ep.session_id), sid)
+        found: dict[str, Entity] = {}
+        for ns, wanted in by_namespace.items():
+            for stored in self.engine.store.get_entities(sorted(wanted), [ns]):
+                if stored.type != "Session":
+                    continue
+                sid = wanted[stored.id]
+                if stored.id == sid or sid not in found:
+                    found[sid] = stored
+        return found
 
     def recall(
         self,

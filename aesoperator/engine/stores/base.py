@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from aesoperator.errors import NamespaceConflict
 from aesoperator.graph_schema.models import Direction, Entity, Relation
 
 ChangeKind = Literal["entity", "relation", "vector"]
@@ -38,6 +39,10 @@ class WriteBatch:
     """Everything one atomic write changes. Applied all or nothing.
 
     `vectors` maps entity id -> (content hash of the embedded text, float32 vector) for `vector_model`.
+
+    An upsert never changes the namespace of a stored entity or relation unless
+    `allow_namespace_moves` is set (an explicit move, for a caller that may write both
+    namespaces); without it such a batch raises `NamespaceConflict` and writes nothing.
     """
 
     entities: Sequence[Entity] = ()
@@ -49,6 +54,7 @@ class WriteBatch:
     expire_relation_ids: Sequence[str] = ()
     source_items: Sequence[SourceItemState] = ()
     delete_source_items: Sequence[tuple[str, str]] = ()  # (source, key)
+    allow_namespace_moves: bool = False
 
     def is_empty(self) -> bool:
         return not (
@@ -61,6 +67,17 @@ class WriteBatch:
             or self.source_items
             or self.delete_source_items
         )
+
+
+def namespace_conflict(kind: str, item_id: str, namespace: str) -> NamespaceConflict:
+    """The error for an upsert that would move a stored item into `namespace`. The namespace it
+    is stored in is not named: the caller may not be allowed to know it."""
+    return NamespaceConflict(
+        f"{kind} {item_id[:200]!r} is already stored in another namespace, so it cannot be written "
+        f"in namespace {namespace[:200]!r}: writes do not move items between namespaces (use another "
+        "id, or make an explicit move with WriteBatch(allow_namespace_moves=True) as a caller that may "
+        "write both namespaces)"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aesoperator.engine.stores.base import WriteBatch, WriteResult
+from aesoperator.engine.stores.base import WriteBatch, WriteResult, namespace_conflict
 from aesoperator.engine.stores.embedded_rows import (
     ENTITY_COLUMNS,
     ENTITY_PROV_INDEX,
@@ -32,6 +32,7 @@ from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.models import Entity, Relation, to_iso
 
 ChangeRow = tuple[str, str, str, str]  # kind, id, op, namespace
+ENTITY_NAMESPACE_INDEX = 7  # of a row read with ENTITY_COLUMNS
 
 
 def _rows_by_id(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -183,7 +184,7 @@ class BatchWriter:
         self._count("entities_deleted", len(targets))
 
     # upserts ------------------------------------------------------------------------------
-    def upsert_entities(self, entities: dict[str, Entity]) -> None:
+    def upsert_entities(self, entities: dict[str, Entity], allow_moves: bool = False) -> None:
         if not entities:
             return
         existing = _rows_by_id(
@@ -191,6 +192,10 @@ class BatchWriter:
             f"SELECT {ENTITY_COLUMNS} FROM entities WHERE id IN (SELECT value FROM json_each(?))",
             list(entities),
         )
+        if not allow_moves:
+            for eid, old_row in existing.items():
+                if old_row[ENTITY_NAMESPACE_INDEX] != entities[eid].namespace:
+                    raise namespace_conflict("entity", eid, entities[eid].namespace)
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[str, str, str]] = []
@@ -227,7 +232,7 @@ class BatchWriter:
             )
         self._count("entities_written", len(inserts) + len(updates))
 
-    def upsert_relations(self, relations: dict[str, Relation]) -> None:
+    def upsert_relations(self, relations: dict[str, Relation], allow_moves: bool = False) -> None:
         if not relations:
             return
         existing = _rows_by_id(
@@ -236,6 +241,10 @@ class BatchWriter:
             "valid_to, expired_at FROM relations WHERE id IN (SELECT value FROM json_each(?))",
             list(relations),
         )
+        if not allow_moves:
+            for rid, old_row in existing.items():
+                if old_row[7] != relations[rid].namespace:  # 7: namespace, in the SELECT above
+                    raise namespace_conflict("relation", rid, relations[rid].namespace)
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         for rid, rel in relations.items():
@@ -358,8 +367,8 @@ def apply_batch(
     prepared = writer.prepare(batch)
     writer.delete_relations(batch.delete_relation_ids)
     writer.delete_entities(batch.delete_entity_ids)
-    writer.upsert_entities(prepared.entities)
-    writer.upsert_relations(prepared.relations)
+    writer.upsert_entities(prepared.entities, batch.allow_namespace_moves)
+    writer.upsert_relations(prepared.relations, batch.allow_namespace_moves)
     writer.expire_relations(batch.expire_relation_ids, to_iso(expire_at) or writer.now)
     if prepared.vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, prepared.vectors)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from neo4j import ManagedTransaction
 
-from aesoperator.engine.stores.base import WriteBatch, WriteResult
+from aesoperator.engine.stores.base import WriteBatch, WriteResult, namespace_conflict
 from aesoperator.engine.stores.neo4j_rows import (
     chunks,
     entity_key,
@@ -124,7 +124,7 @@ class BatchWriter:
     # or vectors yet, so those need no lookup.
     created: dict[str, str] = field(default_factory=dict)  # id -> namespace
     # Stored entities among the batch's entities and endpoints, read once by `prepare` (the
-    # batch's deletes left out): id -> {type, fp, created_at}.
+    # batch's deletes left out): id -> {type, fp, created_at, namespace}.
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # plumbing -----------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class BatchWriter:
             r["id"]: r
             for r in self._fetch(
                 "UNWIND $ids AS id MATCH (e:Entity {id: id}) "
-                "RETURN id, e.type AS type, e.fp AS fp, e.created_at AS created_at",
+                "RETURN id, e.type AS type, e.fp AS fp, e.created_at AS created_at, e.namespace AS namespace",
                 lookup,
             )
         }
@@ -281,12 +281,18 @@ class BatchWriter:
         self._count("entities_deleted", len(targets))
 
     # upserts ------------------------------------------------------------------------------
-    def upsert_entities(self, entities: dict[str, Entity]) -> None:
+    def upsert_entities(self, entities: dict[str, Entity], allow_moves: bool = False) -> None:
         """New entities are created, changed ones updated in place (the old version kept as an
-        `:_EntityVersion`), unchanged ones (same fingerprint) left alone."""
+        `:_EntityVersion`), unchanged ones (same fingerprint) left alone. A stored entity is not
+        moved to another namespace unless `allow_moves`."""
         if not entities:
             return
         existing = self.stored  # read by `prepare`; the deletes since then were left out of it
+        if not allow_moves:
+            for eid, ent in entities.items():
+                old_row = existing.get(eid)
+                if old_row is not None and old_row["namespace"] != ent.namespace:
+                    raise namespace_conflict("entity", eid, ent.namespace)
         creates: list[tuple[str, dict[str, Any]]] = []
         updates: list[tuple[str, dict[str, Any]]] = []
         relabel: list[tuple[str, str]] = []
@@ -358,10 +364,14 @@ class BatchWriter:
             found.update(relations_by_id(self.tx, anywhere, types, self.size))
         return found
 
-    def upsert_relations(self, relations: dict[str, Relation]) -> None:
+    def upsert_relations(self, relations: dict[str, Relation], allow_moves: bool = False) -> None:
         if not relations:
             return
         existing = self._existing_relations(relations)
+        if not allow_moves:
+            for rid, old_row in existing.items():
+                if old_row["r"].get("namespace") != relations[rid].namespace:
+                    raise namespace_conflict("relation", rid, relations[rid].namespace)
         creates: list[tuple[str, dict[str, Any]]] = []
         updates: list[tuple[str, dict[str, Any]]] = []
         moved: dict[str, dict[str, Any]] = {}
@@ -501,8 +511,8 @@ def apply_batch(tx: ManagedTransaction, batch: WriteBatch, now: str, expire_at: 
     entities, relations, vectors = writer.prepare(batch)
     writer.delete_relations(batch.delete_relation_ids)
     writer.delete_entities(batch.delete_entity_ids)
-    writer.upsert_entities(entities)
-    writer.upsert_relations(relations)
+    writer.upsert_entities(entities, batch.allow_namespace_moves)
+    writer.upsert_relations(relations, batch.allow_namespace_moves)
     writer.expire_relations(batch.expire_relation_ids, expire_at)
     if vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, vectors)
