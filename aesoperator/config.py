@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     chunk_chars: int = Field(default=1200, ge=200, le=20_000)
     chunk_overlap_chars: int = Field(default=150, ge=0, le=5_000)
     max_file_bytes: int = Field(default=2_000_000, ge=1)
+    max_dir_depth: int = Field(
+        default=128, ge=1, description="Directory levels a folder ingest walks; deeper ones are skipped and reported."
+    )
+    file_read_timeout: float = Field(default=10.0, gt=0, description="Seconds one file read may take when ingesting.")
     default_namespace: str = "default"
     token_budget: int = Field(default=2000, ge=50)
     vector_exact_max: int = Field(

@@ -42,7 +42,8 @@ def build(kind: str, name: str, options: Mapping[str, Any], policy: ConnectorPol
     if kind == "filesystem":
         from aesoperator.connectors import filesystem
 
-        return filesystem.build_server(filesystem.FilesystemSource(list(options.get("roots") or [])), policy)
+        limits: dict[str, Any] = {k: options[k] for k in ("max_depth", "read_timeout") if options.get(k) is not None}
+        return filesystem.build_server(filesystem.FilesystemSource(list(options.get("roots") or []), **limits), policy)
     if kind == "github":
         from aesoperator.connectors import github
 

@@ -51,6 +51,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--repo")
     # filesystem
     p.add_argument("--root", action="append", default=[])
+    p.add_argument("--max-depth", type=int, help="directory levels walked below a path (default 128)")
+    p.add_argument("--read-timeout", type=float, help="seconds one file read may take (default 10)")
     # github
     p.add_argument("--data-source", action="append", default=[])
     p.add_argument("--token-env", default="GITHUB_TOKEN")
@@ -76,7 +78,7 @@ def options_from(args: argparse.Namespace) -> dict[str, Any]:
     if args.kind == "git":
         return {"repo": args.repo}
     if args.kind == "filesystem":
-        return {"roots": args.root}
+        return {"roots": args.root, "max_depth": args.max_depth, "read_timeout": args.read_timeout}
     return {
         "repo": args.repo,
         "data_sources": args.data_source or None,

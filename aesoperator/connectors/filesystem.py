@@ -9,6 +9,13 @@ which finds lines holding a text.
 Every path is resolved (symbolic links followed) before use and must lie inside one of the roots;
 anything else, `..` tricks and links that point outside included, is refused. Nothing is written.
 
+Only regular files are read: FIFOs, sockets and device files are listed but never opened for
+reading (`read_text_file` refuses them with the reason, `search_text` reports them as skipped),
+and every read gives up after `read_timeout` seconds. Walks are iterative and stop `max_depth`
+directory levels below where they start; deeper directories are reported as skipped
+(`directory_tree` marks them with a "skipped" reason, `search_files` and `search_text` name
+them), so one pathological folder never makes the rest unsearchable.
+
 Resource: `file-roots://tree` (sizes and times of every file below the roots, as a version) for
 subscriptions: it changes when a file is added, removed or modified.
 """
@@ -20,7 +27,7 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +39,24 @@ from pydantic import Field
 
 from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer, report_count
 from aesoperator.errors import ConfigError, PermissionDenied, SchemaError
+from aesoperator.ingest.file_access import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_READ_TIMEOUT,
+    UnreadableFile,
+    WalkedDir,
+    WalkedFile,
+    WalkSkip,
+    read_regular_file,
+    walk,
+)
 
 TREE_URI = "file-roots://tree"
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 MAX_READ_BYTES = 10_000_000
 MAX_ENTRIES = 100_000
 MAX_MATCHES = 1_000
+MAX_SKIP_NOTES = 100  # skipped items named in one answer
+MAX_DEPTH_LIMIT = 256  # deeper trees would not fit the JSON encoder's recursion limit
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -55,11 +74,19 @@ def js_date(seconds: float) -> str:
 class FilesystemSource:
     roots: Sequence[str | Path]
     exclude: Sequence[str] = (".git", "node_modules", "__pycache__", ".venv")
+    max_depth: int = DEFAULT_MAX_DEPTH
+    read_timeout: float = DEFAULT_READ_TIMEOUT
     _roots: list[Path] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         if not self.roots:
             raise ConfigError("the filesystem connector needs at least one allowed root")
+        if not 1 <= self.max_depth <= MAX_DEPTH_LIMIT:
+            raise ConfigError(
+                f"filesystem connector: max_depth must be between 1 and {MAX_DEPTH_LIMIT}, got {self.max_depth}"
+            )
+        if not self.read_timeout > 0:
+            raise ConfigError(f"filesystem connector: read_timeout must be positive seconds, got {self.read_timeout}")
         for root in self.roots:
             path = Path(root).expanduser().resolve()
             if not path.is_dir():
@@ -102,28 +129,38 @@ class FilesystemSource:
         return "\n".join(lines)
 
     def tree(self, path: str, exclude: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The tree below `path`; a directory too deep to walk is an entry with a "skipped" reason."""
         where = self.resolve(path)
         if not where.is_dir():
             raise SchemaError(f"{path!r} is not a directory")
+        top: list[dict[str, Any]] = []
+        children: dict[str, list[dict[str, Any]]] = {"": top}
         count = 0
-
-        def walk(directory: Path, rel: str) -> list[dict[str, Any]]:
-            nonlocal count
-            out: list[dict[str, Any]] = []
-            for entry in sorted(directory.iterdir(), key=lambda p: p.name):
-                child = f"{rel}/{entry.name}" if rel else entry.name
-                if self._excluded(entry.name, child, exclude) or not self._inside(entry):
+        for item in walk(where, max_depth=self.max_depth, keep_dir=self._keeps(exclude)):
+            if isinstance(item, WalkSkip) and item.path == where:
+                raise SchemaError(f"{path!r}: {item.reason}")
+            parent = children.get(item.rel.rpartition("/")[0])
+            if parent is None:
+                continue  # below a directory left out (outside the roots)
+            name = item.rel.rpartition("/")[2]
+            if isinstance(item, WalkedFile):
+                if self._excluded(name, item.rel, exclude) or not self._inside(item.path):
                     continue
-                count += 1
-                if count > MAX_ENTRIES:
-                    raise SchemaError(f"more than {MAX_ENTRIES} entries below {path!r}; list it directory by directory")
-                if entry.is_dir():
-                    out.append({"name": entry.name, "type": "directory", "children": walk(entry, child)})
-                else:
-                    out.append({"name": entry.name, "type": "file"})
-            return out
-
-        return walk(where, "")
+                node: dict[str, Any] = {"name": name, "type": "file"}
+            elif not self._inside(item.path):
+                continue
+            elif isinstance(item, WalkedDir):
+                node = {"name": name, "type": "directory", "children": []}
+                children[item.rel] = node["children"]
+            else:
+                node = {"name": name, "type": "directory", "children": [], "skipped": item.reason}
+            count += 1
+            if count > MAX_ENTRIES:
+                raise SchemaError(f"more than {MAX_ENTRIES} entries below {path!r}; list it directory by directory")
+            parent.append(node)
+        for nodes in children.values():
+            nodes.sort(key=lambda n: n["name"])
+        return top
 
     def info(self, path: str) -> str:
         where = self.resolve(path)
@@ -141,14 +178,16 @@ class FilesystemSource:
         )
 
     def read(self, path: str, head: int | None = None, tail: int | None = None) -> str:
-        where = self.resolve(path)
-        if not where.is_file():
-            raise SchemaError(f"{path!r} is not a file")
-        if where.stat().st_size > MAX_READ_BYTES:
-            raise SchemaError(f"{path!r} is larger than {MAX_READ_BYTES} bytes")
-        text = where.read_bytes().decode("utf-8", "replace")
         if head is not None and tail is not None:
             raise SchemaError("give head or tail, not both")
+        where = self.resolve(path)
+        if where.is_dir():
+            raise SchemaError(f"{path!r} is not a file")
+        try:
+            data = read_regular_file(where, max_bytes=MAX_READ_BYTES, timeout=self.read_timeout)
+        except UnreadableFile as exc:
+            raise SchemaError(f"{path!r}: {exc}") from None
+        text = data.decode("utf-8", "replace")
         if head is not None:
             return "\n".join(text.split("\n")[:head])
         if tail is not None:
@@ -164,45 +203,54 @@ class FilesystemSource:
                 parts.append(f"{path}: Error - {' '.join(str(exc).split())}")
         return "\n---\n".join(parts)
 
-    def _walk(self, where: Path, exclude: Sequence[str]) -> Iterator[tuple[Path, str]]:
-        base = where
-        for directory, dirs, files in os.walk(where, followlinks=False):
-            rel_dir = os.path.relpath(directory, base)
-            rel_dir = "" if rel_dir == "." else rel_dir
-            dirs[:] = sorted(d for d in dirs if not self._excluded(d, f"{rel_dir}/{d}" if rel_dir else d, exclude))
-            for name in sorted(files):
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                if not self._excluded(name, rel, exclude):
-                    yield Path(directory) / name, rel
+    def _keeps(self, exclude: Sequence[str]) -> Callable[[str, str], bool]:
+        return lambda name, rel: not self._excluded(name, rel, exclude)
 
-    def search(self, path: str, pattern: str, exclude: Sequence[str] = ()) -> list[str]:
+    def _walk(self, where: Path, exclude: Sequence[str], skipped: list[WalkSkip]) -> Iterator[tuple[Path, str]]:
+        """(path, path relative to `where`) of every non-directory below `where` that is not
+        excluded; directories that could not be walked are added to `skipped`."""
+        for item in walk(where, max_depth=self.max_depth, keep_dir=self._keeps(exclude)):
+            if isinstance(item, WalkSkip):
+                skipped.append(item)
+            elif isinstance(item, WalkedFile):
+                name = item.rel.rpartition("/")[2]
+                if not self._excluded(name, item.rel, exclude):
+                    yield item.path, item.rel
+
+    def search(self, path: str, pattern: str, exclude: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+        """(matching paths, notes on the directories that were not searched)."""
         where = self.resolve(path)
         glob = pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
-        found = []
-        for full, rel in self._walk(where, exclude):
+        found: list[str] = []
+        skipped: list[WalkSkip] = []
+        for full, rel in self._walk(where, exclude, skipped):
             if fnmatch.fnmatch(full.name.lower(), glob.lower()) or fnmatch.fnmatch(rel.lower(), glob.lower()):
                 if self._inside(full):
                     found.append(str(full))
                 if len(found) >= MAX_MATCHES:
                     break
-        return found
+        notes = [f"skipped {s.path}: {s.reason}" for s in skipped if self._inside(s.path)][:MAX_SKIP_NOTES]
+        return found, notes
 
     def search_text(
         self, path: str, text: str, exclude: Sequence[str] = (), max_matches: int = 200
     ) -> list[dict[str, Any]]:
+        """Matching lines ({path, line, text}), then what was not searched ({path, skipped})."""
         if not text:
             raise SchemaError("give the text to search for")
         where = self.resolve(path)
         needle = text.lower()
         found: list[dict[str, Any]] = []
-        for full, _rel in self._walk(where, exclude):
+        skips: list[WalkSkip] = []
+        notes: list[dict[str, Any]] = []
+        for full, _rel in self._walk(where, exclude, skips):
             if not self._inside(full):
                 continue
             try:
-                if full.stat().st_size > MAX_READ_BYTES:
-                    continue
-                data = full.read_bytes()
-            except OSError:
+                data = read_regular_file(full, max_bytes=MAX_READ_BYTES, timeout=self.read_timeout)
+            except UnreadableFile as exc:
+                if len(notes) < MAX_SKIP_NOTES:
+                    notes.append({"path": str(full), "skipped": str(exc)})
                 continue
             if b"\x00" in data[:8192]:
                 continue
@@ -210,13 +258,17 @@ class FilesystemSource:
                 if needle in line.lower():
                     found.append({"path": str(full), "line": number, "text": line[:500]})
                     if len(found) >= max_matches:
-                        return found
-        return found
+                        return found + notes
+        for skip in skips:
+            if len(notes) < MAX_SKIP_NOTES and self._inside(skip.path):
+                notes.append({"path": str(skip.path), "skipped": skip.reason})
+        return found + notes
 
     def tree_version(self) -> str:
         digest = hashlib.sha256()
         for root in self._roots:
-            for n, (full, rel) in enumerate(self._walk(root, ())):
+            skipped: list[WalkSkip] = []
+            for n, (full, rel) in enumerate(self._walk(root, (), skipped)):
                 if n >= MAX_ENTRIES:
                     break
                 try:
@@ -290,9 +342,9 @@ def build_server(source: FilesystemSource, policy: ConnectorPolicy) -> Connector
         path: PathArg, pattern: Annotated[str, Field(max_length=500)], excludePatterns: Excludes = None
     ) -> str:
         """Files below a directory whose name (or relative path) matches a glob or contains the text."""
-        found = await anyio.to_thread.run_sync(source.search, path, pattern, excludePatterns or [])
+        found, notes = await anyio.to_thread.run_sync(source.search, path, pattern, excludePatterns or [])
         report_count(len(found))
-        return "\n".join(found) if found else "No matches found"
+        return "\n".join([*(found or ["No matches found"]), *notes])
 
     @server.tool(annotations=READ_ONLY)
     async def search_text(
@@ -300,7 +352,9 @@ def build_server(source: FilesystemSource, policy: ConnectorPolicy) -> Connector
         text: Annotated[str, Field(max_length=500)],
         max_matches: Annotated[int, Field(ge=1, le=MAX_MATCHES)] = 200,
     ) -> list[dict[str, Any]]:
-        """Lines holding `text` (case-insensitive) in the text files below a directory."""
+        """Lines holding `text` (case-insensitive) in the text files below a directory, each as
+        {path, line, text}; after them, what was not searched as {path, skipped: reason} (FIFOs,
+        sockets, devices, unreadable or oversize files, directories deeper than the depth limit)."""
         found = await anyio.to_thread.run_sync(lambda: source.search_text(path, text, (), max_matches))
         report_count(len(found))
         return found

@@ -223,7 +223,14 @@ class ContextEngine:
 
         root = Path(path).expanduser().resolve()
         source = name or root.name or "root"
-        extractor = LocalFolderExtractor(root, source, include=include, max_file_bytes=self.settings.max_file_bytes)
+        extractor = LocalFolderExtractor(
+            root,
+            source,
+            include=include,
+            max_file_bytes=self.settings.max_file_bytes,
+            max_depth=self.settings.max_dir_depth,
+            read_timeout=self.settings.file_read_timeout,
+        )
         mapper = FilesMapper(
             source,
             namespace or self.settings.default_namespace,

@@ -1,4 +1,9 @@
-"""A local folder as a source: text, Markdown and code files, read straight from disk."""
+"""A local folder as a source: text, Markdown and code files, read straight from disk.
+
+Only regular files inside the folder are read: FIFOs, sockets, device files and symbolic links
+that lead outside the folder are skipped with the reason, every read has a timeout, and
+directories more than `max_depth` levels down are skipped (see `file_access`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,15 @@ from pathlib import Path
 
 from aesoperator.errors import SourceError
 from aesoperator.graph_schema.ids import content_hash
+from aesoperator.ingest.file_access import (
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_READ_TIMEOUT,
+    UnreadableFile,
+    WalkedFile,
+    WalkSkip,
+    read_regular,
+    walk,
+)
 from aesoperator.ingest.records import SkippedRecord, SourceRecord
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
@@ -112,8 +126,9 @@ class LocalFolderExtractor:
     """Walks a folder in a stable order and yields one record per readable text file.
 
     A record's hash covers its content, so unchanged files are skipped on re-ingest without
-    being mapped or embedded again. Unreadable, binary or oversize files are reported in
-    `skipped` with the reason; they never stop the ingest.
+    being mapped or embedded again. Unreadable, binary, oversize and special files (FIFOs,
+    sockets, devices), links leading outside the folder and directories deeper than `max_depth`
+    are reported in `skipped` with the reason; they never stop the ingest.
     """
 
     def __init__(
@@ -123,6 +138,8 @@ class LocalFolderExtractor:
         include: Sequence[str] = (),
         exclude: Sequence[str] = DEFAULT_EXCLUDES,
         max_file_bytes: int = 2_000_000,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
     ) -> None:
         self.root = root.resolve()
         if not self.root.exists():
@@ -133,6 +150,8 @@ class LocalFolderExtractor:
         self.include = tuple(include)
         self.exclude = tuple(exclude)
         self.max_file_bytes = max_file_bytes
+        self.max_depth = max_depth
+        self.read_timeout = read_timeout
         self.skipped: list[SkippedRecord] = []
 
     def _wanted(self, rel: str, name: str) -> bool:
@@ -144,27 +163,30 @@ class LocalFolderExtractor:
         return suffix in TEXT_SUFFIXES or name in TEXT_NAMES or name.split(".")[0] in TEXT_NAMES
 
     def paths(self) -> Iterator[Path]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            dirnames[:] = sorted(
-                d for d in dirnames if not _matches(os.path.normpath(os.path.join(rel_dir, d)), d, self.exclude)
-            )
-            for name in sorted(filenames):
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                if self._wanted(rel, name):
-                    yield Path(dirpath) / name
+        def keep(name: str, rel: str) -> bool:
+            return not _matches(rel, name, self.exclude)
+
+        for item in walk(self.root, max_depth=self.max_depth, keep_dir=keep):
+            if isinstance(item, WalkSkip):
+                self.skipped.append(SkippedRecord(f"{item.rel}/", item.reason))
+            elif isinstance(item, WalkedFile) and self._wanted(item.rel, item.path.name):
+                yield item.path
+
+    def _inside(self, path: Path) -> bool:
+        real = Path(os.path.realpath(path))
+        return real == self.root or self.root in real.parents
 
     def read(self, path: Path) -> SourceRecord | None:
         rel = path.relative_to(self.root).as_posix()
-        try:
-            size = path.stat().st_size
-            if size > self.max_file_bytes:
-                self.skipped.append(SkippedRecord(rel, f"{size} bytes is over the {self.max_file_bytes} limit"))
-                return None
-            raw = path.read_bytes()
-        except OSError as exc:
-            self.skipped.append(SkippedRecord(rel, f"unreadable: {exc.strerror or exc}"))
+        if not self._inside(path):
+            self.skipped.append(SkippedRecord(rel, "a symbolic link to outside the folder: not read"))
             return None
+        try:
+            content = read_regular(path, max_bytes=self.max_file_bytes, timeout=self.read_timeout)
+        except UnreadableFile as exc:
+            self.skipped.append(SkippedRecord(rel, str(exc)))
+            return None
+        raw = content.data
         if b"\x00" in raw[:8192]:
             self.skipped.append(SkippedRecord(rel, "binary content"))
             return None
@@ -179,7 +201,7 @@ class LocalFolderExtractor:
             key=rel,
             kind="file",
             content_hash=content_hash(text),
-            payload={"path": rel, "text": text, "size": len(raw), "mtime": path.stat().st_mtime},
+            payload={"path": rel, "text": text, "size": len(raw), "mtime": content.mtime},
             uri=path.as_uri(),
         )
 

@@ -25,10 +25,12 @@ Options:
     concurrency:       get_file_info calls in flight (default 8)
     all_files:         without `include`, read every file, not only known text/code suffixes
     default_excludes:  also exclude .git, node_modules, __pycache__, virtualenvs... (default true)
+    max_depth:         directory levels read below a root; deeper directories are skipped with
+                       the reason (default 128)
     chunk_chars, overlap_chars: chunking of file text (default 1200 / 150)
 
-Binary files (a NUL byte, or mostly undecodable text), empty and oversize files are skipped with
-the reason, and are not read again while their version stays the same. The server reports
+Binary files (a NUL byte, or mostly undecodable text), empty and oversize files, and anything
+that is not a regular file (FIFOs, sockets, devices: never asked for) are skipped with the reason, and are not read again while their version stays the same. The server reports
 modification times to the second: a file rewritten within the same second with the same size
 and creation time looks unchanged until its next change.
 """
@@ -54,6 +56,7 @@ from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import Entity, Relation
 from aesoperator.ingest.adapters.base import McpConnection, unchanged
 from aesoperator.ingest.client import McpCallError
+from aesoperator.ingest.file_access import DEFAULT_MAX_DEPTH, too_deep_reason
 from aesoperator.ingest.local_files import DEFAULT_EXCLUDES, TEXT_NAMES, TEXT_SUFFIXES
 from aesoperator.ingest.mappers.files import FilesMapper
 from aesoperator.ingest.pipeline import QUARANTINE_PREFIX
@@ -271,6 +274,7 @@ class Adapter:
         self.read_batch_bytes = _int_option(options, "read_batch_bytes", 1_000_000, name)
         self.concurrency = _int_option(options, "concurrency", 8, name)
         self.all_files = bool(options.get("all_files", False))
+        self.max_depth = _int_option(options, "max_depth", DEFAULT_MAX_DEPTH, name)
         chunk_chars = _int_option(options, "chunk_chars", 1200, name, least=100)
         overlap_chars = _int_option(options, "overlap_chars", 150, name, least=0)
         self.exclude: tuple[str, ...] = tuple(definition.exclude) + (
@@ -343,34 +347,40 @@ class Adapter:
             tree = json.loads(text)
             if not isinstance(tree, list):
                 raise ValueError("directory_tree did not answer with a list")
-        except McpCallError:  # too large for one answer, or a folder it could not read
+        except (McpCallError, RecursionError):  # too large or too deep for one answer, or unreadable
             return await self._tree_by_listing(conn, root)
         except ValueError as exc:
             raise SourceError(f"source {self.definition.name!r}: cannot read the tree of {root.path}: {exc}") from exc
         dirs: list[str] = []
         files: list[str] = []
-
-        def walk(entries: list[Any], base: str) -> None:
+        # Iterative, so a deep tree cannot exhaust the interpreter's stack.
+        pending: list[tuple[list[Any], str, int]] = [(tree, "", 1)]
+        while pending:
+            entries, base, depth = pending.pop()
             for entry in entries:
                 if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
                     raise SourceError(f"source {self.definition.name!r}: malformed directory_tree entry {entry!r}")
                 rel = f"{base}/{entry['name']}" if base else entry["name"]
                 if entry.get("type") == "directory":
-                    if self.wanted_directory(rel):
-                        dirs.append(rel)
-                        walk(entry.get("children") or [], rel)
+                    if not self.wanted_directory(rel):
+                        continue
+                    if depth > self.max_depth:
+                        self._skip(directory_key(self._key(root, rel)), too_deep_reason(self.max_depth))
+                        continue
+                    dirs.append(rel)
+                    if isinstance(entry.get("skipped"), str):  # the server did not walk it
+                        self._skip(directory_key(self._key(root, rel)), f"not listed by the server: {entry['skipped']}")
+                    pending.append((entry.get("children") or [], rel, depth + 1))
                 elif self.wanted_file(rel):
                     files.append(rel)
-
-        walk(tree, "")
         return dirs, files
 
     async def _tree_by_listing(self, conn: McpConnection, root: _Root) -> tuple[list[str], list[str]]:
         dirs: list[str] = []
         files: list[str] = []
-        pending = [""]
+        pending = [("", 0)]
         while pending:
-            rel_dir = pending.pop()
+            rel_dir, depth = pending.pop()
             where = posixpath.join(root.path, rel_dir) if rel_dir else root.path
             try:
                 text = (await conn.call_tool("list_directory", {"path": where})).text
@@ -383,9 +393,13 @@ class Adapter:
                     continue
                 rel = f"{rel_dir}/{match.group(2)}" if rel_dir else match.group(2)
                 if match.group(1) == "DIR":
-                    if self.wanted_directory(rel):
-                        dirs.append(rel)
-                        pending.append(rel)
+                    if not self.wanted_directory(rel):
+                        continue
+                    if depth + 1 > self.max_depth:
+                        self._skip(directory_key(self._key(root, rel)), too_deep_reason(self.max_depth))
+                        continue
+                    dirs.append(rel)
+                    pending.append((rel, depth + 1))
                 elif self.wanted_file(rel):
                     files.append(rel)
         return dirs, files
