@@ -122,12 +122,16 @@ class ContextEngine:
         return cls(open_store(settings), settings=settings, embedder=embedder)
 
     def close(self) -> None:
-        with self._index_lock:
-            if self._index is not None:
-                self._index.save()
-            if self._keywords is not None:
-                self._keywords.close()
-        self.store.close()
+        """Save the vector index when the disk has room (the saved copy only spares the next open
+        some replay), close the keyword index, and close the store whatever happened before."""
+        try:
+            with self._index_lock:
+                if self._index is not None:
+                    self._index.save_if_room()
+                if self._keywords is not None:
+                    self._keywords.close()
+        finally:
+            self.store.close()
 
     def __enter__(self) -> ContextEngine:
         return self

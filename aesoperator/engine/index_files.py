@@ -14,11 +14,13 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aesoperator.engine.stores.base import GraphStore
+from aesoperator.engine.stores.out_of_space import out_of_space_errno, reraise_if_out_of_space
 from aesoperator.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,29 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+# What a save that found no room leaves behind.
+SAVE_FAILED_OUTCOME = (
+    "the index saved before is unchanged and consistent (it catches up from the store's change log "
+    "when it is loaded), and the files of the failed save were removed"
+)
+
+
+@contextlib.contextmanager
+def saving(directory: Path, what: str, new_files: list[Path]) -> Iterator[None]:
+    """Around a save that writes `new_files` and then commits by replacing its manifest: on any
+    failure before the commit the new files are removed (the manifest still names the old ones, and
+    a full disk needs the room back), and running out of space becomes a StoreError saying so.
+    The caller empties `new_files` once the manifest is replaced."""
+    try:
+        yield
+    except BaseException as exc:
+        for path in new_files:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+        reraise_if_out_of_space(exc, directory, f"save {what}", SAVE_FAILED_OUTCOME)
+        raise
+
+
 def store_identity(store: GraphStore) -> dict[str, Any]:
     """What a manifest records of the store an index was built from."""
     identity: dict[str, Any] = {"backend": getattr(store, "backend", None)}
@@ -146,6 +171,21 @@ class DerivedIndex(ABC):
     @abstractmethod
     def _catch_up(self, store: GraphStore, persist: bool | None, started: float) -> SyncReport: ...
 
+    @abstractmethod
+    def save(self) -> None:
+        """Persist the in-memory index atomically; StoreError when the disk has no room."""
+
+    def save_if_room(self) -> None:
+        """A save that only spares the next load some work (after a sync's rebuild or replay, at
+        close): when the disk has no room the saved copy is left as it was (and consistent), the
+        problem is logged, and the caller, which may be serving a query, goes on."""
+        try:
+            self.save()
+        except StoreError as exc:
+            if out_of_space_errno(exc) is None:
+                raise
+            log.warning("%s not saved: %s", self, exc)
+
     def sync(self, store: GraphStore, persist: bool | None = None) -> SyncReport:
         """Bring the index up to date with `store`, incrementally when it can, else by rebuilding.
 
@@ -181,6 +221,8 @@ class DerivedIndex(ABC):
         """Rebuild from the store (and save, when `persist`)."""
         started = time.perf_counter()
         with self._sync_lock:
-            report = self._rebuild(store, "requested", persist, started)
+            report = self._rebuild(store, "requested", False, started)
             self.last_sync = report
+            if persist:  # asked for: a save that fails is the caller's error
+                self.save()
             return report

@@ -45,6 +45,7 @@ from aesoperator.engine.index_files import (
     IndexLoadError,
     SyncReport,
     fsync_dir,
+    saving,
     sha256_file,
     store_identity,
     write_bytes_atomic,
@@ -520,7 +521,7 @@ class KeywordIndex(DerivedIndex):
             self._store_identity = store_identity(store)
             count = self._live_docs
         if persist:
-            self.save()
+            self.save_if_room()
         seconds = time.perf_counter() - started
         log.info("rebuilt keyword index: %d entities in %.2fs (%s)", count, seconds, reason)
         return SyncReport(rebuilt=True, reason=reason, added=count, seconds=seconds, store_seq=target, count=count)
@@ -562,7 +563,7 @@ class KeywordIndex(DerivedIndex):
             self.store_seq = max(target, cursor)
             self._store_identity = store_identity(store)
         if persist is True and (moved or changed):
-            self.save()
+            self.save_if_room()
         return SyncReport(
             rebuilt=False,
             reason="incremental",
@@ -579,7 +580,8 @@ class KeywordIndex(DerivedIndex):
         """Persist atomically (a new generation file, then the manifest). No-op without a directory."""
         if self.directory is None:
             return
-        with self._lock:
+        new_files: list[Path] = []
+        with self._lock, saving(self.directory, "the keyword index", new_files):
             if self._delta or self._dead_postings:
                 self._merge()
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -587,6 +589,7 @@ class KeywordIndex(DerivedIndex):
             name = f"{_FILE_PREFIX}{generation:06d}.npz"
             path = self.directory / name
             tmp = self.directory / f".{name}.tmp"
+            new_files += [tmp, path]
             labels = {
                 "ids": self._ids,
                 "names": self._names,
@@ -622,6 +625,7 @@ class KeywordIndex(DerivedIndex):
                 "saved_at": datetime.now(UTC).isoformat(),
             }
             write_bytes_atomic(self.directory / MANIFEST_NAME, json.dumps(manifest, indent=1).encode("utf-8"))
+            new_files.clear()  # committed: the manifest names the new file now
             fsync_dir(self.directory)
             self._generation = generation
             self._replayed_since_save = 0
@@ -686,9 +690,11 @@ class KeywordIndex(DerivedIndex):
 
     def close(self) -> None:
         """Release the tokenizer; save first when the next open would otherwise replay a long log."""
-        if self._replayed_since_save >= SAVE_AT_CLOSE_AFTER and self.directory is not None:
-            self.save()
-        self._terms.close()
+        try:
+            if self._replayed_since_save >= SAVE_AT_CLOSE_AFTER and self.directory is not None:
+                self.save_if_room()
+        finally:
+            self._terms.close()
 
     def __repr__(self) -> str:
         return f"KeywordIndex(directory={self.directory!s}, count={len(self)}, store_seq={self.store_seq})"

@@ -55,7 +55,7 @@ from aesoperator.engine.index_files import (
     IndexLoadError,
     SyncReport,
     fsync_dir,
-    fsync_file,
+    saving,
     sha256_file,
     store_identity,
     tmp_path,
@@ -154,16 +154,28 @@ def _build_ivf(rows: np.ndarray, labels: np.ndarray, dim: int, nprobe: int) -> f
 
 
 def _write_faiss_atomic(path: Path, index: faiss.Index) -> str:
-    """Write a FAISS index through a temp file; returns the sha256 of what was written."""
+    """Write a FAISS index through a temp file; returns the sha256 of what was written.
+
+    The bytes pass through Python's file I/O rather than FAISS's own: FAISS only prints a failed
+    close to stderr, so a disk that fills up at the final flush would leave a truncated file behind
+    a checksum that matches it. Here every write error (ENOSPC, EFBIG) raises OSError."""
     tmp = tmp_path(path)
+    digest = hashlib.sha256()
     try:
-        faiss.write_index(index, str(tmp))
-        fsync_file(tmp)
-        checksum = sha256_file(tmp)
+        with tmp.open("wb") as handle:
+
+            def write(chunk: bytes) -> int:
+                handle.write(chunk)
+                digest.update(chunk)
+                return len(chunk)
+
+            faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return checksum
+    return digest.hexdigest()
 
 
 def _as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
@@ -455,8 +467,12 @@ class VectorIndex(DerivedIndex):
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def save(self) -> None:
-        """Persist atomically: changed namespaces get new files, then the manifest is replaced."""
-        with self._lock, self._dir_lock():
+        """Persist atomically: changed namespaces get new files, then the manifest is replaced.
+
+        A failure (a full disk: StoreError saying so) leaves the saved index as it was and
+        removes the files this save wrote; the in-memory index stays current and unsaved."""
+        new_files: list[Path] = []
+        with self._lock, saving(self.directory, "the vector index", new_files), self._dir_lock():
             state = self._state
             generation = self._generation + 1
             entries: dict[str, dict[str, Any]] = {}
@@ -478,6 +494,7 @@ class VectorIndex(DerivedIndex):
                 labels = _labels(part).tolist()
                 ids_doc = {"namespace": ns, "ids": [state.str_of[label] for label in labels]}
                 ids_bytes = json.dumps(ids_doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                new_files += [self.directory / file_name, self.directory / ids_name]
                 checksums[file_name] = _write_faiss_atomic(self.directory / file_name, part)
                 write_bytes_atomic(self.directory / ids_name, ids_bytes)
                 checksums[ids_name] = hashlib.sha256(ids_bytes).hexdigest()
@@ -502,6 +519,7 @@ class VectorIndex(DerivedIndex):
                 "saved_at": datetime.now(UTC).isoformat(),
             }
             write_bytes_atomic(self.manifest_path, json.dumps(manifest, indent=1).encode("utf-8"))
+            new_files.clear()  # committed: the manifest names them now
             fsync_dir(self.directory)
             self._generation = generation
             self._saved = entries
@@ -647,7 +665,7 @@ class VectorIndex(DerivedIndex):
             self._store_identity = store_identity(store)
             count = len(state.int_of)
         if persist:
-            self.save()
+            self.save_if_room()
         seconds = time.perf_counter() - started
         log.info("rebuilt vector index %s: %d vectors in %.2fs (%s)", self.directory, count, seconds, reason)
         return SyncReport(
@@ -712,7 +730,7 @@ class VectorIndex(DerivedIndex):
             self._store_identity = store_identity(store)
             changed = bool(self._dirty)
         if persist is True and (changed or moved):
-            self.save()
+            self.save_if_room()
         return SyncReport(
             rebuilt=False,
             reason="incremental",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
-from aesoperator.errors import AesopError, SourceError
+from aesoperator.errors import AesopError, SourceError, StoreError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 from aesoperator.ingest.progress import NoProgress, ProgressReporter
@@ -130,8 +130,29 @@ class IngestPipeline:
         skipped: list[SkippedRecord] | None = None,
         remove_missing: bool = True,
     ) -> IngestReport:
-        started = time.perf_counter()
+        """Ingest `records` of `source`. A store failure (an unreachable server, a full disk) stops
+        the run with a StoreError that says so; every batch written before it is kept, whole, and
+        running the same ingest again resumes after them."""
         report = IngestReport(source=source)
+        try:
+            return self._run(report, source, records, mapper, total, skipped, remove_missing)
+        except StoreError as exc:
+            raise StoreError(
+                f"ingest of source {source!r} stopped after {report.batches} batch(es) written in this run: {exc} "
+                "The batches written are kept whole; the same ingest run again resumes after them."
+            ) from exc
+
+    def _run(
+        self,
+        report: IngestReport,
+        source: str,
+        records: Iterable[SourceRecord],
+        mapper: Mapper,
+        total: int | None,
+        skipped: list[SkippedRecord] | None,
+        remove_missing: bool,
+    ) -> IngestReport:
+        started = time.perf_counter()
         previous = self.store.source_items(source)
         self._previous = previous
         self._mapped_relation_ids: set[str] = set()

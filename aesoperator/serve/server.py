@@ -51,6 +51,7 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
+from aesoperator.engine.stores.out_of_space import out_of_space_errno
 from aesoperator.errors import AesopError, AuthError, PermissionDenied, RateLimited
 from aesoperator.serve.guard import CallGuard
 from aesoperator.serve.principal import Principal
@@ -147,6 +148,12 @@ def classify(exc: BaseException, what: str) -> Failure:
         if isinstance(cause, AesopError):
             kind = type(cause).__name__.removesuffix("Error").lower() or "error"
             return Failure("error", ErrorInfo(type=kind, message=f"{what} failed: {cause}"))
+    if out_of_space_errno(exc) is not None:  # a write outside the store's own error handling
+        os_error = next((c for c in _causes(exc) if isinstance(c, OSError)), None)
+        where = f" {os_error.filename}" if os_error is not None and os_error.filename else ""
+        why = os_error.strerror if os_error is not None and os_error.strerror else str(exc)
+        msg = f"{what} failed: no room left to write{where} ({why}); free disk space and call again"
+        return Failure("error", ErrorInfo(type="store", message=msg))
     if isinstance(exc, ToolError) and exc.__cause__ is None and exc.__context__ is None:
         return Failure("error", ErrorInfo(type="invalid_call", message=str(exc)))
     log.error("unexpected failure in %s", what, exc_info=exc)

@@ -44,6 +44,7 @@ from aesoperator.engine.stores.embedded_rows import (
 from aesoperator.engine.stores.embedded_schema import configure, create_schema
 from aesoperator.engine.stores.embedded_write import apply_batch
 from aesoperator.engine.stores.graph_view import GraphView
+from aesoperator.engine.stores.out_of_space import reraise_if_out_of_space
 from aesoperator.errors import StoreError
 from aesoperator.graph_schema.models import Direction, Entity, Relation, to_iso, utcnow
 
@@ -65,6 +66,8 @@ KEYWORD_OVERFETCH = 4
 _DF_CACHE_MAX = 50_000
 
 _NS_FILTER = "(?{n} IS NULL OR {col} IN (SELECT value FROM json_each(?{n})))"
+# What a failed write leaves: SQLite rolls the whole transaction back.
+_NOTHING_WRITTEN = "the transaction was rolled back, so the store is as it was before this write"
 
 
 def _page(size: int) -> int:
@@ -95,6 +98,7 @@ class EmbeddedGraphStore(BatchWriter):
             self.path.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
+            reraise_if_out_of_space(exc, self.path, f"open the graph store at {self.db_path}", _NOTHING_WRITTEN)
             raise StoreError(f"cannot open the graph store at {self.db_path}: {exc}") from exc
         self._conn = conn
         try:
@@ -102,6 +106,7 @@ class EmbeddedGraphStore(BatchWriter):
             create_schema(conn)
         except sqlite3.Error as exc:
             conn.close()
+            reraise_if_out_of_space(exc, self.path, f"initialise the graph store at {self.db_path}", _NOTHING_WRITTEN)
             raise StoreError(f"cannot initialise the graph store at {self.db_path}: {exc}") from exc
         except BaseException:
             conn.close()
@@ -124,6 +129,9 @@ class EmbeddedGraphStore(BatchWriter):
             try:
                 yield self._conn
             except sqlite3.Error as exc:
+                reraise_if_out_of_space(
+                    exc, self.path, f"{action} in the graph store at {self.db_path}", _NOTHING_WRITTEN
+                )
                 raise StoreError(f"graph store at {self.db_path}: could not {action}: {exc}") from exc
 
     @contextmanager
