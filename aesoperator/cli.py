@@ -635,20 +635,36 @@ def tokens_revoke(
     )
 
 
-def _audit_log() -> Any:
+_KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="The audit key (default: the audit_key_file setting, AESOP_AUDIT_KEY_FILE, else <data-dir>/audit.key).",
+    ),
+]
+# `aesop audit verify` exit codes, by report status
+AUDIT_EXIT_CODES = {"intact": 0, "broken": 1, "unverifiable": 2, "upgrade_needed": 3}
+
+
+def _audit_log(key_file: Path | None = None) -> Any:
     from aesoperator.serve.audit import AuditLog
 
-    return AuditLog.in_data_dir(_data_dir())
+    return AuditLog.in_data_dir(_data_dir(), key_path=key_file)
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain and checkpoint; exit 1 naming the first broken record."""
-    report = _audit_log().verify()
+def audit_verify(key_file: _KeyFileOption = None) -> None:
+    """Check the hash chain, the signed checkpoint and every record's signature. Exit 0 intact,
+    1 broken (naming the first bad record), 2 key missing, 3 previous format (run `aesop audit upgrade`)."""
+    report = _audit_log(key_file).verify()
 
     def render() -> None:
         if report.ok:
-            out.print(f"[green]intact[/]: {report.records} records, chain and checkpoint verified")
+            out.print(f"[green]intact[/]: {report.records} records, chain, checkpoint and signatures verified")
+        elif report.status == "upgrade_needed":
+            err.print(f"[yellow]upgrade needed[/]: {escape(report.problem or '')}")
+        elif report.status == "unverifiable":
+            err.print(f"[yellow]cannot verify[/]: {escape(report.problem or '')}")
         else:
             err.print(f"[red]audit log broken[/]: {escape(report.problem or '')}")
             out.print(f"{report.records} records verified before the problem")
@@ -656,8 +672,34 @@ def audit_verify() -> None:
             err.print(f"[yellow]warning[/]: {escape(warning)}")
 
     _emit(report.as_dict(), render)
-    if not report.ok:
-        raise typer.Exit(1)
+    code = AUDIT_EXIT_CODES.get(str(report.status), 1)
+    if code:
+        raise typer.Exit(code)
+
+
+@audit_app.command("init")
+def audit_init(key_file: _KeyFileOption = None) -> None:
+    """Start the audit log of a data dir: write its first signed checkpoint (and the key, unless
+    it exists already, e.g. one kept outside the data dir)."""
+    log = _audit_log(key_file)
+    log.initialise()
+    _emit(
+        {"log": str(log.path), "key": str(log.key_path)},
+        lambda: out.print(f"[green]started[/] {escape(str(log.path))}, signed with {escape(str(log.key_path))}"),
+    )
+
+
+@audit_app.command("upgrade")
+def audit_upgrade(key_file: _KeyFileOption = None) -> None:
+    """Seal a log of the previous (unsigned) format: check it, then append a signed record that
+    chains to its last one; every later record is signed."""
+    record = _audit_log(key_file).upgrade()
+    _emit(
+        record,
+        lambda: out.print(
+            f"[green]upgraded[/]: records 1-{record['seq'] - 1} sealed by the signed record {record['seq']}"
+        ),
+    )
 
 
 @audit_app.command("tail")
@@ -725,6 +767,34 @@ def serve(
         str | None, typer.Option(help="Calls per principal, e.g. 10/s or 600/min:50 (burst 50). Default: none.")
     ] = None,
     audit: Annotated[bool, typer.Option(help="Record every call in <data-dir>/audit.log.")] = True,
+    audit_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--audit-key-file",
+            help="Key that signs the audit log (default: AESOP_AUDIT_KEY_FILE, else <data-dir>/audit.key); keep it "
+            "outside the data dir. Created with the log's first checkpoint if missing.",
+        ),
+    ] = None,
+    jwt_issuer: Annotated[
+        str | None, typer.Option("--jwt-issuer", help="Also accept OAuth2 JWTs from this issuer (AESOP_JWT_ISSUER).")
+    ] = None,
+    jwt_audience: Annotated[
+        str | None,
+        typer.Option("--jwt-audience", help="Audience JWTs must carry (AESOP_JWT_AUDIENCE; default: the MCP URL)."),
+    ] = None,
+    jwks_url: Annotated[
+        str | None, typer.Option("--jwks-url", help="The issuer's JWKS URL, https (AESOP_JWKS_URL).")
+    ] = None,
+    jwks_file: Annotated[
+        Path | None, typer.Option("--jwks-file", help="A JWKS file, re-read when it changes (AESOP_JWKS_FILE).")
+    ] = None,
+    jwt_algorithm: Annotated[
+        list[str] | None,
+        typer.Option("--jwt-algorithm", help="Allowed JWT algorithm, repeatable (default RS256 and ES256)."),
+    ] = None,
+    jwt_leeway: Annotated[
+        float | None, typer.Option("--jwt-leeway", help="Seconds of clock skew allowed on exp/nbf (default 30).")
+    ] = None,
     warm: Annotated[
         bool, typer.Option(help="Load the embedding model and vector index at start rather than on the first search.")
     ] = True,
@@ -749,11 +819,14 @@ def serve(
         raise AesopError("--no-auth serves loopback addresses only: drop --no-auth or bind 127.0.0.1")
     with _engine() as engine:
         data_dir = engine.settings.data_dir
+        key_path = audit_key_file or engine.settings.audit_key_file
         guard = CallGuard(
-            audit=AuditLog.in_data_dir(data_dir) if audit else None,
+            audit=AuditLog.in_data_dir(data_dir, key_path=key_path) if audit else None,
             limiter=RateLimiter(Limit.parse(rate_limit)) if rate_limit else None,
         )
         try:
+            if guard.audit is not None:
+                guard.audit.open_for_writing()  # a missing key stops the server here, not at its first call
             if not http:
                 resolver = serve_auth.stdio_principal_resolver(given)
                 run_stdio(build_server(engine, guard, resolver, memory_namespace=memory_namespace, warm=warm))
@@ -770,11 +843,23 @@ def serve(
                 server = build_server(engine, guard, lambda: local, memory_namespace=memory_namespace, warm=warm)
                 app_ = http_app(server, host=host, path=path)
             else:
-                verifier = serve_auth.build_verifier(data_dir, resource_url=url)
+                jwt = serve_auth.jwt_options(
+                    engine.settings,
+                    jwt_issuer=jwt_issuer,
+                    jwt_audience=jwt_audience,
+                    jwks_url=jwks_url,
+                    jwks_file=jwks_file,
+                    jwt_algorithms=jwt_algorithm,
+                    leeway=jwt_leeway,
+                )
+                verifier = serve_auth.build_verifier(data_dir, resource_url=url, **jwt)
                 server = build_server(
                     engine, guard, serve_auth.http_principal_resolver(), memory_namespace=memory_namespace, warm=warm
                 )
-                app_ = serve_auth.build_http_app(server, verifier, url, guard=guard, json_response=False, host=host)
+                issuers = [jwt["jwt_issuer"]] if jwt["jwt_issuer"] else []
+                app_ = serve_auth.build_http_app(
+                    server, verifier, url, issuers, guard=guard, json_response=False, host=host
+                )
             err.print(f"serving MCP at {url}" + (" (no authentication)" if no_auth else ""), highlight=False)
             serve_auth.serve_http(app_, sock)
         finally:

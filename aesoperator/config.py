@@ -65,6 +65,24 @@ class Settings(BaseSettings):
         default=64, ge=1, le=65_536, description="IVF lists searched per query: more is slower and more exact."
     )
 
+    audit_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "Key that signs the audit log (default <data_dir>/audit.key). Keep it outside the data dir,"
+            " readable by the server but not writable by whoever can write the data dir."
+        ),
+    )
+    jwt_issuer: str | None = Field(default=None, description="Accept OAuth2 JWT access tokens from this issuer.")
+    jwt_audience: str | None = Field(
+        default=None, description="Audience JWTs must carry (default: the server's resource URL)."
+    )
+    jwks_url: str | None = Field(default=None, description="The issuer's JWKS (https, or http on loopback).")
+    jwks_file: Path | None = Field(default=None, description="A local JWKS file (re-read when it changes).")
+    jwt_algorithms: list[str] | None = Field(
+        default=None, description="Allowed JWT signature algorithms (default RS256 and ES256)."
+    )
+    jwt_leeway: float = Field(default=30.0, ge=0, le=600, description="Seconds of clock skew allowed on exp and nbf.")
+
     @field_validator("graph")
     @classmethod
     def _check_graph(cls, value: str) -> str:

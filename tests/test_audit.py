@@ -68,6 +68,7 @@ def test_records_chain_and_verify(audit: AuditLog) -> None:
             "latency_ms",
             "prev",
             "hash",
+            "mac",  # format 2: each record is signed with the audit key
         }
     assert records[1]["args_sha256"] == arguments_digest({"k": 5, "query": "question 1"})  # key order irrelevant
     assert "question" not in audit.path.read_text()  # arguments only as a digest
@@ -275,3 +276,193 @@ def test_cli_tokens(tmp_path: Path) -> None:
     assert json.loads(runner.invoke(app, ["-d", str(tmp_path), "--json", "tokens", "list"]).stdout) == []
     every = json.loads(runner.invoke(app, ["-d", str(tmp_path), "--json", "tokens", "list", "--all"]).stdout)
     assert every[0]["status"] == "revoked"
+
+
+# -- signatures, deletion, forgery, the key's place, the previous format ---------------------------
+FORMAT_1_FIXTURE = Path(__file__).parent / "fixtures" / "audit_format1"  # written by the format 1 writer
+
+
+def _verify_cli(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(app, ["-d", str(data_dir), "--json", "audit", "verify", *args], env=env)
+
+
+def _forge_next(log: AuditLog, mac: str | None, **changes: Any) -> None:
+    """Append a correctly chained record, as someone who can write the log but not read the key."""
+    last = json.loads(_lines(log)[-1])
+    forged = {k: v for k, v in last.items() if k != "mac"}
+    forged.update(seq=last["seq"] + 1, prev=last["hash"], tool="remember", **changes)
+    forged["hash"] = record_hash(forged)
+    if mac is not None:
+        forged["mac"] = mac
+    with log.path.open("a") as handle:
+        handle.write(canonical_json(forged) + "\n")
+
+
+def test_deleting_log_and_checkpoint_is_detected_and_stays_detected(tmp_path: Path) -> None:
+    log = AuditLog.in_data_dir(tmp_path)
+    _fill(log, 4)
+    log.close()
+    log.path.unlink()
+    log.checkpoint_path.unlink()
+    report = AuditLog.in_data_dir(tmp_path).verify()
+    assert not report.ok and report.status == "broken" and "deleted" in (report.problem or "")
+    assert _verify_cli(tmp_path).exit_code == 1
+
+    after = AuditLog.in_data_dir(tmp_path)  # the next server start writes a genuine record
+    _fill(after, 2)
+    report = after.verify()
+    assert not report.ok and report.bad_seq == 1 and "restart" in (report.problem or "")
+    restart = after.tail(3)[0]
+    assert restart["tool"] == "audit.restart" and restart["principal"] == "aesop" and restart["decision"] == "error"
+
+
+def test_removing_the_checkpoint_and_the_tail_stays_detected_after_a_write(audit: AuditLog) -> None:
+    _write(audit, _lines(audit)[:3])
+    audit.checkpoint_path.unlink()
+    assert "missing" in (audit.verify().problem or "")
+    fresh = AuditLog(audit.path)
+    _fill(fresh, 1)
+    report = fresh.verify()
+    assert not report.ok and report.bad_seq == 4 and "restart" in (report.problem or "")
+
+
+@pytest.mark.parametrize("mac", [None, "copied", "f" * 64], ids=["unsigned", "copied-signature", "made-up"])
+def test_record_forged_without_the_key_fails_and_keeps_failing(audit: AuditLog, mac: str | None) -> None:
+    copied = json.loads(_lines(audit)[-1])["mac"]
+    _forge_next(audit, copied if mac == "copied" else mac)
+    report = audit.verify()
+    assert not report.ok and report.status == "broken" and report.bad_seq == 7, report
+    assert "signature" in (report.problem or "") or "signed" in (report.problem or "")
+
+    genuine = AuditLog(audit.path)  # a later genuine write does not confirm the forged record
+    _fill(genuine, 2)
+    report = genuine.verify()
+    assert not report.ok and report.bad_line == 8, report
+
+
+def test_signed_tail_left_by_a_stopped_writer_is_accepted(audit: AuditLog) -> None:
+    before = audit.checkpoint_path.read_text()
+    _fill(audit, 1)
+    audit.checkpoint_path.write_text(before)  # the writer stopped between its record and its checkpoint
+    report = AuditLog(audit.path).verify()
+    assert report.ok and report.records == 7 and "after the checkpoint" in report.warnings[0]
+    next_writer = AuditLog(audit.path)
+    _fill(next_writer, 1)
+    report = next_writer.verify()
+    assert report.ok and report.records == 8 and not report.warnings
+
+
+def test_key_outside_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aesoperator.serve.audit_format import Checkpoint, create_key, record_mac, write_checkpoint
+
+    data, key_path = tmp_path / "data", tmp_path / "secrets" / "audit.key"
+    monkeypatch.setenv("AESOP_AUDIT_KEY_FILE", str(key_path))
+    log = AuditLog.in_data_dir(data)  # the setting names the key
+    assert log.key_path == key_path
+    _fill(log, 3)
+    assert key_path.stat().st_mode & 0o777 == 0o600 and not (data / "audit.key").exists()
+    assert log.verify().ok
+    ok = _verify_cli(data, env={"AESOP_AUDIT_KEY_FILE": str(key_path)})
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["status"] == "intact"
+    monkeypatch.delenv("AESOP_AUDIT_KEY_FILE")
+    no_key = _verify_cli(data)
+    assert no_key.exit_code == 2 and json.loads(no_key.stdout)["status"] == "unverifiable"
+    assert _verify_cli(data, "--key-file", str(key_path)).exit_code == 0
+
+    # Someone who can write the data dir rewrites a record and re-signs everything with a key of
+    # their own: it verifies only against their key, never against the one kept outside.
+    records = [json.loads(line) for line in _lines(log)]
+    records[1]["principal"] = "someone-else"
+    own_key = create_key(data / "audit.key")
+    prev = GENESIS
+    for r in records:
+        r["prev"] = prev
+        r["hash"] = record_hash(r)
+        r["mac"] = record_mac(own_key, r["hash"])
+        prev = r["hash"]
+    _write(log, [canonical_json(r) + "\n" for r in records])
+    write_checkpoint(log.checkpoint_path, Checkpoint(3, prev, log.path.stat().st_size), own_key)
+    assert AuditLog.in_data_dir(data).verify().ok  # the forger's own key: the reason to keep it elsewhere
+    report = AuditLog.in_data_dir(data, key_path=key_path).verify()
+    assert not report.ok and "signature" in (report.problem or "")
+
+
+def test_writer_refuses_a_new_key_for_an_existing_log(audit: AuditLog) -> None:
+    from aesoperator.errors import ConfigError
+
+    audit.close()
+    audit.key_path.unlink()
+    writer = AuditLog(audit.path)
+    with pytest.raises(ConfigError, match="missing"):
+        writer.open_for_writing()
+    with pytest.raises(ConfigError, match="AESOP_AUDIT_KEY_FILE"):
+        _fill(writer, 1)
+    assert not audit.key_path.exists() and len(_lines(audit)) == 6
+    report = writer.verify()
+    assert report.status == "unverifiable" and "missing" in (report.problem or "")
+
+
+def test_init_starts_a_log_and_refuses_to_restart_one(tmp_path: Path) -> None:
+    shared_key = tmp_path / "keys" / "audit.key"
+    runner = CliRunner()
+    for name in ("one", "two"):  # one key can serve several data dirs
+        started = runner.invoke(app, ["-d", str(tmp_path / name), "audit", "init", "--key-file", str(shared_key)])
+        assert started.exit_code == 0, started.output
+        assert _verify_cli(tmp_path / name, "--key-file", str(shared_key)).exit_code == 0
+    again = runner.invoke(app, ["-d", str(tmp_path / "one"), "audit", "init", "--key-file", str(shared_key)])
+    assert again.exit_code != 0 and "already started" in str(again.exception or again.output)
+    assert AuditLog.in_data_dir(tmp_path / "empty").verify().ok  # nothing was ever recorded there
+
+
+def _format_1_copy(tmp_path: Path) -> AuditLog:
+    for name in ("audit.log", "audit.checkpoint", "audit.key"):
+        (tmp_path / name).write_bytes((FORMAT_1_FIXTURE / name).read_bytes())
+    return AuditLog.in_data_dir(tmp_path)
+
+
+def test_format_1_log_verifies_and_is_upgraded(tmp_path: Path) -> None:
+    log = _format_1_copy(tmp_path)
+    legacy = log.path.read_bytes()
+    report = log.verify()
+    assert not report.ok and report.status == "upgrade_needed" and report.records == 5
+    assert "aesop audit upgrade" in (report.problem or "")
+    assert _verify_cli(tmp_path).exit_code == 3
+
+    upgraded = CliRunner().invoke(app, ["-d", str(tmp_path), "audit", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert log.path.read_bytes().startswith(legacy)  # the old records are kept as they were
+    report = log.verify()
+    assert report.ok and report.records == 6 and "unsigned format" in report.warnings[0]
+    assert log.tail(1)[0]["tool"] == "audit.upgrade" and log.tail(1)[0]["result_count"] == 5
+    _fill(log, 1)
+    assert log.verify().ok
+
+    lines = _lines(log)  # the sealed, unsigned records still cannot be changed
+    record = json.loads(lines[1])
+    record["principal"] = "mallory"
+    record["hash"] = record_hash(record)
+    lines[1] = canonical_json(record) + "\n"
+    _write(log, lines)
+    assert log.verify().bad_seq == 3
+
+
+def test_format_1_log_is_upgraded_by_the_first_new_record(tmp_path: Path) -> None:
+    log = _format_1_copy(tmp_path)
+    _fill(log, 1)
+    first, call = log.tail(2)
+    assert first["tool"] == "audit.upgrade" and first["seq"] == 6 and call["seq"] == 7
+    assert log.verify().ok
+
+
+def test_format_1_log_with_a_forged_tail_is_not_sealed(tmp_path: Path) -> None:
+    from aesoperator.errors import AesopError
+
+    log = _format_1_copy(tmp_path)
+    _forge_next(log, None)
+    report = log.verify()
+    assert not report.ok and report.status == "broken" and report.bad_seq == 6
+    assert "neither confirmed" in (report.problem or "")
+    with pytest.raises(AesopError, match="cannot be upgraded"):
+        log.upgrade()
+    _fill(log, 1)  # a writer seals the log at its checkpoint, leaving the forged record out of the chain
+    assert not log.verify().ok

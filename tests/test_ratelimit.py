@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import jsonschema  # noqa: F401  (a client's first call_tool imports it: ~2 s that a timed call should not include)
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client

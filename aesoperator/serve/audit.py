@@ -1,122 +1,128 @@
-"""Append-only, hash-chained audit log of tool calls.
+"""Append-only, hash-chained, signed audit log of tool calls.
 
-One JSON line per call in `<data_dir>/audit.log`:
+One JSON line per call in `<data_dir>/audit.log` (the format is described in `audit_format.py`):
 
     {"args_sha256": "...", "decision": "allow", "hash": "...", "kind": "static", "latency_ms": 12.5,
-     "prev": "...", "principal": "alice", "result_count": 3, "seq": 42, "time": "2026-...Z",
-     "tool": "search"}
+     "mac": "...", "prev": "...", "principal": "alice", "result_count": 3, "seq": 42,
+     "time": "2026-...Z", "tool": "search"}
 
 - `args_sha256` is the SHA-256 of the call's arguments as canonical JSON; the arguments themselves
   are never written. (A digest of a short, guessable argument can be confirmed by trying
   candidates; the log proves what was called, it does not hide it from someone who can guess.)
-- `hash` is the SHA-256 of the record's canonical JSON without `hash`; `prev` is the previous
-  record's hash (64 zeros for the first) and `seq` counts from 1. Changing, inserting, reordering
-  or removing a record breaks the chain at that record.
-- Removing records at the end leaves a shorter, still consistent chain, so every append also
-  rewrites `audit.checkpoint` (last seq, hash and file size, with an HMAC under `audit.key`);
-  `verify()` reports a log that ends before its checkpoint as truncated.
+- `hash` chains the records (`prev` is the previous record's hash), so changing, inserting,
+  reordering or removing a record breaks the chain at that record.
+- `mac` signs each record with the audit key, so a record appended by someone who can write the
+  log but not read the key does not verify.
+- Every append also rewrites `audit.checkpoint` (last seq and hash, signed with the key), so
+  records removed at the end, or the whole log and checkpoint removed while the key remains, show.
+
+The key is `<data_dir>/audit.key` unless the `audit_key_file` setting (`AESOP_AUDIT_KEY_FILE`,
+`aesop serve --audit-key-file`) puts it elsewhere: keep it where the serving user can read it but
+whoever can write the data dir cannot, and a rewritten log cannot be re-signed. The key is made,
+with the first checkpoint, by the first write (or `aesop audit init`); a writer refuses to start
+a new key for a log that exists.
 
 The file is opened with O_APPEND, each record is one write followed by fsync, and appends hold a
-thread lock and an exclusive `flock` on the log, so several threads and several processes can
-write one log. Anyone who can rewrite the log, the checkpoint and the key can forge all three;
-keep the key outside the data dir (`key_path`) for stronger evidence.
+thread lock and an exclusive `flock` on the log, so several threads and processes can write one
+log. A writer continues the chain from where the checkpoint says it ends: records that do not
+match are left as a visible gap rather than papered over, and a writer that finds no valid
+checkpoint first writes a signed `audit.restart` record, which `verify()` reports.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import hmac
 import json
 import logging
 import math
 import os
-import secrets
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
-from aesoperator.errors import AesopError
+from aesoperator.errors import AesopError, ConfigError
+from aesoperator.serve.audit_format import (
+    AUDIT_FILE,
+    CHECKPOINT_FILE,
+    DECISIONS,
+    FORMAT,
+    GENESIS,
+    KEY_FILE,
+    RESTART_TOOL,
+    SYSTEM_KIND,
+    SYSTEM_PRINCIPAL,
+    UPGRADE_TOOL,
+    Checkpoint,
+    Decision,
+    arguments_digest,
+    canonical_json,
+    create_key,
+    keyed_fingerprint,
+    last_lines,
+    mac_matches,
+    parse_record,
+    read_checkpoint,
+    read_key,
+    record_hash,
+    record_mac,
+    tail_records,
+    write_checkpoint,
+)
+from aesoperator.serve.audit_verify import VerifyReport, verify_log
 
 log = logging.getLogger("aesoperator.serve.audit")
 
-AUDIT_FILE = "audit.log"
-CHECKPOINT_FILE = "audit.checkpoint"
-KEY_FILE = "audit.key"
-GENESIS = "0" * 64
+__all__ = [
+    "AUDIT_FILE",
+    "CHECKPOINT_FILE",
+    "DECISIONS",
+    "GENESIS",
+    "KEY_FILE",
+    "AuditLog",
+    "Decision",
+    "VerifyReport",
+    "arguments_digest",
+    "canonical_json",
+    "default_key_path",
+    "record_hash",
+]
 
-Decision = Literal["allow", "deny", "error", "rate_limited"]
-DECISIONS: frozenset[str] = frozenset(get_args(Decision))
-_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "seq": int,
-    "time": str,
-    "principal": str,
-    "kind": str,
-    "tool": str,
-    "args_sha256": str,
-    "decision": str,
-    "result_count": int,
-    "latency_ms": (int, float),
-    "prev": str,
-    "hash": str,
-}
+_TAIL_WINDOW = 1000  # records after the checkpoint a writer will confirm by their signatures
 
 
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 text: the same value always gives the same string."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+def default_key_path(data_dir: Path) -> Path:
+    """Where the audit key of `data_dir` is: the `audit_key_file` setting, else `<data_dir>/audit.key`."""
+    from aesoperator.config import load_settings
+
+    configured = load_settings(data_dir=data_dir).audit_key_file
+    return Path(configured).expanduser() if configured else Path(data_dir) / KEY_FILE
 
 
-def arguments_digest(arguments: Any) -> str:
-    """SHA-256 (hex) of the canonical JSON of a call's arguments."""
-    return hashlib.sha256(canonical_json(arguments).encode("utf-8")).hexdigest()
-
-
-def record_hash(record: Mapping[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
-
-
-@dataclass
-class VerifyReport:
-    """Outcome of `AuditLog.verify()`: `ok`, how many records were read, and the first problem
-    (`problem`, with the record's `bad_seq` and file `bad_line` when it is one record)."""
-
-    ok: bool
-    records: int
-    problem: str | None = None
-    bad_seq: int | None = None
-    bad_line: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "records": self.records,
-            "problem": self.problem,
-            "bad_seq": self.bad_seq,
-            "bad_line": self.bad_line,
-            "warnings": list(self.warnings),
-        }
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    seq: int
-    hash: str
-    size: int
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
 class _Head:
+    """Where the chain ends, and the log file state it was read from."""
+
     ino: int
     size: int
     seq: int
     hash: str
+    signed_from: int
+
+
+@dataclass
+class _Link:
+    """What the next record chains to, and a record the writer must put first, if any."""
+
+    seq: int
+    hash: str
+    signed_from: int
+    preface: tuple[str, dict[str, Any], str] | None = None  # (tool, arguments, decision)
 
 
 class AuditLog:
@@ -140,8 +146,9 @@ class AuditLog:
         self._key: bytes | None = None
 
     @classmethod
-    def in_data_dir(cls, data_dir: Path, **kwargs: Any) -> AuditLog:
-        return cls(Path(data_dir) / AUDIT_FILE, **kwargs)
+    def in_data_dir(cls, data_dir: Path, *, key_path: Path | None = None, **kwargs: Any) -> AuditLog:
+        """The log of `data_dir`, with its key at `key_path` or where the settings say."""
+        return cls(Path(data_dir) / AUDIT_FILE, key_path=key_path or default_key_path(Path(data_dir)), **kwargs)
 
     # -- writing -------------------------------------------------------------------------------
     def append(
@@ -155,44 +162,135 @@ class AuditLog:
         latency_ms: float = 0.0,
         kind: str = "",
         now: datetime | None = None,
+        count: int | None = None,
+        since: datetime | None = None,
     ) -> dict[str, Any]:
-        """Write one record (durably, before returning) and return it."""
+        """Write one record (durably, before returning) and return it.
+
+        With `count` (and `since`), the record stands for that many calls between `since` and
+        `now` (an aggregate of refusals)."""
         if decision not in DECISIONS:
             raise ValueError(f"decision must be one of {sorted(DECISIONS)}, got {decision!r}")
+        if (count is None) != (since is None) or (count is not None and count < 1):
+            raise ValueError("an aggregate record needs both count (at least 1) and since")
         latency = float(latency_ms)
         if not math.isfinite(latency) or latency < 0:
             latency = 0.0
         moment = (now or datetime.now(UTC)).astimezone(UTC)
+        fields: dict[str, Any] = {
+            "time": _iso(moment),
+            "principal": str(principal),
+            "kind": str(kind),
+            "tool": str(tool),
+            "args_sha256": arguments_digest(arguments),
+            "decision": decision,
+            "result_count": max(0, int(result_count or 0)),
+            "latency_ms": round(latency, 3),
+        }
+        if count is not None and since is not None:
+            fields["count"] = int(count)
+            fields["since"] = _iso(since)
+        record = self._append_locked(fields)
+        assert record is not None
+        return record
+
+    def open_for_writing(self) -> None:
+        """Check, before serving, that records can be signed: creates the key and the first
+        checkpoint for a new log, and raises ConfigError when the log exists but its key does not."""
         with self._lock:
             fd = self._open()
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                seq, prev = self._next_link(fd)
-                record: dict[str, Any] = {
-                    "seq": seq + 1,
-                    "time": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-                    "principal": str(principal),
-                    "kind": str(kind),
-                    "tool": str(tool),
-                    "args_sha256": arguments_digest(arguments),
-                    "decision": decision,
-                    "result_count": max(0, int(result_count or 0)),
-                    "latency_ms": round(latency, 3),
-                    "prev": prev,
-                }
-                record["hash"] = record_hash(record)
-                data = (canonical_json(record) + "\n").encode("utf-8")
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                if self.fsync:
-                    os.fsync(fd)
-                st = os.fstat(fd)
-                self._write_checkpoint(_Checkpoint(record["seq"], record["hash"], st.st_size))
-                self._head = _Head(st.st_ino, st.st_size, record["seq"], record["hash"])
+                self._writing_key(fd)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def initialise(self) -> None:
+        """Start a new, empty log here (`aesop audit init`): write its first checkpoint, and the
+        key if there is none yet (an existing key, e.g. one shared by several data dirs, is used)."""
+        with self._lock:
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size or self.checkpoint_path.exists():
+                    raise ConfigError(f"the audit log {self.path} is already started; `aesop audit verify` checks it")
+                key = read_key(self.key_path) or create_key(self.key_path)
+                write_checkpoint(self.checkpoint_path, Checkpoint(0, GENESIS, 0), key, fsync=self.fsync)
+                self._key = key
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def upgrade(self) -> dict[str, Any]:
+        """Seal a format 1 log: check it, then append a signed `audit.upgrade` record that chains
+        to its last record; every record after it is signed. Returns that record."""
+        report = self.verify()
+        if report.status == "intact":
+            raise AesopError(f"the audit log {self.path} is already in format {FORMAT}; nothing to upgrade")
+        if report.status != "upgrade_needed":
+            raise AesopError(f"the audit log {self.path} cannot be upgraded: {report.problem}")
+        record = self._append_locked(None)
+        if record is None:
+            raise AesopError(f"the audit log {self.path} changed while it was upgraded; run the upgrade again")
+        return record
+
+    def fingerprint(self, secret: str) -> str:
+        """A short, keyed, non-reversible name for a secret such as a rejected bearer token."""
+        key = self._key
+        if key is None:
+            with self._lock:
+                fd = self._open()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    key = self._writing_key(fd)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        return keyed_fingerprint(key, secret)
+
+    def _append_locked(self, fields: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Write the record with `fields` (after any record the writer must put first); with
+        `fields` None, write only that first record. Returns the last record written."""
+        with self._lock:
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                key = self._writing_key(fd)
+                link = self._next_link(fd, key)
+                written: dict[str, Any] | None = None
+                if link.preface is not None:
+                    tool, arguments, decision = link.preface
+                    preface = {
+                        "time": _iso(datetime.now(UTC)),
+                        "principal": SYSTEM_PRINCIPAL,
+                        "kind": SYSTEM_KIND,
+                        "tool": tool,
+                        "args_sha256": arguments_digest(arguments),
+                        "decision": decision,
+                        "result_count": int(arguments.get("legacy_records", 0)),
+                        "latency_ms": 0.0,
+                    }
+                    written = self._write(fd, key, link, preface)
+                    link = _Link(written["seq"], written["hash"], link.signed_from)
+                if fields is not None:
+                    written = self._write(fd, key, link, fields)
+                return written
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write(self, fd: int, key: bytes, link: _Link, fields: dict[str, Any]) -> dict[str, Any]:
+        record: dict[str, Any] = {"seq": link.seq + 1, **fields, "prev": link.hash}
+        record["hash"] = record_hash(record)
+        record["mac"] = record_mac(key, record["hash"])
+        data = (canonical_json(record) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if self.fsync:
+            os.fsync(fd)
+        st = os.fstat(fd)
+        checkpoint = Checkpoint(record["seq"], record["hash"], st.st_size, signed_from=link.signed_from)
+        write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
+        self._head = _Head(st.st_ino, st.st_size, record["seq"], record["hash"], link.signed_from)
         return record
 
     def _open(self) -> int:
@@ -211,243 +309,111 @@ class AuditLog:
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         return self._fd
 
-    def _next_link(self, fd: int) -> tuple[int, str]:
-        """(seq, hash) of the record the next one chains to.
+    def _writing_key(self, fd: int) -> bytes:
+        """The key to sign with. A new log gets a new key together with its first checkpoint, so
+        later a key without a checkpoint means the checkpoint was removed. Call with the flock held."""
+        if self._key is not None:
+            return self._key
+        key = read_key(self.key_path)
+        if key is None:
+            if os.fstat(fd).st_size or self.checkpoint_path.exists():
+                raise ConfigError(
+                    f"the audit key {self.key_path} is missing but the audit log {self.path} exists: restore the "
+                    "key, or set AESOP_AUDIT_KEY_FILE (aesop serve --audit-key-file) to where it is kept; a new key "
+                    "would leave every earlier record unverifiable"
+                )
+            key = create_key(self.key_path)
+            if not self.checkpoint_path.exists():
+                write_checkpoint(self.checkpoint_path, Checkpoint(0, GENESIS, 0), key, fsync=self.fsync)
+        self._key = key
+        return key
+
+    def _next_link(self, fd: int, key: bytes) -> _Link:
+        """Where the next record chains to.
 
         Normally the last record in the file. When the file disagrees with the checkpoint (records
         removed or changed at the end), the chain continues from the checkpoint instead, so the
-        gap stays visible to `verify()` rather than being papered over by the new record."""
+        gap stays visible to `verify()`. Signed records after the checkpoint (a writer stopped
+        before updating it) are accepted; unsigned ones are not."""
         st = os.fstat(fd)
         head = self._head
         if head is not None and head.ino == st.st_ino and head.size == st.st_size:
-            return head.seq, head.hash
-        checkpoint = self._read_checkpoint()
+            return _Link(head.seq, head.hash, head.signed_from)
+        state, checkpoint = read_checkpoint(self.checkpoint_path, key)
         last = _last_record(self.path)
-        if checkpoint is None:
-            if last is None:
-                if st.st_size:
-                    log.error("audit log %s has no readable last record; starting a new chain", self.path)
-                return 0, GENESIS
-            if last["seq"] > 1 and self.checkpoint_path.exists():
-                log.error(
-                    "audit checkpoint %s is not valid; continuing from the log's last record", self.checkpoint_path
-                )
-            return last["seq"], last["hash"]
-        if last is not None and last["seq"] == checkpoint.seq and last["hash"] == checkpoint.hash:
-            return last["seq"], last["hash"]
-        if last is not None and last["seq"] > checkpoint.seq:
-            # a writer stopped between its record and its checkpoint; accept the records after the
-            # checkpoint only if the one the checkpoint names is still there, unchanged
-            anchor = _find_record(self.path, checkpoint.seq, max_back=1000)
-            if anchor is not None and anchor.get("hash") == checkpoint.hash:
-                return last["seq"], last["hash"]
+        if state == "ok" and checkpoint is not None:
+            at_checkpoint = last is not None and last["seq"] == checkpoint.seq and last["hash"] == checkpoint.hash
+            if checkpoint.format == 1:
+                if not at_checkpoint:
+                    log.error("audit log %s does not match its checkpoint; sealing it at the checkpoint", self.path)
+                upgrade = {"format": FORMAT, "legacy_records": checkpoint.seq}
+                return _Link(checkpoint.seq, checkpoint.hash, checkpoint.seq + 1, (UPGRADE_TOOL, upgrade, "allow"))
+            if at_checkpoint or (last is None and st.st_size == 0 and checkpoint.seq == 0):
+                return _Link(checkpoint.seq, checkpoint.hash, checkpoint.signed_from)
+            if last is not None and last["seq"] > checkpoint.seq and self._tail_is_signed(checkpoint, key):
+                return _Link(last["seq"], last["hash"], checkpoint.signed_from)
+            log.error(
+                "audit log %s does not match its checkpoint (seq %d); continuing the chain from the checkpoint",
+                self.path,
+                checkpoint.seq,
+            )
+            return _Link(checkpoint.seq, checkpoint.hash, checkpoint.signed_from)
+        reason = {"missing": "missing", "unreadable": "unreadable", "bad-mac": "altered"}.get(state, state)
         log.error(
-            "audit log %s does not match its checkpoint (seq %d); continuing the chain from the checkpoint",
-            self.path,
-            checkpoint.seq,
+            "audit checkpoint %s is %s although the key exists; writing a restart record", self.checkpoint_path, reason
         )
-        return checkpoint.seq, checkpoint.hash
+        if last is None:
+            seq, prev, signed_from = 0, GENESIS, 1
+        else:
+            seq, prev = last["seq"], last["hash"]
+            signed_from = 1 if "mac" in last else seq + 1
+        restart = {"reason": f"checkpoint {reason}", "continued_from": seq}
+        return _Link(seq, prev, signed_from, (RESTART_TOOL, restart, "error"))
 
-    # -- checkpoint ----------------------------------------------------------------------------
-    def _signing_key(self, create: bool) -> bytes | None:
-        if self._key is not None:
-            return self._key
-        try:
-            self._key = bytes.fromhex(self.key_path.read_text(encoding="ascii").strip())
-        except FileNotFoundError:
-            if not create:
-                return None
-            self.key_path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another process created it first
-                return self._signing_key(create=False)
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            return self._signing_key(create=False)
-        except ValueError:
-            raise AesopError(f"audit key {self.key_path} is not valid hex") from None
-        return self._key
-
-    def _mac(self, key: bytes, checkpoint: _Checkpoint) -> str:
-        body = canonical_json({"seq": checkpoint.seq, "hash": checkpoint.hash, "size": checkpoint.size})
-        return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
-
-    def _write_checkpoint(self, checkpoint: _Checkpoint) -> None:
-        key = self._signing_key(create=True)
-        assert key is not None
-        payload = {
-            "seq": checkpoint.seq,
-            "hash": checkpoint.hash,
-            "size": checkpoint.size,
-            "mac": self._mac(key, checkpoint),
-        }
-        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, (canonical_json(payload) + "\n").encode("utf-8"))
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.checkpoint_path)
-
-    def _read_checkpoint(self) -> _Checkpoint | None:
-        """The checkpoint if it exists and its HMAC is right, else None."""
-        state, checkpoint = self._checkpoint_state()
-        return checkpoint if state == "ok" else None
-
-    def _checkpoint_state(self) -> tuple[str, _Checkpoint | None]:
-        try:
-            data = json.loads(self.checkpoint_path.read_text(encoding="utf-8"))
-            checkpoint = _Checkpoint(int(data["seq"]), str(data["hash"]), int(data["size"]))
-            mac = str(data["mac"])
-        except FileNotFoundError:
-            return "missing", None
-        except (ValueError, KeyError, TypeError):
-            return "unreadable", None
-        key = self._signing_key(create=False)
-        if key is None:
-            return "no-key", checkpoint
-        if not hmac.compare_digest(mac, self._mac(key, checkpoint)):
-            return "bad-mac", checkpoint
-        return "ok", checkpoint
+    def _tail_is_signed(self, checkpoint: Checkpoint, key: bytes) -> bool:
+        """Whether the records after the checkpoint's record chain from it and are all signed."""
+        records = tail_records(self.path, _TAIL_WINDOW)
+        start: int | None = None
+        if checkpoint.seq == 0:
+            if len(records) < _TAIL_WINDOW:
+                start = 0  # the whole log is in view
+        else:
+            for i, record in enumerate(records):
+                if record is not None and record["seq"] == checkpoint.seq and record["hash"] == checkpoint.hash:
+                    start = i + 1
+        if start is None or start >= len(records):
+            return False
+        prev, expected = checkpoint.hash, checkpoint.seq + 1
+        for record in records[start:]:
+            if (
+                record is None
+                or record["seq"] != expected
+                or record["prev"] != prev
+                or record_hash(record) != record["hash"]
+                or not mac_matches(key, record)
+            ):
+                return False
+            prev, expected = record["hash"], expected + 1
+        return True
 
     # -- reading -------------------------------------------------------------------------------
-    @contextmanager
-    def _shared(self) -> Iterator[int | None]:
-        """A read descriptor holding a shared lock (None when there is no log yet)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            yield None
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            yield fd
-        finally:
-            os.close(fd)
-
     def verify(self) -> VerifyReport:
-        """Check the whole chain and the checkpoint; the report names the first broken record."""
-        with self._shared() as fd:
-            checkpoint_state, checkpoint = self._checkpoint_state()
-            if fd is None:
-                if checkpoint is not None and checkpoint.seq > 0:
-                    return VerifyReport(
-                        False,
-                        0,
-                        f"the audit log is missing but its checkpoint records {checkpoint.seq} records",
-                        bad_seq=1,
-                    )
-                return VerifyReport(True, 0)
-            report, anchor = self._verify_chain(fd, checkpoint)
-        if not report.ok:
-            return report
-        return self._verify_checkpoint(report, checkpoint_state, checkpoint, anchor)
-
-    def _verify_chain(self, fd: int, checkpoint: _Checkpoint | None) -> tuple[VerifyReport, str | None]:
-        """Walk the chain; also return the hash of the record the checkpoint names."""
-        prev, expected, count = GENESIS, 1, 0
-        anchor: str | None = None
-
-        def broken(text: str, seq: int | None, line: int) -> tuple[VerifyReport, str | None]:
-            return VerifyReport(False, count, text, bad_seq=seq, bad_line=line), anchor
-
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            for lineno, raw in enumerate(handle, 1):
-                if not raw.endswith(b"\n"):
-                    return broken(f"line {lineno} is an incomplete record (cut off mid-write)", expected, lineno)
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    return broken(f"line {lineno} is not a JSON record", expected, lineno)
-                problem = _shape_problem(record)
-                if problem:
-                    return broken(f"line {lineno}: {problem}", expected, lineno)
-                seq = record["seq"]
-                if seq > expected:
-                    gap = f"record {expected}" if seq == expected + 1 else f"records {expected}-{seq - 1}"
-                    return broken(
-                        f"record {seq} (line {lineno}) follows record {expected - 1}: {gap} removed or moved",
-                        seq,
-                        lineno,
-                    )
-                if seq < expected:
-                    return broken(
-                        f"record {seq} (line {lineno}) is out of order or inserted: record {expected} was expected",
-                        seq,
-                        lineno,
-                    )
-                if record_hash(record) != record["hash"]:
-                    return broken(
-                        f"record {seq} (line {lineno}) was changed: its hash does not match its content", seq, lineno
-                    )
-                if record["prev"] != prev:
-                    return broken(
-                        f"record {seq} (line {lineno}) does not chain to the record before it "
-                        "(a record was changed, replaced or removed)",
-                        seq,
-                        lineno,
-                    )
-                if checkpoint is not None and seq == checkpoint.seq:
-                    anchor = record["hash"]
-                prev, expected, count = record["hash"], expected + 1, count + 1
-        return VerifyReport(True, count), anchor
-
-    def _verify_checkpoint(
-        self, report: VerifyReport, state: str, checkpoint: _Checkpoint | None, anchor: str | None
-    ) -> VerifyReport:
-        count = report.records
-        if state == "missing":
-            if count:
-                return VerifyReport(
-                    False,
-                    count,
-                    f"the checkpoint {self.checkpoint_path.name} is missing, so removal of records at the end "
-                    "cannot be ruled out",
-                )
-            return report
-        if state == "unreadable" or checkpoint is None:
-            return VerifyReport(False, count, f"the checkpoint {self.checkpoint_path.name} is not readable")
-        if state == "no-key":
-            return VerifyReport(
-                False, count, f"the checkpoint key {self.key_path} is missing; the checkpoint cannot be checked"
-            )
-        if state == "bad-mac":
-            return VerifyReport(False, count, "the checkpoint's signature does not match: it was altered")
-        if checkpoint.seq > count:
-            return VerifyReport(
-                False,
-                count,
-                f"the log was truncated: the checkpoint records {checkpoint.seq} records but the log ends at "
-                f"record {count}; records {count + 1}-{checkpoint.seq} were removed",
-                bad_seq=count + 1,
-            )
-        if checkpoint.seq and anchor != checkpoint.hash:
-            return VerifyReport(
-                False,
-                count,
-                f"record {checkpoint.seq} does not match the checkpoint (it was replaced)",
-                bad_seq=checkpoint.seq,
-            )
-        if count > checkpoint.seq:
-            report.warnings.append(
-                f"{count - checkpoint.seq} record(s) after the checkpoint (a writer stopped before updating it); "
-                "the next append confirms them"
-            )
-        return report
+        """Check the chain, the checkpoint and the signatures; the report names the first problem."""
+        return verify_log(self.path, self.checkpoint_path, self.key_path)
 
     def tail(self, n: int = 20) -> list[dict[str, Any]]:
         """The last `n` records, oldest first (lines that are not JSON records are skipped)."""
         if n <= 0:
             return []
-        with self._shared() as fd:
-            if fd is None:
-                return []
-            lines = _last_lines(fd, n)
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return []
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            lines = last_lines(fd, n)
+        finally:
+            os.close(fd)
         records = []
         for raw in lines:
             try:
@@ -472,73 +438,13 @@ class AuditLog:
         self.close()
 
 
-def _shape_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    for name, kind in _FIELDS.items():
-        value = record.get(name)
-        if value is None or isinstance(value, bool) or not isinstance(value, kind):
-            return f"field {name!r} is missing or has the wrong type"
-    extra = set(record) - set(_FIELDS)
-    if extra:
-        return f"unexpected field(s) {sorted(extra)}"
-    if record["decision"] not in DECISIONS:
-        return f"unknown decision {record['decision']!r}"
-    return None
-
-
-def _last_lines(fd: int, n: int, block: int = 65536) -> list[bytes]:
-    """The last `n` complete lines of the file behind `fd`."""
-    end = os.fstat(fd).st_size
-    data = b""
-    pos = end
-    while pos > 0 and data.count(b"\n") <= n:
-        step = min(block, pos)
-        pos -= step
-        data = os.pread(fd, step, pos) + data
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    elif lines:
-        lines.pop()  # an incomplete last line is not a record
-    if pos > 0 and lines:
-        lines = lines[1:]  # the first piece may be a partial line
-    return lines[-n:]
-
-
 def _last_record(path: Path) -> dict[str, Any] | None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
     try:
-        lines = _last_lines(fd, 1)
+        lines = last_lines(fd, 1)
     finally:
         os.close(fd)
-    if not lines:
-        return None
-    try:
-        record = json.loads(lines[-1])
-    except ValueError:
-        return None
-    return record if _shape_problem(record) is None else None
-
-
-def _find_record(path: Path, seq: int, max_back: int) -> dict[str, Any] | None:
-    """The record with `seq` among the last `max_back` lines, if there."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        lines = _last_lines(fd, max_back)
-    finally:
-        os.close(fd)
-    for raw in reversed(lines):
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("seq") == seq:
-            return record
-    return None
+    return parse_record(lines[-1]) if lines else None

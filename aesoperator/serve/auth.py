@@ -58,6 +58,7 @@ from aesoperator.serve.principal import Principal
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from aesoperator.config import Settings
     from aesoperator.serve.guard import CallGuard
     from aesoperator.serve.ratelimit import RateLimiter
 
@@ -721,6 +722,12 @@ class JWTVerifier:
         )
 
 
+def token_leeway(verifier: Any) -> float:
+    """Seconds past `exp` a verifier still accepts a token (its `leeway`, 0 if it has none)."""
+    value = getattr(verifier, "leeway", 0.0)
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) and value > 0 else 0.0
+
+
 class CompositeVerifier:
     """Tries each verifier in turn; the first that accepts the token wins."""
 
@@ -729,12 +736,46 @@ class CompositeVerifier:
             raise ConfigError("a composite verifier needs at least one verifier")
         self.verifiers = verifiers
 
+    @property
+    def leeway(self) -> float:
+        """The clock-skew allowance of its verifiers (the HTTP gate re-checks expiry with it)."""
+        return max(token_leeway(v) for v in self.verifiers)
+
     async def verify_token(self, token: str) -> AccessToken | None:
         for verifier in self.verifiers:
             result = await verifier.verify_token(token)
             if result is not None:
                 return result
         return None
+
+
+def jwt_options(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """`build_verifier` keyword arguments for JWTs from the settings (`AESOP_JWT_ISSUER`,
+    `AESOP_JWT_AUDIENCE`, `AESOP_JWKS_URL`, `AESOP_JWKS_FILE`, `AESOP_JWT_ALGORITHMS`,
+    `AESOP_JWT_LEEWAY` or aesop.toml), each replaced by an override that is not None (the flags of
+    `aesop serve`)."""
+    options: dict[str, Any] = {
+        "jwt_issuer": settings.jwt_issuer,
+        "jwt_audience": settings.jwt_audience,
+        "jwks_url": settings.jwks_url,
+        "jwks_file": settings.jwks_file,
+        "jwt_algorithms": settings.jwt_algorithms,
+        "leeway": settings.jwt_leeway,
+    }
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise ConfigError(f"unknown JWT option(s) {unknown}; use {sorted(options)}")
+    options.update({k: v for k, v in overrides.items() if v is not None and v != []})
+    if options["jwks_file"] is not None:
+        options["jwks_file"] = Path(options["jwks_file"]).expanduser()
+    if options["jwt_issuer"] and not (options["jwks_url"] or options["jwks_file"]):
+        raise ConfigError(
+            f"JWT issuer {options['jwt_issuer']!r} needs its keys: set AESOP_JWKS_URL or AESOP_JWKS_FILE "
+            "(aesop serve --jwks-url / --jwks-file)"
+        )
+    if (options["jwks_url"] or options["jwks_file"]) and not options["jwt_issuer"]:
+        raise ConfigError("a JWKS is configured but no JWT issuer: set AESOP_JWT_ISSUER (aesop serve --jwt-issuer)")
+    return options
 
 
 def build_verifier(
@@ -817,7 +858,13 @@ class AuthenticatedHTTPApp:
       `insufficient_scope` with `scope="tool:<name>"` (the one scope that operation needs), so a
       client can step up. The tool itself still checks (the guard), so this is a courtesy, not the
       enforcement.
-    - Everything else (other paths, ASGI lifespan) passes through unchanged.
+    - Refused credentials (invalid, expired, revoked, malformed, not Bearer) are reported to
+      `guard`, which counts them and writes them to the audit log in aggregate; a request without
+      any credentials is the start of discovery and is not counted.
+    - Expiry is re-checked here (for third-party verifiers) with the verifier's own `leeway`, so
+      the gate and the verifier agree on when a token expires.
+    - Everything else (other paths, ASGI lifespan) passes through unchanged; at lifespan shutdown
+      the guard's counted refusals are written.
 
     The verifiers check a JWT's audience themselves. `check_token_resource` additionally refuses
     any token whose `AccessToken.resource` is not `resource_url` (for third-party verifiers that
@@ -857,6 +904,7 @@ class AuthenticatedHTTPApp:
         self.check_token_resource = check_token_resource
         self.guard = guard
         self.request_limiter = request_limiter
+        self.leeway = token_leeway(verifier)
         document: dict[str, Any] = {"resource": resource_url}
         servers = [str(s) for s in authorization_servers]
         for server in servers:
@@ -877,6 +925,9 @@ class AuthenticatedHTTPApp:
 
     # -- ASGI ------------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan" and self.guard is not None:
+            await self.app(scope, self._flushing_at_shutdown(receive), send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -892,18 +943,21 @@ class AuthenticatedHTTPApp:
     async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
         authorization = [v for k, v in headers if k == b"authorization"]
-        if not authorization:
+        if not authorization:  # no credentials: the usual first step of discovery, not a failed attempt
             await self._refuse(send, _Challenge(401, None, "Authentication required", self._required_scope_param()))
             return
         if len(authorization) > 1:
+            self._authentication_failed(None, "several_headers")
             await self._refuse(send, _Challenge(400, "invalid_request", "More than one Authorization header"))
             return
         scheme, _, token = authorization[0].decode("latin-1").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer":
+            self._authentication_failed(None, "not_bearer")
             await self._refuse(send, _Challenge(401, None, "Bearer token required", self._required_scope_param()))
             return
         if not token or len(token) > _MAX_TOKEN_CHARS or not _B64TOKEN_RE.match(token):
+            self._authentication_failed(token if len(token) <= _MAX_TOKEN_CHARS else None, "malformed_token")
             await self._refuse(send, _Challenge(401, "invalid_token", "The access token is malformed"))
             return
         try:
@@ -911,8 +965,9 @@ class AuthenticatedHTTPApp:
         except Exception as exc:  # a verifier bug must not turn into a 500 that echoes anything
             log.error("token verifier failed: %s", type(exc).__name__)
             access = None
-        del token
-        if access is not None and access.expires_at is not None and access.expires_at < int(time.time()):
+        reason = "invalid_token"
+        # Third-party verifiers may not check expiry: re-check it with the leeway the verifier allows.
+        if access is not None and access.expires_at is not None and access.expires_at + self.leeway < time.time():
             access = None
         if (
             self.check_token_resource
@@ -920,12 +975,15 @@ class AuthenticatedHTTPApp:
             and not _same_resource(access.resource or "", self.resource_url)
         ):
             log.info("token refused: issued for another resource")
-            access = None
+            access, reason = None, "wrong_resource"
         if access is None:
+            self._authentication_failed(token, reason)
+            del token
             await self._refuse(
                 send, _Challenge(401, "invalid_token", "The access token is invalid, expired or revoked")
             )
             return
+        del token
         missing = [s for s in self.required_scopes if s not in access.scopes]
         if missing:
             await self._refuse(
@@ -945,6 +1003,8 @@ class AuthenticatedHTTPApp:
             try:
                 self.request_limiter.acquire(principal.id, scopes=principal.scopes)
             except RateLimited as exc:
+                if self.guard is not None:
+                    self.guard.refused(principal, "http_request")
                 data = {"error": "rate_limited", "retry_after": round(exc.retry_after, 3)}
                 message = f"{exc}: retry after {exc.retry_after:.2f} s"
                 await _send_json(
@@ -966,6 +1026,30 @@ class AuthenticatedHTTPApp:
         finally:
             _message_token.reset(reset_ours)
             auth_context_var.reset(reset_sdk)
+
+    def _authentication_failed(self, token: str | None, reason: str) -> None:
+        """Count a refused credential for the audit log (in aggregate; the token only as a keyed
+        fingerprint). An audit problem must not turn a 401 into a 500."""
+        if self.guard is None:
+            return
+        try:
+            self.guard.authentication_failed(token, reason)
+        except Exception as exc:
+            log.error("could not count a failed authentication: %s", type(exc).__name__)
+
+    def _flushing_at_shutdown(self, receive: Receive) -> Receive:
+        """`receive` for the lifespan scope that writes counted refusals when the server stops."""
+        guard = self.guard
+
+        async def receive_and_flush() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown" and guard is not None:
+                import anyio.to_thread
+
+                await anyio.to_thread.run_sync(guard.flush)
+            return message
+
+        return receive_and_flush
 
     @staticmethod
     def _called_tool(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -1082,7 +1166,8 @@ def build_http_app(
     `http://127.0.0.1:8765/mcp`); it is the audience JWTs must carry and the `resource` of the
     metadata document. `authorization_servers` are the issuers clients should get tokens from
     (none for static tokens only). `guard`, when given, audits calls refused here (403 on a tool
-    the token may not call). `request_limiter` limits HTTP requests per principal (429 with
+    the token may not call) and failed authentications (counted, written in aggregate, the token
+    only as a keyed fingerprint). `request_limiter` limits HTTP requests per principal (429 with
     Retry-After) in addition to the guard's per-call limit.
     """
     if server.settings.auth is not None:

@@ -7,22 +7,42 @@ The MCP server calls, for each tool call:
     ... run the tool ...
     guard.record(principal, tool, arguments, decision, result_count, latency_ms)
 
-with `decision` one of "allow", "deny", "error", "rate_limited" (also for refused calls, so the
-audit log shows every attempt).
+with `decision` one of "allow", "deny", "error", "rate_limited". `record` writes one durable record
+before it returns. Refusals that anyone can provoke in bulk (calls over the rate limit, failed
+authentications) go to `refused` / `authentication_failed` instead, which only count them; they
+reach the log in aggregate from a background thread (`refusals.py`), so a flood neither fills the
+disk nor holds the log's lock while other callers wait.
+
+Every other MCP request (`initialize`, `server/discover`, `tools/list`, `ping`, ...) is limited
+too, by `request_middleware`: at the same rate as calls, in a bucket of its own, so a client's
+start-up requests never use up its budget for calls and cannot be flooded either.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aesoperator.errors import AesopError
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+
+from aesoperator.errors import AesopError, AuthError, RateLimited
 from aesoperator.serve.audit import DECISIONS, AuditLog
 from aesoperator.serve.principal import Principal
 from aesoperator.serve.ratelimit import Limit, RateLimiter
+from aesoperator.serve.refusals import RefusalRecorder
 
 log = logging.getLogger("aesoperator.serve.guard")
+
+AUTHENTICATE = "authenticate"
+UNAUTHENTICATED = "unauthenticated"
+REQUEST_CHANNEL = "requests"
+# Requests that `admit` already charges as calls (the server admits them itself).
+CALL_METHODS = frozenset({"tools/call", "resources/read", "resources/subscribe", "completion/complete"})
+# JSON-RPC error code (implementation-defined server range) of a request refused for its rate.
+RATE_LIMITED_ERROR_CODE = -32029
 
 
 class CallGuard:
@@ -30,18 +50,33 @@ class CallGuard:
 
     Either part may be None: no audit log means nothing is recorded, no limiter means no limit."""
 
-    def __init__(self, audit: AuditLog | None = None, limiter: RateLimiter | None = None) -> None:
+    def __init__(
+        self,
+        audit: AuditLog | None = None,
+        limiter: RateLimiter | None = None,
+        *,
+        refusal_interval: float = 1.0,
+    ) -> None:
         self.audit = audit
         self.limiter = limiter
+        self.refusals = RefusalRecorder(audit, interval=refusal_interval) if audit is not None else None
 
     @classmethod
-    def for_data_dir(cls, data_dir: Path, limit: Limit | str | None = None, *, audit: bool = True) -> CallGuard:
-        """The usual guard: the audit log of `data_dir` and, when `limit` is given (a `Limit` or
-        text such as "10/s:20"), that rate per principal."""
+    def for_data_dir(
+        cls,
+        data_dir: Path,
+        limit: Limit | str | None = None,
+        *,
+        audit: bool = True,
+        audit_key_file: Path | None = None,
+    ) -> CallGuard:
+        """The usual guard: the audit log of `data_dir` (signed with the key at `audit_key_file`,
+        default from the settings) and, when `limit` is given (a `Limit` or text such as
+        "10/s:20"), that rate per principal."""
         if isinstance(limit, str):
             limit = Limit.parse(limit)
         return cls(
-            AuditLog.in_data_dir(data_dir) if audit else None,
+            AuditLog.in_data_dir(data_dir, key_path=audit_key_file) if audit else None,
             RateLimiter(limit) if limit is not None else None,
         )
 
@@ -51,6 +86,12 @@ class CallGuard:
         principal.require_tool(tool)
         if self.limiter is not None:
             self.limiter.acquire(principal.id, scopes=principal.scopes)
+
+    def admit_request(self, principal: Principal, method: str) -> None:
+        """Raise RateLimited if the principal is over its rate for protocol requests (`method`
+        other than a call: initialize, tools/list, ping, ...)."""
+        if self.limiter is not None:
+            self.limiter.acquire(principal.id, scopes=principal.scopes, channel=REQUEST_CHANNEL)
 
     def record(
         self,
@@ -84,6 +125,56 @@ class CallGuard:
             log.error("audit record for %s by %s could not be written: %s", tool, principal.id, exc)
             raise AesopError(f"the audit log could not be written ({exc.strerror or exc})") from None
 
+    def refused(self, principal: Principal, tool: str, decision: str = "rate_limited") -> None:
+        """Count a refused call; it is written with the others in one aggregate record."""
+        if decision not in DECISIONS:
+            raise ValueError(f"decision must be one of {sorted(DECISIONS)}, got {decision!r}")
+        if self.refusals is not None:
+            self.refusals.add(principal.id, principal.kind, tool, decision)
+
+    def authentication_failed(self, token: str | None, reason: str) -> None:
+        """Count a request whose credentials were refused. The token is never kept: the record
+        names it by a short fingerprint keyed with the audit key (so it cannot be reversed or
+        checked against guesses), or "-" when there was none."""
+        if self.refusals is None or self.audit is None:
+            return
+        try:
+            who = f"token:{self.audit.fingerprint(token)}" if token else "-"
+        except AesopError as exc:  # no usable key: still count the failure, without a name
+            log.error("cannot fingerprint a refused token: %s", exc)
+            who = "-"
+        self.refusals.add(who, UNAUTHENTICATED, f"{AUTHENTICATE}:{reason}", "deny")
+
+    def flush(self) -> None:
+        """Write counted refusals now (they are also written every second and at close)."""
+        if self.refusals is not None:
+            self.refusals.flush()
+
+    def request_middleware(self, resolve: Callable[[], Principal]) -> ServerMiddleware[Any]:
+        """MCP server middleware that limits every request that is not a call (see the module
+        docstring); `resolve` names the caller, as for calls. Refusals answer with a JSON-RPC
+        error carrying `retry_after`."""
+
+        async def limit_requests(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+            method = ctx.method
+            if self.limiter is None or ctx.request_id is None or method in CALL_METHODS:
+                return await call_next(ctx)  # notifications are not answered, calls are admitted later
+            try:
+                principal = resolve()
+            except AuthError:
+                return await call_next(ctx)
+            try:
+                self.admit_request(principal, method)
+            except RateLimited as exc:
+                self.refused(principal, method)
+                message = f"rate limited: {exc} (retry after {exc.retry_after:.1f} s)"
+                raise MCPError(RATE_LIMITED_ERROR_CODE, message, {"retry_after": exc.retry_after}) from None
+            return await call_next(ctx)
+
+        return limit_requests
+
     def close(self) -> None:
+        if self.refusals is not None:
+            self.refusals.close()
         if self.audit is not None:
             self.audit.close()

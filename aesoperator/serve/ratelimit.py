@@ -11,6 +11,10 @@ seconds until a token is back. Which limit a principal gets, most specific first
 An optional `global_limit` bucket is shared by everyone and protects the server as a whole: a
 call needs a token from both buckets, and a refusal takes from neither.
 
+A principal can have several buckets with the same limit, one per `channel`: tool calls use the
+default channel and protocol requests (initialize, tools/list, ...) another, so both are limited
+and neither uses up the other.
+
 One lock guards the buckets; `acquire` never blocks or sleeps, so it is safe to call from threads
 and from async code alike.
 """
@@ -62,6 +66,13 @@ class Limit:
 
 _LIMIT_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*(?::\s*(\d+(?:\.\d+)?))?$")
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+CALLS = "calls"
+
+
+def _bucket_key(principal_id: str, channel: str) -> str:
+    return principal_id if channel == CALLS else f"{channel}\x00{principal_id}"
 
 
 class _Bucket:
@@ -123,12 +134,15 @@ class RateLimiter:
             return max(matching, key=lambda limit: (limit.rate, limit.burst))
         return self.default
 
-    def acquire(self, principal_id: str, *, scopes: Iterable[str] = (), cost: float = 1.0) -> None:
-        """Take `cost` tokens for `principal_id`, or raise RateLimited (taking nothing)."""
+    def acquire(
+        self, principal_id: str, *, scopes: Iterable[str] = (), cost: float = 1.0, channel: str = CALLS
+    ) -> None:
+        """Take `cost` tokens from `principal_id`'s bucket for `channel`, or raise RateLimited
+        (taking nothing)."""
         limit = self.limit_for(principal_id, scopes)
         with self._lock:
             now = self._clock()
-            bucket = self._bucket(principal_id, limit, now) if limit is not None else None
+            bucket = self._bucket(_bucket_key(principal_id, channel), limit, now) if limit is not None else None
             waits: list[tuple[float, str]] = []
             for which, b in (("principal", bucket), ("server", self._global)):
                 if b is None:
@@ -143,22 +157,23 @@ class RateLimiter:
                     waits.append((wait, which))
             if waits:
                 wait, which = max(waits)
-                scope = f"for {principal_id!r}" if which == "principal" else "for this server (all clients)"
+                requests = "" if channel == CALLS else f" ({channel})"
+                scope = f"for {principal_id!r}{requests}" if which == "principal" else "for this server (all clients)"
                 applied = bucket.limit if which == "principal" and bucket else self.global_limit
                 raise RateLimited(f"rate limit of {applied} exceeded {scope}", retry_after=wait)
             for b in (bucket, self._global):
                 if b is not None:
                     b.tokens -= cost
 
-    def _bucket(self, principal_id: str, limit: Limit, now: float) -> _Bucket:
-        bucket = self._buckets.get(principal_id)
+    def _bucket(self, key: str, limit: Limit, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self._max_buckets:
                 self._prune(now, room_for=1)
-            bucket = self._buckets[principal_id] = _Bucket(limit, now)
+            bucket = self._buckets[key] = _Bucket(limit, now)
         elif bucket.limit != limit:
-            bucket = self._buckets[principal_id] = self._rebucket(bucket, limit, now)
-        self._buckets.move_to_end(principal_id)
+            bucket = self._buckets[key] = self._rebucket(bucket, limit, now)
+        self._buckets.move_to_end(key)
         return bucket
 
     @staticmethod
@@ -175,10 +190,10 @@ class RateLimiter:
         while self._buckets and len(self._buckets) + room_for > self._max_buckets:
             self._buckets.popitem(last=False)  # all busy: drop the least recently used
 
-    def tokens_left(self, principal_id: str) -> float | None:
+    def tokens_left(self, principal_id: str, channel: str = CALLS) -> float | None:
         """Tokens in the principal's bucket now (None if it has none yet); for tests and status."""
         with self._lock:
-            bucket = self._buckets.get(principal_id)
+            bucket = self._buckets.get(_bucket_key(principal_id, channel))
             if bucket is None:
                 return None
             bucket.refill(self._clock())

@@ -314,8 +314,12 @@ class AesopMCPServer(MCPServer[Any]):
     def _record(
         self, principal: Principal, tool: str, arguments: Mapping[str, Any], decision: str, count: int, started: float
     ) -> None:
-        if self.guard is not None:
-            self.guard.record(principal, tool, arguments, decision, count, (time.perf_counter() - started) * 1000)
+        if self.guard is None:
+            return
+        if decision == "rate_limited":  # counted, and written in aggregate off the request path
+            self.guard.refused(principal, tool, decision)
+            return
+        self.guard.record(principal, tool, arguments, decision, count, (time.perf_counter() - started) * 1000)
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
         started = time.perf_counter()
@@ -340,7 +344,11 @@ class AesopMCPServer(MCPServer[Any]):
             failure = classify(exc, f"tool {name!r}")
             decision, result = failure.decision, error_result(failure.info)
         try:
-            self._record(principal, name, arguments, decision, state.result_count if state else 0, started)
+            count = state.result_count if state else 0
+            if decision == "rate_limited":  # only counted: no I/O
+                self._record(principal, name, arguments, decision, count, started)
+            else:  # the record's write and fsync run in a worker thread, not in the event loop
+                await anyio.to_thread.run_sync(self._record, principal, name, arguments, decision, count, started)
         except Exception as exc:  # a call that cannot be audited is reported as failed
             return error_result(classify(exc, f"tool {name!r}").info)
         return result
@@ -477,6 +485,8 @@ def build_server(
     _register_resources(server, runtime, memory)
     _register_subscriptions(server, runtime, notifier)
     _register_completion(server, runtime)
+    if guard is not None:  # initialize, tools/list, ping, ...: limited like calls, in their own bucket
+        server.middleware.append(guard.request_middleware(runtime.resolve_principal))
     return server
 
 
