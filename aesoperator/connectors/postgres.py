@@ -5,8 +5,9 @@ Rules:
 - only the tables in `allowed_tables` (of one `schema`) are ever named in a statement, described,
   read or listed; asking for another table is refused before anything reaches the database;
 - no SQL from the caller: tools take a table name, columns, filters, an order and a limit; every
-  identifier is checked against the catalog and composed with `psycopg.sql.Identifier`, every
-  value travels as a query parameter;
+  identifier is checked against the catalog and composed with `psycopg.sql.Identifier` (its `%`
+  doubled, see `pg_sql`, so no name can act as a placeholder), every value travels as a query
+  parameter;
 - read-only by default: the session is opened with `default_transaction_read_only = on` and every
   transaction is started READ ONLY (connect with a role that can only read, too);
 - at most `row_limit` rows per call, and a statement timeout.
@@ -399,10 +400,14 @@ class PostgresSource:
     def _relation(self, table: TableSchema) -> Any:
         from psycopg import sql
 
-        return sql.SQL("{}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name))
+        from aesoperator.connectors.pg_sql import Ident
+
+        return sql.SQL("{}.{}").format(Ident(table.schema), Ident(table.name))
 
     def _where(self, table: TableSchema, filters: Sequence[Filter] | Mapping[str, Any] | None) -> tuple[Any, list[Any]]:
         from psycopg import sql
+
+        from aesoperator.connectors.pg_sql import Ident
 
         items = _filters(filters)
         if len(items) > MAX_FILTERS:
@@ -410,7 +415,7 @@ class PostgresSource:
         parts: list[Any] = []
         params: list[Any] = []
         for f in items:
-            col = sql.Identifier(table.column(f.column).name)
+            col = Ident(table.column(f.column).name)
             op = f.op
             if op in ("is null", "is not null"):
                 parts.append(sql.SQL("{} IS NULL" if op == "is null" else "{} IS NOT NULL").format(col))
@@ -459,6 +464,8 @@ class PostgresSource:
     ) -> dict[str, Any]:
         from psycopg import sql
 
+        from aesoperator.connectors.pg_sql import Ident
+
         schema = self.table(table)
         chosen = [schema.column(c).name for c in columns] if columns else [c.name for c in schema.columns]
         where, params = self._where(schema, filters)
@@ -470,12 +477,12 @@ class PostgresSource:
         if offset < 0:
             raise SchemaError("offset must not be negative")
         inner = sql.SQL("SELECT {} FROM {}").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in chosen), self._relation(schema)
+            sql.SQL(", ").join(Ident(c) for c in chosen), self._relation(schema)
         )
         inner += where
         if order:
             inner += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(
-                sql.SQL("{} " + ("DESC" if d == "desc" else "ASC")).format(sql.Identifier(c))
+                sql.SQL("{} " + ("DESC" if d == "desc" else "ASC")).format(Ident(c))
                 for c, d in zip(order, directions, strict=True)
             )
         inner += sql.SQL(" LIMIT %s OFFSET %s")
@@ -501,6 +508,8 @@ class PostgresSource:
     ) -> dict[str, Any]:
         from psycopg import sql
 
+        from aesoperator.connectors.pg_sql import Ident
+
         schema = self.table(table)
         if not metrics:
             raise SchemaError("give at least one metric, e.g. {fn: count}")
@@ -508,16 +517,16 @@ class PostgresSource:
         keys: list[Any] = []
         names: list[str] = []
         for g in group_by:
-            col = sql.Identifier(schema.column(g.column).name)
+            col = Ident(schema.column(g.column).name)
             alias = g.alias or (f"{g.column}_{g.trunc}" if g.trunc else g.column)
             expr: Any = sql.SQL("date_trunc({}, {})").format(sql.Literal(g.trunc), col) if g.trunc else col
-            select.append(sql.SQL("{} AS {}").format(expr, sql.Identifier(alias)))
+            select.append(sql.SQL("{} AS {}").format(expr, Ident(alias)))
             keys.append(expr)
             names.append(alias)
         for m in metrics:
             if m.column is None and m.fn != "count":
                 raise SchemaError(f"metric {m.fn} needs a column")
-            metric_col = sql.Identifier(schema.column(m.column).name) if m.column is not None else None
+            metric_col = Ident(schema.column(m.column).name) if m.column is not None else None
             alias = m.alias or (f"{m.fn}_{m.column}" if m.column else m.fn)
             metric: Any
             if m.fn == "count":
@@ -526,7 +535,7 @@ class PostgresSource:
                 metric = sql.SQL("count(DISTINCT {})").format(metric_col)
             else:
                 metric = sql.SQL(m.fn + "({})").format(metric_col)
-            select.append(sql.SQL("{} AS {}").format(metric, sql.Identifier(alias)))
+            select.append(sql.SQL("{} AS {}").format(metric, Ident(alias)))
             names.append(alias)
         if len(set(names)) != len(names):
             raise SchemaError(f"result names must be unique: {names}; give aliases")
@@ -552,10 +561,12 @@ class PostgresSource:
         """All columns in primary key order, after the key `after` (keyset paging)."""
         from psycopg import sql
 
+        from aesoperator.connectors.pg_sql import Ident, catalog_sql
+
         schema = self.table(table)
         if not schema.primary_key:
             raise SchemaError(f"table {table!r} has no primary key, so its rows cannot be paged")
-        key = [sql.Identifier(c) for c in schema.primary_key]
+        key = [Ident(c) for c in schema.primary_key]
         n = self._limit(limit)
         inner = sql.SQL("SELECT * FROM {}").format(self._relation(schema))
         params: list[Any] = []
@@ -564,7 +575,7 @@ class PostgresSource:
             if missing:
                 raise SchemaError(f"after must give the primary key columns {list(schema.primary_key)}")
             types = {c.name: c.data_type for c in schema.columns}
-            casts = [sql.SQL("CAST(%s AS {})").format(sql.SQL(types[c])) for c in schema.primary_key]
+            casts = [sql.SQL("CAST(%s AS {})").format(catalog_sql(types[c])) for c in schema.primary_key]
             inner += sql.SQL(" WHERE ({}) > ({})").format(sql.SQL(", ").join(key), sql.SQL(", ").join(casts))
             params.extend(_key_param(after[c]) for c in schema.primary_key)
         inner += sql.SQL(" ORDER BY {} LIMIT %s").format(sql.SQL(", ").join(key))
@@ -575,6 +586,8 @@ class PostgresSource:
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         from psycopg import sql
+
+        from aesoperator.connectors.pg_sql import Ident
 
         if self.read_only:
             raise PermissionDenied("this postgres connector is read-only")
@@ -588,7 +601,7 @@ class PostgresSource:
             schema.column(c)
         statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
             self._relation(schema),
-            sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+            sql.SQL(", ").join(Ident(c) for c in columns),
             sql.SQL(", ").join(sql.Placeholder() for _ in columns),
         )
 
@@ -611,7 +624,8 @@ class PostgresSource:
             out: dict[str, str] = {}
             for t in tables:
                 cur.execute(
-                    sql.SQL("SELECT count(*), coalesce(max(xmin::text::bigint), 0) FROM {}").format(self._relation(t))
+                    sql.SQL("SELECT count(*), coalesce(max(xmin::text::bigint), 0) FROM {}").format(self._relation(t)),
+                    (),  # parsed for placeholders, so the `%%` of an identifier reads as `%`
                 )
                 count, newest = cur.fetchone()
                 out[f"{TABLES_URI}/{t.name}"] = f"{count}:{newest}"
