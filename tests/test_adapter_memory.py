@@ -29,6 +29,7 @@ from tests.mcp_servers import npm_server_bin
 from tests.test_adapter_postgres import all_entities, all_relations, live
 
 SERVER = "@modelcontextprotocol/server-memory"
+NAMESPACE = "team-memory"  # not the memory graph's own namespace, so ids carry it
 
 ENTITIES = [
     {
@@ -61,7 +62,7 @@ def source(tmp_path: Path, name: str = "memory") -> SourceDefinition:
         command=command[0],
         args=command[1:],
         env={"MEMORY_FILE_PATH": str(tmp_path / "memory.jsonl")},
-        namespace="team-memory",
+        namespace=NAMESPACE,
         timeout_seconds=30,
     )
 
@@ -87,17 +88,22 @@ def exported(engine: Any, name: str) -> dict[str, list[dict[str, Any]]]:
 def check_against(engine: Any, graph: dict[str, Any]) -> None:
     """Each memory entity and relation is in the graph, with its original values kept."""
     for item in graph["entities"]:
-        [entity] = engine.get_entities([memory_entity_id(item["name"])])
+        [entity] = engine.get_entities([memory_entity_id(item["name"], NAMESPACE)])
         assert entity.type == normalize_type_name(item["entityType"]) and entity.name == item["name"]
         assert entity.properties["entityType"] == item["entityType"]
         assert entity.properties["observations"] == item["observations"]
         assert entity.text == entity_text(item["name"], item["entityType"], item["observations"])
-        assert entity.namespace == "team-memory"
+        assert entity.namespace == NAMESPACE
     for item in graph["relations"]:
-        [relation] = engine.store.get_relations([memory_relation_id(item["from"], item["relationType"], item["to"])])
+        [relation] = engine.store.get_relations(
+            [memory_relation_id(item["from"], item["relationType"], item["to"], NAMESPACE)]
+        )
         assert relation.expired_at is None
         assert relation.type == normalize_type_name(item["relationType"], upper=True)
-        assert (relation.src, relation.dst) == (memory_entity_id(item["from"]), memory_entity_id(item["to"]))
+        assert (relation.src, relation.dst) == (
+            memory_entity_id(item["from"], NAMESPACE),
+            memory_entity_id(item["to"], NAMESPACE),
+        )
         assert {k: relation.properties[k] for k in ("from", "to", "relationType")} == item
 
 
@@ -120,18 +126,18 @@ def test_memory_server_graph_is_imported_losslessly_and_incrementally(
     report = ingest_source(engine, definition)
     assert not report.skipped
     check_against(engine, graph)
-    assert engine.get_entities([memory_entity_id("Ada Lovelace")])[0].type == "person"
-    assert engine.get_entities([memory_entity_id("Acme Works")])[0].type == "work_place"
-    works = [memory_relation_id("Ada Lovelace", t, "Acme Works") for t in ("works at", "works_at")]
+    assert engine.get_entities([memory_entity_id("Ada Lovelace", NAMESPACE)])[0].type == "person"
+    assert engine.get_entities([memory_entity_id("Acme Works", NAMESPACE)])[0].type == "work_place"
+    works = [memory_relation_id("Ada Lovelace", t, "Acme Works", NAMESPACE) for t in ("works at", "works_at")]
     assert len(set(works)) == 2 and {r.type for r in engine.store.get_relations(works)} == {"WORKS_AT"}
-    [ghost] = engine.get_entities([memory_entity_id("Charles Babbage")])
+    [ghost] = engine.get_entities([memory_entity_id("Charles Babbage", NAMESPACE)])
     assert ghost.type == PLACEHOLDER_TYPE
 
     # the round trip: our graph, written back in the server's shape, is what the server holds
     assert exported(engine, "memory") == graph
 
     hits = engine.search("who likes Earl Grey tea?", k=5).hits
-    assert hits[0].id == memory_entity_id("Ada Lovelace")
+    assert hits[0].id == memory_entity_id("Ada Lovelace", NAMESPACE)
 
     # -- change it through the server's own tools
     seq = engine.store.last_seq()
@@ -151,14 +157,14 @@ def test_memory_server_graph_is_imported_losslessly_and_incrementally(
     )
     again = ingest_source(engine, definition)
     changes = engine.store.changes_since(seq)
-    ada, babbage, acme = (memory_entity_id(n) for n in ("Ada Lovelace", "Charles Babbage", "Acme Works"))
+    ada, babbage, acme = (memory_entity_id(n, NAMESPACE) for n in ("Ada Lovelace", "Charles Babbage", "Acme Works"))
     assert {(c.id, c.op) for c in changes if c.kind == "entity"} == {
         (ada, "upsert"),
         (babbage, "upsert"),  # the placeholder became the entity, under the same id
         (acme, "delete"),
     }
-    designed = memory_relation_id("Charles Babbage", "designed", "Analytical Engine")
-    admires = memory_relation_id(*(RELATIONS[3][k] for k in ("from", "relationType", "to")))
+    designed = memory_relation_id("Charles Babbage", "designed", "Analytical Engine", NAMESPACE)
+    admires = memory_relation_id(*(RELATIONS[3][k] for k in ("from", "relationType", "to")), NAMESPACE)
     assert {(c.id, c.op) for c in changes if c.kind == "relation"} == {
         (designed, "upsert"),
         (admires, "upsert"),  # expired, kept as history
@@ -191,7 +197,7 @@ def test_memory_import_agrees_with_the_engines_memory_compatible_tools(
     ingest_source(imported, definition, embed=False)
 
     written = make_engine(tmp_path / "written")
-    tools = compat.MemoryGraph(written, namespace="team-memory", embed=False)
+    tools = compat.MemoryGraph(written, namespace=NAMESPACE, embed=False)
     tools.create_entities([schemas.MemoryEntity(**e) for e in ENTITIES])
     tools.create_relations([schemas.MemoryRelation.model_validate(r) for r in RELATIONS])
     assert tools.read_graph().model_dump(mode="json", by_alias=True) == graph

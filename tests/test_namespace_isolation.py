@@ -15,6 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -187,3 +189,252 @@ def test_upsert_does_not_move_entities_or_relations_between_namespaces(any_store
     link = Relation(type="LINKS", src="a", dst="b", namespace="B")
     store.write(WriteBatch(relations=[link], allow_namespace_moves=True))
     assert [r.namespace for r in store.get_relations([link.id])] == ["B"]
+
+
+# -- item: memory graphs of two namespaces ------------------------------------------------------------------
+def test_a_second_memory_namespace_cannot_overwrite_the_first(tmp_path: Path, make_engine: Callable[..., Any]) -> None:
+    """Two servers on one data dir, the second with `--memory-namespace team2` and a `write:team2`
+    token: the same names make two memory graphs."""
+    data = tmp_path / "data"
+    first, second = make_engine(data), make_engine(data)
+    ada = {"name": "Ada", "entityType": "person", "observations": ["writes programs"]}
+    other = {"name": "Ada", "entityType": "robot", "observations": ["taken over"]}
+    with (
+        serving(first, data, {"admin": ["read:*", "write:*"]}) as home,
+        serving(second, data, {"t2": ["write:team2"]}, memory_namespace="team2") as team2,
+    ):
+
+        async def run() -> None:
+            async with connect(home, "admin") as admin, connect(team2, "t2") as t2:
+                ok(await admin.call_tool("create_entities", {"entities": [ada]}))
+                created = ok(await t2.call_tool("create_entities", {"entities": [other]}))
+                assert created == {"entities": [other]}  # a name of its own graph, not an existing one
+                ok(await t2.call_tool("add_observations", {"observations": [{"entityName": "Ada", "contents": ["x"]}]}))
+                ok(
+                    await t2.call_tool(
+                        "delete_observations", {"deletions": [{"entityName": "Ada", "observations": ["x"]}]}
+                    )
+                )
+                assert ok(await t2.call_tool("read_graph", {}))["entities"] == [other]
+                assert ok(await admin.call_tool("read_graph", {}))["entities"] == [ada]
+                got = ok(await admin.call_tool("get_entities", {"ids": ["memory-graph:entity:Ada"]}))["entities"]
+                assert [(e["namespace"], e["properties"]["observations"]) for e in got] == [
+                    ("memory-graph", ["writes programs"])
+                ]
+                ok(await t2.call_tool("delete_entities", {"entityNames": ["Ada"]}))
+                assert ok(await admin.call_tool("read_graph", {}))["entities"] == [ada]
+
+        anyio.run(run)
+    stored = first.store.get_entities(["memory-graph:entity:Ada", "memory-graph:entity@team2:Ada"])
+    assert [(e.id, e.namespace) for e in stored] == [("memory-graph:entity:Ada", "memory-graph")]
+
+
+def test_memory_graph_kept_under_unscoped_ids_moves_to_scoped_ids(
+    tmp_path: Path, make_engine: Callable[..., Any]
+) -> None:
+    from aesoperator.graph_schema.ids import entity_id
+    from aesoperator.serve.schemas import MemoryEntity, MemoryRelation
+    from aesoperator.serve.tools_memory_compat import MemoryGraph
+
+    class UnscopedGraph(MemoryGraph):
+        """How an older version kept a memory graph outside `memory-graph`."""
+
+        def entity_id(self, name: str) -> str:
+            return entity_id("memory-graph", "entity", name)
+
+    engine = make_engine(tmp_path / "data")
+    old = UnscopedGraph(engine, "team2")
+    old._adopted = True
+    old.create_entities([MemoryEntity(name=n, entityType="person", observations=[f"{n} obs"]) for n in ("Ada", "Bob")])
+    knows = MemoryRelation.model_validate({"from": "Ada", "to": "Bob", "relationType": "knows"})
+    gone = MemoryRelation.model_validate({"from": "Bob", "to": "Ada", "relationType": "helped"})
+    old.create_relations(
+        [knows, gone, MemoryRelation.model_validate({"from": "Ada", "to": "Zed", "relationType": "met"})]
+    )
+    old.delete_relations([gone])  # expired: history to keep
+    mention = engine.memory.remember("Ada and Bob", "bot", mentions=["memory-graph:entity:Ada"], detect_mentions=False)
+    before = old.read_graph()
+
+    graph = MemoryGraph(engine, "team2")
+    assert graph.read_graph() == before
+    assert graph.search_nodes("ada obs").entities[0].name == "Ada"
+    ids = {"Ada": "memory-graph:entity@team2:Ada", "Bob": "memory-graph:entity@team2:Bob"}
+    assert {e.id for e in engine.store.get_entities(["memory-graph:entity:Ada", "memory-graph:entity:Bob"])} == set()
+    assert {e.id: e.namespace for e in engine.store.get_entities(list(ids.values()))} == dict.fromkeys(
+        ids.values(), "team2"
+    )
+    relations = [r for b in engine.store.iter_relations() for r in b]
+    ends = {(r.type, r.src, r.dst, r.expired_at is None) for r in relations}
+    assert ("KNOWS", ids["Ada"], ids["Bob"], True) in ends
+    assert ("HELPED", ids["Bob"], ids["Ada"], False) in ends  # the history came along
+    assert ("MENTIONS", mention.id, ids["Ada"], True) in ends  # so did the episode's link, in its namespace
+    assert engine.store.vector_hashes(list(ids.values()), engine.embedder.model_name).keys() == set(ids.values())
+    # and the graph works on: the same name is the same entity
+    assert graph.create_entities([MemoryEntity(name="Ada", entityType="person", observations=[])]) == []
+
+
+# -- property: a writer of one namespace changes nothing outside it ---------------------------------------
+A = "team2"
+NAMES = ["Ada", "Bob", "Acme"]
+AGENTS = ["alice", "bob"]
+WORDS = ["Ada likes tea", "Bob and Acme", "notes on Ada"]
+
+
+def _names(max_size: int = 2) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(NAMES), min_size=1, max_size=max_size)
+
+
+def _memory_entity() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(NAMES),
+            "entityType": st.sampled_from(["person", "robot"]),
+            "observations": st.lists(st.sampled_from(["likes tea", "taken over"]), max_size=2),
+        }
+    )
+
+
+def _memory_relation() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {"from": st.sampled_from(NAMES), "to": st.sampled_from(NAMES), "relationType": st.sampled_from(["knows"])}
+    )
+
+
+def _calls(known_ids: list[str]) -> st.SearchStrategy[list[tuple[str, dict[str, Any]]]]:
+    ids = st.lists(st.sampled_from(known_ids), min_size=1, max_size=3)
+    call = st.one_of(
+        st.tuples(
+            st.just("remember"),
+            st.fixed_dictionaries(
+                {"content": st.sampled_from(WORDS), "agent_id": st.sampled_from(AGENTS)},
+                optional={
+                    "session_id": st.sampled_from(["s1", "s2"]),
+                    "namespace": st.sampled_from([A, "B", "memory-graph", "agent:alice"]),
+                    "mentions": ids,
+                },
+            ),
+        ),
+        st.tuples(
+            st.just("create_entities"), st.fixed_dictionaries({"entities": st.lists(_memory_entity(), max_size=2)})
+        ),
+        st.tuples(
+            st.just("create_relations"), st.fixed_dictionaries({"relations": st.lists(_memory_relation(), max_size=2)})
+        ),
+        st.tuples(
+            st.just("add_observations"),
+            st.fixed_dictionaries(
+                {
+                    "observations": st.lists(
+                        st.fixed_dictionaries({"entityName": st.sampled_from(NAMES), "contents": st.just(["more"])}),
+                        max_size=2,
+                    )
+                }
+            ),
+        ),
+        st.tuples(st.just("delete_entities"), st.fixed_dictionaries({"entityNames": _names()})),
+        st.tuples(
+            st.just("delete_observations"),
+            st.fixed_dictionaries(
+                {
+                    "deletions": st.lists(
+                        st.fixed_dictionaries(
+                            {"entityName": st.sampled_from(NAMES), "observations": st.just(["more"])}
+                        ),
+                        max_size=2,
+                    )
+                }
+            ),
+        ),
+        st.tuples(
+            st.just("delete_relations"), st.fixed_dictionaries({"relations": st.lists(_memory_relation(), max_size=2)})
+        ),
+        st.tuples(st.just("get_entities"), st.fixed_dictionaries({"ids": ids})),
+        st.tuples(st.just("neighbors"), st.fixed_dictionaries({"ids": ids, "depth": st.sampled_from([1, 2])})),
+        st.tuples(
+            st.just("recall"),
+            st.fixed_dictionaries({"query": st.sampled_from(WORDS), "agent_id": st.sampled_from(AGENTS)}),
+        ),
+    )
+    return st.lists(call, min_size=1, max_size=6)
+
+
+def _outside(store: GraphStore, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every entity and relation stored outside `namespace`, as data."""
+    entities = {e.id: e.model_dump() for b in store.iter_entities() for e in b if e.namespace != namespace}
+    relations = {r.id: r.model_dump() for b in store.iter_relations() for r in b if r.namespace != namespace}
+    return entities, relations
+
+
+def _seed_other_namespaces(engine: Any) -> list[str]:
+    """As a full-access caller: memory graphs in `memory-graph`, in A and in B with the same
+    names; alice's sessions in her namespace and in B; a B episode that mentions an A entity.
+    Returns ids a caller might name."""
+    from aesoperator.serve.schemas import MemoryEntity, MemoryRelation
+    from aesoperator.serve.tools_memory_compat import MemoryGraph
+
+    people = [MemoryEntity(name=n, entityType="person", observations=[f"{n} is here"]) for n in NAMES]
+    knows = MemoryRelation.model_validate({"from": "Ada", "to": "Bob", "relationType": "knows"})
+    ids: list[str] = []
+    for namespace in ("memory-graph", A, "B"):
+        graph = MemoryGraph(engine, namespace)
+        graph.create_entities(people)
+        graph.create_relations([knows])
+        ids += [graph.entity_id(n) for n in NAMES]
+    ids.append(engine.memory.remember("Ada likes tea", "alice", "s1").id)
+    ids.append(engine.memory.remember("Ada likes tea", "alice", "s1", namespace="B").id)
+    ids.append(
+        engine.memory.remember(
+            "Bob met Ada", "bob", "s1", namespace="B", mentions=[MemoryGraph(engine, A).entity_id("Ada")]
+        ).id
+    )
+    ids += ["memory:session:alice/s1", "memory:session@B:alice/s1"]
+    return ids
+
+
+def _check_writer_stays_in_its_namespace(engine: Any) -> None:
+    from anyio.from_thread import start_blocking_portal
+
+    from aesoperator.serve.principal import Principal
+    from aesoperator.serve.server import build_server
+
+    known_ids = _seed_other_namespaces(engine)
+    writer = Principal.from_scopes("t2", [f"write:{A}"])
+    server = build_server(engine, None, lambda: writer, memory_namespace=A, warm=False)
+    store = engine.store
+    with start_blocking_portal() as portal, portal.wrap_async_context_manager(Client(server)) as client:
+
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(calls=_calls(known_ids))
+        def check(calls: list[tuple[str, dict[str, Any]]]) -> None:
+            entities, relations = _outside(store, A)
+            seq = store.last_seq()
+            into_a = {
+                i: r for i, r in relations.items() if not (r["src"] in entities and r["dst"] in entities)
+            }  # relations outside A with an end in A
+            for name, arguments in calls:
+                result = portal.call(client.call_tool, name, arguments)
+                assert not result.is_error or "internal error" not in str(result.content), result.content
+            after_entities, after_relations = _outside(store, A)
+            assert after_entities == entities
+            lost = relations.keys() - after_relations.keys()
+            assert {i: r for i, r in after_relations.items()} == {i: r for i, r in relations.items() if i not in lost}
+            # a relation outside A goes only with the A entity it pointed at, deleted by A's writer
+            gone_a = {c.id for c in store.changes_since(seq) if c.kind == "entity" and c.op == "delete"}
+            for rid in lost:
+                assert rid in into_a and (into_a[rid]["src"] in gone_a or into_a[rid]["dst"] in gone_a), rid
+            for change in store.changes_since(seq):
+                if change.namespace != A:
+                    assert (change.kind, change.op) == ("relation", "delete") and change.id in lost, change
+
+        check()
+
+
+@pytest.mark.slow
+def test_a_writer_of_one_namespace_changes_nothing_outside_it(
+    any_store: GraphStore, tmp_path: Path, embedder: Any
+) -> None:
+    from aesoperator.config import Settings
+    from aesoperator.engine.context import ContextEngine
+
+    engine = ContextEngine(any_store, settings=Settings(data_dir=tmp_path / "engine"), embedder=embedder)
+    _check_writer_stays_in_its_namespace(engine)

@@ -6,7 +6,9 @@ return exactly what `@modelcontextprotocol/server-memory` takes and returns, so 
 that server can use this one instead. Behind them the knowledge graph is stored as ordinary
 entities and relations in one namespace (default `memory-graph`) under the source `memory-graph`:
 
-- a memory entity is an Entity whose id is derived from its name (`memory-graph:entity:<name>`),
+- a memory entity is an Entity whose id is derived from its name and namespace
+  (`memory-graph:entity:<name>` in `memory-graph`, `memory-graph:entity@<namespace>:<name>` in any
+  other, so two servers with their own `--memory-namespace` never write each other's entities),
   whose type is the entityType made a safe type name, and whose text is the name, type and
   observations (so `search` finds it); the original entityType and the observations are kept in
   its properties;
@@ -18,6 +20,9 @@ entities and relations in one namespace (default `memory-graph`) under the sourc
   created and is removed when no relation needs it any more;
 - deleted relations are expired (kept as history for `as_of` questions), deleted entities are
   deleted.
+
+A memory graph kept in another namespace before ids carried the namespace is moved to the scoped
+ids (with its relations and vectors) the first time a `MemoryGraph` on that namespace is used.
 
 Differences, all on input the memory server accepts but cannot represent well: a name repeated
 within one `create_entities` (or a relation within one `create_relations`) call is created once;
@@ -41,7 +46,14 @@ from pydantic import BaseModel, Field
 
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.errors import SchemaError
-from aesoperator.graph_schema.ids import content_hash, entity_id, relation_id
+from aesoperator.graph_schema.ids import (
+    MEMORY_GRAPH_HOME,
+    MEMORY_GRAPH_SOURCE,
+    content_hash,
+    entity_id,
+    memory_graph_entity_id,
+    relation_id,
+)
 from aesoperator.graph_schema.models import Entity, Relation, utcnow
 from aesoperator.graph_schema.vocabulary import normalize_type_name
 from aesoperator.serve.schemas import (
@@ -67,8 +79,7 @@ if TYPE_CHECKING:
     from aesoperator.engine.context import ContextEngine
     from aesoperator.serve.tools_engine import Runtime
 
-MEMORY_GRAPH_SOURCE = "memory-graph"
-DEFAULT_MEMORY_NAMESPACE = "memory-graph"
+DEFAULT_MEMORY_NAMESPACE = MEMORY_GRAPH_HOME
 PLACEHOLDER_TYPE = "MemoryPlaceholder"
 _NEIGHBOR_LIMIT = 10_000_000
 # Change-log rows replayed into the search listing before rebuilding it is cheaper.
@@ -86,12 +97,13 @@ class MemoryGraph:
         self.embed = embed
         self._lock = threading.RLock()
         self._last_order = 0
+        self._adopted = namespace == MEMORY_GRAPH_HOME  # the home namespace never had other ids
         # (change-log position, listing): search_nodes scans this instead of reading the graph.
         self._listing: tuple[int, _Listing] | None = None
 
     # -- mapping ------------------------------------------------------------------------------------
     def entity_id(self, name: str) -> str:
-        return entity_id(MEMORY_GRAPH_SOURCE, "entity", name)
+        return memory_graph_entity_id(name, self.namespace)
 
     def _order(self) -> int:
         self._last_order = max(time.time_ns(), self._last_order + 1)
@@ -321,8 +333,58 @@ class MemoryGraph:
             needed.update((rel.src, rel.dst))
         return [e.id for e in holders if e.id not in needed]
 
+    def _ready(self) -> None:
+        """Adopt the unscoped ids of an older version once, before the first operation."""
+        if self._adopted:
+            return
+        with self._lock:
+            if not self._adopted:
+                self._adopt_unscoped_ids()
+                self._adopted = True
+
+    def _adopt_unscoped_ids(self) -> None:
+        """Move memory entities stored in this namespace under the ids they had before ids carried
+        the namespace (`memory-graph:entity:<name>`) to their scoped ids, in one write: the
+        entities keep their content and creation time, the relations touching them (history too)
+        are re-pointed, and their vectors are carried over."""
+        store = self.engine.store
+        old = {
+            e.id: e
+            for e in self._all()
+            if e.id != self.entity_id(e.name) and e.id == entity_id(MEMORY_GRAPH_SOURCE, "entity", e.name)
+        }
+        if not old:
+            return
+        renamed = {i: self.entity_id(e.name) for i, e in old.items()}
+        relations: list[Relation] = []
+        for page in store.iter_relations(batch_size=5000):
+            for rel in page:
+                if rel.src not in renamed and rel.dst not in renamed:
+                    continue
+                src, dst = renamed.get(rel.src, rel.src), renamed.get(rel.dst, rel.dst)
+                key = str(rel.properties.get("relationType", "")) if rel.source == MEMORY_GRAPH_SOURCE else ""
+                derived = rel.id == relation_id(rel.type, rel.src, rel.dst, key=key)
+                new_id = relation_id(rel.type, src, dst, key=key) if derived else rel.id
+                relations.append(rel.model_copy(update={"id": new_id, "src": src, "dst": dst}))
+        entities = [e.model_copy(update={"id": renamed[i]}) for i, e in old.items()]
+        finder = getattr(store, "vector_models", None)
+        models = [str(m) for m in finder()] if callable(finder) else []
+        batches = [WriteBatch(entities=entities, relations=relations, delete_entity_ids=sorted(old))]
+        for model in models:
+            hashes = store.vector_hashes(sorted(old), model)
+            stored = store.get_vectors(sorted(hashes), model)
+            vectors = {renamed[i]: (hashes[i], v) for i, v in stored.items()}
+            if vectors:
+                batches.append(WriteBatch(vectors=vectors, vector_model=model))
+        if len(batches) > 1:  # the first model's vectors go with the entities, in the same write
+            first = batches.pop(1)
+            batches[0].vectors, batches[0].vector_model = first.vectors, first.vector_model
+        for batch in batches:
+            store.write(batch)
+
     # -- the memory server's operations -------------------------------------------------------------
     def create_entities(self, entities: Sequence[MemoryEntity]) -> list[MemoryEntity]:
+        self._ready()
         with self._lock:
             for e in entities:
                 self._check_name(e.name)
@@ -341,6 +403,7 @@ class MemoryGraph:
             return created
 
     def create_relations(self, relations: Sequence[MemoryRelation]) -> list[MemoryRelation]:
+        self._ready()
         with self._lock:
             for r in relations:
                 self._check_name(r.from_, "relation 'from'")
@@ -367,6 +430,7 @@ class MemoryGraph:
             return new
 
     def add_observations(self, additions: Sequence[ObservationAddition]) -> list[AddedObservations]:
+        self._ready()
         with self._lock:
             stored = self._load(a.entityName for a in additions)
             state: dict[str, tuple[Entity, list[str]]] = {}
@@ -389,6 +453,7 @@ class MemoryGraph:
             return results
 
     def delete_entities(self, names: Sequence[str]) -> None:
+        self._ready()
         with self._lock:
             stored = self._load(names)
             gone = {e.id for e in stored.values()}
@@ -401,6 +466,7 @@ class MemoryGraph:
             self._write(delete_entity_ids=sorted(gone | set(orphans)))
 
     def delete_observations(self, deletions: Sequence[ObservationDeletion]) -> None:
+        self._ready()
         with self._lock:
             stored = self._load(d.entityName for d in deletions)
             state: dict[str, tuple[Entity, list[str]]] = {}
@@ -420,6 +486,7 @@ class MemoryGraph:
             self._write(rows)
 
     def delete_relations(self, relations: Sequence[MemoryRelation]) -> None:
+        self._ready()
         with self._lock:
             ids = list(dict.fromkeys(self._relation_id(r) for r in relations))
             live = [
@@ -435,6 +502,7 @@ class MemoryGraph:
             self._write(delete_entity_ids=orphans, expire_relation_ids=sorted(leaving))
 
     def read_graph(self) -> MemoryGraphOutput:
+        self._ready()
         everything = self._all()
         real = self._real_in_order(everything)
         return self._with_relations([self._as_memory_entity(e) for e in real], [e.id for e in everything])
@@ -442,6 +510,7 @@ class MemoryGraph:
     def search_nodes(self, query: str) -> MemoryGraphOutput:
         """Entities whose name, type or an observation contains `query` (case-insensitive), and
         the relations touching them: the memory server's matching, over a cached listing."""
+        self._ready()
         listing = self._listed()
         hits = listing.matching(query.lower())
         return MemoryGraphOutput(
@@ -450,6 +519,7 @@ class MemoryGraph:
         )
 
     def open_nodes(self, names: Sequence[str]) -> MemoryGraphOutput:
+        self._ready()
         real = self._real_in_order(self._load(names).values())
         return self._with_relations([self._as_memory_entity(e) for e in real], [e.id for e in real])
 

@@ -36,7 +36,8 @@ from aesoperator.ingest.records import SkippedRecord, SourceRecord
 from aesoperator.ingest.sources import SourceDefinition
 
 READ_TOOL = "read_graph"
-MAPPING_VERSION = 1
+# 2: ids carry the namespace outside `memory-graph`; a new version maps every item again once.
+MAPPING_VERSION = 2
 
 
 def entity_key(name: str) -> str:

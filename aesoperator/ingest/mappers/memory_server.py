@@ -5,7 +5,8 @@ relations (`from`, `to`, `relationType`). They are mapped exactly as the engine'
 memory-compatible tools (`aesoperator/serve/tools_memory_compat.py`) store them, so a graph
 imported from a memory server and one written through those tools agree id for id:
 
-- an entity's id is `memory-graph:entity:<name>` (`memory_entity_id`); its type is the entityType
+- an entity's id is `memory-graph:entity:<name>` in the namespace `memory-graph` and
+  `memory-graph:entity@<namespace>:<name>` in any other (`memory_entity_id`); its type is the entityType
   made a safe type name (`normalize_type_name`: "person" -> `person`, "work place" -> `work_place`);
   its text is "<name> (<entityType>)" followed by one "- <observation>" line per observation; its
   properties keep the original `entityType`, the `observations` as a list, and `order`;
@@ -26,29 +27,28 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aesoperator.graph_schema.ids import entity_id, relation_id
+from aesoperator.graph_schema.ids import MEMORY_GRAPH_HOME, memory_graph_entity_id, relation_id
 from aesoperator.graph_schema.models import MAX_NAME_CHARS, Entity, Provenance, Relation
 from aesoperator.graph_schema.vocabulary import normalize_type_name
 from aesoperator.ingest.records import MappedItem, SourceRecord
 
-MEMORY_GRAPH_SOURCE = "memory-graph"  # the id prefix the memory-compatible tools use
 PLACEHOLDER_TYPE = "MemoryPlaceholder"
 ENTITY_PREFIX = "entity:"
 RELATION_PREFIX = "relation:"
 GRAPH_URI = "memory://knowledge-graph"
 
 
-def memory_entity_id(name: str) -> str:
-    return entity_id(MEMORY_GRAPH_SOURCE, "entity", name)
+def memory_entity_id(name: str, namespace: str = MEMORY_GRAPH_HOME) -> str:
+    return memory_graph_entity_id(name, namespace)
 
 
 def memory_relation_type(relation_type: str) -> str:
     return normalize_type_name(relation_type, upper=True)
 
 
-def memory_relation_id(from_: str, relation_type: str, to: str) -> str:
+def memory_relation_id(from_: str, relation_type: str, to: str, namespace: str = MEMORY_GRAPH_HOME) -> str:
     kind = memory_relation_type(relation_type)
-    return relation_id(kind, memory_entity_id(from_), memory_entity_id(to), key=relation_type)
+    return relation_id(kind, memory_entity_id(from_, namespace), memory_entity_id(to, namespace), key=relation_type)
 
 
 def entity_text(name: str, entity_type: str, observations: Sequence[str]) -> str:
@@ -87,7 +87,7 @@ class MemoryServerMapper:
         if record.kind == "entity":
             name, entity_type, observations = p["name"], p["entityType"], list(p["observations"])
             entity = Entity(
-                id=memory_entity_id(name),
+                id=memory_entity_id(name, self.namespace),
                 type=normalize_type_name(entity_type),
                 name=name,
                 text=entity_text(name, entity_type, observations),
@@ -99,7 +99,7 @@ class MemoryServerMapper:
             return MappedItem(entities=[entity])
         if record.kind == "placeholder":
             entity = Entity(
-                id=memory_entity_id(p["name"]),
+                id=memory_entity_id(p["name"], self.namespace),
                 type=PLACEHOLDER_TYPE,
                 name=p["name"],
                 text=p["name"],
@@ -111,10 +111,10 @@ class MemoryServerMapper:
             return MappedItem(entities=[entity])
         if record.kind == "relation":
             relation = Relation(
-                id=memory_relation_id(p["from"], p["relationType"], p["to"]),
+                id=memory_relation_id(p["from"], p["relationType"], p["to"], self.namespace),
                 type=memory_relation_type(p["relationType"]),
-                src=memory_entity_id(p["from"]),
-                dst=memory_entity_id(p["to"]),
+                src=memory_entity_id(p["from"], self.namespace),
+                dst=memory_entity_id(p["to"], self.namespace),
                 properties={"relationType": p["relationType"], "from": p["from"], "to": p["to"], "order": p["order"]},
                 source=self.source,
                 provenance=provenance,
