@@ -36,6 +36,18 @@ class Settings(BaseSettings):
     neo4j_user: str = "neo4j"
     neo4j_password: str = Field(default="", description="Neo4j password; prefer AESOP_NEO4J_PASSWORD.")
     neo4j_database: str | None = None
+    neo4j_connection_timeout: float = Field(
+        default=15.0, gt=0, le=600, description="Seconds to wait for a connection to Neo4j (each attempt)."
+    )
+    neo4j_max_retry_time: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a Neo4j transaction is retried on transient failures (a lost connection, a leader"
+            " switch) before the call fails with a StoreError saying the server is unreachable."
+        ),
+    )
     embedding_model: str = Field(default=DEFAULT_MODEL, description="sentence-transformers model name or path.")
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
     embed_on_ingest: bool = True

@@ -138,8 +138,9 @@ class IngestPipeline:
             return self._run(report, source, records, mapper, total, skipped, remove_missing)
         except StoreError as exc:
             raise StoreError(
-                f"ingest of source {source!r} stopped after {report.batches} batch(es) written in this run: {exc} "
-                "The batches written are kept whole; the same ingest run again resumes after them."
+                f"ingest of source {source!r} stopped after {report.batches} batch(es) written in this run: "
+                f"{str(exc).rstrip('.')}. The batches written are kept whole; the same ingest run again resumes "
+                "after them."
             ) from exc
 
     def _run(

@@ -40,6 +40,8 @@ def open_store(settings: Settings) -> GraphStore:
             settings.neo4j_password,
             database=settings.neo4j_database,
             batch_size=settings.write_batch_size,
+            max_retry_time=settings.neo4j_max_retry_time,
+            connection_timeout=settings.neo4j_connection_timeout,
         )
     from aesoperator.engine.stores.embedded import EmbeddedGraphStore
 

@@ -89,6 +89,11 @@ _NS_FILTER = "($ns IS NULL OR {var}.namespace IN $ns)"
 _TYPE_FILTER = "($types IS NULL OR {var}.type IN $types)"
 
 
+def _one_line(exc: BaseException) -> str:
+    """The driver's message on one line (it spreads connection failures over several)."""
+    return " ".join(str(exc).split())
+
+
 def _page(size: int) -> int:
     """A caller-given page size or limit, clamped to what a Cypher LIMIT takes."""
     return min(max(size, 1), MAX_ROWS)
@@ -148,6 +153,8 @@ class Neo4jGraphStore(BatchWriter):
         self.uri = shown
         self.user = user
         self.batch_size = batch_size
+        self.max_retry_time = max_retry_time
+        self.connection_timeout = connection_timeout
         self._closed = False
         self._ensured_types: set[str] = set()
         try:
@@ -189,9 +196,17 @@ class Neo4jGraphStore(BatchWriter):
                 f"{where} rejected the credentials of user {self.user!r} (could not {action}): "
                 "check the user name and password"
             ) from None
+        except neo4j_errors.IncompleteCommit as exc:
+            raise StoreError(
+                f"{where} is not reachable: the connection was lost while committing (could not {action}), "
+                f"so the write may or may not have been applied ({_one_line(exc)}); writes are idempotent: "
+                "once the server is back, run the same write or ingest again"
+            ) from exc
         except (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired) as exc:
             raise StoreError(
-                f"{where} is not reachable (could not {action}): {exc}; check that the server is running"
+                f"{where} is not reachable (could not {action}; retried for up to {self.max_retry_time:g} s, "
+                f"connection timeout {self.connection_timeout:g} s): {_one_line(exc)}; "
+                "check that the server is running"
             ) from exc
         except neo4j_errors.Neo4jError as exc:
             raise StoreError(f"{where} could not {action}: {exc.code}: {exc.message}") from exc
