@@ -438,3 +438,71 @@ def test_a_writer_of_one_namespace_changes_nothing_outside_it(
 
     engine = ContextEngine(any_store, settings=Settings(data_dir=tmp_path / "engine"), embedder=embedder)
     _check_writer_stays_in_its_namespace(engine)
+
+
+# -- item: mentions are filtered per reader ---------------------------------------------------------------
+def test_mentions_of_unreadable_entities_are_not_shown(tmp_path: Path, make_engine: Callable[..., Any]) -> None:
+    """An ns1 episode written by a caller that reads ns2 too keeps the ns2 ids it mentions; a
+    `read:ns1` caller never sees them, through any tool or resource."""
+    import json
+
+    from aesoperator.serve.schemas import entity_uri
+
+    engine = make_engine(tmp_path / "data")
+    public, secret = tmp_path / "public", tmp_path / "secret"
+    public.mkdir()
+    secret.mkdir()
+    (public / "roadmap.md").write_text("# Roadmap\nThe falcon telemetry launch is planned for March.\n")
+    (secret / "layoffs-2027.md").write_text("# Layoffs\nConfidential reorganisation of the falcon team.\n")
+    engine.ingest_path(public, name="public", namespace="ns1")
+    engine.ingest_path(secret, name="secret", namespace="ns2")
+    ns1_ids = [e.id for b in engine.store.iter_entities(namespaces=["ns1"]) for e in b]
+    ns2_ids = [e.id for b in engine.store.iter_entities(namespaces=["ns2"]) for e in b]
+    episode = engine.memory.remember(
+        "Falcon telemetry launch notes", "planner", "s1", namespace="ns1", mentions=[*ns1_ids, *ns2_ids]
+    )
+    assert set(episode.mentions) == {*ns1_ids, *ns2_ids}  # stored as written
+
+    scopes = {"reader": ["read:ns1"], "admin": ["read:*", "write:*"]}
+    with serving(engine, tmp_path / "data", scopes) as server:
+
+        async def run() -> list[Any]:
+            async with connect(server, "reader") as reader:
+                seen = [
+                    ok(await reader.call_tool("search", {"query": "falcon telemetry launch notes", "k": 20})),
+                    ok(await reader.call_tool("get_entities", {"ids": [episode.id]})),
+                    ok(await reader.call_tool("neighbors", {"ids": [episode.id], "depth": 2})),
+                    ok(await reader.call_tool("neighbors", {"ids": ns1_ids[:1], "depth": 2})),
+                    ok(
+                        await reader.call_tool(
+                            "recall", {"query": "falcon", "agent_id": "planner", "namespaces": ["ns1"]}
+                        )
+                    ),
+                    ok(
+                        await reader.call_tool(
+                            "recall",
+                            {
+                                "query": "falcon",
+                                "agent_id": "planner",
+                                "namespaces": ["ns1"],
+                                "include_entities": False,
+                            },
+                        )
+                    ),
+                    json.loads((await reader.read_resource(entity_uri(episode.id))).contents[0].text),  # type: ignore[union-attr]
+                ]
+            async with connect(server, "admin") as admin:
+                full = ok(await admin.call_tool("get_entities", {"ids": [episode.id]}))["entities"][0]
+                assert set(full["properties"]["mentions"]) == {*ns1_ids, *ns2_ids}
+            return seen
+
+        results = anyio.run(run)
+    for result in results:
+        text = json.dumps(result)
+        assert episode.id in text
+        for hidden in ns2_ids:
+            assert hidden not in text, f"{hidden} leaked in {text[:300]}"
+    shown = results[1]["entities"][0]["properties"]["mentions"]
+    assert shown == [m for m in episode.mentions if m in ns1_ids] and shown  # readable mentions stay
+    assert results[4]["episodes"][0]["episode"]["mentions"] == shown
+    assert {e["id"] for e in results[4]["episodes"][0]["entities"]} <= set(ns1_ids)

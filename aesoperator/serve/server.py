@@ -66,6 +66,7 @@ from aesoperator.serve.tools_engine import (
     Runtime,
     bind_call,
     entity_out,
+    readable_entities,
     register_engine_tools,
     unbind_call,
     visible_stats,
@@ -505,7 +506,7 @@ def _register_resources(server: AesopMCPServer, rt: Runtime, memory: MemoryGraph
         if not found:
             raise ResourceNotFoundError(f"no entity {id[:200]!r} (unknown, or outside your namespaces)")
         rt.count(1)
-        return entity_out(found[0]).model_dump_json(indent=2)
+        return entity_out(readable_entities(rt, found)[0]).model_dump_json(indent=2)
 
     @server.resource(
         STATS_URI,

@@ -2,6 +2,8 @@
 
 Every read hands the caller's namespaces (`Principal.read_namespaces`) to the engine, which passes
 them into the store's queries, so nothing outside them is produced, graph expansion included.
+Ids that results carry in their data (the entities an episode mentions, which a broader writer may
+have taken from namespaces this reader cannot see) are filtered per reader by `MentionFilter`.
 Every write checks `Principal.require_write` first. Tool functions are synchronous (the engine
 is) and run on worker threads; the server wraps each call with the principal, the call guard and
 error translation (see `server.py`).
@@ -13,7 +15,7 @@ import contextvars
 import inspect
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -22,9 +24,10 @@ from mcp_types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from aesoperator.engine.memory import agent_namespace
+from aesoperator.engine.results import SearchHit
 from aesoperator.engine.stores import StoreStats
 from aesoperator.errors import PermissionDenied, SchemaError
-from aesoperator.graph_schema.models import Entity, Relation, from_iso, utcnow
+from aesoperator.graph_schema.models import Entity, Episode, Relation, from_iso, utcnow
 from aesoperator.serve.principal import Principal
 from aesoperator.serve.schemas import (
     MAX_CONTENT_CHARS,
@@ -107,6 +110,65 @@ def _utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+EPISODE_TYPE = "Episode"
+
+
+def episode_mentions(entity_type: str, properties: dict[str, Any]) -> list[str]:
+    """The entity ids an episode's properties name (none for other entities)."""
+    mentions = properties.get("mentions") if entity_type == EPISODE_TYPE else None
+    return [m for m in mentions if isinstance(m, str)] if isinstance(mentions, list) else []
+
+
+@dataclass(frozen=True)
+class MentionFilter:
+    """Which mentioned ids one reader may see: those of entities in namespaces it can read.
+
+    An episode written by a caller that reads more than this reader keeps the ids of everything
+    it named; showing them would tell this reader about entities (file names, people) it cannot
+    read, so they are left out of every result it gets."""
+
+    visible: frozenset[str] | None  # None: the reader reads every namespace
+
+    @classmethod
+    def for_reader(cls, rt: Runtime, mentions: Iterable[str]) -> MentionFilter:
+        readable = rt.principal().read_namespaces()
+        if readable is None:
+            return cls(None)
+        wanted = sorted(set(mentions))
+        found = rt.engine.get_entities(wanted, readable) if wanted else []
+        return cls(frozenset(e.id for e in found))
+
+    @classmethod
+    def for_entities(cls, rt: Runtime, entities: Iterable[Entity | SearchHit]) -> MentionFilter:
+        return cls.for_reader(rt, (m for e in entities for m in episode_mentions(e.type, e.properties)))
+
+    def ids(self, ids: Sequence[str]) -> list[str]:
+        return list(ids) if self.visible is None else [i for i in ids if i in self.visible]
+
+    def properties(self, entity_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """`properties` with an episode's `mentions` narrowed to the visible ids (the same object
+        when nothing is left out)."""
+        mentions = properties.get("mentions")
+        if self.visible is None or entity_type != EPISODE_TYPE or not isinstance(mentions, list):
+            return properties
+        kept = [m for m in mentions if isinstance(m, str) and m in self.visible]
+        return properties if kept == mentions else {**properties, "mentions": kept}
+
+    def entity(self, entity: Entity) -> Entity:
+        properties = self.properties(entity.type, entity.properties)
+        return entity if properties is entity.properties else entity.model_copy(update={"properties": properties})
+
+    def episode(self, episode: Episode) -> Episode:
+        kept = self.ids(episode.mentions)
+        return episode if len(kept) == len(episode.mentions) else episode.model_copy(update={"mentions": kept})
+
+
+def readable_entities(rt: Runtime, entities: Sequence[Entity]) -> list[Entity]:
+    """`entities` as the caller may see them (mentions of entities it cannot read left out)."""
+    seen = MentionFilter.for_entities(rt, entities)
+    return [seen.entity(e) for e in entities]
 
 
 def entity_out(entity: Entity, hop: int | None = None) -> EntityOut:
@@ -207,7 +269,11 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             as_of=_utc(as_of),
             token_budget=token_budget,
         )
-        hits = [Hit(**dict(h), uri=entity_uri(h.id)) for h in result.hits]
+        seen = MentionFilter.for_entities(rt, result.hits)
+        hits = [
+            Hit(**{**dict(h), "properties": seen.properties(h.type, h.properties)}, uri=entity_uri(h.id))
+            for h in result.hits
+        ]
         rt.count(len(hits))
         return SearchOutput(
             query=result.query,
@@ -245,10 +311,13 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         )
         readable = principal.read_namespaces()
         mention_ids = sorted({m for r in result.episodes for m in r.episode.mentions})
-        found = {e.id: e for e in rt.engine.get_entities(mention_ids, readable)} if include_entities else {}
+        found = {e.id: e for e in rt.engine.get_entities(mention_ids, readable)}
+        seen = MentionFilter(None if readable is None else frozenset(found))
+        if not include_entities:
+            found = {}
         episodes = [
             RecalledEpisodeOut(
-                episode=r.episode,
+                episode=seen.episode(r.episode),
                 uri=entity_uri(r.episode.id),
                 score=r.score,
                 reasons=r.reasons,
@@ -313,7 +382,7 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         if not entities:
             raise SchemaError(f"no entity found for id(s) {_preview(missing)} (unknown, or outside your namespaces)")
         rt.count(len(entities))
-        return GetEntitiesOutput(entities=[entity_out(e) for e in entities], missing=missing)
+        return GetEntitiesOutput(entities=[entity_out(e) for e in readable_entities(rt, entities)], missing=missing)
 
     @tool(server, "neighbors", title="Explore an entity's neighbourhood", annotations=READ_ONLY)
     def neighbors(
@@ -337,11 +406,12 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         missing = [i for i in seeds if i not in sub.entities]
         if len(missing) == len(seeds):
             raise SchemaError(f"no entity found for id(s) {_preview(missing)} (unknown, or outside your namespaces)")
-        ordered = sorted(sub.entities.values(), key=lambda e: (sub.hops.get(e.id, 0), e.id))
+        ordered = readable_entities(rt, sorted(sub.entities.values(), key=lambda e: (sub.hops.get(e.id, 0), e.id)))
         rt.count(len(ordered))
         return NeighborsOutput(
             entities=[entity_out(e, sub.hops.get(e.id)) for e in ordered],
-            relations=[relation_out(r) for r in sub.relations],
+            # both ends are returned entities, so both are readable
+            relations=[relation_out(r) for r in sub.relations if r.src in sub.entities and r.dst in sub.entities],
             missing=missing,
         )
 
@@ -436,9 +506,11 @@ def _source_out(rt: Runtime, name: str) -> SourceOut:
 
 __all__ = [
     "CallState",
+    "MentionFilter",
     "Runtime",
     "bind_call",
     "entity_out",
+    "readable_entities",
     "register_engine_tools",
     "relation_out",
     "tool",
