@@ -540,3 +540,137 @@ def test_engine_server_over_authenticated_http(tmp_path: Path, make_engine: Any)
     assert {r["principal"] for r in records} >= {"reader", "outsider"}
     assert any(r["decision"] == "deny" and r["tool"] == "remember" for r in records)
     assert audit.verify().ok
+
+
+# -- failed authentications in the audit log ------------------------------------------------------
+def test_failed_authentications_are_audited_in_aggregate_without_the_token(tmp_path: Path) -> None:
+    import hashlib
+
+    from aesoperator.serve.audit import AuditLog
+    from aesoperator.serve.guard import CallGuard
+
+    audit = AuditLog.in_data_dir(tmp_path / "audit")
+    guard = CallGuard(audit, None, refusal_interval=3600)
+    bad = "aesop_0123456789ab_" + "q" * 40
+    distinct = [f"aesop_{i:012x}_{'z' * 40}" for i in range(60)]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    with _serving(tmp_path, guard=guard) as app, httpx2.Client(timeout=30) as http:
+
+        def status(authorization: str | None) -> int:
+            headers = {"Authorization": authorization} if authorization else {}
+            return http.post(app.resource_url, json=body, headers=headers).status_code
+
+        expired = _hs_token(aud=app.resource_url, exp=int(time.time()) - 600)
+        assert status(f"Bearer {expired}") == 401
+        assert status("Basic dXNlcjpwYXNz") == 401
+        assert status(None) == 401  # no credentials: the start of discovery, not counted
+        assert all(status(f"Bearer {token}") == 401 for token in [bad] * 40 + distinct)
+        assert audit.tail(10) == []  # nothing is written per request
+        assert guard.refusals is not None and guard.refusals.pending() == 40 + 60 + 1 + 1
+    records = audit.tail(200)  # written at shutdown
+    assert sum(r["count"] for r in records) == 102
+    assert len(records) <= guard.refusals.max_keys + 1  # distinct tokens cannot multiply the records
+    assert all(r["decision"] == "deny" and r["kind"] == "unauthenticated" for r in records)
+    repeated = [r for r in records if r["count"] == 40]
+    assert len(repeated) == 1 and repeated[0]["principal"] == f"token:{audit.fingerprint(bad)}"
+    assert repeated[0]["tool"] == "authenticate:invalid_token"
+    assert any(r["tool"] == "authenticate:not_bearer" and r["principal"] == "-" for r in records)
+    text = audit.path.read_text()
+    assert bad not in text and not any(t in text for t in distinct) and expired not in text
+    assert hashlib.sha256(bad.encode()).hexdigest()[:12] not in text  # the fingerprint is keyed
+    guard.close()
+    assert audit.verify().ok
+
+
+# -- JWT expiry at the gate, and JWT from settings and `aesop serve` ------------------------------
+def _rs256_token(key: Any, kid: str = "k1", **overrides: Any) -> str:
+    return jwt.encode(_claims(**overrides), key, algorithm="RS256", headers={"kid": kid})
+
+
+def test_gate_and_verifier_agree_on_expiry(tmp_path: Path) -> None:
+    key, jwk = _rsa_jwk("k1")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    sock = bind_socket()
+    url = resource_url_for(sock)
+    verifier = build_verifier(tmp_path, resource_url=url, jwt_issuer=ISSUER, jwks_file=jwks, leeway=30)
+    app = build_http_app(_test_server(), verifier, url, [ISSUER])
+    assert app.leeway == 30
+    just_expired = _rs256_token(key, aud=url, sub="erin", scope="tool:*", exp=int(time.time()) - 10)
+    long_expired = _rs256_token(key, aud=url, sub="erin", scope="tool:*", exp=int(time.time()) - 120)
+    with HTTPServerThread(app, sock):
+
+        async def run() -> None:
+            async with _client(url, just_expired) as client:  # within the verifier's leeway: accepted
+                assert _tool_json(await client.call_tool("whoami", {}))["id"] == "erin"
+
+        anyio.run(run)
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        refused = httpx2.post(url, json=body, headers={"Authorization": f"Bearer {long_expired}"})
+        assert refused.status_code == 401
+
+
+def test_jwt_settings_build_the_verifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aesoperator.config import load_settings
+    from aesoperator.serve.auth import jwt_options
+
+    ec_key, ec_jwk = _ec_jwk("e1")
+    rsa_key, rsa_jwk = _rsa_jwk("k1")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [ec_jwk, rsa_jwk]}))
+    monkeypatch.setenv("AESOP_CONFIG", os.devnull)
+    monkeypatch.setenv("AESOP_JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("AESOP_JWKS_FILE", str(jwks))
+    monkeypatch.setenv("AESOP_JWT_AUDIENCE", RESOURCE)
+    monkeypatch.setenv("AESOP_JWT_ALGORITHMS", '["ES256"]')
+    monkeypatch.setenv("AESOP_JWT_LEEWAY", "5")
+    options = jwt_options(load_settings())
+    assert options["leeway"] == 5 and options["jwt_algorithms"] == ["ES256"]
+    verifier = build_verifier(None, resource_url="http://127.0.0.1:1/other", **options)
+    es256 = jwt.encode(_claims(), ec_key, algorithm="ES256", headers={"kid": "e1"})
+    access = _verify(verifier, es256)
+    assert access is not None and principal_from_token(access).id == "user-1"
+    assert _verify(verifier, _rs256_token(rsa_key)) is None  # RS256 is not among the allowed algorithms
+    widened = build_verifier(None, resource_url=RESOURCE, **jwt_options(load_settings(), jwt_algorithms=["RS256"]))
+    assert _verify(widened, _rs256_token(rsa_key)) is not None  # a flag overrides the setting
+
+    monkeypatch.delenv("AESOP_JWKS_FILE")
+    with pytest.raises(ConfigError, match="AESOP_JWKS_URL or AESOP_JWKS_FILE"):
+        jwt_options(load_settings())
+    monkeypatch.delenv("AESOP_JWT_ISSUER")
+    with pytest.raises(ConfigError, match="no JWT issuer"):
+        jwt_options(load_settings(), jwks_url="https://issuer.test/jwks.json")
+
+
+def test_aesop_serve_accepts_jwts_from_its_flags(tmp_path: Path) -> None:
+    from tests.test_serve_tools import ServerProcess, aesop_command
+
+    rsa_key, rsa_jwk = _rsa_jwk("k1")
+    ec_key, ec_jwk = _ec_jwk("e1")
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [rsa_jwk, ec_jwk]}))
+    data = tmp_path / "data"
+    data.mkdir()
+    command = aesop_command(
+        data, "serve", "--http", "--port", "0", "--no-warm", "--jwt-issuer", ISSUER, "--jwks-file", str(jwks)
+    )
+    server = ServerProcess(command, cwd=data)
+    try:
+        url = server.url
+        metadata = httpx2.get(url.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")).json()
+        assert metadata["authorization_servers"] == [ISSUER]
+        rs256 = _rs256_token(rsa_key, aud=url, sub="ivy", scope="read:default tool:search")
+        es256 = jwt.encode(_claims(aud=url, sub="jo", scope="tool:sources"), ec_key, "ES256", headers={"kid": "e1"})
+        stranger, _ = _ec_jwk("e1")
+        forged = jwt.encode(_claims(aud=url), stranger, algorithm="ES256", headers={"kid": "e1"})
+
+        async def run() -> None:
+            for token in (rs256, es256):
+                async with _client(url, token) as client:
+                    assert (await client.list_tools()).tools
+
+        anyio.run(run)
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        assert httpx2.post(url, json=body, headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    finally:
+        server.stop()

@@ -316,3 +316,72 @@ def test_engine_server_rate_limit_over_http(tmp_path: Path, make_engine: Any) ->
 
     with HTTPServerThread(app, sock):
         anyio.run(run)
+
+
+# -- refusals are counted, not written one by one -------------------------------------------------
+def test_refused_calls_are_counted_then_written_in_aggregate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    audit = AuditLog.in_data_dir(tmp_path)
+    guard = CallGuard(audit, RateLimiter(Limit(rate=1, burst=1), clock=FakeClock()), refusal_interval=3600)
+    flood = Principal.from_scopes("flood", ["read:default", "tool:search"])
+    guard.admit(flood, "search")
+    guard.record(flood, "search", {"query": "x"}, "allow", 1, 1.0)
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    for _ in range(500):
+        with pytest.raises(RateLimited):
+            guard.admit(flood, "search")
+        guard.refused(flood, "search")
+    assert fsyncs == [] and len(audit.tail(10)) == 1  # refusals cost no write, no fsync, no checkpoint
+    assert guard.refusals is not None and guard.refusals.pending() == 500
+
+    guard.flush()
+    records = audit.tail(10)
+    assert len(records) == 2 and len(fsyncs) == 2  # one record and its checkpoint, for all 500
+    aggregate = records[-1]
+    assert aggregate["decision"] == "rate_limited" and aggregate["count"] == 500
+    assert aggregate["principal"] == "flood" and aggregate["tool"] == "search"
+    assert aggregate["since"] <= aggregate["time"]
+    guard.close()
+    assert audit.verify().ok
+
+
+def test_engine_server_limits_protocol_requests_and_aggregates_refusals(tmp_path: Path, make_engine: Any) -> None:
+    from aesoperator.serve.server import build_server
+
+    engine = make_engine(tmp_path / "data")
+    token = TokenStore.in_data_dir(tmp_path).add("flood", ["read:*", "tool:search"]).token
+    audit = AuditLog.in_data_dir(tmp_path)
+    guard = CallGuard(audit, RateLimiter(Limit(rate=0.01, burst=3)), refusal_interval=3600)
+    server = build_server(engine, guard, http_principal_resolver(), warm=False)
+    sock = bind_socket()
+    url = resource_url_for(sock)
+    app = build_http_app(server, StaticTokenVerifier.in_data_dir(tmp_path), url, guard=guard)
+    listing_errors: list[str] = []
+
+    async def run() -> None:
+        async with _client(url, token) as client:  # server/discover: the first protocol request
+            calls = [await client.call_tool("search", {"query": f"q{i}"}) for i in range(8)]  # + one tools/list
+            assert [c.is_error for c in calls] == [False] * 3 + [True] * 5
+            await client.list_tools()  # the third protocol request: the burst
+            try:
+                await client.list_tools()
+            except MCPError as exc:
+                listing_errors.append(f"{exc} {exc.error.data}")
+
+    with HTTPServerThread(app, sock):
+        anyio.run(run)
+        while_serving = audit.tail(100)
+    assert listing_errors and "rate limited" in listing_errors[0] and "retry_after" in listing_errors[0]
+    assert [r["decision"] for r in while_serving] == ["allow"] * 3  # refusals were only counted
+    written = [r for r in audit.tail(100) if r["decision"] == "rate_limited"]  # at shutdown
+    assert sorted((r["tool"], r["count"]) for r in written) == [("search", 5), ("tools/list", 1)]
+    guard.close()
+    assert audit.verify().ok

@@ -7,8 +7,9 @@ So refusals are only counted here, under a lock held for a dictionary update, an
 thread writes one record per (principal, kind, tool, decision) every `interval` seconds with the
 number of refusals (`count`) and when the first one happened (`since`).
 
-At most `max_keys` distinct keys are kept per interval; the rest are counted under one overflow
-key (principal "*"), so many distinct bad tokens still give a bounded number of records.
+At most `max_keys` distinct keys are kept per interval; the rest are counted under an overflow
+key per kind and decision (principal and tool "*"), so many distinct bad tokens or made-up tool
+names still give a bounded number of records.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class RefusalRecorder:
         with self._lock:
             tally = self._pending.get(key)
             if tally is None and len(self._pending) >= self.max_keys:
-                key = (OVERFLOW, OVERFLOW, OVERFLOW, decision)
+                key = (OVERFLOW, kind, OVERFLOW, decision)  # kinds are few; principals and tools are not
                 tally = self._pending.get(key)
             if tally is None:
                 self._pending[key] = _Tally(1, now, now)

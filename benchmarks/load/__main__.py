@@ -8,7 +8,9 @@
    with its own token and connection, calling `search` (k=5) with real questions until
    `--calls` calls were made or `--seconds` passed. A rate-limited client waits the retry-after it
    was given before calling again, as a well-behaved client would.
-4. Writes `results/load-<UTC timestamp>.json`, `results/load-latest.json` and `load-latest.md`.
+4. The flood scenario (`flood.py`): a bystander's latency alone and while another token floods
+   the server from a separate process, ignoring its retry-afters; the target is at most 2x.
+5. Writes `results/load-<UTC timestamp>.json`, `results/load-latest.json` and `load-latest.md`.
 
 Everything stays on 127.0.0.1 and every loop is bounded in calls and time.
 """
@@ -279,6 +281,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"{'verified' if result['audit']['ok'] else 'BROKEN: ' + str(result['audit']['problem'])}.",
         "",
     ]
+    if result.get("flood"):
+        from benchmarks.load import flood
+
+        lines += flood.markdown(result["flood"])
     return "\n".join(lines)
 
 
@@ -293,9 +299,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="results folder")
     parser.add_argument("--tmp", type=Path, default=None, help="parent of the temporary data dir")
     parser.add_argument("--smoke", action="store_true", help="a quick check: 300 entities, 1 and 4 clients, 3 s")
+    parser.add_argument("--flood", action=argparse.BooleanOptionalAction, default=True, help="run the flood scenario")
+    parser.add_argument("--flood-only", action="store_true", help="only the flood scenario")
+    parser.add_argument("--flood-seconds", type=float, default=10.0, help="seconds per flood phase (default 10)")
+    parser.add_argument("--flood-clients", type=int, default=16, help="connections of the flooding token (16)")
+    parser.add_argument("--flood-limit", default="5/s:5", help="per-principal limit in the flood (default 5/s:5)")
+    parser.add_argument(
+        "--bystander-interval", type=float, default=0.25, help="seconds between the bystander's calls (0.25)"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.clients, args.calls, args.seconds, args.entities = "1,4", 60, 3.0, 300
+        args.flood_seconds = min(args.flood_seconds, 3.0)
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
     if not levels or min(levels) < 1 or max(levels) > 256:
         parser.error("--clients: counts between 1 and 256")
@@ -318,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {setup['entities']} entities, {setup['vectors']} vectors in {setup['setup_seconds']} s", flush=True)
         tokens = issue_tokens(data_dir, max(levels))
         runs: list[dict[str, Any]] = []
-        for setting in (None, limit):
+        for setting in () if args.flood_only else (None, limit):
             server = ServerProcess(data_dir, setting, work)
             try:
                 url = server.wait_ready()
@@ -336,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
             finally:
                 server.stop()
+        flood_result = run_flood(args, data_dir, queries, work) if args.flood or args.flood_only else None
         report = AuditLog.in_data_dir(data_dir).verify()
     result = {
         "schema": SCHEMA,
@@ -359,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "setup": setup,
         "runs": runs,
+        "flood": flood_result,
         "audit": {"records": report.records, "ok": report.ok, "problem": report.problem},
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -369,6 +386,43 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "load-latest.md").write_text(markdown(result))
     print(f"wrote {args.out / 'load-latest.json'} and load-latest.md", flush=True)
     return 0 if report.ok and not any(r["errors"] for r in runs) else 1
+
+
+def run_flood(args: argparse.Namespace, data_dir: Path, queries: list[str], work: Path) -> dict[str, Any]:
+    """The flood scenario against a server with `--flood-limit` per principal (see flood.py)."""
+    from aesoperator.serve.auth import TokenStore
+    from benchmarks.load import flood
+
+    store = TokenStore.in_data_dir(data_dir)
+    bystander = store.add("bystander", SCOPES, rotate=True).token
+    flooder = store.add("flood", SCOPES, rotate=True).token
+    server = ServerProcess(data_dir, args.flood_limit, work)
+    try:
+        url = server.wait_ready()
+        print(f"flood scenario: server up at {url} (rate limit {args.flood_limit})", flush=True)
+        result = flood.run_scenario(
+            url,
+            bystander,
+            flooder,
+            limit=args.flood_limit,
+            clients=args.flood_clients,
+            seconds=args.flood_seconds,
+            interval=args.bystander_interval,
+            queries=queries,
+            work=work,
+            root=ROOT,
+            server_pid=server.proc.pid,
+        )
+    finally:
+        server.stop()
+    quiet, flooded = result["quiet"]["latency_ms"] or {}, result["flooded"]["latency_ms"] or {}
+    print(
+        f"  bystander p50 {quiet.get('p50')} -> {flooded.get('p50')} ms, p95 {quiet.get('p95')} -> "
+        f"{flooded.get('p95')} ms (ratio {result['ratio']['p50']} / {result['ratio']['p95']}); flood answered "
+        f"{(result['flood'] or {}).get('answered_per_s')} /s; server CPU {result['server_cpu_s']} s",
+        flush=True,
+    )
+    return result
 
 
 if __name__ == "__main__":
