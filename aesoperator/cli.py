@@ -867,6 +867,31 @@ def serve(
 
 
 @app.command()
+def doctor() -> None:
+    """Check this installation: the data dir and its files must be open to their owner only
+    (0700 / 0600). Prints each problem in words and the command that fixes it; exit 1 on a problem."""
+    from aesoperator.config import load_settings
+    from aesoperator.doctor import run_checks
+
+    findings = run_checks(load_settings(data_dir=state.data_dir, graph=state.graph))
+    problems = [f for f in findings if not f.ok]
+
+    def render() -> None:
+        for f in findings:
+            mark = "[green]ok[/]" if f.ok else "[red]problem[/]"
+            # soft_wrap: paths and the fix command stay on one line, ready to copy
+            out.print(f"{mark} {escape(f.check)}: {escape(f.message)}", highlight=False, soft_wrap=True)
+        for fix in dict.fromkeys(f.fix for f in problems if f.fix):
+            out.print(f"fix: {escape(str(fix))}", highlight=False, soft_wrap=True)
+        if problems:
+            err.print(f"{len(problems)} problem(s) found")
+
+    _emit({"ok": not problems, "findings": [f.model_dump() for f in findings]}, render)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
 def migrate(
     to: Annotated[
         str, typer.Option("--to", help="Target store: a Neo4j URI (neo4j://127.0.0.1:7687) or 'embedded:DIR'.")

@@ -19,6 +19,7 @@ import numpy as np
 
 from aesoperator.config import Settings, load_settings
 from aesoperator.engine import retrieval
+from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
@@ -119,6 +120,7 @@ class ContextEngine:
     ) -> ContextEngine:
         """Open (or create) an engine: the embedded store in `data_dir`, or Neo4j if `graph` is a URI."""
         settings = settings or load_settings(data_dir=data_dir, graph=graph, **overrides)
+        warn_if_loose(settings.data_dir)  # an older data dir may be open to other local users
         return cls(open_store(settings), settings=settings, embedder=embedder)
 
     def close(self) -> None:
@@ -170,8 +172,7 @@ class ContextEngine:
 
         with self._index_lock:
             if self._index is None:
-                directory = self._index_dir()
-                directory.mkdir(parents=True, exist_ok=True)
+                directory = make_private_dir(self._index_dir())
                 self._index = VectorIndex(
                     directory,
                     self.embedder.model_name,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aesoperator.engine.data_dir import open_private_write
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.engine.stores.out_of_space import out_of_space_errno, reraise_if_out_of_space
 from aesoperator.errors import StoreError
@@ -83,7 +84,7 @@ def tmp_path(path: Path) -> Path:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = tmp_path(path)
     try:
-        with tmp.open("wb") as handle:
+        with open_private_write(tmp) as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

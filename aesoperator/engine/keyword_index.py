@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from aesoperator.engine.data_dir import make_private_dir, open_private_write
 from aesoperator.engine.fts_terms import FtsTermMaker
 from aesoperator.engine.index_files import (
     CHANGE_PAGE,
@@ -584,7 +585,7 @@ class KeywordIndex(DerivedIndex):
         with self._lock, saving(self.directory, "the keyword index", new_files):
             if self._delta or self._dead_postings:
                 self._merge()
-            self.directory.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.directory)
             generation = self._generation + 1
             name = f"{_FILE_PREFIX}{generation:06d}.npz"
             path = self.directory / name
@@ -597,7 +598,7 @@ class KeywordIndex(DerivedIndex):
                 "namespaces": sorted(self._ns_code, key=self._ns_code.__getitem__),
                 "types": sorted(self._type_code, key=self._type_code.__getitem__),
             }
-            with tmp.open("wb") as handle:
+            with open_private_write(tmp) as handle:
                 np.savez(
                     handle,
                     starts=self._starts,

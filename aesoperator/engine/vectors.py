@@ -45,6 +45,7 @@ import faiss
 import numpy as np
 
 from aesoperator.config import load_settings
+from aesoperator.engine.data_dir import make_private_dir, open_private_lock, open_private_write
 from aesoperator.engine.embeddings import available_cores
 from aesoperator.engine.index_files import (
     CHANGE_PAGE,
@@ -162,7 +163,7 @@ def _write_faiss_atomic(path: Path, index: faiss.Index) -> str:
     tmp = tmp_path(path)
     digest = hashlib.sha256()
     try:
-        with tmp.open("wb") as handle:
+        with open_private_write(tmp) as handle:
 
             def write(chunk: bytes) -> int:
                 handle.write(chunk)
@@ -455,11 +456,11 @@ class VectorIndex(DerivedIndex):
 
     @contextlib.contextmanager
     def _dir_lock(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         if fcntl is None:  # pragma: no cover
             yield
             return
-        with (self.directory / LOCK_NAME).open("a+b") as handle:
+        with open_private_lock(self.directory / LOCK_NAME) as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield

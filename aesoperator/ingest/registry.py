@@ -41,6 +41,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from aesoperator.config import Settings, _toml_path
+from aesoperator.engine.data_dir import make_private_dir, open_private_lock
 from aesoperator.engine.stores.base import GraphStore, WriteBatch
 from aesoperator.errors import ConfigError
 from aesoperator.ingest.pipeline import RESERVED_PREFIX, SOURCE_IDENTITY_KEY, quarantined
@@ -196,13 +197,13 @@ class SourceRegistry:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """Serialize read-modify-write of sources.toml across processes (POSIX file lock)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         try:
             import fcntl
         except ImportError:  # pragma: no cover - no advisory locks on this platform
             yield
             return
-        with open(self.data_dir / (SOURCES_FILE + ".lock"), "a+") as handle:
+        with open_private_lock(self.data_dir / (SOURCES_FILE + ".lock")) as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield

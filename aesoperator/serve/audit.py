@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aesoperator.engine.data_dir import make_private_dir
 from aesoperator.errors import AesopError, ConfigError
 from aesoperator.serve.audit_format import (
     AUDIT_FILE,
@@ -305,7 +306,7 @@ class AuditLog:
             os.close(self._fd)
             self._fd = None
             self._head = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         return self._fd
 

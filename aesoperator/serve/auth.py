@@ -52,6 +52,7 @@ from mcp.server.auth.provider import AccessToken, TokenVerifier
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from aesoperator.engine.data_dir import make_private_dir
 from aesoperator.errors import AuthError, ConfigError, RateLimited
 from aesoperator.serve.principal import Principal
 
@@ -272,7 +273,7 @@ def _read_tokens(path: Path) -> list[StaticToken]:
 
 def _write_private(path: Path, text: str) -> None:
     """Write a file readable by the owner only, atomically (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -314,7 +315,7 @@ class TokenStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -43,7 +43,8 @@ def open_store(settings: Settings) -> GraphStore:
             max_retry_time=settings.neo4j_max_retry_time,
             connection_timeout=settings.neo4j_connection_timeout,
         )
+    from aesoperator.engine.data_dir import make_private_dir
     from aesoperator.engine.stores.embedded import EmbeddedGraphStore
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     return EmbeddedGraphStore(settings.data_dir)

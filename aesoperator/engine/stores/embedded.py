@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aesoperator.engine.data_dir import create_private_file, make_private_dir
 from aesoperator.engine.query_terms import prune_common_terms
 from aesoperator.engine.stores.base import (
     BatchWriter,
@@ -95,7 +96,8 @@ class EmbeddedGraphStore(BatchWriter):
         self._df: dict[str, int] = {}
         self._doc_count = 0
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.path)
+            create_private_file(self.db_path)  # 0600 first: SQLite gives -wal and -shm its mode
             conn = sqlite3.connect(str(self.db_path), timeout=30.0, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             reraise_if_out_of_space(exc, self.path, f"open the graph store at {self.db_path}", _NOTHING_WRITTEN)
