@@ -506,3 +506,97 @@ def test_mentions_of_unreadable_entities_are_not_shown(tmp_path: Path, make_engi
     assert shown == [m for m in episode.mentions if m in ns1_ids] and shown  # readable mentions stay
     assert results[4]["episodes"][0]["episode"]["mentions"] == shown
     assert {e["id"] for e in results[4]["episodes"][0]["entities"]} <= set(ns1_ids)
+
+
+# -- item: control characters are refused at the boundary -------------------------------------------------
+CONTROL = ["\x00", "\x01", "\x1b", "\n", "\x7f", "\x85"]
+
+
+def _bad_calls(ch: str) -> list[tuple[str, dict[str, Any]]]:
+    person = {"entityType": "person", "observations": []}
+    return [
+        ("remember", {"content": "hi", "agent_id": f"a{ch}b"}),
+        ("remember", {"content": "hi", "agent_id": "a", "session_id": f"s{ch}"}),
+        ("remember", {"content": "hi", "agent_id": "a", "task_id": f"t{ch}"}),
+        ("remember", {"content": "hi", "agent_id": "a", "namespace": f"ns{ch}"}),
+        ("recall", {"query": "hi", "agent_id": f"a{ch}"}),
+        ("search", {"query": "hi", "namespaces": [f"ns{ch}"]}),
+        ("sources", {"names": [f"docs{ch}"]}),
+        ("create_entities", {"entities": [{"name": f"Ada{ch}", **person}]}),
+        ("create_relations", {"relations": [{"from": "Ada", "to": f"Bob{ch}", "relationType": "knows"}]}),
+    ]
+
+
+def _nul_calls() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("get_entities", {"ids": ["memory-graph:entity:Ada\x00"]}),
+        ("neighbors", {"ids": ["memory-graph:entity:Ada\x00"]}),
+        ("remember", {"content": "hi", "agent_id": "a", "mentions": ["x\x00"]}),
+    ]
+
+
+def test_control_characters_are_refused_with_a_clear_error(tmp_path: Path, make_engine: Callable[..., Any]) -> None:
+    from aesoperator.serve.server import build_server
+
+    engine = make_engine(tmp_path / "data")
+    server = build_server(engine, warm=False)
+
+    async def run() -> None:
+        async with Client(server) as client:
+            ok(
+                await client.call_tool(
+                    "create_entities", {"entities": [{"name": "Ada", "entityType": "person", "observations": ["x"]}]}
+                )
+            )
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            assert tools["remember"].input_schema["properties"]["agent_id"]["pattern"] == "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+            seq = engine.store.last_seq()
+            calls = [call for ch in CONTROL for call in _bad_calls(ch)] + _nul_calls()
+            for name, arguments in calls:
+                message = error(await client.call_tool(name, arguments))
+                assert "invalid arguments" in message and "internal error" not in message, (name, message)
+                assert "U+00" in message and "use printable text" in message, (name, message)
+            # names that are only looked up are taken as the memory server takes them, and find nothing
+            assert ok(await client.call_tool("open_nodes", {"names": ["Ada\x00"]}))["entities"] == []
+            ok(await client.call_tool("delete_entities", {"entityNames": ["Ada\x00zzz"]}))
+            assert engine.store.last_seq() == seq  # nothing was written
+            graph = ok(await client.call_tool("read_graph", {}))
+            assert graph["entities"] == [{"name": "Ada", "entityType": "person", "observations": ["x"]}]
+            # text may hold line breaks and tabs (observations, content); labels and names may not
+            ok(
+                await client.call_tool(
+                    "remember", {"content": "line one\nline\ttwo", "agent_id": "a", "session_id": "s"}
+                )
+            )
+
+    anyio.run(run)
+
+
+@pytest.mark.parametrize("ch", ["\x00", "\x1f", "\x9f", "\ud800"])
+def test_python_api_and_models_refuse_control_characters(
+    ch: str, tmp_path: Path, make_engine: Callable[..., Any]
+) -> None:
+    from pydantic import ValidationError
+
+    from aesoperator.graph_schema.models import Episode
+
+    engine = make_engine(tmp_path / "data")
+    seq = engine.store.last_seq()
+    for arguments in ({"agent_id": f"a{ch}"}, {"session_id": f"s{ch}"}, {"namespace": f"n{ch}"}):
+        call = {"content": "hi", "agent_id": "a", **arguments}
+        with pytest.raises(ValidationError, match="use printable text"):
+            engine.memory.remember(**call)
+    with pytest.raises(ValidationError, match="use printable text"):
+        Episode(content="hi", agent_id="a", task_id=f"t{ch}")
+    with pytest.raises(ValidationError, match="use printable text"):
+        Entity(id="e", type="Document", name="n", text="t", namespace=f"n{ch}")
+    with pytest.raises(ValidationError, match="use printable text"):
+        Relation(type="LINKS", src="a", dst="b", namespace=f"n{ch}")
+    if ch == "\x00" or ch == "\ud800":  # no id or name may hold these
+        with pytest.raises(ValidationError, match="use printable text"):
+            Entity(id=f"e{ch}", type="Document", name="n", text="t")
+        with pytest.raises(ValidationError, match="use printable text"):
+            Entity(id="e", type="Document", name=f"n{ch}", text="t")
+        with pytest.raises(ValidationError, match="use printable text"):
+            Relation(type="LINKS", src=f"a{ch}", dst="b")
+    assert engine.store.last_seq() == seq

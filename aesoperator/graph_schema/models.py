@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from aesoperator.graph_schema.ids import relation_id
 from aesoperator.graph_schema.vocabulary import check_type_name
@@ -24,6 +25,15 @@ MAX_ID_CHARS = 1_024
 DEFAULT_NAMESPACE = "default"
 
 JsonValue = Any  # checked by `_check_json_safe`; pydantic's recursive JsonValue is slow on hot paths
+
+# Control characters (C0, DEL, C1) and lone surrogates: never part of a label (namespace, agent,
+# session), which must read back as written and print as one line.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# What no id or name may hold: NUL (SQLite's JSON functions end a string there, so such an id could
+# not be looked up) and lone surrogates (not encodable as UTF-8).
+UNSTORABLE_CHARACTERS = re.compile(r"[\x00\ud800-\udfff]")
+# The published form of a label's rule (a JSON Schema pattern).
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 
 def utcnow() -> datetime:
@@ -73,12 +83,42 @@ def _check_properties(props: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
+def _bad_character(found: re.Match[str], what: str, value: str) -> ValueError:
+    code = ord(found.group())
+    kind = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
+    return ValueError(
+        f"{what} {value[:80]!r} contains U+{code:04X} ({kind}) at position {found.start()}; use printable text"
+    )
+
+
+def check_label(value: str, what: str) -> str:
+    """Refuse control characters in a label (a namespace, source, agent, session or task id)."""
+    found = CONTROL_CHARACTERS.search(value)
+    if found is not None:
+        raise _bad_character(found, what, value)
+    return value
+
+
+def check_storable(value: str, what: str) -> str:
+    """Refuse NUL and lone surrogates, which no id or name can hold."""
+    found = UNSTORABLE_CHARACTERS.search(value)
+    if found is not None:
+        raise _bad_character(found, what, value)
+    return value
+
+
 def _check_id(value: str, what: str) -> str:
     if not value or not value.strip():
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_ID_CHARS:
         raise ValueError(f"{what} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    return value
+    return check_storable(value, what)
+
+
+def _check_short_label(value: str, what: str) -> str:
+    if not value or len(value) > 200:
+        raise ValueError(f"{what} must be 1 to 200 characters")
+    return check_label(value, what)
 
 
 class Provenance(BaseModel):
@@ -124,7 +164,7 @@ class Entity(BaseModel):
             raise ValueError("entity name must not be empty")
         if len(v) > MAX_NAME_CHARS:
             raise ValueError(f"entity name is {len(v)} characters; the limit is {MAX_NAME_CHARS}")
-        return v
+        return check_storable(v, "entity name")
 
     @field_validator("text")
     @classmethod
@@ -142,10 +182,8 @@ class Entity(BaseModel):
 
     @field_validator("namespace", "source")
     @classmethod
-    def _short_label(cls, v: str) -> str:
-        if not v or len(v) > 200:
-            raise ValueError("namespace and source must be 1 to 200 characters")
-        return v
+    def _short_label(cls, v: str, info: ValidationInfo) -> str:
+        return _check_short_label(v, str(info.field_name))
 
 
 class Relation(BaseModel):
@@ -182,6 +220,16 @@ class Relation(BaseModel):
     @classmethod
     def _props(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_properties(v)
+
+    @field_validator("namespace", "source")
+    @classmethod
+    def _short_label(cls, v: str, info: ValidationInfo) -> str:
+        return _check_short_label(v, str(info.field_name))
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        return check_storable(v, "relation id")
 
     @model_validator(mode="after")
     def _default_id(self) -> Relation:
@@ -229,7 +277,12 @@ class Episode(BaseModel):
     def _agent(cls, v: str) -> str:
         if not v.strip() or len(v) > 200:
             raise ValueError("agent_id must be 1 to 200 characters")
-        return v
+        return check_label(v, "agent_id")
+
+    @field_validator("session_id", "task_id", "namespace")
+    @classmethod
+    def _labels(cls, v: str | None, info: ValidationInfo) -> str | None:
+        return None if v is None else check_label(v, str(info.field_name))
 
     @field_validator("metadata")
     @classmethod

@@ -14,10 +14,18 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from aesoperator.engine.results import SearchHit, Triple
-from aesoperator.graph_schema.models import Entity, Episode, Provenance, Relation
+from aesoperator.graph_schema.models import (
+    NO_CONTROL_PATTERN,
+    Entity,
+    Episode,
+    Provenance,
+    Relation,
+    check_label,
+    check_storable,
+)
 
 # -- limits ----------------------------------------------------------------------------------------
 MAX_QUERY_CHARS = 10_000
@@ -44,12 +52,29 @@ def entity_uri(entity_id: str) -> str:
 
 
 # -- reusable input types ----------------------------------------------------------------------------
+# Labels (namespaces, agent, session and task ids) and the names the memory tools store hold no
+# control characters; ids and looked-up names hold no NUL, which no stored id or name can contain.
+# The rule is published as a JSON Schema pattern and checked with a message that names the character.
+_PRINTABLE = Field(json_schema_extra={"pattern": NO_CONTROL_PATTERN})
+_NO_NUL = Field(json_schema_extra={"pattern": r"^[^\x00]*$"})
+
+
+def _printable(value: str) -> str:
+    return check_label(value, "text")
+
+
+def _storable(value: str) -> str:
+    return check_storable(value, "text")
+
+
+Printable = Annotated[str, _PRINTABLE, AfterValidator(_printable)]
+Storable = Annotated[str, _NO_NUL, AfterValidator(_storable)]
 Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What to look for.")]
-EntityId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+EntityId = Annotated[Storable, Field(min_length=1, max_length=MAX_ID_CHARS)]
 EntityIds = Annotated[
     list[EntityId], Field(min_length=1, max_length=MAX_IDS, description="Entity ids (as returned by search).")
 ]
-Label = Annotated[str, Field(min_length=1, max_length=MAX_LABEL_CHARS)]
+Label = Annotated[Printable, Field(min_length=1, max_length=MAX_LABEL_CHARS)]
 TypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
 Namespaces = Annotated[
     list[Label] | None,
@@ -173,7 +198,10 @@ class ErrorInfo(BaseModel):
 
 
 # -- memory-server shapes ----------------------------------------------------------------------------
-MemoryName = Annotated[str, Field(max_length=MAX_MEMORY_NAME_CHARS, description="The name of the entity")]
+MemoryName = Annotated[Printable, Field(max_length=MAX_MEMORY_NAME_CHARS, description="The name of the entity")]
+# A name that is only looked up (opened, deleted, given observations): any text, as the memory
+# server takes it; one that no entity can have (a NUL in it, say) finds nothing.
+MemoryLookupName = Annotated[str, Field(max_length=MAX_MEMORY_NAME_CHARS)]
 Observation = Annotated[str, Field(max_length=MAX_OBSERVATION_CHARS)]
 
 
@@ -193,7 +221,7 @@ class MemoryRelation(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     from_: Annotated[
-        str,
+        Printable,
         Field(
             alias="from",
             max_length=MAX_MEMORY_NAME_CHARS,
@@ -201,25 +229,21 @@ class MemoryRelation(BaseModel):
         ),
     ]
     to: Annotated[
-        str, Field(max_length=MAX_MEMORY_NAME_CHARS, description="The name of the entity where the relation ends")
+        Printable,
+        Field(max_length=MAX_MEMORY_NAME_CHARS, description="The name of the entity where the relation ends"),
     ]
     relationType: Annotated[str, Field(max_length=MAX_MEMORY_TYPE_CHARS, description="The type of the relation")]
 
 
 class ObservationAddition(BaseModel):
-    entityName: Annotated[
-        str, Field(max_length=MAX_MEMORY_NAME_CHARS, description="The name of the entity to add the observations to")
-    ]
+    entityName: Annotated[MemoryLookupName, Field(description="The name of the entity to add the observations to")]
     contents: Annotated[
         list[Observation], Field(max_length=MAX_OBSERVATIONS, description="An array of observation contents to add")
     ]
 
 
 class ObservationDeletion(BaseModel):
-    entityName: Annotated[
-        str,
-        Field(max_length=MAX_MEMORY_NAME_CHARS, description="The name of the entity containing the observations"),
-    ]
+    entityName: Annotated[MemoryLookupName, Field(description="The name of the entity containing the observations")]
     observations: Annotated[
         list[Observation], Field(max_length=MAX_OBSERVATIONS, description="An array of observations to delete")
     ]
@@ -266,6 +290,7 @@ __all__ = [
     "Hit",
     "MemoryEntity",
     "MemoryGraphOutput",
+    "MemoryLookupName",
     "MemoryRelation",
     "NeighborsOutput",
     "ObservationAddition",

@@ -42,6 +42,7 @@ from aesoperator.serve.schemas import (
     Label,
     Namespaces,
     NeighborsOutput,
+    Printable,
     Query,
     RecalledEpisodeOut,
     RecallOutput,
@@ -418,7 +419,7 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
     @tool(server, "sources", title="What is ingested and how fresh", annotations=READ_ONLY)
     def sources(
         names: Annotated[
-            list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+            list[Annotated[Printable, Field(min_length=1, max_length=64)]] | None,
             Field(max_length=MAX_FILTERS, description="Only these sources (default: every source you may see)."),
         ] = None,
     ) -> SourcesOutput:

@@ -66,6 +66,7 @@ from aesoperator.serve.schemas import (
     CreateRelationsOutput,
     MemoryEntity,
     MemoryGraphOutput,
+    MemoryLookupName,
     MemoryRelation,
     ObservationAddition,
     ObservationDeletion,
@@ -717,7 +718,7 @@ def register_memory_tools(server: MCPServer[Any], rt: Runtime, graph: MemoryGrap
     @tool(server, "delete_entities", title="Delete Entities", annotations=_DELETE)
     def delete_entities(
         entityNames: Annotated[
-            list[Annotated[str, Field(max_length=MAX_MEMORY_NAME_CHARS)]],
+            list[MemoryLookupName],
             Field(max_length=MAX_MEMORY_ITEMS, description="An array of entity names to delete"),
         ],
     ) -> Annotated[CallToolResult, SuccessOutput]:
@@ -776,7 +777,7 @@ def register_memory_tools(server: MCPServer[Any], rt: Runtime, graph: MemoryGrap
     @tool(server, "open_nodes", title="Open Nodes", annotations=_READ)
     def open_nodes(
         names: Annotated[
-            list[Annotated[str, Field(max_length=MAX_MEMORY_NAME_CHARS)]],
+            list[MemoryLookupName],
             Field(max_length=MAX_MEMORY_ITEMS, description="An array of entity names to retrieve"),
         ],
     ) -> Annotated[CallToolResult, MemoryGraphOutput]:
