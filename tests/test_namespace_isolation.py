@@ -600,3 +600,43 @@ def test_python_api_and_models_refuse_control_characters(
         with pytest.raises(ValidationError, match="use printable text"):
             Relation(type="LINKS", src=f"a{ch}", dst="b")
     assert engine.store.last_seq() == seq
+
+
+# -- item: sources and statistics show only what the caller reads ------------------------------------------
+def test_sources_and_stats_are_scoped_to_readable_namespaces(tmp_path: Path, make_engine: Callable[..., Any]) -> None:
+    import json
+
+    from mcp.shared.exceptions import MCPError
+
+    engine = make_engine(tmp_path / "data")
+    public, secret = tmp_path / "public-notes", tmp_path / "board-secrets"
+    for folder, text in ((public, "Team lunch on Friday."), (secret, "Acquisition talks with Initech.")):
+        folder.mkdir()
+        (folder / "notes.md").write_text(f"# Notes\n{text}\n")
+    engine.ingest_path(public, name="public", namespace="ns1")
+    engine.ingest_path(secret, name="secret", namespace="ns2")
+    scopes = {"reader": ["read:ns1", "source:*"], "admin": ["read:*", "source:*"]}
+    with serving(engine, tmp_path / "data", scopes) as server:
+
+        async def run() -> None:
+            async with connect(server, "reader") as reader:
+                listed = ok(await reader.call_tool("sources", {}))
+                named = ok(await reader.call_tool("sources", {"names": ["secret", "public"]}))
+                stats = json.loads((await reader.read_resource("stats://graph")).contents[0].text)  # type: ignore[union-attr]
+                with pytest.raises(MCPError, match="needs read:\\*"):
+                    async with reader.listen(resource_subscriptions=["stats://graph"]):
+                        pass
+            for result in (listed, named):
+                assert [s["name"] for s in result["sources"]] == ["public"]
+                assert result["stats"]["last_seq"] is None
+                text = json.dumps(result)
+                assert "board-secrets" not in text and "secret" not in text, text[:400]
+            assert public.as_uri() in json.dumps(listed)  # its own source keeps its details
+            assert stats["last_seq"] is None and set(stats["namespaces"]) == {"ns1"}
+
+            async with connect(server, "admin") as admin:
+                everything = ok(await admin.call_tool("sources", {"names": ["secret"]}))
+                assert [s["identity"] for s in everything["sources"]] == [secret.as_uri()]
+                assert everything["sources"][0]["entities"] > 0 and everything["stats"]["last_seq"] > 0
+
+        anyio.run(run)

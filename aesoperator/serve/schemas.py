@@ -168,10 +168,13 @@ class SourceOut(BaseModel):
 
 
 class StatsOut(BaseModel):
-    """Store statistics as the caller may see them: totals are left out for callers limited to some namespaces."""
+    """Store statistics as the caller may see them: totals and the change-log position are left out
+    for callers limited to some namespaces."""
 
     backend: str
-    last_seq: int
+    last_seq: int | None = Field(
+        default=None, description="Change-log position (every namespace's writes move it); callers reading all only."
+    )
     namespaces: dict[str, int]
     entities: int
     relations: int | None = None

@@ -571,6 +571,8 @@ async def _check_subscribable(rt: Runtime, uri: str) -> None:
     def check() -> None:
         principal = rt.resolve_principal()
         if uri == STATS_URI:
+            if principal.read_namespaces() is not None:  # it would report writes in other namespaces
+                raise ValueError("stats://graph changes with writes in every namespace: subscribing needs read:*")
             return
         if uri == MEMORY_GRAPH_URI:
             principal.read_namespaces([rt.memory_namespace])

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 SOURCE_SCAN_LIMIT = 200_000
 SOURCE_SCAN_TTL_SECONDS = 30.0
+SOURCE_CHECK_BATCH = 5000
 
 
 # -- per-call state ----------------------------------------------------------------------------------
@@ -197,7 +198,8 @@ def hit_from_entity(entity: Entity, reason: str) -> Hit:
 
 
 def visible_stats(stats: StoreStats, principal: Principal) -> StatsOut:
-    """Store statistics limited to what the principal may read."""
+    """Store statistics limited to what the principal may read. The change-log position is left
+    out for a caller limited to some namespaces: it moves with every write in every namespace."""
     try:
         allowed = principal.read_namespaces()
     except PermissionDenied:  # no read scope at all: show nothing but the backend and position
@@ -215,9 +217,7 @@ def visible_stats(stats: StoreStats, principal: Principal) -> StatsOut:
             relation_types=dict(stats.relation_types),
         )
     namespaces = {ns: n for ns, n in stats.namespaces.items() if ns in set(allowed)}
-    return StatsOut(
-        backend=stats.backend, last_seq=stats.last_seq, namespaces=namespaces, entities=sum(namespaces.values())
-    )
+    return StatsOut(backend=stats.backend, last_seq=None, namespaces=namespaces, entities=sum(namespaces.values()))
 
 
 # -- the tools ---------------------------------------------------------------------------------------
@@ -427,7 +427,15 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         relations it brought, quarantined items, and when it was last ingested successfully."""
         principal = rt.principal()
         listed, complete = _source_names(rt, principal, names)
-        out = [_source_out(rt, name) for name in listed if principal.can_see_source(name)]
+        try:
+            readable = principal.read_namespaces()
+        except PermissionDenied:  # no read scope: no source's data is readable
+            readable = []
+        out = [
+            _source_out(rt, name)
+            for name in listed
+            if principal.can_see_source(name) and _source_readable(rt, name, readable)
+        ]
         rt.count(len(out))
         return SourcesOutput(sources=out, stats=visible_stats(rt.engine.stats(), principal), complete=complete)
 
@@ -471,6 +479,27 @@ def _source_names(rt: Runtime, principal: Principal, names: Sequence[str] | None
         with rt._lock:
             rt._source_cache[key] = (seq, now, seen, complete)
     return sorted(found | seen), complete
+
+
+def _source_readable(rt: Runtime, name: str, readable: Sequence[str] | None) -> bool:
+    """May a caller that reads `readable` (None: every namespace) see source `name`: its folder or
+    server, its counts, its runs? Only if its data lies in those namespaces: the namespace it is
+    declared with, and every entity it brought in (all of them are read to check). A source with
+    nothing stored and no declaration shows nothing but its name, so it stays hidden."""
+    if readable is None:
+        return True
+    allowed = set(readable)
+    entry = _registered(rt).get(name)
+    if entry is not None and entry.definition.namespace not in allowed:
+        return False
+    ids = sorted({i for state in rt.engine.store.source_items(name).values() for i in state.entity_ids})
+    found = False
+    for start in range(0, len(ids), SOURCE_CHECK_BATCH):
+        for entity in rt.engine.get_entities(ids[start : start + SOURCE_CHECK_BATCH]):
+            if entity.namespace not in allowed:
+                return False
+            found = True
+    return found or entry is not None
 
 
 def _source_out(rt: Runtime, name: str) -> SourceOut:
