@@ -109,3 +109,38 @@ def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
             assert ratios["p50"] > 0 and ratios["p95"] > 0
     # every keyword occurs in the graph, so substring search finds something for each
     assert mem["queries"]["keyword"]["systems"]["reference search_nodes"]["with_results"] == 1.0
+
+
+@pytest.mark.skipif(not (DATA / "hotpotqa").is_dir(), reason=f"evaluation data not found in {DATA}")
+@pytest.mark.timeout(300)  # about half a minute on a quiet machine: two model loads, 6 s of calls
+def test_soak_smoke_runs_clean(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    args = ["--minutes", "0.1", "--entities", "40", "--out", str(out), "--tmp", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.soak", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads((out / "soak-latest.json").read_text())
+    assert result["schema"] == "aesoperator-soak/1"
+    assert result["config"]["short_run"] is True and result["config"]["clients"] == 8
+    totals = result["totals"]
+    assert totals["errors"] == 0 and totals["calls"] > 20, result["errors"]
+    for tool in ("search", "recall", "remember", "get_entities", "neighbors", "create_entities", "search_nodes"):
+        stats = totals["per_tool"][tool]
+        assert stats["calls"] > 0 and stats["p95"] >= stats["p50"] > 0, tool
+    assert sum(w["calls"] for w in result["windows"]) == totals["calls"]
+    assert result["store"]["entities_after"] > result["store"]["entities_before"] == 40
+    rss = result["rss"]
+    assert len(rss["samples"]) >= 2 and rss["start_mb"] > 100
+    audit = result["audit"]
+    assert audit["ok"] is True and audit["exit_code"] == 0 and audit["records"] >= totals["calls"]
+    assert result["server"]["clean_stop"] is True
+    assert (out / "soak-latest.png").stat().st_size > 0
+    assert (out / result["files"]["json"]).is_file()
+    assert "Short run" in (out / "soak-latest.md").read_text()
