@@ -359,7 +359,7 @@ def test_engine_server_limits_protocol_requests_and_aggregates_refusals(tmp_path
     engine = make_engine(tmp_path / "data")
     token = TokenStore.in_data_dir(tmp_path).add("flood", ["read:*", "tool:search"]).token
     audit = AuditLog.in_data_dir(tmp_path)
-    guard = CallGuard(audit, RateLimiter(Limit(rate=0.01, burst=3)), refusal_interval=3600)
+    guard = CallGuard(audit, RateLimiter(Limit(rate=0.01, burst=3)), refusal_interval=3600, refusal_hold=0.2)
     server = build_server(engine, guard, http_principal_resolver(), warm=False)
     sock = bind_socket()
     url = resource_url_for(sock)
@@ -368,8 +368,13 @@ def test_engine_server_limits_protocol_requests_and_aggregates_refusals(tmp_path
 
     async def run() -> None:
         async with _client(url, token) as client:  # server/discover: the first protocol request
-            calls = [await client.call_tool("search", {"query": f"q{i}"}) for i in range(8)]  # + one tools/list
+            calls, seconds = [], []
+            for i in range(8):  # and one tools/list after the first
+                started = time.perf_counter()
+                calls.append(await client.call_tool("search", {"query": f"q{i}"}))
+                seconds.append(time.perf_counter() - started)
             assert [c.is_error for c in calls] == [False] * 3 + [True] * 5
+            assert all(s >= 0.19 for s in seconds[3:])  # each refusal was held for the hold time
             await client.list_tools()  # the third protocol request: the burst
             try:
                 await client.list_tools()
@@ -385,3 +390,33 @@ def test_engine_server_limits_protocol_requests_and_aggregates_refusals(tmp_path
     assert sorted((r["tool"], r["count"]) for r in written) == [("search", 5), ("tools/list", 1)]
     guard.close()
     assert audit.verify().ok
+
+
+def test_refusals_are_answered_when_the_caller_may_call_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aesoperator.serve import guard as guard_module
+
+    guard = CallGuard(None, None, refusal_hold=0.3)
+
+    async def timed(retry_after: float) -> tuple[float, float]:
+        started = time.perf_counter()
+        left = await guard.hold(retry_after)
+        return time.perf_counter() - started, left
+
+    async def run() -> None:
+        waited, left = await timed(0.1)  # held until it may call again, then told to go ahead
+        assert 0.09 <= waited < 0.25 and left == 0
+        waited, left = await timed(5.0)  # held at most refusal_hold; the answer says what is left
+        assert 0.29 <= waited < 0.6 and left == pytest.approx(4.7)
+        monkeypatch.setattr(guard_module, "MAX_HELD_REFUSALS", 2)
+        results: list[tuple[float, float]] = []
+
+        async def one() -> None:
+            results.append(await timed(5.0))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(one)
+        answered_at_once = [r for r in results if r[0] < 0.1]
+        assert len(answered_at_once) == 2 and all(left == 5.0 for _, left in answered_at_once)
+
+    anyio.run(run)

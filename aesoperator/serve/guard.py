@@ -16,15 +16,22 @@ disk nor holds the log's lock while other callers wait.
 Every other MCP request (`initialize`, `server/discover`, `tools/list`, `ping`, ...) is limited
 too, by `request_middleware`: at the same rate as calls, in a bucket of its own, so a client's
 start-up requests never use up its budget for calls and cannot be flooded either.
+
+A refusal is answered when the caller may call again (`hold`: up to its retry-after, at most
+`refusal_hold` seconds, with the retry-after in the answer reduced by the wait). A client that
+honours retry-afters loses nothing; one that ignores them is answered at the pace it may call,
+instead of as fast as it can send, so it cannot keep the server busy with refusals.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
@@ -43,6 +50,7 @@ REQUEST_CHANNEL = "requests"
 CALL_METHODS = frozenset({"tools/call", "resources/read", "resources/subscribe", "completion/complete"})
 # JSON-RPC error code (implementation-defined server range) of a request refused for its rate.
 RATE_LIMITED_ERROR_CODE = -32029
+MAX_HELD_REFUSALS = 1024  # answers held at once; past this, refusals are answered at once
 
 
 class CallGuard:
@@ -56,10 +64,14 @@ class CallGuard:
         limiter: RateLimiter | None = None,
         *,
         refusal_interval: float = 1.0,
+        refusal_hold: float = 1.0,
     ) -> None:
         self.audit = audit
         self.limiter = limiter
         self.refusals = RefusalRecorder(audit, interval=refusal_interval) if audit is not None else None
+        self.refusal_hold = max(0.0, refusal_hold)
+        self._held = 0
+        self._held_lock = threading.Lock()
 
     @classmethod
     def for_data_dir(
@@ -132,6 +144,22 @@ class CallGuard:
         if self.refusals is not None:
             self.refusals.add(principal.id, principal.kind, tool, decision)
 
+    async def hold(self, retry_after: float) -> float:
+        """Wait before answering a refusal: up to `retry_after`, at most `refusal_hold` seconds,
+        and only while fewer than MAX_HELD_REFUSALS answers wait. Returns the retry-after that is
+        left, to put in the answer."""
+        delay = min(max(0.0, retry_after), self.refusal_hold)
+        with self._held_lock:
+            if delay <= 0 or self._held >= MAX_HELD_REFUSALS:
+                return retry_after
+            self._held += 1
+        try:
+            await anyio.sleep(delay)
+        finally:
+            with self._held_lock:
+                self._held -= 1
+        return max(0.0, retry_after - delay)
+
     def authentication_failed(self, token: str | None, reason: str) -> None:
         """Count a request whose credentials were refused. The token is never kept: the record
         names it by a short fingerprint keyed with the audit key (so it cannot be reversed or
@@ -167,8 +195,9 @@ class CallGuard:
                 self.admit_request(principal, method)
             except RateLimited as exc:
                 self.refused(principal, method)
-                message = f"rate limited: {exc} (retry after {exc.retry_after:.1f} s)"
-                raise MCPError(RATE_LIMITED_ERROR_CODE, message, {"retry_after": exc.retry_after}) from None
+                retry_after = await self.hold(exc.retry_after)
+                message = f"rate limited: {exc} (retry after {retry_after:.1f} s)"
+                raise MCPError(RATE_LIMITED_ERROR_CODE, message, {"retry_after": retry_after}) from None
             return await call_next(ctx)
 
         return limit_requests

@@ -317,8 +317,9 @@ class AesopMCPServer(MCPServer[Any]):
     ) -> None:
         if self.guard is None:
             return
-        if decision == "rate_limited":  # counted, and written in aggregate off the request path
-            self.guard.refused(principal, tool, decision)
+        refused = getattr(self.guard, "refused", None)  # a guard with only admit/record is told by record
+        if decision == "rate_limited" and refused is not None:  # counted, written in aggregate off the request path
+            refused(principal, tool, decision)
             return
         self.guard.record(principal, tool, arguments, decision, count, (time.perf_counter() - started) * 1000)
 
@@ -341,6 +342,10 @@ class AesopMCPServer(MCPServer[Any]):
         except MCPError:
             self._record_quietly(principal, name, arguments, "error", 0, started)
             raise
+        except RateLimited as exc:  # answered when the caller may call again, so a flood runs at its rate
+            hold = getattr(self.guard, "hold", None)
+            held = RateLimited(str(exc), await hold(exc.retry_after)) if hold is not None else exc
+            decision, result = "rate_limited", error_result(classify(held, f"tool {name!r}").info)
         except Exception as exc:
             failure = classify(exc, f"tool {name!r}")
             decision, result = failure.decision, error_result(failure.info)
@@ -486,8 +491,9 @@ def build_server(
     _register_resources(server, runtime, memory)
     _register_subscriptions(server, runtime, notifier)
     _register_completion(server, runtime)
-    if guard is not None:  # initialize, tools/list, ping, ...: limited like calls, in their own bucket
-        server.middleware.append(guard.request_middleware(runtime.resolve_principal))
+    limit_requests = getattr(guard, "request_middleware", None)  # initialize, tools/list, ...: limited too
+    if limit_requests is not None:
+        server.middleware.append(limit_requests(runtime.resolve_principal))
     return server
 
 
