@@ -573,7 +573,7 @@ def test_control_characters_are_refused_with_a_clear_error(tmp_path: Path, make_
 
 
 @pytest.mark.parametrize("ch", ["\x00", "\x1f", "\x9f", "\ud800"])
-def test_python_api_and_models_refuse_control_characters(
+def test_python_api_refuses_control_characters_in_an_agents_labels(
     ch: str, tmp_path: Path, make_engine: Callable[..., Any]
 ) -> None:
     from pydantic import ValidationError
@@ -583,23 +583,36 @@ def test_python_api_and_models_refuse_control_characters(
     engine = make_engine(tmp_path / "data")
     seq = engine.store.last_seq()
     for arguments in ({"agent_id": f"a{ch}"}, {"session_id": f"s{ch}"}, {"namespace": f"n{ch}"}):
-        call = {"content": "hi", "agent_id": "a", **arguments}
         with pytest.raises(ValidationError, match="use printable text"):
-            engine.memory.remember(**call)
+            engine.remember(**{"content": "hi", "agent_id": "a", **arguments})
     with pytest.raises(ValidationError, match="use printable text"):
         Episode(content="hi", agent_id="a", task_id=f"t{ch}")
-    with pytest.raises(ValidationError, match="use printable text"):
-        Entity(id="e", type="Document", name="n", text="t", namespace=f"n{ch}")
-    with pytest.raises(ValidationError, match="use printable text"):
-        Relation(type="LINKS", src="a", dst="b", namespace=f"n{ch}")
-    if ch == "\x00" or ch == "\ud800":  # no id or name may hold these
-        with pytest.raises(ValidationError, match="use printable text"):
-            Entity(id=f"e{ch}", type="Document", name="n", text="t")
-        with pytest.raises(ValidationError, match="use printable text"):
-            Entity(id="e", type="Document", name=f"n{ch}", text="t")
-        with pytest.raises(ValidationError, match="use printable text"):
-            Relation(type="LINKS", src=f"a{ch}", dst="b")
     assert engine.store.last_seq() == seq
+
+
+@pytest.mark.parametrize("ch", ["\x00", "\ud800"])
+def test_embedded_store_refuses_what_it_cannot_read_back(ch: str, tmp_path: Path) -> None:
+    """NUL ends a string in SQLite's JSON functions and a lone surrogate cannot be encoded: an id,
+    namespace or name holding one is refused with a SchemaError, not stored half-readable."""
+    from aesoperator.engine.stores.embedded import EmbeddedGraphStore
+    from aesoperator.errors import SchemaError
+
+    store = EmbeddedGraphStore(tmp_path / "store")
+    try:
+        store.upsert([_doc("a", "ns")])
+        seq = store.last_seq()
+        for entity in (
+            _doc(f"e{ch}", "ns"),
+            _doc("e", f"ns{ch}"),
+            _doc("e", "ns").model_copy(update={"name": f"n{ch}"}),
+        ):
+            with pytest.raises(SchemaError, match="embedded store cannot hold"):
+                store.upsert([entity])
+        with pytest.raises(SchemaError, match="embedded store cannot hold"):
+            store.upsert(relations=[Relation(type="LINKS", src="a", dst="a", namespace=f"ns{ch}")])
+        assert store.last_seq() == seq
+    finally:
+        store.close()
 
 
 # -- item: sources and statistics show only what the caller reads ------------------------------------------

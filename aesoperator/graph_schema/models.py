@@ -26,8 +26,10 @@ DEFAULT_NAMESPACE = "default"
 
 JsonValue = Any  # checked by `_check_json_safe`; pydantic's recursive JsonValue is slow on hot paths
 
-# Control characters (C0, DEL, C1) and lone surrogates: never part of a label (namespace, agent,
-# session), which must read back as written and print as one line.
+# Control characters (C0, DEL, C1) and lone surrogates: never part of an agent's labels (agent,
+# session, task, namespace of an episode) nor of what MCP callers name (serve/schemas.py), which
+# must read back as written and print as one line. Entities and relations themselves may hold any
+# text a source has (Neo4j stores it); the embedded store refuses what it cannot hold (NUL).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # What no id or name may hold: NUL (SQLite's JSON functions end a string there, so such an id could
 # not be looked up) and lone surrogates (not encodable as UTF-8).
@@ -112,13 +114,7 @@ def _check_id(value: str, what: str) -> str:
         raise ValueError(f"{what} must not be empty")
     if len(value) > MAX_ID_CHARS:
         raise ValueError(f"{what} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    return check_storable(value, what)
-
-
-def _check_short_label(value: str, what: str) -> str:
-    if not value or len(value) > 200:
-        raise ValueError(f"{what} must be 1 to 200 characters")
-    return check_label(value, what)
+    return value
 
 
 class Provenance(BaseModel):
@@ -164,7 +160,7 @@ class Entity(BaseModel):
             raise ValueError("entity name must not be empty")
         if len(v) > MAX_NAME_CHARS:
             raise ValueError(f"entity name is {len(v)} characters; the limit is {MAX_NAME_CHARS}")
-        return check_storable(v, "entity name")
+        return v
 
     @field_validator("text")
     @classmethod
@@ -182,8 +178,10 @@ class Entity(BaseModel):
 
     @field_validator("namespace", "source")
     @classmethod
-    def _short_label(cls, v: str, info: ValidationInfo) -> str:
-        return _check_short_label(v, str(info.field_name))
+    def _short_label(cls, v: str) -> str:
+        if not v or len(v) > 200:
+            raise ValueError("namespace and source must be 1 to 200 characters")
+        return v
 
 
 class Relation(BaseModel):
@@ -220,16 +218,6 @@ class Relation(BaseModel):
     @classmethod
     def _props(cls, v: dict[str, Any]) -> dict[str, Any]:
         return _check_properties(v)
-
-    @field_validator("namespace", "source")
-    @classmethod
-    def _short_label(cls, v: str, info: ValidationInfo) -> str:
-        return _check_short_label(v, str(info.field_name))
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, v: str) -> str:
-        return check_storable(v, "relation id")
 
     @model_validator(mode="after")
     def _default_id(self) -> Relation:

@@ -29,7 +29,7 @@ from aesoperator.engine.stores.embedded_rows import (
     relation_content,
 )
 from aesoperator.errors import SchemaError
-from aesoperator.graph_schema.models import Entity, Relation, to_iso
+from aesoperator.graph_schema.models import UNSTORABLE_CHARACTERS, Entity, Relation, to_iso
 
 ChangeRow = tuple[str, str, str, str]  # kind, id, op, namespace
 ENTITY_NAMESPACE_INDEX = 7  # of a row read with ENTITY_COLUMNS
@@ -42,6 +42,26 @@ def _rows_by_id(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[
         for row in conn.execute(sql, (json_list(part),)):
             found[row[0]] = tuple(row)
     return found
+
+
+def _refuse_unstorable(entities: Iterable[Entity], relations: Iterable[Relation], vector_ids: Iterable[str]) -> None:
+    """Refuse NUL and lone surrogates in ids, namespaces, sources and names: SQLite's JSON
+    functions, through which ids and namespace filters are passed, end a string at NUL (such an
+    item could be written but never read back), and a lone surrogate cannot be encoded at all."""
+    fields: list[tuple[str, str]] = []
+    for ent in entities:
+        fields += [("entity id", ent.id), ("namespace", ent.namespace), ("source", ent.source), ("name", ent.name)]
+    for rel in relations:
+        fields += [("relation id", rel.id), ("relation end", rel.src), ("relation end", rel.dst)]
+        fields += [("namespace", rel.namespace), ("source", rel.source)]
+    fields += [("vector entity id", i) for i in vector_ids]
+    for what, value in fields:
+        found = UNSTORABLE_CHARACTERS.search(value)
+        if found is not None:
+            raise SchemaError(
+                f"{what} {value[:80]!r} contains U+{ord(found.group()):04X}, which the embedded store cannot "
+                "hold (NUL, or a lone surrogate): remove it"
+            )
 
 
 def _last_wins(items: Iterable[Any]) -> dict[str, Any]:
@@ -77,6 +97,7 @@ class BatchWriter:
     def prepare(self, batch: WriteBatch) -> _Prepared:
         entities = _last_wins(batch.entities)
         relations = _last_wins(batch.relations)
+        _refuse_unstorable(entities.values(), relations.values(), batch.vectors)
         prepared = _Prepared(entities, relations)
         deleted = set(batch.delete_entity_ids)
         needed: set[str] = set()
