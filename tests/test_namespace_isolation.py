@@ -601,11 +601,10 @@ def test_embedded_store_refuses_what_it_cannot_read_back(ch: str, tmp_path: Path
     try:
         store.upsert([_doc("a", "ns")])
         seq = store.last_seq()
-        for entity in (
-            _doc(f"e{ch}", "ns"),
-            _doc("e", f"ns{ch}"),
-            _doc("e", "ns").model_copy(update={"name": f"n{ch}"}),
-        ):
+        bad = [_doc(f"e{ch}", "ns"), _doc("e", f"ns{ch}")]
+        if ch == "\ud800":  # NUL may be in a name: it is stored and read back by id
+            bad.append(_doc("e", "ns").model_copy(update={"name": f"n{ch}"}))
+        for entity in bad:
             with pytest.raises(SchemaError, match="embedded store cannot hold"):
                 store.upsert([entity])
         with pytest.raises(SchemaError, match="embedded store cannot hold"):

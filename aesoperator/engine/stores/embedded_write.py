@@ -8,6 +8,7 @@ source items, append the change log. Any error rolls the whole batch back.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from aesoperator.graph_schema.models import UNSTORABLE_CHARACTERS, Entity, Relat
 
 ChangeRow = tuple[str, str, str, str]  # kind, id, op, namespace
 ENTITY_NAMESPACE_INDEX = 7  # of a row read with ENTITY_COLUMNS
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _rows_by_id(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -45,23 +47,27 @@ def _rows_by_id(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[
 
 
 def _refuse_unstorable(entities: Iterable[Entity], relations: Iterable[Relation], vector_ids: Iterable[str]) -> None:
-    """Refuse NUL and lone surrogates in ids, namespaces, sources and names: SQLite's JSON
-    functions, through which ids and namespace filters are passed, end a string at NUL (such an
-    item could be written but never read back), and a lone surrogate cannot be encoded at all."""
-    fields: list[tuple[str, str]] = []
+    """Refuse NUL in ids and namespaces, which are passed to SQLite through its JSON functions that
+    end a string at NUL (such an item could be written but never read back), and lone surrogates,
+    which cannot be encoded at all, in those and in sources and names."""
+    keys: list[tuple[str, str]] = []  # neither NUL nor a lone surrogate
+    labels: list[tuple[str, str]] = []  # no lone surrogate
     for ent in entities:
-        fields += [("entity id", ent.id), ("namespace", ent.namespace), ("source", ent.source), ("name", ent.name)]
+        keys += [("entity id", ent.id), ("namespace", ent.namespace)]
+        labels += [("source", ent.source), ("name", ent.name)]
     for rel in relations:
-        fields += [("relation id", rel.id), ("relation end", rel.src), ("relation end", rel.dst)]
-        fields += [("namespace", rel.namespace), ("source", rel.source)]
-    fields += [("vector entity id", i) for i in vector_ids]
-    for what, value in fields:
-        found = UNSTORABLE_CHARACTERS.search(value)
-        if found is not None:
-            raise SchemaError(
-                f"{what} {value[:80]!r} contains U+{ord(found.group()):04X}, which the embedded store cannot "
-                "hold (NUL, or a lone surrogate): remove it"
-            )
+        keys += [("relation id", rel.id), ("relation end", rel.src), ("relation end", rel.dst)]
+        keys.append(("namespace", rel.namespace))
+        labels.append(("source", rel.source))
+    keys += [("vector entity id", i) for i in vector_ids]
+    for pattern, fields in ((UNSTORABLE_CHARACTERS, keys), (_SURROGATE, labels)):
+        for what, value in fields:
+            found = pattern.search(value)
+            if found is not None:
+                raise SchemaError(
+                    f"{what} {value[:80]!r} contains U+{ord(found.group()):04X}, which the embedded store "
+                    "cannot hold there (NUL, or a lone surrogate): remove it"
+                )
 
 
 def _last_wins(items: Iterable[Any]) -> dict[str, Any]:
