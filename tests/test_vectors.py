@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 import pytest
 
-from aesoperator.engine.stores.base import Change
+from aesoperator.engine.stores.base import Change, WriteBatch
 from aesoperator.engine.vectors import MANIFEST_NAME, IndexLoadError, VectorIndex
 from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.models import Entity
@@ -187,7 +187,8 @@ def put(store: Any, ids: Sequence[str], namespaces: Sequence[str], matrix: np.nd
         for i, ns in zip(ids, namespaces, strict=True)
     ]
     vectors = {i: (f"hash-{i}-{float(row[0]):.6f}", row) for i, row in zip(ids, matrix, strict=True)}
-    store.upsert(entities, vectors=vectors, vector_model=model)
+    # Some tests move an entity to another namespace on purpose: that is an explicit move.
+    store.write(WriteBatch(entities=entities, vectors=vectors, vector_model=model, allow_namespace_moves=True))
 
 
 def store_answer(
