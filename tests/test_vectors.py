@@ -187,6 +187,9 @@ def put(store: Any, ids: Sequence[str], namespaces: Sequence[str], matrix: np.nd
         for i, ns in zip(ids, namespaces, strict=True)
     ]
     vectors = {i: (f"hash-{i}-{float(row[0]):.6f}", row) for i, row in zip(ids, matrix, strict=True)}
+    if isinstance(store, MemoryVectorStore):
+        store.upsert(entities, vectors=vectors, vector_model=model)
+        return
     # Some tests move an entity to another namespace on purpose: that is an explicit move.
     store.write(WriteBatch(entities=entities, vectors=vectors, vector_model=model, allow_namespace_moves=True))
 
