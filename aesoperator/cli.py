@@ -719,12 +719,13 @@ def audit_tail(
         for r in records:
             decision = str(r.get("decision", ""))
             color = "green" if decision == "allow" else "red"
+            times = f" x{r['count']}" if "count" in r else ""  # an aggregate of refusals
             table.add_row(
                 str(r.get("seq", "")),
                 str(r.get("time", ""))[:23],
                 escape(str(r.get("principal", ""))),
                 escape(str(r.get("tool", ""))),
-                f"[{color}]{escape(decision)}[/]",
+                f"[{color}]{escape(decision)}{times}[/]",
                 str(r.get("result_count", "")),
                 f"{r.get('latency_ms', 0):.1f}",
                 str(r.get("args_sha256", ""))[:12],

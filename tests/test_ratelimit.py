@@ -351,6 +351,12 @@ def test_refused_calls_are_counted_then_written_in_aggregate(tmp_path: Path, mon
     assert aggregate["since"] <= aggregate["time"]
     guard.close()
     assert audit.verify().ok
+    from typer.testing import CliRunner
+
+    from aesoperator.cli import app
+
+    shown = CliRunner().invoke(app, ["-d", str(tmp_path), "audit", "tail", "-n", "1"])
+    assert shown.exit_code == 0 and "x500" in shown.output  # an aggregate shows how many calls it stands for
 
 
 def test_engine_server_limits_protocol_requests_and_aggregates_refusals(tmp_path: Path, make_engine: Any) -> None:

@@ -18,6 +18,7 @@ then reported as needing an upgrade.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass, field
@@ -96,8 +97,6 @@ def verify_log(path: Path, checkpoint_path: Path, key_path: Path) -> VerifyRepor
         state, checkpoint = read_checkpoint(checkpoint_path, key)
         return _without_log(key is not None, state, checkpoint, checkpoint_path.name, key_path)
     try:
-        import fcntl
-
         fcntl.flock(fd, fcntl.LOCK_SH)  # appends hold LOCK_EX: the checkpoint matches what is read
         state, checkpoint = read_checkpoint(checkpoint_path, key)
         walk = _walk(fd, key, checkpoint if state == "ok" else None)
