@@ -150,3 +150,15 @@ def test_removing_one_file_keeps_the_directory_links_other_files_share(
     assert "bakery:dir:guide" in sub.entities, "the root still contains guide/ (staff.md lives there)"
     sub = engine.neighbors(["bakery:dir:guide"], relation_types=["CONTAINS"], direction="out")
     assert set(sub.entities) == {"bakery:dir:guide", "bakery:file:guide/staff.md"}
+
+
+def test_reingest_in_another_namespace_moves_the_sources_own_items(
+    make_engine: Callable[..., Any], folder: Path
+) -> None:
+    engine = make_engine()
+    engine.ingest_path(folder, namespace="team-a")
+    (folder / "guide" / "recipes.txt").write_text("Seaweed focaccia: proof overnight in the hydroponics bay.\n")
+    report = engine.ingest_path(folder, namespace="team-b")
+    assert report.records_changed == 1
+    moved = engine.get_entities(["bakery:file:guide/recipes.txt"])[0]
+    assert moved.namespace == "team-b"

@@ -107,6 +107,8 @@ class IngestPipeline:
         self.batch_size = batch_size
         self.progress = progress or NoProgress()
         self._previous: dict[str, SourceItemState] = {}
+        self._owned_ids: frozenset[str] = frozenset()
+        self._source = ""
 
     # -- source identity ---------------------------------------------------------------------
     def claim_source(self, source: str, identity: str) -> None:
@@ -156,6 +158,11 @@ class IngestPipeline:
         started = time.perf_counter()
         previous = self.store.source_items(source)
         self._previous = previous
+        self._source = source
+        # What this source wrote before may follow it to another namespace; nothing else may move.
+        self._owned_ids = frozenset(
+            item_id for state in previous.values() for item_id in (*state.entity_ids, *state.relation_ids)
+        )
         self._mapped_relation_ids: set[str] = set()
         self._remapped: set[str] = set()
         seen: set[str] = {SOURCE_IDENTITY_KEY}
@@ -277,6 +284,15 @@ class IngestPipeline:
             pending.cleared.append((source, quarantine_key(record.key)))
         report.stage_seconds["map"] += time.perf_counter() - t0
 
+    def _movable_ids(self, pending: _PendingBatch) -> frozenset[str]:
+        """Ids this source's ingest may move to the namespace it now runs in: the items it wrote
+        before, the entities its own ids name (`<source>:…`) and relations leaving them. Anything
+        else stored in another namespace is refused by the store (NamespaceConflict)."""
+        prefix = f"{self._source}:"
+        entities = {eid for eid in pending.entities if eid.startswith(prefix) or eid in self._owned_ids}
+        relations = {rid for rid, rel in pending.relations.items() if rid in self._owned_ids or rel.src in entities}
+        return frozenset(entities | relations)
+
     def _flush(
         self,
         pending: _PendingBatch,
@@ -296,6 +312,7 @@ class IngestPipeline:
             expire_relation_ids=sorted(pending.expire_relation_ids - set(pending.relations)),
             source_items=pending.items,
             delete_source_items=pending.cleared,
+            movable_ids=self._movable_ids(pending),
         )
         if in_flight is not None:  # one write at a time, in order
             report.add(in_flight.result())

@@ -42,7 +42,8 @@ class WriteBatch:
 
     An upsert never changes the namespace of a stored entity or relation unless
     `allow_namespace_moves` is set (an explicit move, for a caller that may write both
-    namespaces); without it such a batch raises `NamespaceConflict` and writes nothing.
+    namespaces) or the item's id is in `movable_ids` (an ingest moving the items its own source
+    wrote before); without it such a batch raises `NamespaceConflict` and writes nothing.
     """
 
     entities: Sequence[Entity] = ()
@@ -55,6 +56,11 @@ class WriteBatch:
     source_items: Sequence[SourceItemState] = ()
     delete_source_items: Sequence[tuple[str, str]] = ()  # (source, key)
     allow_namespace_moves: bool = False
+    movable_ids: frozenset[str] = frozenset()
+
+    def may_move(self, item_id: str) -> bool:
+        """Whether this batch may move the stored item `item_id` to another namespace."""
+        return self.allow_namespace_moves or item_id in self.movable_ids
 
     def is_empty(self) -> bool:
         return not (

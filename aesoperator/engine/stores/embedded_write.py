@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -211,7 +211,7 @@ class BatchWriter:
         self._count("entities_deleted", len(targets))
 
     # upserts ------------------------------------------------------------------------------
-    def upsert_entities(self, entities: dict[str, Entity], allow_moves: bool = False) -> None:
+    def upsert_entities(self, entities: dict[str, Entity], may_move: Callable[[str], bool]) -> None:
         if not entities:
             return
         existing = _rows_by_id(
@@ -219,10 +219,9 @@ class BatchWriter:
             f"SELECT {ENTITY_COLUMNS} FROM entities WHERE id IN (SELECT value FROM json_each(?))",
             list(entities),
         )
-        if not allow_moves:
-            for eid, old_row in existing.items():
-                if old_row[ENTITY_NAMESPACE_INDEX] != entities[eid].namespace:
-                    raise namespace_conflict("entity", eid, entities[eid].namespace)
+        for eid, old_row in existing.items():
+            if old_row[ENTITY_NAMESPACE_INDEX] != entities[eid].namespace and not may_move(eid):
+                raise namespace_conflict("entity", eid, entities[eid].namespace)
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[str, str, str]] = []
@@ -259,7 +258,7 @@ class BatchWriter:
             )
         self._count("entities_written", len(inserts) + len(updates))
 
-    def upsert_relations(self, relations: dict[str, Relation], allow_moves: bool = False) -> None:
+    def upsert_relations(self, relations: dict[str, Relation], may_move: Callable[[str], bool]) -> None:
         if not relations:
             return
         existing = _rows_by_id(
@@ -268,10 +267,9 @@ class BatchWriter:
             "valid_to, expired_at FROM relations WHERE id IN (SELECT value FROM json_each(?))",
             list(relations),
         )
-        if not allow_moves:
-            for rid, old_row in existing.items():
-                if old_row[7] != relations[rid].namespace:  # 7: namespace, in the SELECT above
-                    raise namespace_conflict("relation", rid, relations[rid].namespace)
+        for rid, old_row in existing.items():
+            if old_row[7] != relations[rid].namespace and not may_move(rid):  # 7: namespace, in the SELECT above
+                raise namespace_conflict("relation", rid, relations[rid].namespace)
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
         for rid, rel in relations.items():
@@ -394,8 +392,8 @@ def apply_batch(
     prepared = writer.prepare(batch)
     writer.delete_relations(batch.delete_relation_ids)
     writer.delete_entities(batch.delete_entity_ids)
-    writer.upsert_entities(prepared.entities, batch.allow_namespace_moves)
-    writer.upsert_relations(prepared.relations, batch.allow_namespace_moves)
+    writer.upsert_entities(prepared.entities, batch.may_move)
+    writer.upsert_relations(prepared.relations, batch.may_move)
     writer.expire_relations(batch.expire_relation_ids, to_iso(expire_at) or writer.now)
     if prepared.vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, prepared.vectors)

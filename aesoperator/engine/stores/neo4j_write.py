@@ -19,7 +19,7 @@ query text, and only through `cypher_name`, which admits strict identifiers alon
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,18 +281,17 @@ class BatchWriter:
         self._count("entities_deleted", len(targets))
 
     # upserts ------------------------------------------------------------------------------
-    def upsert_entities(self, entities: dict[str, Entity], allow_moves: bool = False) -> None:
+    def upsert_entities(self, entities: dict[str, Entity], may_move: Callable[[str], bool]) -> None:
         """New entities are created, changed ones updated in place (the old version kept as an
         `:_EntityVersion`), unchanged ones (same fingerprint) left alone. A stored entity is not
-        moved to another namespace unless `allow_moves`."""
+        moved to another namespace unless `may_move(id)`."""
         if not entities:
             return
         existing = self.stored  # read by `prepare`; the deletes since then were left out of it
-        if not allow_moves:
-            for eid, ent in entities.items():
-                old_row = existing.get(eid)
-                if old_row is not None and old_row["namespace"] != ent.namespace:
-                    raise namespace_conflict("entity", eid, ent.namespace)
+        for eid, ent in entities.items():
+            old_row = existing.get(eid)
+            if old_row is not None and old_row["namespace"] != ent.namespace and not may_move(eid):
+                raise namespace_conflict("entity", eid, ent.namespace)
         creates: list[tuple[str, dict[str, Any]]] = []
         updates: list[tuple[str, dict[str, Any]]] = []
         relabel: list[tuple[str, str]] = []
@@ -364,14 +363,13 @@ class BatchWriter:
             found.update(relations_by_id(self.tx, anywhere, types, self.size))
         return found
 
-    def upsert_relations(self, relations: dict[str, Relation], allow_moves: bool = False) -> None:
+    def upsert_relations(self, relations: dict[str, Relation], may_move: Callable[[str], bool]) -> None:
         if not relations:
             return
         existing = self._existing_relations(relations)
-        if not allow_moves:
-            for rid, old_row in existing.items():
-                if old_row["r"].get("namespace") != relations[rid].namespace:
-                    raise namespace_conflict("relation", rid, relations[rid].namespace)
+        for rid, old_row in existing.items():
+            if old_row["r"].get("namespace") != relations[rid].namespace and not may_move(rid):
+                raise namespace_conflict("relation", rid, relations[rid].namespace)
         creates: list[tuple[str, dict[str, Any]]] = []
         updates: list[tuple[str, dict[str, Any]]] = []
         moved: dict[str, dict[str, Any]] = {}
@@ -511,8 +509,8 @@ def apply_batch(tx: ManagedTransaction, batch: WriteBatch, now: str, expire_at: 
     entities, relations, vectors = writer.prepare(batch)
     writer.delete_relations(batch.delete_relation_ids)
     writer.delete_entities(batch.delete_entity_ids)
-    writer.upsert_entities(entities, batch.allow_namespace_moves)
-    writer.upsert_relations(relations, batch.allow_namespace_moves)
+    writer.upsert_entities(entities, batch.may_move)
+    writer.upsert_relations(relations, batch.may_move)
     writer.expire_relations(batch.expire_relation_ids, expire_at)
     if vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, vectors)
