@@ -1,33 +1,107 @@
-"""Settings: `AESOP_*` environment variables, an optional `aesop.toml`, then defaults."""
+"""Configuration: `AESOP_*` environment variables, an optional `aesop.toml`, then defaults.
+
+`aesop.toml` is read in one place, `read_config_file`, into three sections:
+
+- settings: the top-level keys, each a `Settings` field (environment variables win over them);
+- sources: `[sources.NAME]` tables, the MCP sources to ingest (typed by `aesoperator.ingest.registry`);
+- servers: `[servers.NAME]` tables, the servers of the Python API (typed by `aesoperator.api.registry`).
+
+`${VAR}` references in values are filled from the environment by one resolver, `resolve_env_refs`.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from aesoperator.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+SECTIONS = ("sources", "servers")
+
+# A reference to an environment variable inside a configured value: ${NAME}.
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _toml_path() -> Path:
+def config_file_path() -> Path:
+    """Where the project's config file is: `$AESOP_CONFIG`, else `aesop.toml` in the working directory.
+
+    Returns:
+        The path (which need not exist).
+    """
     return Path(os.environ.get("AESOP_CONFIG", "aesop.toml"))
 
 
+_toml_path = config_file_path  # the former private name
+
+
+# -- ${VAR} references ------------------------------------------------------------------------
+def has_env_ref(value: str) -> bool:
+    """Whether `value` holds a `${VAR}` reference.
+
+    Args:
+        value: A configured string.
+
+    Returns:
+        True when at least one `${VAR}` reference appears in it.
+    """
+    return ENV_REF.search(value) is not None
+
+
+def resolve_env_refs(value: str, what: str, environ: Mapping[str, str] | None = None) -> str:
+    """Fill every `${VAR}` reference in `value` from the environment.
+
+    Args:
+        value: A configured string, e.g. "Bearer ${DOCS_TOKEN}".
+        what: Who needs the value, for the error message (e.g. "source 'docs'").
+        environ: Where variables are read (default: this process's environment).
+
+    Returns:
+        `value` with each reference replaced by the variable's value.
+
+    Raises:
+        ConfigError: A referenced variable is not set; the message names `what` and the variable.
+    """
+    env = os.environ if environ is None else environ
+
+    def fill(match: re.Match[str]) -> str:
+        var = match.group(1)
+        if var not in env:
+            raise ConfigError(f"{what} needs the environment variable {var}")
+        return env[var]
+
+    return ENV_REF.sub(fill, value)
+
+
+def resolve_env_values(values: Mapping[str, str], what: str) -> dict[str, str]:
+    """`resolve_env_refs` over every value of a mapping (an env or headers table).
+
+    Args:
+        values: Names to configured strings.
+        what: Who needs the values, for the error message.
+
+    Returns:
+        A new dict with every reference filled.
+
+    Raises:
+        ConfigError: A referenced variable is not set.
+    """
+    return {key: resolve_env_refs(value, what) for key, value in values.items()}
+
+
+# -- settings ------------------------------------------------------------------------------------
 class Settings(BaseSettings):
     """Engine settings. Environment variables win over `aesop.toml`, which wins over defaults."""
 
     model_config = SettingsConfigDict(env_prefix="AESOP_", extra="ignore")
-
     data_dir: Path = Field(default=Path(".aesop"), description="Where the embedded store and index live.")
     graph: str = Field(
         default="embedded",
@@ -111,26 +185,127 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=_toml_path()),
-            file_secret_settings,
-        )
+        return (init_settings, env_settings, _ConfigFileSettings(settings_cls), file_secret_settings)
 
     @property
     def uses_neo4j(self) -> bool:
+        """Whether the graph lives in Neo4j rather than the embedded store."""
         return self.graph != "embedded"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Load settings, turning validation problems into one readable `ConfigError`."""
-    from pydantic import ValidationError
+class _ConfigFileSettings(PydanticBaseSettingsSource):
+    """The settings section of `aesop.toml`, as a pydantic-settings source."""
 
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_config_file().settings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings, turning validation problems into one readable `ConfigError`.
+
+    Args:
+        **overrides: Field values that win over the environment and `aesop.toml` (None is skipped).
+
+    Returns:
+        The settings.
+
+    Raises:
+        ConfigError: A value is invalid, or `aesop.toml` cannot be read.
+    """
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ConfigError:
+        raise
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
-    except Exception as exc:  # a malformed aesop.toml surfaces here
-        raise ConfigError(f"could not read settings ({_toml_path()}): {exc}") from None
+    except Exception as exc:
+        raise ConfigError(f"could not read settings ({config_file_path()}): {exc}") from None
+
+
+# -- the config file ---------------------------------------------------------------------------------
+Table = dict[str, Any]
+
+
+class ConfigFile(BaseModel):
+    """One config file read into its sections (`read_config_file`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    exists: bool = False
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="Top-level keys: Settings field values, type-checked."
+    )
+    sources: dict[str, Table] = Field(default_factory=dict, description="[sources.NAME] tables by name.")
+    servers: dict[str, Table] = Field(default_factory=dict, description="[servers.NAME] tables by name.")
+
+
+_SETTING_TYPES: dict[str, TypeAdapter[Any]] = {}
+
+
+def _setting_type(name: str) -> TypeAdapter[Any]:
+    adapter = _SETTING_TYPES.get(name)
+    if adapter is None:
+        annotation: Any = Settings.model_fields[name].annotation
+        adapter = _SETTING_TYPES[name] = TypeAdapter(annotation)
+    return adapter
+
+
+def _settings_section(path: Path, data: Mapping[str, Any]) -> dict[str, Any]:
+    known = set(Settings.model_fields)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting {unknown[0]!r} (top-level keys are settings: {sorted(known)}; "
+            f"sources and servers go in [sources.NAME] and [servers.NAME] tables)"
+        )
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            _setting_type(key).validate_python(value)
+        except ValidationError as exc:
+            reason = exc.errors()[0]["msg"]
+            raise ConfigError(f"{path}: setting {key} = {value!r}: {reason}") from None
+        values[key] = value  # validated again, with the environment, by Settings
+    return values
+
+
+def _tables(path: Path, section: str, value: Any) -> dict[str, Table]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: '{section}' must be a table of [{section}.NAME] tables, not {value!r}")
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}.{name}] must be a table, not {table!r}")
+    return dict(value)
+
+
+def read_config_file(path: Path | str | None = None) -> ConfigFile:
+    """Read a config file (`aesop.toml`, or a data dir's `sources.toml`) into its sections.
+
+    Args:
+        path: The file (default: `config_file_path()`). A missing file reads as empty sections.
+
+    Returns:
+        The sections: settings (top-level keys, each a Settings field of the right type), sources
+        and servers (tables by name; their keys are checked by the layer that types them).
+
+    Raises:
+        ConfigError: The file cannot be read or is not valid TOML, a top-level key is not a setting
+            or a section, a setting has a value of the wrong type, or a section is not a table of
+            tables. The message names the file, the key or table, and the bad value.
+    """
+    where = Path(path) if path is not None else config_file_path()
+    if not where.exists():
+        return ConfigFile(path=where)
+    try:
+        data = tomllib.loads(where.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"could not read {where}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from None
+    sections = {name: _tables(where, name, data.pop(name)) for name in SECTIONS if name in data}
+    return ConfigFile(path=where, exists=True, settings=_settings_section(where, data), **sections)

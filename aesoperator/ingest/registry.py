@@ -31,7 +31,6 @@ import math
 import os
 import re
 import tempfile
-import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from aesoperator.config import Settings, _toml_path
+from aesoperator.config import Settings, config_file_path, has_env_ref, read_config_file
 from aesoperator.engine.data_dir import make_private_dir, open_private_lock
 from aesoperator.engine.stores.base import GraphStore, WriteBatch
 from aesoperator.errors import ConfigError
@@ -56,7 +55,6 @@ _SECRET_KEY = re.compile(
     r"(?:^|[_.-])(?:token|secret|password|passwd|pass|api[_-]?key|apikey|private[_-]?key|credentials?|authorization)$",
     re.IGNORECASE,
 )
-_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -96,7 +94,7 @@ def check_no_secrets(definition: SourceDefinition) -> None:
     ]
     for label, values in places:
         for key, value in values.items():
-            if _SECRET_KEY.search(key) and isinstance(value, str) and value and not _ENV_REF.search(value):
+            if _SECRET_KEY.search(key) and isinstance(value, str) and value and not has_env_ref(value):
                 raise ConfigError(
                     f"source {definition.name!r}: {label}.{key} looks like a secret; sources.toml never stores "
                     f"secrets: write it as ${{ENV_VAR}} or pass --credential PURPOSE=ENV_VAR"
@@ -152,31 +150,17 @@ def _render(definitions: Mapping[str, SourceDefinition]) -> str:
 class SourceRegistry:
     def __init__(self, data_dir: Path, config_path: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.config_path = Path(config_path) if config_path is not None else _toml_path()
+        self.config_path = Path(config_path) if config_path is not None else config_file_path()
         self.sources_path = self.data_dir / SOURCES_FILE
 
     @classmethod
     def for_settings(cls, settings: Settings) -> SourceRegistry:
         return cls(settings.data_dir)
 
-    @staticmethod
-    def _tables(path: Path) -> dict[str, Any]:
-        if not path.exists():
-            return {}
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"could not read {path}: {exc}") from None
-        sources = data.get("sources", {})
-        if not isinstance(sources, dict):
-            raise ConfigError(f"{path}: 'sources' must be a table of [sources.NAME] tables")
-        return sources
-
     def _read(self, path: Path, origin: Origin) -> dict[str, RegisteredSource]:
         return {
             name: RegisteredSource(definition_from_table(name, table, str(path)), origin, path)
-            for name, table in self._tables(path).items()
+            for name, table in read_config_file(path).sources.items()
         }
 
     def entries(self) -> dict[str, RegisteredSource]:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from aesoperator.config import resolve_env_values
 from aesoperator.errors import ConfigError
 
 SourceKind = Literal[
@@ -32,7 +33,6 @@ SourceKind = Literal[
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class SourceDefinition(BaseModel):
@@ -72,18 +72,15 @@ class SourceDefinition(BaseModel):
         return self
 
     def resolved_env(self) -> dict[str, str]:
-        """`env` with ${VAR} references filled from this process's environment."""
+        """`env` with ${VAR} references filled from this process's environment.
 
-        def fill(value: str) -> str:
-            def sub(match: re.Match[str]) -> str:
-                var = match.group(1)
-                if var not in os.environ:
-                    raise ConfigError(f"source {self.name!r} needs the environment variable {var}")
-                return os.environ[var]
+        Returns:
+            The environment variables to give the server process.
 
-            return _ENV_REF.sub(sub, value)
-
-        return {k: fill(v) for k, v in self.env.items()}
+        Raises:
+            ConfigError: A referenced variable is not set.
+        """
+        return resolve_env_values(self.env, f"source {self.name!r}")
 
     def secret(self, purpose: str) -> str | None:
         """The credential for `purpose`, read from the environment variable the definition names."""
