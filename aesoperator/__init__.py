@@ -74,7 +74,7 @@ if TYPE_CHECKING:
         unregister_server as unregister_server,
     )
 
-# The brief's API (aesoperator/api.py), imported on first use so that `import aesoperator` stays light.
+# The brief's API (aesoperator/api/), imported on first use so that `import aesoperator` stays light.
 _API = (
     "ContextItem",
     "EngineServer",

@@ -39,7 +39,7 @@ INSERT INTO secrets VALUES (1, 1, '{SECRET_VALUE}');
 @pytest.fixture(autouse=True)
 def clean_registry() -> Iterator[None]:
     yield
-    for name in list(aesop.api._registry):
+    for name in list(aesop.api.registry._registry):
         aesop.unregister_server(name)
 
 
@@ -210,8 +210,8 @@ def test_postgres_aggregates_and_writes_when_allowed(analytics: tuple[PostgresSe
 
 # -- HTTP: bearer tokens and OAuth2 ----------------------------------------------------------------
 def test_http_tokens_rotate_and_revoke_without_restart(repo: Path, tmp_path: Path) -> None:
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.auth import TokenStore
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.tokens import TokenStore
 
     data = tmp_path / "data"
     server = MCPServer(name="code", repo=str(repo), data_dir=data, auth_config={"type": "static"})
@@ -254,7 +254,7 @@ def test_oauth2_client_credentials(repo: Path, tmp_path: Path, monkeypatch: pyte
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from aesoperator.serve.auth import HTTPServerThread, bind_socket, resource_url_for
+    from aesoperator.security.http.listener import HTTPServerThread, bind_socket, resource_url_for
 
     secret = "s" * 40
     monkeypatch.setenv("TEST_JWT_SECRET", secret)
