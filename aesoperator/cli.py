@@ -551,7 +551,7 @@ def _data_dir() -> Path:
 
 
 def _token_store() -> Any:
-    from aesoperator.serve.auth import TokenStore
+    from aesoperator.security.tokens import TokenStore
 
     return TokenStore.in_data_dir(_data_dir())
 
@@ -574,7 +574,7 @@ def tokens_add(
     ] = False,
 ) -> None:
     """Issue a token; it is printed once and only its salted digest is stored."""
-    from aesoperator.serve.auth import parse_duration
+    from aesoperator.security.tokens import parse_duration
 
     issued = _token_store().add(name, scope, parse_duration(expires_in) if expires_in else None, rotate=rotate)
     view = issued.record.public_view()
@@ -647,7 +647,7 @@ AUDIT_EXIT_CODES = {"intact": 0, "broken": 1, "unverifiable": 2, "upgrade_needed
 
 
 def _audit_log(key_file: Path | None = None) -> Any:
-    from aesoperator.serve.audit import AuditLog
+    from aesoperator.security.audit import AuditLog
 
     return AuditLog.in_data_dir(_data_dir(), key_path=key_file)
 
@@ -806,11 +806,11 @@ def serve(
     """Serve the engine to agents over MCP: search, recall, remember, entities, neighbours, sources and
     the memory server's tools. Stdio by default; --http serves streamable HTTP with bearer tokens
     (`aesop tokens add`)."""
-    from aesoperator.serve import auth as serve_auth
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.guard import CallGuard
-    from aesoperator.serve.principal import Principal
-    from aesoperator.serve.ratelimit import Limit, RateLimiter
+    from aesoperator import security as serve_auth
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.guard import CallGuard
+    from aesoperator.security.principal import Principal
+    from aesoperator.security.ratelimit import Limit, RateLimiter
     from aesoperator.serve.server import build_server, http_app, run_stdio
 
     if stdio and http:

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from aesoperator.cli import app
-from aesoperator.serve.audit import GENESIS, AuditLog, arguments_digest, canonical_json, record_hash
-from aesoperator.serve.guard import CallGuard
-from aesoperator.serve.principal import Principal
+from aesoperator.security.audit import GENESIS, AuditLog, arguments_digest, canonical_json, record_hash
+from aesoperator.security.guard import CallGuard
+from aesoperator.security.principal import Principal
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -353,7 +353,7 @@ def test_signed_tail_left_by_a_stopped_writer_is_accepted(audit: AuditLog) -> No
 
 
 def test_key_outside_the_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aesoperator.serve.audit_format import Checkpoint, create_key, record_mac, write_checkpoint
+    from aesoperator.security.audit_format import Checkpoint, create_key, record_mac, write_checkpoint
 
     data, key_path = tmp_path / "data", tmp_path / "secrets" / "audit.key"
     monkeypatch.setenv("AESOP_AUDIT_KEY_FILE", str(key_path))

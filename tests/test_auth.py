@@ -26,24 +26,19 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 
 from aesoperator.errors import AuthError, ConfigError, PermissionDenied
-from aesoperator.serve.auth import (
-    CompositeVerifier,
-    HTTPServerThread,
-    JWTVerifier,
-    StaticTokenVerifier,
-    TokenStore,
-    bind_socket,
-    build_http_app,
-    build_verifier,
+from aesoperator.security.http.gate import build_http_app
+from aesoperator.security.http.listener import HTTPServerThread, bind_socket, resource_url_for
+from aesoperator.security.http.resource_metadata import protected_resource_metadata_path
+from aesoperator.security.jwt_verifier import JWTVerifier
+from aesoperator.security.principal import Principal
+from aesoperator.security.request_principal import (
     current_principal,
     http_principal_resolver,
-    parse_duration,
     principal_from_token,
-    protected_resource_metadata_path,
-    resource_url_for,
     stdio_principal_resolver,
 )
-from aesoperator.serve.principal import Principal
+from aesoperator.security.tokens import StaticTokenVerifier, TokenStore, parse_duration
+from aesoperator.security.verifiers import CompositeVerifier, build_verifier
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -505,8 +500,8 @@ def test_principal_from_foreign_access_token() -> None:
 # -- the engine's server ------------------------------------------------------------------------
 def test_engine_server_over_authenticated_http(tmp_path: Path, make_engine: Any) -> None:
     server_module = pytest.importorskip("aesoperator.serve.server")
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.guard import CallGuard
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.guard import CallGuard
 
     engine = make_engine(tmp_path / "data")
     docs = tmp_path / "docs"
@@ -546,8 +541,8 @@ def test_engine_server_over_authenticated_http(tmp_path: Path, make_engine: Any)
 def test_failed_authentications_are_audited_in_aggregate_without_the_token(tmp_path: Path) -> None:
     import hashlib
 
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.guard import CallGuard
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.guard import CallGuard
 
     audit = AuditLog.in_data_dir(tmp_path / "audit")
     guard = CallGuard(audit, None, refusal_interval=3600)
@@ -612,7 +607,7 @@ def test_gate_and_verifier_agree_on_expiry(tmp_path: Path) -> None:
 
 def test_jwt_settings_build_the_verifier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from aesoperator.config import load_settings
-    from aesoperator.serve.auth import jwt_options
+    from aesoperator.security.verifiers import jwt_options
 
     ec_key, ec_jwk = _ec_jwk("e1")
     rsa_key, rsa_jwk = _rsa_jwk("k1")

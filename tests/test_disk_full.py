@@ -247,8 +247,8 @@ def engine_scenario(data_dir: Path, docs: Path, room: Room, embedder: Any) -> No
 async def mcp_scenario(data_dir: Path, audit_path: Path | None, room: Room, embedder: Any) -> None:
     from mcp import Client
 
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.guard import CallGuard
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.guard import CallGuard
     from aesoperator.serve.server import build_server
 
     engine = ContextEngine.open(settings=Settings(data_dir=data_dir), embedder=embedder)
@@ -452,7 +452,7 @@ def test_a_faiss_file_cut_short_fails_the_save(tmp_path: Path, vectors: int, lim
 
 
 def test_an_out_of_space_os_error_is_a_clear_tool_error() -> None:
-    from aesoperator.serve.server import classify
+    from aesoperator.security.failures import classify
 
     failure = classify(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/data/notes.bin"), "tool 'remember'")
     assert failure.info.type == "store"

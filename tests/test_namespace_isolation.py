@@ -34,15 +34,10 @@ pytestmark = pytest.mark.timeout(600)
 def serving(engine: Any, data_dir: Path, scopes: dict[str, list[str]], **options: Any) -> Iterator[dict[str, Any]]:
     """The engine's MCP server on 127.0.0.1 over streamable HTTP, with one static token per entry
     of `scopes`; yields the URL and the tokens."""
-    from aesoperator.serve.auth import (
-        HTTPServerThread,
-        StaticTokenVerifier,
-        TokenStore,
-        bind_socket,
-        build_http_app,
-        http_principal_resolver,
-        resource_url_for,
-    )
+    from aesoperator.security.http.gate import build_http_app
+    from aesoperator.security.http.listener import HTTPServerThread, bind_socket, resource_url_for
+    from aesoperator.security.request_principal import http_principal_resolver
+    from aesoperator.security.tokens import StaticTokenVerifier, TokenStore
     from aesoperator.serve.server import build_server
 
     tokens = TokenStore.in_data_dir(data_dir)
@@ -394,7 +389,7 @@ def _seed_other_namespaces(engine: Any) -> list[str]:
 def _check_writer_stays_in_its_namespace(engine: Any) -> None:
     from anyio.from_thread import start_blocking_portal
 
-    from aesoperator.serve.principal import Principal
+    from aesoperator.security.principal import Principal
     from aesoperator.serve.server import build_server
 
     known_ids = _seed_other_namespaces(engine)

@@ -22,19 +22,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 
 from aesoperator.errors import ConfigError, PermissionDenied, RateLimited
-from aesoperator.serve.audit import AuditLog
-from aesoperator.serve.auth import (
-    HTTPServerThread,
-    StaticTokenVerifier,
-    TokenStore,
-    bind_socket,
-    build_http_app,
-    http_principal_resolver,
-    resource_url_for,
-)
-from aesoperator.serve.guard import CallGuard
-from aesoperator.serve.principal import Principal
-from aesoperator.serve.ratelimit import Limit, RateLimiter
+from aesoperator.security.audit import AuditLog
+from aesoperator.security.guard import CallGuard
+from aesoperator.security.http.gate import build_http_app
+from aesoperator.security.http.listener import HTTPServerThread, bind_socket, resource_url_for
+from aesoperator.security.principal import Principal
+from aesoperator.security.ratelimit import Limit, RateLimiter
+from aesoperator.security.request_principal import http_principal_resolver
+from aesoperator.security.tokens import StaticTokenVerifier, TokenStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -399,7 +394,7 @@ def test_engine_server_limits_protocol_requests_and_aggregates_refusals(tmp_path
 
 
 def test_refusals_are_answered_when_the_caller_may_call_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aesoperator.serve import guard as guard_module
+    from aesoperator.security import guard as guard_module
 
     guard = CallGuard(None, None, refusal_hold=0.3)
 

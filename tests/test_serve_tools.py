@@ -39,7 +39,7 @@ from mcp_types import CallToolResult, ResourceTemplateReference, ResourceUpdated
 
 from aesoperator.errors import PermissionDenied, RateLimited
 from aesoperator.graph_schema.models import Entity, Relation
-from aesoperator.serve.principal import Principal
+from aesoperator.security.principal import Principal
 
 pytestmark = [pytest.mark.slow]
 
@@ -229,7 +229,7 @@ def seed(data: Path, embedder: Any, tmp: Path) -> Any:
 def seeded(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[dict[str, Any]]:
     """The HTTP server's data dir, with static tokens; the engine stays open so tests can write
     from this process while the server runs."""
-    from aesoperator.serve.auth import TokenStore
+    from aesoperator.security.tokens import TokenStore
 
     data = tmp_path_factory.mktemp("served")
     engine = seed(data, embedder, tmp_path_factory.mktemp("sources"))
@@ -901,8 +901,8 @@ async def test_resource_reads_go_through_the_guard(local_engine: Any) -> None:
 
 @pytest.mark.anyio
 async def test_in_process_subscription_with_real_guard(local_engine: Any, tmp_path: Path) -> None:
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.guard import CallGuard
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.guard import CallGuard
     from aesoperator.serve.server import build_server
 
     audit = AuditLog.in_data_dir(tmp_path)

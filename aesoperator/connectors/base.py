@@ -21,9 +21,13 @@ version text). While a client listens to one of them, a poller compares versions
 
 from __future__ import annotations
 
-import contextvars
+import base64
+import datetime as dt
+import decimal
 import logging
+import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -34,15 +38,23 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult
+from mcp_types import INVALID_PARAMS
 
+from aesoperator import __version__
 from aesoperator.errors import AesopError, ConfigError, PermissionDenied
-from aesoperator.serve.auth import current_principal as principal_of_request
-from aesoperator.serve.guard import CallGuard
-from aesoperator.serve.principal import Principal
+from aesoperator.security.envelope import ANONYMOUS, GuardedCalls, report_count
+from aesoperator.security.failures import classify
+from aesoperator.security.guard import CallGuard
+from aesoperator.security.http.gate import build_http_app
+from aesoperator.security.http.listener import HTTPServerThread, bind_socket, is_loopback_host, resource_url_for
+from aesoperator.security.http.listener import serve_http as serve_app
+from aesoperator.security.principal import Principal
+from aesoperator.security.ratelimit import Limit, RateLimiter
+from aesoperator.security.request_principal import current_principal as principal_of_request
+from aesoperator.security.tokens import StaticTokenVerifier
+from aesoperator.security.verifiers import build_verifier
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
@@ -50,18 +62,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESOURCE_CALL = "read_resource"
 LISTEN_CALL = "subscribe"
 DEFAULT_POLL_SECONDS = 1.0
-
-_count: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("aesop_connector_count", default=None)
-
-
-def report_count(n: int) -> None:
-    """Tools call this with how many items they returned (rows, files, commits), for the audit log."""
-    box = _count.get()
-    if box is not None:
-        box[0] = n
 
 
 @dataclass
@@ -89,8 +91,6 @@ class ConnectorPolicy:
         guard = None
         if data_dir is not None or rate_limit is not None:
             if data_dir is None:
-                from aesoperator.serve.ratelimit import Limit, RateLimiter
-
                 guard = CallGuard(None, RateLimiter(Limit.parse(rate_limit or "")))
             else:
                 guard = CallGuard.for_data_dir(Path(data_dir), rate_limit, audit=audit)
@@ -118,9 +118,10 @@ class ConnectorServer(MCPServer[Any]):
         versions: Callable[[], Awaitable[Mapping[str, str]]] | None = None,
         title: str | None = None,
     ) -> None:
-        from aesoperator import __version__
-
         self.policy = policy
+        self.calls = GuardedCalls(
+            policy.guard, lambda: current_principal(policy), check=lambda p: check_source(p, policy.name)
+        )
         self.on_close: list[Callable[[], None]] = []
         self._versions = versions
         self._listening: Counter[str] = Counter()
@@ -155,79 +156,17 @@ class ConnectorServer(MCPServer[Any]):
                 close()
 
     # -- calls --------------------------------------------------------------------------------
-    def _admit(self, what: str, principal: Principal | None = None) -> Principal:
-        principal = principal or current_principal(self.policy)
-        check_source(principal, self.policy.name)
-        if what != RESOURCE_CALL and what != LISTEN_CALL:
-            principal.require_tool(what)
-        if self.policy.guard is not None:
-            self.policy.guard.admit(principal, what)
-        return principal
-
-    def _record(
-        self, principal: Principal, what: str, arguments: Any, decision: str, count: int, started: float
-    ) -> None:
-        if self.policy.guard is not None:
-            self.policy.guard.record(
-                principal, what, arguments, decision, count, (time.perf_counter() - started) * 1000
-            )
-
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
-        started = time.perf_counter()
-        principal = Principal(id="anonymous", kind="anonymous", tools=frozenset())
-        box = [0]
-        token = _count.set(box)
-        try:
-            principal = current_principal(self.policy)
-            self._admit(name, principal)
-            result = await super().call_tool(name, arguments, context)
-            decision = "error" if isinstance(result, CallToolResult) and result.is_error else "allow"
-        except MCPError:
-            self._record_quietly(principal, name, arguments, "error", 0, started)
-            raise
-        except Exception as exc:
-            from aesoperator.serve.server import classify, error_result
-
-            failure = classify(exc, f"tool {name!r}")
-            decision, result = failure.decision, error_result(failure.info)
-        finally:
-            _count.reset(token)
-        try:
-            self._record(principal, name, arguments, decision, box[0], started)
-        except Exception as exc:  # a call that cannot be audited is reported as failed
-            from aesoperator.serve.server import classify, error_result
-
-            return error_result(classify(exc, f"tool {name!r}").info)
-        return result
-
-    def _record_quietly(
-        self, principal: Principal, what: str, arguments: Any, decision: str, count: int, started: float
-    ) -> None:
-        try:
-            self._record(principal, what, arguments, decision, count, started)
-        except Exception:
-            log.exception("could not record a %s call", what)
+        return await self.calls.call_tool(
+            name, arguments, lambda: super(ConnectorServer, self).call_tool(name, arguments, context)
+        )
 
     async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
-        started = time.perf_counter()
-        principal = Principal(id="anonymous", kind="anonymous", tools=frozenset())
-        decision = "error"
-        try:
-            principal = current_principal(self.policy)
-            self._admit(RESOURCE_CALL, principal)
-            result = await super().read_resource(uri, context)
-            decision = "allow"
-            return result
-        except (MCPError, ResourceError):
-            raise
-        except Exception as exc:
-            from aesoperator.serve.server import classify
+        async def read() -> Any:
+            report_count(1)  # one resource, unless the reader reports otherwise
+            return await super(ConnectorServer, self).read_resource(uri, context)
 
-            failure = classify(exc, f"resource {str(uri)[:200]!r}")
-            decision = failure.decision
-            raise ResourceError(failure.info.message) from None
-        finally:
-            self._record_quietly(principal, RESOURCE_CALL, {"uri": str(uri)}, decision, 1, started)
+        return await self.calls.read_resource(str(uri), read)
 
     # -- subscriptions ------------------------------------------------------------------------
     async def _track_listen(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -238,15 +177,12 @@ class ConnectorServer(MCPServer[Any]):
         raw = notifications.get("resourceSubscriptions") if isinstance(notifications, Mapping) else None
         uris = [u for u in raw if isinstance(u, str)] if isinstance(raw, list) else []
         try:
-            principal = self._admit(LISTEN_CALL)
+            principal = self.calls.admit(LISTEN_CALL, tool=False)
         except AesopError as exc:
-            from aesoperator.serve.server import classify
-
             failure = classify(exc, "subscribe")
-            anonymous = Principal(id="anonymous", kind="anonymous", tools=frozenset())
-            self._record_quietly(anonymous, LISTEN_CALL, {"uris": uris}, failure.decision, 0, started)
+            self.calls.record_quietly(ANONYMOUS, LISTEN_CALL, {"uris": uris}, failure.decision, 0, started)
             raise MCPError(INVALID_PARAMS, failure.info.message) from None
-        self._record_quietly(principal, LISTEN_CALL, {"uris": uris}, "allow", len(uris), started)
+        self.calls.record_quietly(principal, LISTEN_CALL, {"uris": uris}, "allow", len(uris), started)
         if self._versions is not None and uris:
             try:  # the baseline: a change right after the subscription is acknowledged counts
                 current = await self._versions()
@@ -304,10 +240,6 @@ def http_verifier(auth_config: Mapping[str, Any] | None, data_dir: Path | None, 
       JWT access tokens from an authorization server (audience defaults to the server's URL);
       static tokens are accepted too when a data dir or tokens_file is known.
     - `{"type": "none"}`: no authentication (loopback only)."""
-    import os
-
-    from aesoperator.serve.auth import StaticTokenVerifier, build_verifier
-
     config = dict(auth_config or {})
     kind = str(config.get("type", "static")).lower()
     tokens_file = config.get("tokens_file")
@@ -372,8 +304,6 @@ def http_app(
     path: str = "/mcp",
 ) -> tuple[ASGIApp, str]:
     """The ASGI app serving `server` on a bound socket, behind the configured authentication."""
-    from aesoperator.serve.auth import build_http_app, is_loopback_host, resource_url_for
-
     url = resource_url_for(sock, path)
     verifier = http_verifier(auth_config, data_dir, url)
     if verifier is None:
@@ -393,8 +323,6 @@ def start_http(
     path: str = "/mcp",
 ) -> RunningHTTP:
     """Serve `server` over streamable HTTP in a background thread; returns its URL and a stop()."""
-    from aesoperator.serve.auth import HTTPServerThread, bind_socket
-
     sock = bind_socket(host, port)
     try:
         app, url = http_app(server, sock, auth_config, data_dir, host, path)
@@ -416,9 +344,6 @@ def serve_http(
     on_ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve `server` over streamable HTTP until interrupted (blocking)."""
-    from aesoperator.serve.auth import bind_socket
-    from aesoperator.serve.auth import serve_http as serve
-
     sock = bind_socket(host, port)
     try:
         app, url = http_app(server, sock, auth_config, data_dir, host, path)
@@ -427,16 +352,11 @@ def serve_http(
         raise
     if on_ready is not None:
         on_ready(url)
-    serve(app, sock)
+    serve_app(app, sock)
 
 
 def json_safe(value: Any) -> Any:
     """Plain JSON values for tool output (dates, decimals, bytes... as text)."""
-    import base64
-    import datetime as dt
-    import decimal
-    import uuid
-
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

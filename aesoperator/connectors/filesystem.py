@@ -37,7 +37,7 @@ import anyio.to_thread
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer, report_count
+from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer
 from aesoperator.errors import ConfigError, PermissionDenied, SchemaError
 from aesoperator.ingest.file_access import (
     DEFAULT_MAX_DEPTH,
@@ -49,6 +49,7 @@ from aesoperator.ingest.file_access import (
     read_regular_file,
     walk,
 )
+from aesoperator.security.envelope import report_count
 
 TREE_URI = "file-roots://tree"
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)

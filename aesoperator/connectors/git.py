@@ -33,8 +33,9 @@ import anyio.to_thread
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer, report_count
+from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer
 from aesoperator.errors import ConfigError, PermissionDenied, SchemaError, SourceError
+from aesoperator.security.envelope import report_count
 
 REFS_URI = "git://refs"
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)

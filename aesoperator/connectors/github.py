@@ -31,8 +31,9 @@ import anyio.to_thread
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer, report_count
+from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer
 from aesoperator.errors import AuthError, ConfigError, PermissionDenied, RateLimited, SchemaError, SourceError
+from aesoperator.security.envelope import report_count
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,9 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer, report_count
+from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer
 from aesoperator.errors import ConfigError, PermissionDenied, SchemaError, SourceError
+from aesoperator.security.envelope import report_count
 
 log = logging.getLogger(__name__)
 

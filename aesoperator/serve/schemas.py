@@ -192,14 +192,6 @@ class SourcesOutput(BaseModel):
     )
 
 
-class ErrorInfo(BaseModel):
-    """Machine-readable details of a failed call (in the result's `_meta`)."""
-
-    type: str
-    message: str
-    retry_after: float | None = None
-
-
 # -- memory-server shapes ----------------------------------------------------------------------------
 MemoryName = Annotated[Printable, Field(max_length=MAX_MEMORY_NAME_CHARS, description="The name of the entity")]
 # A name that is only looked up (opened, deleted, given observations): any text, as the memory
@@ -288,7 +280,6 @@ __all__ = [
     "CreateEntitiesOutput",
     "CreateRelationsOutput",
     "EntityOut",
-    "ErrorInfo",
     "GetEntitiesOutput",
     "Hit",
     "MemoryEntity",

@@ -23,52 +23,40 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import MCPServer, ResourceSecurity
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import UriTemplate
 from mcp_types import (
-    INTERNAL_ERROR,
     INVALID_PARAMS,
-    CallToolResult,
     Completion,
     EmptyResult,
     ResourceTemplateReference,
     SubscribeRequestParams,
-    TextContent,
     UnsubscribeRequestParams,
 )
-from pydantic import ValidationError
 
-from aesoperator.engine.stores.out_of_space import out_of_space_errno
-from aesoperator.errors import AesopError, AuthError, PermissionDenied, RateLimited
-from aesoperator.serve.guard import CallGuard
-from aesoperator.serve.principal import Principal
-from aesoperator.serve.schemas import (
-    ENTITY_URI_TEMPLATE,
-    MEMORY_GRAPH_URI,
-    STATS_URI,
-    ErrorInfo,
-)
+from aesoperator import __version__
+from aesoperator.errors import AesopError
+from aesoperator.security.envelope import GuardedCalls
+from aesoperator.security.failures import classify
+from aesoperator.security.guard import CallGuard
+from aesoperator.security.principal import Principal
+from aesoperator.serve.schemas import ENTITY_URI_TEMPLATE, MEMORY_GRAPH_URI, STATS_URI
 from aesoperator.serve.tools_engine import (
-    CallState,
     Runtime,
-    bind_call,
     entity_out,
     readable_entities,
     register_engine_tools,
-    unbind_call,
     visible_stats,
 )
 from aesoperator.serve.tools_memory_compat import DEFAULT_MEMORY_NAMESPACE, MemoryGraph, register_memory_tools
@@ -84,8 +72,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ERROR_META_KEY = "aesoperator/error"
-RESOURCE_CALL = "read_resource"
 SUBSCRIBE_CALL = "subscribe"
 COMPLETE_CALL = "complete"
 DEFAULT_POLL_SECONDS = 0.25
@@ -100,82 +86,6 @@ A knowledge graph of the user's sources (code, documents, databases, issues) and
 - The memory-server tools (create_entities, add_observations, read_graph, search_nodes, ...) keep a
   small knowledge graph of their own, with the same shapes as the official memory server.
 """
-
-
-# -- the call guard ---------------------------------------------------------------------------------
-# `CallGuard` (guard.py): `admit(principal, tool)` raises PermissionDenied or RateLimited to refuse
-# a call; `record(principal, tool, arguments, decision, result_count, latency_ms)` is told how each
-# call ended: "allow", "deny", "error" or "rate_limited".
-_ANONYMOUS = Principal(id="anonymous", kind="anonymous", tools=frozenset())
-
-
-@dataclass(frozen=True)
-class Failure:
-    decision: str
-    info: ErrorInfo
-
-
-def _validation_summary(exc: ValidationError, most: int = 5) -> str:
-    parts = []
-    for err in exc.errors()[:most]:
-        where = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    more = f" (and {exc.error_count() - most} more)" if exc.error_count() > most else ""
-    return "; ".join(parts) + more
-
-
-def _causes(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def classify(exc: BaseException, what: str) -> Failure:
-    """Turn an exception raised while serving `what` into a decision and a clear message."""
-    for cause in _causes(exc):
-        if isinstance(cause, RateLimited):
-            msg = f"rate limited: {cause} (retry after {cause.retry_after:.1f} s)"
-            return Failure("rate_limited", ErrorInfo(type="rate_limited", message=msg, retry_after=cause.retry_after))
-        if isinstance(cause, PermissionDenied):
-            return Failure("deny", ErrorInfo(type="permission_denied", message=f"permission denied: {cause}"))
-        if isinstance(cause, AuthError):
-            return Failure("deny", ErrorInfo(type="unauthenticated", message=f"not authenticated: {cause}"))
-        if isinstance(cause, ValidationError):
-            msg = f"invalid arguments for {what}: {_validation_summary(cause)}"
-            return Failure("error", ErrorInfo(type="invalid_arguments", message=msg))
-        if isinstance(cause, AesopError):
-            kind = type(cause).__name__.removesuffix("Error").lower() or "error"
-            return Failure("error", ErrorInfo(type=kind, message=f"{what} failed: {cause}"))
-    if out_of_space_errno(exc) is not None:  # a write outside the store's own error handling
-        os_error = next((c for c in _causes(exc) if isinstance(c, OSError)), None)
-        where = f" {os_error.filename}" if os_error is not None and os_error.filename else ""
-        why = os_error.strerror if os_error is not None and os_error.strerror else str(exc)
-        msg = f"{what} failed: no room left to write{where} ({why}); free disk space and call again"
-        return Failure("error", ErrorInfo(type="store", message=msg))
-    if isinstance(exc, ToolError) and exc.__cause__ is None and exc.__context__ is None:
-        return Failure("error", ErrorInfo(type="invalid_call", message=str(exc)))
-    log.error("unexpected failure in %s", what, exc_info=exc)
-    return Failure(
-        "error", ErrorInfo(type="internal", message=f"{what} failed with an internal error; see the server log")
-    )
-
-
-MAX_ERROR_CHARS = 1_000
-
-
-def error_result(info: ErrorInfo) -> CallToolResult:
-    if len(info.message) > MAX_ERROR_CHARS:
-        info = info.model_copy(update={"message": info.message[:MAX_ERROR_CHARS] + "…"})
-    return CallToolResult.model_validate(
-        {
-            "content": [TextContent(type="text", text=info.message)],
-            "isError": True,
-            "_meta": {ERROR_META_KEY: info.model_dump(exclude_none=True)},
-        }
-    )
 
 
 def entity_id_from_uri(uri: str) -> str | None:
@@ -294,7 +204,9 @@ def _connection_key(session: Any) -> int:
 
 # -- the server ----------------------------------------------------------------------------------------
 class AesopMCPServer(MCPServer[Any]):
-    """MCPServer that resolves the caller, consults the call guard and translates errors."""
+    """MCPServer whose tool calls and resource reads run in the guarded-call envelope
+    (`security/envelope.py`): the caller resolved, admitted by the call guard, audited, and
+    errors turned into one-line messages."""
 
     def __init__(
         self,
@@ -306,110 +218,20 @@ class AesopMCPServer(MCPServer[Any]):
     ) -> None:
         self.runtime = runtime
         self.guard = guard
+        self.calls = GuardedCalls(guard, runtime.resolve_principal)
         self.notifier = notifier
         super().__init__(name, **kwargs)
 
     def _principal(self) -> Principal:
         return self.runtime.resolve_principal()
 
-    def _record(
-        self, principal: Principal, tool: str, arguments: Mapping[str, Any], decision: str, count: int, started: float
-    ) -> None:
-        if self.guard is None:
-            return
-        refused = getattr(self.guard, "refused", None)  # a guard with only admit/record is told by record
-        if decision == "rate_limited" and refused is not None:  # counted, written in aggregate off the request path
-            refused(principal, tool, decision)
-            return
-        self.guard.record(principal, tool, arguments, decision, count, (time.perf_counter() - started) * 1000)
-
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
-        started = time.perf_counter()
-        principal = _ANONYMOUS
-        state: CallState | None = None
-        try:
-            principal = self._principal()
-            state = CallState(principal)
-            principal.require_tool(name)
-            if self.guard is not None:
-                self.guard.admit(principal, name)
-            token = bind_call(state)
-            try:
-                result = await super().call_tool(name, arguments, context)
-            finally:
-                unbind_call(token)
-            decision = "error" if isinstance(result, CallToolResult) and result.is_error else "allow"
-        except MCPError:
-            self._record_quietly(principal, name, arguments, "error", 0, started)
-            raise
-        except RateLimited as exc:  # answered when the caller may call again, so a flood runs at its rate
-            hold = getattr(self.guard, "hold", None)
-            held = RateLimited(str(exc), await hold(exc.retry_after)) if hold is not None else exc
-            decision, result = "rate_limited", error_result(classify(held, f"tool {name!r}").info)
-        except Exception as exc:
-            failure = classify(exc, f"tool {name!r}")
-            decision, result = failure.decision, error_result(failure.info)
-        try:
-            count = state.result_count if state else 0
-            if decision == "rate_limited":  # only counted: no I/O
-                self._record(principal, name, arguments, decision, count, started)
-            else:  # the record's write and fsync run in a worker thread, not in the event loop
-                await anyio.to_thread.run_sync(self._record, principal, name, arguments, decision, count, started)
-        except Exception as exc:  # a call that cannot be audited is reported as failed
-            return error_result(classify(exc, f"tool {name!r}").info)
-        return result
-
-    def _record_quietly(
-        self, principal: Principal, tool: str, arguments: Mapping[str, Any], decision: str, count: int, started: float
-    ) -> None:
-        try:
-            self._record(principal, tool, arguments, decision, count, started)
-        except Exception:
-            log.exception("could not record a %s call", tool)
+        return await self.calls.call_tool(
+            name, arguments, lambda: super(AesopMCPServer, self).call_tool(name, arguments, context)
+        )
 
     async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
-        started = time.perf_counter()
-        principal = _ANONYMOUS
-        state: CallState | None = None
-        decision = "error"
-        arguments = {"uri": str(uri)}
-        what = f"resource {str(uri)[:200]!r}"
-        try:
-            principal = self._principal()
-            state = CallState(principal)
-            if self.guard is not None:
-                self.guard.admit(principal, RESOURCE_CALL)
-            token = bind_call(state)
-            try:
-                result = await super().read_resource(uri, context)
-            finally:
-                unbind_call(token)
-            decision = "allow"
-            return result
-        except MCPError:
-            raise
-        except ResourceError as exc:
-            if exc.__cause__ is None:  # raised on purpose (not found): its message is the answer
-                raise
-            failure = classify(exc, what)
-            decision = failure.decision
-            raise _resource_error(failure) from None
-        except Exception as exc:
-            failure = classify(exc, what)
-            decision = failure.decision
-            raise _resource_error(failure) from None
-        finally:
-            self._record_quietly(
-                principal, RESOURCE_CALL, arguments, decision, state.result_count if state else 0, started
-            )
-
-
-def _resource_error(failure: Failure) -> Exception:
-    if failure.info.retry_after is not None:
-        return MCPError(INTERNAL_ERROR, failure.info.message, {"retry_after": failure.info.retry_after})
-    if failure.info.type == "permission_denied":
-        return ResourceNotFoundError(failure.info.message)
-    return ResourceError(failure.info.message)
+        return await self.calls.read_resource(str(uri), lambda: super(AesopMCPServer, self).read_resource(uri, context))
 
 
 def _default_resolver() -> Principal:
@@ -435,8 +257,6 @@ def build_server(
     admits and records every call. `token_verifier` and `auth` turn on bearer-token checks for
     HTTP (the MCP SDK's auth settings). With `warm`, the embedding model is loaded and the vector
     index synced in the background when serving starts, so the first search does not wait."""
-    from aesoperator import __version__
-
     runtime = Runtime(
         engine=engine,
         resolve_principal=principal_resolver or _default_resolver,
@@ -657,11 +477,8 @@ def run_http(server: MCPServer[Any], host: str = "127.0.0.1", port: int = 8765, 
 
 __all__ = [
     "AesopMCPServer",
-    "CallGuard",
     "ChangeNotifier",
     "build_server",
-    "classify",
-    "error_result",
     "http_app",
     "run_http",
     "run_stdio",

@@ -11,7 +11,6 @@ error translation (see `server.py`).
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import threading
 import time
@@ -28,7 +27,8 @@ from aesoperator.engine.results import SearchHit
 from aesoperator.engine.stores import StoreStats
 from aesoperator.errors import PermissionDenied, SchemaError
 from aesoperator.graph_schema.models import Entity, Episode, Relation, from_iso, utcnow
-from aesoperator.serve.principal import Principal
+from aesoperator.security.envelope import current_call, report_count
+from aesoperator.security.principal import Principal
 from aesoperator.serve.schemas import (
     MAX_CONTENT_CHARS,
     MAX_FILTERS,
@@ -66,27 +66,6 @@ SOURCE_SCAN_TTL_SECONDS = 30.0
 SOURCE_CHECK_BATCH = 5000
 
 
-# -- per-call state ----------------------------------------------------------------------------------
-@dataclass
-class CallState:
-    """What the server knows about the tool call in progress; tools read the principal from it and
-    report how many items they returned."""
-
-    principal: Principal
-    result_count: int = 0
-
-
-_CALL: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("aesop_call", default=None)
-
-
-def bind_call(state: CallState) -> contextvars.Token[CallState | None]:
-    return _CALL.set(state)
-
-
-def unbind_call(token: contextvars.Token[CallState | None]) -> None:
-    _CALL.reset(token)
-
-
 @dataclass
 class Runtime:
     """What the tools share: the engine, who is calling, and small caches."""
@@ -98,13 +77,11 @@ class Runtime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def principal(self) -> Principal:
-        state = _CALL.get()
+        state = current_call()
         return state.principal if state is not None else self.resolve_principal()
 
     def count(self, n: int) -> None:
-        state = _CALL.get()
-        if state is not None:
-            state.result_count = n
+        report_count(n)
 
 
 # -- conversions -------------------------------------------------------------------------------------
@@ -535,15 +512,12 @@ def _source_out(rt: Runtime, name: str) -> SourceOut:
 
 
 __all__ = [
-    "CallState",
     "MentionFilter",
     "Runtime",
-    "bind_call",
     "entity_out",
     "readable_entities",
     "register_engine_tools",
     "relation_out",
     "tool",
-    "unbind_call",
     "visible_stats",
 ]

@@ -96,7 +96,7 @@ def prepare(work: Path, entities: int, evaldata: Path) -> tuple[Path, list[str],
 
 
 def issue_tokens(data_dir: Path, count: int) -> list[str]:
-    from aesoperator.serve.auth import TokenStore
+    from aesoperator.security.tokens import TokenStore
 
     store = TokenStore.in_data_dir(data_dir)
     return [store.add(f"client-{i:02d}", SCOPES, rotate=True).token for i in range(count)]
@@ -319,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import anyio
 
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.ratelimit import Limit
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.ratelimit import Limit
 
     Limit.parse(args.limit)  # fail early on a bad --limit
     limit = args.limit
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_flood(args: argparse.Namespace, data_dir: Path, queries: list[str], work: Path) -> dict[str, Any]:
     """The flood scenario against a server with `--flood-limit` per principal (see flood.py)."""
-    from aesoperator.serve.auth import TokenStore
+    from aesoperator.security.tokens import TokenStore
     from benchmarks.load import flood
 
     store = TokenStore.in_data_dir(data_dir)

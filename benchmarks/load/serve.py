@@ -24,15 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from aesoperator.config import Settings
     from aesoperator.engine.context import ContextEngine
-    from aesoperator.serve.audit import AuditLog
-    from aesoperator.serve.auth import (
-        AuthenticatedHTTPApp,
-        StaticTokenVerifier,
-        http_principal_resolver,
-        serve_authenticated_http,
-    )
-    from aesoperator.serve.guard import CallGuard
-    from aesoperator.serve.ratelimit import Limit, RateLimiter
+    from aesoperator.security.audit import AuditLog
+    from aesoperator.security.guard import CallGuard
+    from aesoperator.security.http.gate import AuthenticatedHTTPApp
+    from aesoperator.security.http.listener import serve_authenticated_http
+    from aesoperator.security.ratelimit import Limit, RateLimiter
+    from aesoperator.security.request_principal import http_principal_resolver
+    from aesoperator.security.tokens import StaticTokenVerifier
     from aesoperator.serve.server import build_server
 
     engine = ContextEngine.open(settings=Settings(data_dir=args.data_dir))

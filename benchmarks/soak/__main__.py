@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import anyio
 
-    from aesoperator.serve.auth import TokenStore
+    from aesoperator.security.tokens import TokenStore
     from benchmarks.load.__main__ import prepare
 
     seconds = args.minutes * 60

@@ -44,7 +44,7 @@ from typing import Any
 
 from aesoperator.engine.data_dir import make_private_dir
 from aesoperator.errors import AesopError, ConfigError
-from aesoperator.serve.audit_format import (
+from aesoperator.security.audit_format import (
     AUDIT_FILE,
     CHECKPOINT_FILE,
     DECISIONS,
@@ -71,9 +71,9 @@ from aesoperator.serve.audit_format import (
     tail_records,
     write_checkpoint,
 )
-from aesoperator.serve.audit_verify import VerifyReport, verify_log
+from aesoperator.security.audit_verify import VerifyReport, verify_log
 
-log = logging.getLogger("aesoperator.serve.audit")
+log = logging.getLogger("aesoperator.security.audit")
 
 __all__ = [
     "AUDIT_FILE",

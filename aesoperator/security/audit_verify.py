@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from aesoperator.serve.audit_format import (
+from aesoperator.security.audit_format import (
     GENESIS,
     RESTART_TOOL,
     SYSTEM_PRINCIPAL,

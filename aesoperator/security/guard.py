@@ -36,12 +36,12 @@ from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, Server
 from mcp.shared.exceptions import MCPError
 
 from aesoperator.errors import AesopError, AuthError, RateLimited
-from aesoperator.serve.audit import DECISIONS, AuditLog
-from aesoperator.serve.principal import Principal
-from aesoperator.serve.ratelimit import Limit, RateLimiter
-from aesoperator.serve.refusals import RefusalRecorder
+from aesoperator.security.audit import DECISIONS, AuditLog
+from aesoperator.security.principal import Principal
+from aesoperator.security.ratelimit import Limit, RateLimiter
+from aesoperator.security.refusals import RefusalRecorder
 
-log = logging.getLogger("aesoperator.serve.guard")
+log = logging.getLogger("aesoperator.security.guard")
 
 AUTHENTICATE = "authenticate"
 UNAUTHENTICATED = "unauthenticated"

@@ -19,9 +19,9 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aesoperator.serve.audit import AuditLog
+from aesoperator.security.audit import AuditLog
 
-log = logging.getLogger("aesoperator.serve.refusals")
+log = logging.getLogger("aesoperator.security.refusals")
 
 OVERFLOW = "*"
 RefusalKey = tuple[str, str, str, str]  # principal, kind, tool, decision

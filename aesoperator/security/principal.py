@@ -15,14 +15,27 @@ outside the principal's namespaces is never produced, not merely hidden afterwar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from aesoperator.errors import PermissionDenied
+from aesoperator.errors import ConfigError, PermissionDenied
 
 ALL = "*"
+_SCOPE_RE = re.compile(r"^(read|write|source|tool):[A-Za-z0-9*._/@:-]{1,128}$")  # ":" allows agent:<id> namespaces
+
+
+def validate_scopes(scopes: Sequence[str]) -> list[str]:
+    """Check scope strings against the grammar (`read:`, `write:`, `source:`, `tool:`)."""
+    bad = [s for s in scopes if not _SCOPE_RE.match(s)]
+    if bad:
+        raise ConfigError(
+            f"invalid scope(s) {bad}: write read:<namespace>, write:<namespace>, source:<name> or tool:<name> "
+            "(use * for all)"
+        )
+    return list(dict.fromkeys(scopes))
 
 
 class Principal(BaseModel):

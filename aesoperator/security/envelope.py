@@ -1,0 +1,192 @@
+"""The guarded call: what happens around every tool call and resource read of both MCP servers
+(the engine's `serve/` and the data-source `connectors/`).
+
+    principal ← resolve()                     who is calling (token of the request, or stdio)
+    check(principal)                          the server's own precondition (a connector's source scope)
+    principal.require_tool(name)              the tool scope (tool calls only)
+    guard.admit(principal, name)              scope and rate limit (PermissionDenied, RateLimited)
+    ... the call, with its `CallState` current (tools read the principal and report a count) ...
+    guard.record(...)                         one durable audit record, written in a worker thread
+    classify(exc) → error result              a one-line message, never a traceback
+
+Calls refused for their rate are not written one by one: they are counted (`guard.refused`) and
+written in aggregate off the request path, and answered when the caller may call again
+(`guard.hold`), so a flood costs neither disk nor other callers' time. A call that cannot be
+audited is reported as failed rather than silently unaudited.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult
+
+from aesoperator.errors import RateLimited
+from aesoperator.security.failures import classify, error_result, resource_error
+from aesoperator.security.guard import CallGuard
+from aesoperator.security.principal import Principal
+
+log = logging.getLogger("aesoperator.security.envelope")
+
+RESOURCE_CALL = "read_resource"
+ANONYMOUS = Principal(id="anonymous", kind="anonymous", tools=frozenset())
+
+
+# -- the call in progress ---------------------------------------------------------------------------
+@dataclass
+class CallState:
+    """What the server knows about the call in progress; tools read the principal from it and
+    report how many items they returned."""
+
+    principal: Principal
+    result_count: int = 0
+
+
+_CALL: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("aesop_call", default=None)
+
+
+def current_call() -> CallState | None:
+    """The call being handled in this context, or None outside a guarded call."""
+    return _CALL.get()
+
+
+def report_count(n: int) -> None:
+    """Tools call this with how many items they returned (rows, files, hits), for the audit log."""
+    state = _CALL.get()
+    if state is not None:
+        state.result_count = n
+
+
+# -- the envelope -----------------------------------------------------------------------------------
+class GuardedCalls:
+    """Admits, runs, audits and explains the calls of one MCP server (see the module docstring).
+
+    `guard` may be None (nothing limited or recorded); `check`, when given, runs first for every
+    call (a connector refuses principals without its `source:` scope there)."""
+
+    def __init__(
+        self,
+        guard: CallGuard | None,
+        resolve: Callable[[], Principal],
+        *,
+        check: Callable[[Principal], None] | None = None,
+    ) -> None:
+        self.guard = guard
+        self.resolve = resolve
+        self.check = check
+
+    def admit(self, what: str, *, tool: bool, principal: Principal | None = None) -> Principal:
+        """Resolve the caller (unless given) and admit `what`; raises PermissionDenied, AuthError
+        or RateLimited to refuse it. Returns the principal."""
+        principal = principal or self.resolve()
+        if self.check is not None:
+            self.check(principal)
+        if tool:
+            principal.require_tool(what)
+        if self.guard is not None:
+            self.guard.admit(principal, what)
+        return principal
+
+    def record(
+        self, principal: Principal, what: str, arguments: Any, decision: str, count: int, started: float
+    ) -> None:
+        """Tell the guard how a call ended. A refusal for the rate is only counted (no I/O: it is
+        written in aggregate); anything else is one durable record (raises if it cannot be written)."""
+        guard = self.guard
+        if guard is None:
+            return
+        refused = getattr(guard, "refused", None)  # a guard with only admit/record is told by record
+        if decision == "rate_limited" and refused is not None:
+            refused(principal, what, decision)
+            return
+        guard.record(principal, what, arguments, decision, count, (time.perf_counter() - started) * 1000)
+
+    def record_quietly(
+        self, principal: Principal, what: str, arguments: Any, decision: str, count: int, started: float
+    ) -> None:
+        """`record`, logging instead of raising when the record cannot be written."""
+        try:
+            self.record(principal, what, arguments, decision, count, started)
+        except Exception:
+            log.exception("could not record a %s call", what)
+
+    async def _held(self, exc: RateLimited) -> RateLimited:
+        """The refusal, answered when the caller may call again (see `CallGuard.hold`)."""
+        hold = getattr(self.guard, "hold", None)
+        return RateLimited(str(exc), await hold(exc.retry_after)) if hold is not None else exc
+
+    async def call_tool(self, name: str, arguments: Mapping[str, Any], run: Callable[[], Awaitable[Any]]) -> Any:
+        """Run the tool call `run()` inside the envelope; returns its result or an error result.
+        MCP protocol errors raised by the call are re-raised (and recorded as errors)."""
+        started = time.perf_counter()
+        principal = ANONYMOUS
+        state: CallState | None = None
+        try:
+            principal = self.admit(name, tool=True)
+            state = CallState(principal)
+            token = _CALL.set(state)
+            try:
+                result = await run()
+            finally:
+                _CALL.reset(token)
+            decision = "error" if isinstance(result, CallToolResult) and result.is_error else "allow"
+        except MCPError:
+            self.record_quietly(principal, name, arguments, "error", 0, started)
+            raise
+        except RateLimited as exc:  # answered when the caller may call again, so a flood runs at its rate
+            decision, result = "rate_limited", error_result(classify(await self._held(exc), f"tool {name!r}").info)
+        except Exception as exc:
+            failure = classify(exc, f"tool {name!r}")
+            decision, result = failure.decision, error_result(failure.info)
+        try:
+            count = state.result_count if state else 0
+            if decision == "rate_limited":  # only counted: no I/O
+                self.record(principal, name, arguments, decision, count, started)
+            else:  # the record's write and fsync run in a worker thread, not in the event loop
+                await anyio.to_thread.run_sync(self.record, principal, name, arguments, decision, count, started)
+        except Exception as exc:  # a call that cannot be audited is reported as failed
+            return error_result(classify(exc, f"tool {name!r}").info)
+        return result
+
+    async def read_resource(self, uri: str, run: Callable[[], Awaitable[Any]]) -> Any:
+        """Run the resource read `run()` inside the envelope. A refusal or failure is raised as the
+        resource error the client gets (a permission refusal looks like an unknown resource); a
+        `ResourceError` raised on purpose (not found) and MCP errors pass through."""
+        started = time.perf_counter()
+        principal = ANONYMOUS
+        state: CallState | None = None
+        decision = "error"
+        what = f"resource {uri[:200]!r}"
+        try:
+            principal = self.admit(RESOURCE_CALL, tool=False)
+            state = CallState(principal)
+            token = _CALL.set(state)
+            try:
+                result = await run()
+            finally:
+                _CALL.reset(token)
+            decision = "allow"
+            return result
+        except MCPError:
+            raise
+        except ResourceError as exc:
+            if exc.__cause__ is None:  # raised on purpose (not found): its message is the answer
+                raise
+            failure = classify(exc, what)
+            decision = failure.decision
+            raise resource_error(failure) from None
+        except Exception as exc:
+            failure = classify(exc, what)
+            decision = failure.decision
+            raise resource_error(failure) from None
+        finally:
+            count = state.result_count if state else 0
+            self.record_quietly(principal, RESOURCE_CALL, {"uri": uri}, decision, count, started)
