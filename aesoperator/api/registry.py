@@ -29,7 +29,21 @@ def register_server(
 ) -> str:
     """Make a server reachable by name: an `MCPServer`, an `MCPClient`, the engine
     (`register_server(name="kb", engine=engine)`), or `MCPServer` fields
-    (`register_server(name="docs", url=..., credentials=...)`). Returns the name."""
+    (`register_server(name="docs", url=..., credentials=...)`).
+
+    Args:
+        server: The server object to register (or None to build one from the other arguments).
+        name: Its name (required without `server`).
+        engine: Register this engine under `name` (default "engine").
+        replace: Replace a server already registered under the name (it is closed).
+        **fields: `MCPServer` fields, or `EngineServer` options with `engine`.
+
+    Returns:
+        The name the server is reachable under.
+
+    Raises:
+        ConfigError: The arguments contradict each other, or the name is taken and `replace` is False.
+    """
     entry: Registered
     if server is None:
         if engine is not None:
@@ -56,6 +70,14 @@ def register_server(
 
 
 def unregister_server(name: str) -> None:
+    """Forget a registered server and close it.
+
+    Args:
+        name: The server's name.
+
+    Raises:
+        UnknownServer: No server is registered under that name.
+    """
     with _registry_lock:
         entry = _registry.pop(name, None)
     if entry is None:
@@ -65,7 +87,14 @@ def unregister_server(name: str) -> None:
 
 
 def registered_servers() -> list[str]:
-    """Names registered in this process, then those declared in aesop.toml."""
+    """Names registered in this process, then those declared in aesop.toml.
+
+    Returns:
+        The sorted names, "engine" included.
+
+    Raises:
+        ConfigError: aesop.toml cannot be read.
+    """
     names = set(_registry) | set(declared_servers())
     return sorted(names | {ENGINE})
 
@@ -83,7 +112,18 @@ def declared_servers() -> dict[str, dict[str, Any]]:
 
 
 def get_server(name: str) -> Registered:
-    """The server registered (or declared in aesop.toml under [servers.NAME]) as `name`."""
+    """The server registered (or declared in aesop.toml under [servers.NAME]) as `name`.
+
+    Args:
+        name: The server's name.
+
+    Returns:
+        The server object (a declared server is built and registered on first use).
+
+    Raises:
+        UnknownServer: No server has that name.
+        ConfigError: The server's [servers.NAME] table is invalid.
+    """
     with _registry_lock:
         entry = _registry.get(name)
     if entry is not None:

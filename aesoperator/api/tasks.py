@@ -36,7 +36,19 @@ def execute_task(task: Task, engine: ContextEngine | None = None) -> TaskResult:
     outcome as episodes, and call the operator if there is one.
 
     Without an operator the result holds the assembled context with provenance and says that no
-    operator ran: nothing here reasons about the task."""
+    operator ran: nothing here reasons about the task.
+
+    Args:
+        task: The task, with the servers whose context it needs.
+        engine: The engine to use (default: the one registered as "engine").
+
+    Returns:
+        The outcome: status, the operator's output, the context with provenance, what was synced
+        and the episodes remembered. A failing sync or operator is reported there, not raised.
+
+    Raises:
+        UnknownServer: A server of the task has no registration.
+    """
     started = utcnow()
     task_id = f"{task.name}-{started.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     servers = _servers_of(task)
@@ -189,7 +201,15 @@ def _execute(
 
 
 def iter_episodes(engine: ContextEngine, task_id: str) -> Iterator[Any]:
-    """The episodes a task left in memory (started, finished), oldest first."""
+    """The episodes a task left in memory (started, finished), oldest first.
+
+    Args:
+        engine: The engine the task ran on.
+        task_id: The task's id (`TaskResult.task_id`).
+
+    Returns:
+        An iterator over the task's episodes.
+    """
     found = []
     for batch in engine.store.iter_entities(batch_size=1000):
         for entity in batch:

@@ -107,7 +107,23 @@ _READ_PREFIXES = ("get_", "list_", "read_", "search_", "describe_", "query")
 def mcp_query(server: str | Registered, query: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """A read on a named server: the engine's hybrid search, or a source's query tool within its
     rules (postgres: `query` names an allowed table; git/filesystem/github: a tool or shorthand
-    such as "log", "read", "issues"; another MCP server: one of its read-only tools)."""
+    such as "log", "read", "issues"; another MCP server: one of its read-only tools).
+
+    Args:
+        server: A server name, or a server object.
+        query: The search text, table, tool or shorthand.
+        params: Arguments of the query (filters, limit, k, namespaces, ...).
+
+    Returns:
+        The answer with "server" (and "tool" for a source) and the tool's structured result.
+
+    Raises:
+        UnknownServer: No server has that name.
+        UnknownOperation: The server has no such query or tool.
+        PermissionDenied: The server's rules refuse the query.
+        SchemaError: The query is empty or its parameters are invalid.
+        SourceError: The server failed or could not be reached.
+    """
     if not isinstance(query, str) or not query.strip():
         raise SchemaError("query must be a non-empty string")
     entry = resolve_server(server)
@@ -129,7 +145,19 @@ def mcp_query(server: str | Registered, query: str, params: dict[str, Any] | Non
 def mcp_update(server: str | Registered, operation: str, data: dict[str, Any]) -> None:
     """A write the server allows: on the engine `remember`, `upsert_entities`, `delete_entities`;
     on a postgres connector that is not read-only `insert_rows`; on another server one of its
-    tools, when the server is not read-only. Read-only servers refuse with PermissionDenied."""
+    tools, when the server is not read-only. Read-only servers refuse with PermissionDenied.
+
+    Args:
+        server: A server name, or a server object.
+        operation: The write to perform.
+        data: Its arguments.
+
+    Raises:
+        UnknownServer: No server has that name.
+        UnknownOperation: The server has no such write.
+        PermissionDenied: The server is read-only or its rules refuse the write.
+        SourceError: The server failed or could not be reached.
+    """
     entry = resolve_server(server)
     if isinstance(entry, EngineServer | MCPClient):
         entry.update(operation, data)
@@ -158,7 +186,23 @@ def mcp_subscribe(
 
     The engine: entity.updated, entity.deleted, relation.updated, relation.deleted,
     episode.created (from the store's change log). A connector or another MCP server:
-    resource.updated for `uris` (default: every resource it lists)."""
+    resource.updated for `uris` (default: every resource it lists).
+
+    Args:
+        server: A server name, or a server object.
+        event_type: The kind of event to deliver.
+        handler: Called with each `Event` (in a worker thread; its errors are kept, not raised).
+        uris: Resources to follow on a connector or another MCP server.
+
+    Returns:
+        The running subscription; `cancel()` ends it.
+
+    Raises:
+        UnknownServer: No server has that name.
+        UnknownEventType: The server cannot deliver that kind of event.
+        SchemaError: The handler is not callable, or there is nothing to subscribe to.
+        SourceError: The server did not acknowledge the subscription.
+    """
     if not callable(handler):
         raise SchemaError("handler must be callable")
     entry = resolve_server(server)
@@ -170,5 +214,15 @@ def mcp_subscribe(
 
 
 def health(server: str | Registered) -> dict[str, Any]:
-    """A named server's health."""
+    """A named server's health.
+
+    Args:
+        server: A server name, or a server object.
+
+    Returns:
+        {"server", "kind", "ok", "latency_ms", "error", ...}: the check reports, it does not raise.
+
+    Raises:
+        UnknownServer: No server has that name.
+    """
     return resolve_server(server).health()

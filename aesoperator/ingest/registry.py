@@ -43,6 +43,7 @@ from aesoperator.config import Settings, config_file_path, has_env_ref, read_con
 from aesoperator.engine.data_dir import make_private_dir, open_private_lock
 from aesoperator.engine.stores.base import GraphStore, WriteBatch
 from aesoperator.errors import ConfigError
+from aesoperator.ingest.mcp_ingest import RUN_KEY, last_run
 from aesoperator.ingest.pipeline import RESERVED_PREFIX, SOURCE_IDENTITY_KEY, quarantined
 from aesoperator.ingest.sources import SourceDefinition
 
@@ -236,8 +237,6 @@ class SourceRegistry:
 # -- what the store knows about a source ---------------------------------------------------------
 def source_status(store: GraphStore, name: str) -> dict[str, Any]:
     """Identity, last run, counts and quarantined items of one source, from the store."""
-    from aesoperator.ingest.mcp_ingest import RUN_KEY, last_run
-
     states = store.source_items(name)
     items = [s for k, s in states.items() if not k.startswith(RESERVED_PREFIX)]
     identity = states.get(SOURCE_IDENTITY_KEY)

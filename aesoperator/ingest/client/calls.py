@@ -42,6 +42,20 @@ class ConnectionCalls(ConnectionSessions):
     """call_tool, list_tools, list_resources, read_resource."""
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
+        """Call a tool.
+
+        Args:
+            name: The tool.
+            arguments: Its arguments.
+
+        Returns:
+            The text and structured content of the result, and its size.
+
+        Raises:
+            ToolCallError: The tool reported an error.
+            ResponseTooLarge: The result is over max_response_bytes.
+            SourceError: The call failed otherwise (timeout, server error, lost connection).
+        """
         what = f"call_tool {name}"
         args = dict(arguments) if arguments is not None else None
         result = await self._call(what, lambda c: c.call_tool(name, args))
@@ -92,10 +106,26 @@ class ConnectionCalls(ConnectionSessions):
         raise SourceError(self._label(f"{what}: more than {MAX_PAGES} pages"))
 
     async def list_tools(self) -> list[ToolInfo]:
+        """Every tool the server offers, all pages.
+
+        Returns:
+            Name, description and input schema of each tool.
+
+        Raises:
+            SourceError: The listing failed or its pages did not end.
+        """
         tools = await self._paged("list_tools", lambda c, cur: c.list_tools(cursor=cur, cache_mode="bypass"))
         return [ToolInfo(name=t.name, description=t.description, input_schema=dict(t.input_schema)) for t in tools]
 
     async def list_resources(self) -> list[ResourceInfo]:
+        """Every resource the server lists, all pages.
+
+        Returns:
+            URI, name, MIME type, description and size of each resource.
+
+        Raises:
+            SourceError: The listing failed or its pages did not end.
+        """
         resources = await self._paged(
             "list_resources", lambda c, cur: c.list_resources(cursor=cur, cache_mode="bypass")
         )
@@ -105,6 +135,19 @@ class ConnectionCalls(ConnectionSessions):
         ]
 
     async def read_resource(self, uri: str) -> ResourceContent:
+        """Read one resource.
+
+        Args:
+            uri: The resource.
+
+        Returns:
+            Its text (parts joined) or, without text, its first blob decoded.
+
+        Raises:
+            ResponseTooLarge: The resource is over max_response_bytes.
+            ServerRequestError: The server refused the read or sent an invalid blob.
+            SourceError: The call failed otherwise.
+        """
         what = f"read_resource {uri}"
         result = await self._call(what, lambda c: c.read_resource(uri, cache_mode="bypass"))
         size = 0

@@ -24,7 +24,18 @@ class McpClientConnection(ConnectionCalls, ConnectionSubscriptions):
 @asynccontextmanager
 async def open_connection(definition: SourceDefinition) -> AsyncIterator[McpClientConnection]:
     """An open, guarded MCP session for `definition`; the server is stopped when the context ends,
-    also when the caller is cancelled."""
+    also when the caller is cancelled.
+
+    Args:
+        definition: The source: how to start or reach its server, limits and credentials.
+
+    Yields:
+        The connected `McpClientConnection`.
+
+    Raises:
+        ConfigError: The definition's credentials or environment references are incomplete.
+        SourceError: The server could not be started or reached (`ConnectionFailed`, `CallTimeout`).
+    """
     connection = McpClientConnection(definition)
     try:
         async with anyio.create_task_group() as tg:

@@ -104,6 +104,7 @@ class ConnectionSessions(ConnectionFaults):
             return self._current.client, self._current.generation
 
     async def aclose(self) -> None:
+        """Close the current session (a stdio server is stopped); the next call opens a new one."""
         await self._drop_session()
 
     async def _call(self, what: str, op: Callable[[Client], Awaitable[T]]) -> T:
@@ -138,5 +139,10 @@ class ConnectionSessions(ConnectionFaults):
             delay = min(delay * 2, BACKOFF_MAX_SECONDS)
 
     async def connect(self) -> None:
-        """Open the session now (retries included) so configuration errors surface early."""
+        """Open the session now (retries included) so configuration errors surface early.
+
+        Raises:
+            ConfigError: Credentials or environment references are incomplete.
+            SourceError: The server could not be started or reached.
+        """
         await self._call("connect", lambda client: anyio.lowlevel.checkpoint())

@@ -20,7 +20,14 @@ CONNECT_TIMEOUT_FLOOR: Final = 30.0
 
 
 def transport_identity(definition: SourceDefinition) -> str:
-    """What a source name stands for: its command line (stdio) or its URL without credentials."""
+    """What a source name stands for: its command line (stdio) or its URL without credentials.
+
+    Args:
+        definition: The source.
+
+    Returns:
+        The command line, or the URL with any user info removed.
+    """
     if definition.url:
         return strip_userinfo(definition.url)
     return shlex.join([definition.command or "", *definition.args])
