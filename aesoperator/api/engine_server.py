@@ -14,9 +14,9 @@ from aesoperator.engine.context import ContextEngine
 from aesoperator.errors import AesopError, PermissionDenied, SchemaError
 from aesoperator.graph_schema.ids import entity_id
 from aesoperator.graph_schema.models import Entity, Relation, from_iso
+from aesoperator.security.failures import classify
 from aesoperator.security.guard import CallGuard
 from aesoperator.security.principal import Principal
-from aesoperator.serve.server import classify
 
 ENGINE_EVENTS = ("entity.updated", "entity.deleted", "relation.updated", "relation.deleted", "episode.created")
 ENGINE_OPERATIONS = ("remember", "upsert_entities", "delete_entities")
