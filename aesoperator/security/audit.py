@@ -22,6 +22,10 @@ whoever can write the data dir cannot, and a rewritten log cannot be re-signed. 
 with the first checkpoint, by the first write (or `aesop audit init`); a writer refuses to start
 a new key for a log that exists.
 
+A record that cannot be written whole (a full disk, a quota, a file size limit, any I/O error
+mid-write) is cut off again: the log is truncated back to its previous size, so no partial line
+remains, and the append raises; once there is room the next record continues the chain.
+
 The file is opened with O_APPEND, each record is one write followed by fsync, and appends hold a
 thread lock and an exclusive `flock` on the log, so several threads and processes can write one
 log. A writer continues the chain from where the checkpoint says it ends: records that do not
@@ -42,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aesoperator.config import load_settings
 from aesoperator.engine.data_dir import make_private_dir
 from aesoperator.errors import AesopError, ConfigError
 from aesoperator.security.audit_format import (
@@ -95,8 +100,6 @@ _TAIL_WINDOW = 1000  # records after the checkpoint a writer will confirm by the
 
 def default_key_path(data_dir: Path) -> Path:
     """Where the audit key of `data_dir` is: the `audit_key_file` setting, else `<data_dir>/audit.key`."""
-    from aesoperator.config import load_settings
-
     configured = load_settings(data_dir=data_dir).audit_key_file
     return Path(configured).expanduser() if configured else Path(data_dir) / KEY_FILE
 
@@ -282,17 +285,33 @@ class AuditLog:
         record["hash"] = record_hash(record)
         record["mac"] = record_mac(key, record["hash"])
         data = (canonical_json(record) + "\n").encode("utf-8")
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        if self.fsync:
-            os.fsync(fd)
-        st = os.fstat(fd)
-        checkpoint = Checkpoint(record["seq"], record["hash"], st.st_size, signed_from=link.signed_from)
-        write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
+        before = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(fd)
+            st = os.fstat(fd)
+            checkpoint = Checkpoint(record["seq"], record["hash"], st.st_size, signed_from=link.signed_from)
+            write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
+        except OSError:
+            self._cut_back(fd, before)
+            raise
         self._head = _Head(st.st_ino, st.st_size, record["seq"], record["hash"], link.signed_from)
         return record
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        """Undo a record that could not be written whole (a full disk, a file size limit, an I/O
+        error): the log goes back to `size` bytes, so no partial line is left and the checkpoint,
+        which still names the previous record, matches it again."""
+        try:
+            os.ftruncate(fd, size)
+            if self.fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            log.error("audit log %s could not be cut back to %d bytes after a failed write: %s", self.path, size, exc)
 
     def _open(self) -> int:
         """The append descriptor, reopened if the file was replaced or removed meanwhile."""

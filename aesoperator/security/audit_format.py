@@ -220,14 +220,20 @@ def write_checkpoint(path: Path, checkpoint: Checkpoint, key: bytes, *, fsync: b
     """Replace the checkpoint atomically (temp file, fsync, rename)."""
     payload = {**checkpoint.body(), "mac": checkpoint.mac(key)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, (canonical_json(payload) + "\n").encode("utf-8"))
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            view = memoryview((canonical_json(payload) + "\n").encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written checkpoint never replaces the good one
+        raise
 
 
 # -- reading the log's end ----------------------------------------------------------------------

@@ -35,6 +35,7 @@ import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
+from aesoperator.engine.stores.out_of_space import out_of_space_errno
 from aesoperator.errors import AesopError, AuthError, RateLimited
 from aesoperator.security.audit import DECISIONS, AuditLog
 from aesoperator.security.principal import Principal
@@ -135,7 +136,8 @@ class CallGuard:
             )
         except OSError as exc:
             log.error("audit record for %s by %s could not be written: %s", tool, principal.id, exc)
-            raise AesopError(f"the audit log could not be written ({exc.strerror or exc})") from None
+            hint = "; free disk space and call again" if out_of_space_errno(exc) is not None else ""
+            raise AesopError(f"the audit log could not be written ({exc.strerror or exc}){hint}") from None
 
     def refused(self, principal: Principal, tool: str, decision: str = "rate_limited") -> None:
         """Count a refused call; it is written with the others in one aggregate record."""
