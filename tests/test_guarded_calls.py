@@ -29,7 +29,6 @@ from aesoperator.security.guard import CallGuard
 from aesoperator.security.http.gate import build_http_app
 from aesoperator.security.http.listener import HTTPServerThread, bind_socket, resource_url_for
 from aesoperator.security.ratelimit import Limit, RateLimiter
-from aesoperator.security.request_principal import http_principal_resolver
 from aesoperator.security.tokens import StaticTokenVerifier, TokenStore
 
 
