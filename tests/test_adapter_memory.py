@@ -185,7 +185,7 @@ def test_memory_server_graph_is_imported_losslessly_and_incrementally(
 def test_memory_import_agrees_with_the_engines_memory_compatible_tools(
     tmp_path: Path, make_engine: Callable[..., Any]
 ) -> None:
-    compat = pytest.importorskip("aesoperator.serve.tools_memory_compat")
+    compat = pytest.importorskip("aesoperator.serve.memory_graph")
     schemas = pytest.importorskip("aesoperator.serve.schemas")
     definition = source(tmp_path)
     graph = call(

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aesoperator.serve import tools_memory_compat
+from aesoperator.serve import memory_listing as tools_memory_compat
+from aesoperator.serve.memory_listing import _Listed, _Listing
 from aesoperator.serve.schemas import MemoryEntity
-from aesoperator.serve.tools_memory_compat import _Listed, _Listing
 
 _text = st.text(alphabet="abcAB \x00é", max_size=12)
 
@@ -78,8 +78,8 @@ def test_a_row_is_reported_once_and_matches_never_span_fields() -> None:
 def test_listing_follows_writes_incrementally(make_engine, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """After each kind of write the kept listing is patched from the change log (never rebuilt)
     and answers exactly what a listing built from scratch answers, relations included."""
+    from aesoperator.serve.memory_graph import MemoryGraph
     from aesoperator.serve.schemas import MemoryRelation, ObservationAddition, ObservationDeletion
-    from aesoperator.serve.tools_memory_compat import MemoryGraph
 
     engine = make_engine()
     graph = MemoryGraph(engine, embed=False)

@@ -228,8 +228,8 @@ def test_memory_graph_kept_under_unscoped_ids_moves_to_scoped_ids(
     tmp_path: Path, make_engine: Callable[..., Any]
 ) -> None:
     from aesoperator.graph_schema.ids import entity_id
+    from aesoperator.serve.memory_graph import MemoryGraph
     from aesoperator.serve.schemas import MemoryEntity, MemoryRelation
-    from aesoperator.serve.tools_memory_compat import MemoryGraph
 
     class UnscopedGraph(MemoryGraph):
         """How an older version kept a memory graph outside `memory-graph`."""
@@ -364,8 +364,8 @@ def _seed_other_namespaces(engine: Any) -> list[str]:
     """As a full-access caller: memory graphs in `memory-graph`, in A and in B with the same
     names; alice's sessions in her namespace and in B; a B episode that mentions an A entity.
     Returns ids a caller might name."""
+    from aesoperator.serve.memory_graph import MemoryGraph
     from aesoperator.serve.schemas import MemoryEntity, MemoryRelation
-    from aesoperator.serve.tools_memory_compat import MemoryGraph
 
     people = [MemoryEntity(name=n, entityType="person", observations=[f"{n} is here"]) for n in NAMES]
     knows = MemoryRelation.model_validate({"from": "Ada", "to": "Bob", "relationType": "knows"})

@@ -209,8 +209,8 @@ def seed(data: Path, embedder: Any, tmp: Path) -> Any:
     memory-server entities of another server in ns2. Returns the open engine."""
     from aesoperator.config import Settings
     from aesoperator.engine.context import ContextEngine
+    from aesoperator.serve.memory_graph import MemoryGraph
     from aesoperator.serve.schemas import MemoryEntity
-    from aesoperator.serve.tools_memory_compat import MemoryGraph
 
     engine = ContextEngine.open(settings=Settings(data_dir=data), embedder=embedder)
     engine.upsert(SEED_ENTITIES, SEED_RELATIONS)
@@ -832,8 +832,8 @@ class RecordingGuard:
 def local_engine(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Any]:
     from aesoperator.config import Settings
     from aesoperator.engine.context import ContextEngine
+    from aesoperator.serve.memory_graph import MemoryGraph
     from aesoperator.serve.schemas import MemoryEntity
-    from aesoperator.serve.tools_memory_compat import MemoryGraph
 
     engine = ContextEngine.open(settings=Settings(data_dir=tmp_path_factory.mktemp("local")), embedder=embedder)
     engine.upsert(SEED_ENTITIES, SEED_RELATIONS)

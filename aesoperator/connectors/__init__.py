@@ -23,7 +23,7 @@ def build(kind: str, name: str, options: Mapping[str, Any], policy: ConnectorPol
     """The connector server of `kind` for `options` (see each module for the keys)."""
     policy = policy or ConnectorPolicy(name)
     if kind == "postgres":
-        from aesoperator.connectors import postgres
+        from aesoperator.connectors import postgres, postgres_server
 
         pg = postgres.PostgresSource(
             dsn=str(options.get("connection_string") or ""),
@@ -32,7 +32,7 @@ def build(kind: str, name: str, options: Mapping[str, Any], policy: ConnectorPol
             read_only=bool(options.get("read_only", True)),
             row_limit=int(options.get("row_limit") or postgres.DEFAULT_ROW_LIMIT),
         )
-        return postgres.build_server(pg, policy)
+        return postgres_server.build_server(pg, policy)
     if kind == "git":
         from aesoperator.connectors import git
 

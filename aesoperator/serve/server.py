@@ -51,6 +51,7 @@ from aesoperator.security.envelope import GuardedCalls
 from aesoperator.security.failures import classify
 from aesoperator.security.guard import CallGuard
 from aesoperator.security.principal import Principal
+from aesoperator.serve.memory_graph import DEFAULT_MEMORY_NAMESPACE, MemoryGraph
 from aesoperator.serve.schemas import ENTITY_URI_TEMPLATE, MEMORY_GRAPH_URI, STATS_URI
 from aesoperator.serve.tools_engine import (
     Runtime,
@@ -59,7 +60,7 @@ from aesoperator.serve.tools_engine import (
     register_engine_tools,
     visible_stats,
 )
-from aesoperator.serve.tools_memory_compat import DEFAULT_MEMORY_NAMESPACE, MemoryGraph, register_memory_tools
+from aesoperator.serve.tools_memory_compat import register_memory_tools
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier

@@ -2,7 +2,7 @@
 
 `@modelcontextprotocol/server-memory` keeps entities (`name`, `entityType`, `observations`) and
 relations (`from`, `to`, `relationType`). They are mapped exactly as the engine's own
-memory-compatible tools (`aesoperator/serve/tools_memory_compat.py`) store them, so a graph
+memory-compatible tools (`aesoperator/serve/memory_graph.py`) store them, so a graph
 imported from a memory server and one written through those tools agree id for id:
 
 - an entity's id is `memory-graph:entity:<name>` in the namespace `memory-graph` and
