@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from aesoperator.version import __version__
 
 if TYPE_CHECKING:
     from aesoperator.api import (
@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from aesoperator.api import (
         unregister_server as unregister_server,
     )
+    from aesoperator.context import ContextEngine as ContextEngine
+    from aesoperator.engine.search import SearchSettings as SearchSettings
 
 # The brief's API (aesoperator/api/), imported on first use so that `import aesoperator` stays light.
 _API = (
@@ -101,16 +103,28 @@ _API = (
 )
 
 
+# The engine, imported on first use too: `import aesoperator.errors` must not load numpy and FAISS.
+_ENGINE = ("ContextEngine", "SearchSettings")
+
+
 def __getattr__(name: str) -> Any:
     if name in _API:
         from aesoperator import api
 
         return getattr(api, name)
+    if name == "ContextEngine":
+        from aesoperator.context import ContextEngine
+
+        return ContextEngine
+    if name == "SearchSettings":
+        from aesoperator.engine.search import SearchSettings
+
+        return SearchSettings
     raise AttributeError(f"module 'aesoperator' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    return sorted([*globals(), *_API, *_ENGINE])
 
 
-__all__ = ["__version__", *_API]
+__all__ = ["__version__", *_ENGINE, *_API]

@@ -54,7 +54,7 @@ def _global(
 
 @contextmanager
 def _engine() -> Iterator[Any]:
-    from aesoperator.engine.context import ContextEngine
+    from aesoperator.context import ContextEngine
 
     engine = ContextEngine.open(data_dir=state.data_dir, graph=state.graph)
     try:

@@ -30,7 +30,7 @@ from typing import Any
 
 import aesoperator as aesop
 from aesoperator import MCPServer
-from aesoperator.engine.context import ContextEngine
+from aesoperator import ContextEngine
 from aesoperator.errors import AesopError
 
 DEMO_SQL = """

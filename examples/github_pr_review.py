@@ -30,7 +30,7 @@ from typing import Any
 
 import aesoperator as aesop
 from aesoperator import MCPServer
-from aesoperator.engine.context import ContextEngine
+from aesoperator import ContextEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 RECORDED = ROOT / "tests" / "fixtures" / "recorded" / "github"

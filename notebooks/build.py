@@ -60,7 +60,7 @@ TOUR: list[Cell] = [
         import networkx as nx
         import pandas as pd
 
-        from aesoperator.engine.context import ContextEngine
+        from aesoperator import ContextEngine
         from aesoperator.graph_schema.ids import entity_id
         from aesoperator.notebook import GraphView, NotebookProgress, progress_bar
         from aesoperator.notebook.sources import (
@@ -326,7 +326,7 @@ MEMORY: list[Cell] = [
         import matplotlib.pyplot as plt
         import pandas as pd
 
-        from aesoperator.engine.context import ContextEngine
+        from aesoperator import ContextEngine
         from aesoperator.graph_schema.ids import entity_id
         from aesoperator.graph_schema.models import Entity, Episode
         from aesoperator.notebook import GraphView, progress_bar
@@ -677,7 +677,7 @@ ANALYTICS: list[Cell] = [
         import pandas as pd
         from IPython.display import display
 
-        from aesoperator.engine.context import ContextEngine
+        from aesoperator import ContextEngine
         from aesoperator.notebook import GraphView, NotebookProgress, progress_bar
         from aesoperator.notebook.sources import (
             filesystem_server_command,

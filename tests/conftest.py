@@ -27,8 +27,8 @@ def embedder() -> object:
 @pytest.fixture
 def make_engine(tmp_path: Path, embedder: object) -> Iterator[Callable[..., object]]:
     """Build ContextEngines on the embedded store; each call may name its own data dir."""
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
 
     opened: list[ContextEngine] = []
 

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import pytest
 
-from aesoperator.engine.context import ContextEngine
+from aesoperator import ContextEngine
 from aesoperator.graph_schema.ids import entity_id
 from aesoperator.ingest import mcp_ingest
 from aesoperator.ingest.adapters.base import McpConnection, ResourceContent, ResourceInfo, ToolInfo, ToolResult

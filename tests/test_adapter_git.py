@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from aesoperator.engine.context import ContextEngine
+from aesoperator import ContextEngine
 from aesoperator.errors import SourceError
 from aesoperator.graph_schema.ids import entity_id
 from aesoperator.ingest import mcp_ingest

@@ -107,7 +107,7 @@ def test_query_text_that_looks_like_syntax_is_just_text(engine: Any) -> None:
 
 
 def test_search_settings_choose_the_fusion_and_its_weights(engine: Any) -> None:
-    from aesoperator.engine.context import SearchSettings
+    from aesoperator import SearchSettings
 
     assert engine.search_settings.fusion == "score"
     engine.search_settings = SearchSettings(keyword_weight=2.0)
@@ -130,7 +130,7 @@ def test_search_settings_choose_the_fusion_and_its_weights(engine: Any) -> None:
     ],
 )
 def test_search_settings_reject_bad_values(bad: dict[str, Any]) -> None:
-    from aesoperator.engine.context import SearchSettings
+    from aesoperator import SearchSettings
     from aesoperator.errors import ConfigError
 
     with pytest.raises(ConfigError):
@@ -138,7 +138,7 @@ def test_search_settings_reject_bad_values(bad: dict[str, Any]) -> None:
 
 
 def test_query_aware_expansion_weighs_a_neighbour_by_its_own_match(engine: Any) -> None:
-    from aesoperator.engine.context import SearchSettings
+    from aesoperator import SearchSettings
 
     engine.upsert(
         [

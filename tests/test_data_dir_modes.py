@@ -22,7 +22,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from aesoperator.engine.context import ContextEngine
+from aesoperator import ContextEngine
 from tests.test_serve_tools import ServerProcess, aesop_command, bearer_transport, server_env
 
 pytestmark = pytest.mark.timeout(600)

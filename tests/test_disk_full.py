@@ -30,8 +30,8 @@ from typing import Any, Protocol
 import anyio
 import pytest
 
+from aesoperator import ContextEngine
 from aesoperator.config import Settings
-from aesoperator.engine.context import ContextEngine
 from aesoperator.engine.keyword_index import KeywordIndex
 from aesoperator.engine.stores.embedded import DB_FILE, EmbeddedGraphStore
 from aesoperator.engine.vectors import VectorIndex

@@ -428,8 +428,8 @@ def _check_writer_stays_in_its_namespace(engine: Any) -> None:
 def test_a_writer_of_one_namespace_changes_nothing_outside_it(
     any_store: GraphStore, tmp_path: Path, embedder: Any
 ) -> None:
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
 
     engine = ContextEngine(any_store, settings=Settings(data_dir=tmp_path / "engine"), embedder=embedder)
     _check_writer_stays_in_its_namespace(engine)

@@ -29,8 +29,8 @@ def _aesop(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[
 def test_engine_on_neo4j_searches_and_rebuilds_index_from_neo4j(
     neo4j_store_factory: Callable[[], Any], make_engine: Callable[..., Any], tmp_path: Path, embedder: Any
 ) -> None:
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
 
     store = neo4j_store_factory()
     engine = ContextEngine(store, settings=Settings(data_dir=tmp_path / "replica"), embedder=embedder)

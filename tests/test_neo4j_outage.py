@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from aesoperator import ContextEngine
 from aesoperator.config import Settings
-from aesoperator.engine.context import ContextEngine
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.errors import StoreError
 from tests.neo4j_support import LocalNeo4j, Neo4jServer, clear_database, start_local_neo4j

@@ -29,8 +29,8 @@ from typing import Any
 import networkx as nx
 import pytest
 
+from aesoperator import ContextEngine
 from aesoperator.config import Settings
-from aesoperator.engine.context import ContextEngine
 from aesoperator.engine.results import SearchHit, SearchResult, Triple
 from aesoperator.engine.stores.base import Subgraph
 from aesoperator.graph_schema.models import Entity, Provenance, Relation

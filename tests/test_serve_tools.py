@@ -207,8 +207,8 @@ def anyio_backend() -> str:
 def seed(data: Path, embedder: Any, tmp: Path) -> Any:
     """Entities in ns1 and ns2, folders ingested as sources (docs1 in ns1, secret-docs in ns2), and
     memory-server entities of another server in ns2. Returns the open engine."""
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
     from aesoperator.serve.memory_graph import MemoryGraph
     from aesoperator.serve.schemas import MemoryEntity
 
@@ -830,8 +830,8 @@ class RecordingGuard:
 
 @pytest.fixture(scope="module")
 def local_engine(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Any]:
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
     from aesoperator.serve.memory_graph import MemoryGraph
     from aesoperator.serve.schemas import MemoryEntity
 

@@ -10,7 +10,7 @@ from typing import Any
 from aesoperator.api.errors import UnknownEventType, UnknownOperation
 from aesoperator.api.server import DEFAULT_RATE_LIMIT, ENGINE
 from aesoperator.api.subscriptions import Event, Subscription
-from aesoperator.engine.context import ContextEngine
+from aesoperator.context import ContextEngine
 from aesoperator.errors import AesopError, PermissionDenied, SchemaError
 from aesoperator.graph_schema.ids import entity_id
 from aesoperator.graph_schema.models import Entity, Relation, from_iso

@@ -11,7 +11,7 @@ from aesoperator.api.engine_server import EngineServer
 from aesoperator.api.errors import UnknownServer
 from aesoperator.api.server import ENGINE, MCPServer
 from aesoperator.config import read_config_file
-from aesoperator.engine.context import ContextEngine
+from aesoperator.context import ContextEngine
 from aesoperator.errors import ConfigError
 
 Registered = MCPServer | MCPClient | EngineServer

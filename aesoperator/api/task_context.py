@@ -11,7 +11,7 @@ from typing import Any
 from aesoperator.api.server import MCPServer
 from aesoperator.api.task_models import ContextItem, Task
 from aesoperator.api.verbs import mcp_query
-from aesoperator.engine.context import ContextEngine
+from aesoperator.context import ContextEngine
 from aesoperator.graph_schema.ids import entity_id
 
 

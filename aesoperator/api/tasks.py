@@ -15,7 +15,7 @@ from aesoperator.api.registry import Registered, get_server, resolve_server
 from aesoperator.api.server import ENGINE, MCPServer
 from aesoperator.api.task_context import analysis_live, hit_item, render_context, review_context, task_query
 from aesoperator.api.task_models import ContextItem, SourceSync, Task, TaskContext, TaskResult
-from aesoperator.engine.context import ContextEngine
+from aesoperator.context import ContextEngine
 from aesoperator.engine.memory import episode_from_entity
 from aesoperator.errors import AesopError
 from aesoperator.graph_schema.models import to_iso, utcnow

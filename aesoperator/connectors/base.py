@@ -42,7 +42,6 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from aesoperator import __version__
 from aesoperator.errors import AesopError, ConfigError, PermissionDenied
 from aesoperator.security.envelope import ANONYMOUS, GuardedCalls, report_count
 from aesoperator.security.failures import classify
@@ -55,6 +54,7 @@ from aesoperator.security.ratelimit import Limit, RateLimiter
 from aesoperator.security.request_principal import current_principal as principal_of_request
 from aesoperator.security.tokens import StaticTokenVerifier
 from aesoperator.security.verifiers import build_verifier
+from aesoperator.version import __version__
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context

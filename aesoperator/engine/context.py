@@ -1,96 +1,60 @@
-"""ContextEngine: the one object users hold. It owns a graph store, an embedder and the FAISS
-index derived from the store, and answers queries with the hybrid retrieval pipeline."""
+"""EngineCore: the engine proper. It owns a graph store, an embedder and the indexes derived
+from the store (FAISS vectors, in-memory BM25), answers queries with the hybrid retrieval pipeline
+(`aesoperator.engine.search`), keeps agent memory and exports the graph for analysis.
+
+Getting data in from files, documents and MCP sources is the ingest layer's job; the class that
+ties both together, and the one users hold, is `aesoperator.context.ContextEngine`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from aesoperator.config import Settings, load_settings
-from aesoperator.engine import retrieval
+from aesoperator.engine import export
 from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
-from aesoperator.engine.query_terms import name_candidates
+from aesoperator.engine.embeddings import Embedder, TextEmbedder, embedding_text
+from aesoperator.engine.keyword_index import KeywordIndex
+from aesoperator.engine.memory import AgentMemory
+from aesoperator.engine.progress import ProgressReporter
 from aesoperator.engine.results import SearchResult
+from aesoperator.engine.search import (
+    CHANNELS,
+    DEFAULT_HOPS,
+    MAX_K,
+    MAX_QUERY_CHARS,
+    SearchRequest,
+    SearchSettings,
+    SearchSources,
+    run_search,
+)
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
-from aesoperator.errors import AesopError, ConfigError, SchemaError
+from aesoperator.engine.vectors import SyncReport, VectorIndex
+from aesoperator.errors import AesopError
+from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import Direction, Entity, Relation
 
 if TYPE_CHECKING:
-    from aesoperator.engine.embeddings import TextEmbedder
-    from aesoperator.engine.keyword_index import KeywordIndex
-    from aesoperator.engine.memory import AgentMemory
-    from aesoperator.engine.vectors import SyncReport, VectorIndex
-    from aesoperator.ingest.documents import DocumentInput
-    from aesoperator.ingest.pipeline import IngestReport
-    from aesoperator.ingest.progress import ProgressReporter
-    from aesoperator.ingest.records import SourceRecord
+    import networkx as nx
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
-MAX_QUERY_CHARS = 10_000
-MAX_K = 500
 
+class EngineCore:
+    """Hybrid retrieval and agent memory over a graph store (no ingest: see `ContextEngine`).
 
-@dataclass(frozen=True, slots=True)
-class SearchSettings:
-    """The retrieval pipeline's tuning knobs (see `ContextEngine.search`); defaults were chosen on
-    the development splits of benchmarks/quality (benchmarks/results/quality-configurations.md)."""
-
-    # Min-max score fusion keeps how far ahead a channel's best hits are; rank fusion ("rrf") does
-    # not, and let weak dense hits drag strong keyword hits down on conversation turns.
-    fusion: Literal["rrf", "score"] = "score"
-    rrf_k: int = 60
-    vector_weight: float = 1.0
-    keyword_weight: float = 1.0
-    name_weight: float = 1.0
-    graph_weight: float = 1.0  # scales every graph-expansion bonus
-    hop_decay: float = 0.5
-    # Share of a graph bonus that depends on the receiver's own cosine to the query (0 = none).
-    expansion_relevance_weight: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.fusion not in ("rrf", "score"):
-            raise ConfigError(f"fusion must be 'rrf' or 'score', got {self.fusion!r}")
-        if self.rrf_k < 0:
-            raise ConfigError(f"rrf_k must be >= 0, got {self.rrf_k}")
-        for name in ("vector_weight", "keyword_weight", "name_weight", "graph_weight"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-        if not 0 <= self.hop_decay <= 1:
-            raise ConfigError(f"hop_decay must be in [0, 1], got {self.hop_decay}")
-        if not 0 <= self.expansion_relevance_weight <= 1:
-            raise ConfigError(f"expansion_relevance_weight must be in [0, 1], got {self.expansion_relevance_weight}")
-
-    def channel_weights(self) -> dict[str, float]:
-        return {"vector": self.vector_weight, "keyword": self.keyword_weight, "name": self.name_weight}
-
-
-def _entity_live(entity: Entity, as_of: datetime | None) -> bool:
-    if as_of is None:
-        return True
-    if entity.valid_from is not None and entity.valid_from > as_of:
-        return False
-    return entity.valid_to is None or entity.valid_to > as_of
-
-
-class ContextEngine:
-    """Hybrid retrieval and agent memory over a graph store.
-
-    >>> engine = ContextEngine.open(data_dir=".aesop")
-    >>> engine.ingest_path("docs/")
-    >>> engine.search("how are vectors persisted?", k=5).hits[0].name
+    >>> core = EngineCore.open(data_dir=".aesop")
+    >>> core.search("how are vectors persisted?", k=5).hits[0].name
     """
 
     def __init__(
@@ -117,8 +81,24 @@ class ContextEngine:
         embedder: TextEmbedder | None = None,
         settings: Settings | None = None,
         **overrides: Any,
-    ) -> ContextEngine:
-        """Open (or create) an engine: the embedded store in `data_dir`, or Neo4j if `graph` is a URI."""
+    ) -> Self:
+        """Open (or create) an engine: the embedded store in `data_dir`, or Neo4j if `graph` is a URI.
+
+        Args:
+            data_dir: the data directory (default: settings, `.aesop`).
+            graph: "embedded" or a Neo4j URI.
+            embedder: the text embedder (default: the configured sentence-transformers model,
+                loaded on first use).
+            settings: complete settings; when given, `data_dir`, `graph` and `overrides` are ignored.
+            **overrides: other settings fields.
+
+        Returns:
+            An engine of the class it is called on.
+
+        Raises:
+            ConfigError: a setting is invalid.
+            StoreError: the store cannot be opened.
+        """
         settings = settings or load_settings(data_dir=data_dir, graph=graph, **overrides)
         warn_if_loose(settings.data_dir)  # an older data dir may be open to other local users
         return cls(open_store(settings), settings=settings, embedder=embedder)
@@ -135,7 +115,7 @@ class ContextEngine:
         finally:
             self.store.close()
 
-    def __enter__(self) -> ContextEngine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -146,9 +126,8 @@ class ContextEngine:
     # -- components ---------------------------------------------------------------------------
     @property
     def embedder(self) -> TextEmbedder:
+        """The text embedder, created from the settings on first use."""
         if self._embedder is None:
-            from aesoperator.engine.embeddings import Embedder
-
             self._embedder = Embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
         return self._embedder
 
@@ -168,8 +147,6 @@ class ContextEngine:
 
     def _vector_index(self, store_seq: int | None) -> VectorIndex:
         """The FAISS index, synced unless it already reflects `store_seq` (None: ask the store)."""
-        from aesoperator.engine.vectors import VectorIndex
-
         with self._index_lock:
             if self._index is None:
                 directory = make_private_dir(self._index_dir())
@@ -192,8 +169,6 @@ class ContextEngine:
         return self._keyword_index(None)
 
     def _keyword_index(self, store_seq: int | None) -> KeywordIndex:
-        from aesoperator.engine.keyword_index import KeywordIndex
-
         with self._index_lock:
             if self._keywords is None:
                 tag = hashlib.blake2b(self._store_label().encode(), digest_size=6).hexdigest()
@@ -205,112 +180,28 @@ class ContextEngine:
 
     @property
     def memory(self) -> AgentMemory:
-        from aesoperator.engine.memory import AgentMemory
-
+        """Agent memory (episodes, sessions, recall) over this engine."""
         if self._memory is None:
             self._memory = AgentMemory(self)
         return self._memory
 
     # -- writing ------------------------------------------------------------------------------
-    def ingest_path(
-        self,
-        path: str | Path,
-        name: str | None = None,
-        namespace: str | None = None,
-        embed: bool | None = None,
-        progress: ProgressReporter | None = None,
-        include: Sequence[str] = (),
-    ) -> IngestReport:
-        """Ingest a local folder of text, Markdown and code files (incremental and idempotent)."""
-        from aesoperator.ingest.local_files import LocalFolderExtractor
-        from aesoperator.ingest.mappers.files import FilesMapper
-        from aesoperator.ingest.pipeline import IngestPipeline
-
-        root = Path(path).expanduser().resolve()
-        source = name or root.name or "root"
-        extractor = LocalFolderExtractor(
-            root,
-            source,
-            include=include,
-            max_file_bytes=self.settings.max_file_bytes,
-            max_depth=self.settings.max_dir_depth,
-            read_timeout=self.settings.file_read_timeout,
-        )
-        mapper = FilesMapper(
-            source,
-            namespace or self.settings.default_namespace,
-            chunk_chars=self.settings.chunk_chars,
-            overlap_chars=self.settings.chunk_overlap_chars,
-        )
-        use_embedder = self.settings.embed_on_ingest if embed is None else embed
-        pipeline = IngestPipeline(
-            self.store,
-            self.embedder if use_embedder else None,
-            batch_size=self.settings.write_batch_size,
-            progress=progress,
-        )
-        pipeline.claim_source(source, root.as_uri())
-        paths = list(extractor.paths())
-        report = pipeline.run(
-            source,
-            (r for r in (extractor.read(p) for p in paths) if r is not None),
-            mapper,
-            total=len(paths),
-            skipped=extractor.skipped,
-        )
-        if use_embedder:
-            self.refresh_index(save=True)
-        return report
-
-    def add_documents(
-        self,
-        docs: Iterable[DocumentInput],
-        source: str = "docs",
-        namespace: str | None = None,
-        link_mentions: bool = True,
-        embed: bool | None = None,
-        progress: ProgressReporter | None = None,
-        total: int | None = None,
-    ) -> IngestReport:
-        """Ingest plain documents (incremental by content hash), then link documents that name
-        each other. Re-adding the same documents changes nothing."""
-        from aesoperator.graph_schema.ids import entity_id
-        from aesoperator.ingest.documents import DocumentsMapper, document_records, mention_links
-        from aesoperator.ingest.pipeline import IngestPipeline
-
-        ns = namespace or self.settings.default_namespace
-        use_embedder = self.settings.embed_on_ingest if embed is None else embed
-        pipeline = IngestPipeline(
-            self.store, self.embedder if use_embedder else None, self.settings.write_batch_size, progress
-        )
-        changed: list[str] = []
-
-        def tracked() -> Iterator[SourceRecord]:
-            previous = self.store.source_items(source)
-            for record in document_records(source, docs):
-                before = previous.get(record.key)
-                if before is None or before.content_hash != record.content_hash:
-                    changed.append(record.key)
-                yield record
-
-        report = pipeline.run(source, tracked(), DocumentsMapper(source, ns), total=total, remove_missing=False)
-        if link_mentions and changed:
-            ids = [entity_id(source, "doc", key) for key in changed]
-            for start in range(0, len(ids), 500):
-                batch = self.store.get_entities(ids[start : start + 500])
-                links = mention_links(self.store, batch, namespaces=[ns])
-                if links:
-                    self.store.upsert(relations=links)
-                    report.relations_written += len(links)
-        if use_embedder:
-            self.refresh_index(save=True)
-        return report
-
     def upsert(self, entities: Sequence[Entity] = (), relations: Sequence[Relation] = (), embed: bool = True) -> int:
-        """Write entities and relations (with their embeddings) in one atomic batch; returns the new seq."""
-        from aesoperator.graph_schema.ids import content_hash
-        from aesoperator.ingest.pipeline import embedding_text
+        """Write entities and relations (with their embeddings) in one atomic batch.
 
+        Args:
+            entities: entities to insert or update.
+            relations: relations to insert or update.
+            embed: embed the entities' text (`embedding_text`) and store the vectors with them.
+
+        Returns:
+            The store's change-log position after the write.
+
+        Raises:
+            SchemaError: an entity or relation is invalid.
+            NamespaceConflict: an id already belongs to another namespace.
+            StoreError: the store failed.
+        """
         vectors: dict[str, tuple[str, np.ndarray]] = {}
         if embed and entities:
             texts = [embedding_text(e) for e in entities]
@@ -334,9 +225,6 @@ class ContextEngine:
     def embed_missing(self, batch_size: int = 512, progress: ProgressReporter | None = None) -> int:
         """Embed every entity whose stored vector is missing or was computed from other text
         (after an ingest with embedding off, or a change of model). Returns how many were embedded."""
-        from aesoperator.graph_schema.ids import content_hash
-        from aesoperator.ingest.pipeline import embedding_text
-
         model = self.embedder.model_name
         done = 0
         if progress is not None:
@@ -391,15 +279,16 @@ class ContextEngine:
         self,
         query: str,
         k: int = 10,
-        hops: int = 1,
+        hops: int | None = None,
         namespaces: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
         as_of: datetime | None = None,
         token_budget: int | None = None,
-        channels: Sequence[str] = ("vector", "keyword", "name"),
+        channels: Sequence[str] = CHANNELS,
         mmr_lambda: float = 1.0,
         recency_half_life_days: float | None = None,
         candidate_k: int | None = None,
+        preset: str | SearchSettings | None = None,
     ) -> SearchResult:
         """Hybrid search: vector + BM25 + exact names → fusion → graph expansion → MMR → token budget.
 
@@ -407,179 +296,56 @@ class ContextEngine:
         baselines: ("keyword",) is BM25 alone, ("vector",) is dense retrieval alone).
         `mmr_lambda` < 1 trades relevance for diversity (MMR); it is off by default because on the
         development splits it lowered recall@10 (MuSiQue 0.718 → 0.695 at 0.7). Fusion and graph
-        expansion are tuned by `self.search_settings` (a `SearchSettings`).
+        expansion are tuned by `self.search_settings` (a `SearchSettings`), or by `preset`.
+
+        Args:
+            query: what to look for (at most 10,000 characters).
+            k: how many hits (1 to 500).
+            hops: graph expansion depth, 0 to 3 (None: the settings' `hops`, else 1).
+            namespaces: read only these namespaces (None: all).
+            types: return only entities of these types (None: all).
+            as_of: answer as of this moment (validity of entities and relations).
+            token_budget: tokens the packed context may use (None: settings).
+            channels: candidate channels, a subset of ("vector", "keyword", "name").
+            mmr_lambda: 1 is plain relevance; lower values favour diversity.
+            recency_half_life_days: favour recent items with this half-life (None: off).
+            candidate_k: candidates per channel (None: max(50, 3k)).
+            preset: a `SearchSettings` or the name of one (`SearchSettings.preset`) to use
+                instead of `self.search_settings` for this call.
+
+        Returns:
+            The packed hits and triples, with the reasons for each hit and per-stage timings.
+
+        Raises:
+            SchemaError: an argument is out of range or a channel is unknown.
+            ConfigError: `preset` names no preset.
+            StoreError: the store failed.
         """
-        if not query or not query.strip():
-            raise SchemaError("query must not be empty")
-        if len(query) > MAX_QUERY_CHARS:
-            raise SchemaError(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
-        if not 1 <= k <= MAX_K:
-            raise SchemaError(f"k must be between 1 and {MAX_K}, got {k}")
-        if not 0 <= hops <= 3:
-            raise SchemaError(f"hops must be 0 to 3, got {hops}")
-        unknown = set(channels) - {"vector", "keyword", "name"}
-        if unknown:
-            raise SchemaError(f"unknown retrieval channel(s) {sorted(unknown)}; use vector, keyword, name")
-        budget = token_budget or self.settings.token_budget
-        n_cand = candidate_k or max(50, 3 * k)
-        ns = list(namespaces) if namespaces is not None else None
-        type_filter = set(types) if types else None
-        timings: dict[str, float] = {}
-
-        def timed(stage: str, started: float) -> None:
-            timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - started) * 1000
-
-        ranked: dict[str, list[tuple[str, float]]] = {}
-        query_vec: np.ndarray | None = None
-        t0 = time.perf_counter()
-        store_seq = self.store.last_seq()  # one read for both derived indexes
-        timed("index_sync", t0)
-        if "vector" in channels:
-            t0 = time.perf_counter()
-            query_vec = self.embedder.embed_query(query)
-            timed("embed", t0)
-            t0 = time.perf_counter()
-            index = self._vector_index(store_seq)
-            timed("index_sync", t0)
-            t0 = time.perf_counter()
-            # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
-            hits = index.search(query_vec, n_cand * (4 if type_filter else 1), namespaces=ns)
-            ranked["vector"] = hits
-            timed("vector", t0)
-        keyword_index = None  # the in-memory index answers the keyword and name channels
-        if self.settings.keyword_index == "memory" and ("keyword" in channels or "name" in channels):
-            t0 = time.perf_counter()
-            keyword_index = self._keyword_index(store_seq)
-            timed("index_sync", t0)
-        if "keyword" in channels:
-            t0 = time.perf_counter()
-            bm25 = (
-                keyword_index.search(query, n_cand, namespaces=ns, types=types)
-                if keyword_index is not None
-                else self.store.keyword_search(query, n_cand, namespaces=ns, types=types)
-            )
-            # BM25 scores near zero come from words present almost everywhere: no evidence.
-            ranked["keyword"] = [(i, s) for i, s in bm25 if s >= 1e-3]
-            timed("keyword", t0)
-        if "name" in channels:
-            t0 = time.perf_counter()
-            grams = name_candidates(query)
-            found = (
-                keyword_index.name_lookup(grams, namespaces=ns, types=types)
-                if keyword_index is not None
-                else self.store.name_lookup(grams, namespaces=ns, types=types)
-            )
-            # Longer matched names are more specific: rank them first.
-            by_len = sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0]))
-            ranked["name"] = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids][:n_cand]
-            timed("name", t0)
-
-        t0 = time.perf_counter()
-        tuning = self.search_settings
-        if tuning.fusion == "score":
-            candidates = retrieval.score_fusion(ranked, weights=tuning.channel_weights(), limit=n_cand * 2)
-        else:
-            candidates = retrieval.reciprocal_rank_fusion(
-                ranked, k=tuning.rrf_k, weights=tuning.channel_weights(), limit=n_cand * 2
-            )
-        timed("fuse", t0)
-
-        t0 = time.perf_counter()
-        entities: dict[str, Entity] = {e.id: e for e in self.store.get_entities([c.id for c in candidates], ns)}
-        candidates = [
-            c
-            for c in candidates
-            if c.id in entities
-            and (type_filter is None or entities[c.id].type in type_filter)
-            and _entity_live(entities[c.id], as_of)
-        ][:n_cand]
-        timed("load", t0)
-
-        relations: list[Relation] = []
-        if hops > 0 and candidates:
-            t0 = time.perf_counter()
-            seeds = candidates[: max(k, 10)]
-            subgraph = self.store.neighbors(
-                [c.id for c in seeds], depth=hops, as_of=as_of, namespaces=ns, limit=max(200, 20 * k)
-            )
-            entities.update(subgraph.entities)
-            names = {eid: e.name for eid, e in entities.items()}
-            relevance = None
-            if tuning.expansion_relevance_weight > 0 and query_vec is not None:
-                t1 = time.perf_counter()
-                relevance = self._query_relevance(query_vec, ranked.get("vector", []), entities)
-                timed("relevance", t1)
-            expanded = retrieval.expand_graph(
-                candidates,
-                subgraph,
-                as_of=as_of,
-                names=names,
-                max_new=max(20, 2 * k),
-                max_seeds=len(seeds),
-                hop_decay=tuning.hop_decay,
-                weight=tuning.graph_weight,
-                relevance=relevance,
-                relevance_weight=tuning.expansion_relevance_weight,
-            )
-            candidates = [
-                c
-                for c in expanded
-                if c.id in entities
-                and (type_filter is None or entities[c.id].type in type_filter)
-                and _entity_live(entities[c.id], as_of)
-            ]
-            relations = subgraph.relations
-            timed("expand", t0)
-            timings["expand"] -= timings.get("relevance", 0.0)  # stages are disjoint: they add up
-
-        t0 = time.perf_counter()
-        if recency_half_life_days is not None:
-            stamps = {c.id: entities[c.id].valid_from or entities[c.id].created_at for c in candidates}
-            candidates = retrieval.apply_recency(
-                candidates,
-                {i: s for i, s in stamps.items() if s is not None},
-                datetime.now(tz=next((s.tzinfo for s in stamps.values() if s is not None), None)),
-                half_life_days=recency_half_life_days,
-            )
-        pool = candidates[: max(3 * k, 30)]
-        if mmr_lambda < 1.0 and len(pool) > k:
-            vectors = self.store.get_vectors([c.id for c in pool], self.embedder.model_name)
-            chosen = retrieval.mmr(pool, vectors, k, lambda_=mmr_lambda)
-        else:
-            chosen = pool[:k]
-        timed("rerank", t0)
-
-        t0 = time.perf_counter()
-        pack = retrieval.pack_context(chosen, entities, relations, budget)
-        timed("pack", t0)
-        return SearchResult(
+        tuning = SearchSettings.preset(preset) if isinstance(preset, str) else preset or self.search_settings
+        depth = hops if hops is not None else tuning.hops if tuning.hops is not None else DEFAULT_HOPS
+        request = SearchRequest(
             query=query,
-            hits=pack.hits,
-            triples=pack.triples,
-            tokens_used=pack.tokens_used,
-            token_budget=budget,
-            dropped=pack.dropped + max(0, len(candidates) - len(chosen)),
-            timings_ms={s: round(v, 3) for s, v in timings.items()},
+            k=k,
+            hops=depth,
+            namespaces=list(namespaces) if namespaces is not None else None,
+            types=list(types) if types else None,
+            as_of=as_of,
+            token_budget=token_budget or self.settings.token_budget,
+            channels=tuple(channels),
+            mmr_lambda=mmr_lambda,
+            recency_half_life_days=recency_half_life_days,
+            candidate_k=candidate_k,
         )
+        return run_search(self._search_sources(), request, tuning)
 
-    def _query_relevance(
-        self, query_vec: np.ndarray, vector_hits: Sequence[tuple[str, float]], entities: dict[str, Entity]
-    ) -> dict[str, float]:
-        """Cosine of each known entity to the query, scaled to [0, 1] between the weakest and the
-        strongest vector hit; vectors come from the FAISS index (memory, no store round trip)."""
-        cosines = dict(vector_hits)
-        missing = [eid for eid in entities if eid not in cosines]
-        if missing:
-            found = self.index.get_vectors(missing)
-            if found:
-                ids = list(found)
-                matrix = np.vstack([found[i] for i in ids]).astype(np.float32)
-                sims = matrix @ np.asarray(query_vec, dtype=np.float32).ravel()
-                cosines.update(zip(ids, sims.tolist(), strict=True))
-        if not vector_hits:
-            return retrieval.query_relevance(cosines, 0.0, 1.0)
-        scores = [s for _, s in vector_hits]
-        return retrieval.query_relevance(cosines, min(scores), max(scores))
+    def _search_sources(self) -> SearchSources:
+        """The store and derived indexes, as the search stages read them."""
+        return SearchSources(
+            store=self.store,
+            embedder=lambda: self.embedder,
+            vector_index=self._vector_index,
+            keyword_index=self._keyword_index if self.settings.keyword_index == "memory" else None,
+        )
 
     # -- memory (delegates) -------------------------------------------------------------------
     def remember(self, content: str, agent_id: str, session_id: str | None = None, **kwargs: Any) -> Any:
@@ -587,41 +353,6 @@ class ContextEngine:
 
     def recall(self, query: str, agent_id: str, **kwargs: Any) -> Any:
         return self.memory.recall(query, agent_id, **kwargs)
-
-    # ==========================================================================================
-    # -- MCP sources (delegates to aesoperator.ingest.mcp_ingest; types imported at the end) ----
-    def source_definition(self, source: str | SourceDefinition) -> SourceDefinition:
-        """A definition as given, or the one registered under that name (aesop.toml or sources.toml)."""
-        from aesoperator.ingest.registry import SourceRegistry
-        from aesoperator.ingest.sources import SourceDefinition
-
-        if isinstance(source, SourceDefinition):
-            return source
-        return SourceRegistry.for_settings(self.settings).get(source)
-
-    def ingest_source(
-        self,
-        source: str | SourceDefinition,
-        progress: ProgressReporter | None = None,
-        embed: bool | None = None,
-    ) -> IngestReport:
-        """Ingest an MCP source (a registered name or a definition), incrementally."""
-        from aesoperator.ingest.mcp_ingest import ingest_source
-
-        return ingest_source(self, self.source_definition(source), progress=progress, embed=embed)
-
-    def watch_source(
-        self,
-        source: str | SourceDefinition,
-        stop: threading.Event | None = None,
-        on_event: Callable[[WatchEvent], None] | None = None,
-        progress: ProgressReporter | None = None,
-        embed: bool | None = None,
-    ) -> None:
-        """Ingest an MCP source, then re-ingest on its resource updates until `stop` is set."""
-        from aesoperator.ingest.mcp_ingest import watch_source
-
-        watch_source(self, self.source_definition(source), stop=stop, on_event=on_event, progress=progress, embed=embed)
 
     # ==========================================================================================
     # -- notebooks and analysis: the graph as networkx, stats as a table ------------------------
@@ -641,89 +372,33 @@ class ContextEngine:
         `expired_at`, `live`). A relation is kept only when both its ends are kept, and, unless
         `include_expired`, only while it holds now. Built from the store's iterators, so it works
         on every backend; it is a copy: changing it does not change the store.
-        """
-        import networkx
 
-        graph = networkx.MultiDiGraph()
-        graph.graph["store"] = self.store.backend  # not `backend=`: networkx reads that as its own dispatch
-        for batch in self.store.iter_entities(
-            batch_size=batch_size,
-            namespaces=list(namespaces) if namespaces is not None else None,
-            types=list(types) if types is not None else None,
-        ):
-            for entity in batch:
-                graph.add_node(
-                    entity.id,
-                    type=entity.type,
-                    name=entity.name,
-                    namespace=entity.namespace,
-                    source=entity.source,
-                    valid_from=entity.valid_from,
-                    valid_to=entity.valid_to,
-                )
-        wanted = set(relation_types) if relation_types is not None else None
-        for relations in self.store.iter_relations(batch_size=batch_size):
-            for rel in relations:
-                if wanted is not None and rel.type not in wanted:
-                    continue
-                if rel.src not in graph or rel.dst not in graph:
-                    continue
-                live = rel.is_live()
-                if not live and not include_expired:
-                    continue
-                graph.add_edge(
-                    rel.src,
-                    rel.dst,
-                    key=rel.id,
-                    type=rel.type,
-                    namespace=rel.namespace,
-                    source=rel.source,
-                    valid_from=rel.valid_from,
-                    valid_to=rel.valid_to,
-                    recorded_at=rel.recorded_at,
-                    expired_at=rel.expired_at,
-                    live=live,
-                )
-        return graph
+        Args:
+            namespaces: keep only entities in these namespaces (None: all).
+            types: keep only entities of these types (None: all).
+            relation_types: keep only relations of these types (None: all).
+            include_expired: keep relations that no longer hold too.
+            batch_size: rows read per store call.
+
+        Returns:
+            The graph (see `aesoperator.engine.export.to_networkx`).
+
+        Raises:
+            StoreError: the store failed.
+        """
+        return export.to_networkx(self.store, namespaces, types, relation_types, include_expired, batch_size)
 
     def stats_frame(self) -> pd.DataFrame:
         """`stats()` as a pandas DataFrame (columns group, name, count) that renders as a table
         in Jupyter: the totals, then entities per type, relations per type, entities per namespace.
-        Needs pandas (the `notebooks` extra)."""
-        try:
-            import pandas
-        except ImportError as exc:  # an optional dependency
-            raise AesopError("stats_frame needs pandas: pip install 'aesoperator[notebooks]'") from exc
 
-        stats = self.stats()
-        rows: list[tuple[str, str, int]] = [
-            ("total", "entities", stats.entities),
-            ("total", "relations", stats.relations),
-            ("total", "live relations", stats.live_relations),
-            ("total", "vectors", stats.vectors),
-            ("total", "change-log position", stats.last_seq),
-        ]
-        for group, counts in (
-            ("entity type", stats.entity_types),
-            ("relation type", stats.relation_types),
-            ("namespace", stats.namespaces),
-        ):
-            rows.extend((group, name, count) for name, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-        frame = pandas.DataFrame(rows, columns=["group", "name", "count"])
-        frame.attrs["backend"] = stats.backend
-        return frame
+        Returns:
+            The table (see `aesoperator.engine.export.stats_frame`).
+
+        Raises:
+            AesopError: pandas is not installed (the `notebooks` extra).
+        """
+        return export.stats_frame(self.stats())
 
 
-# -- names used only in the MCP-source annotations above ----------------------------------------
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from aesoperator.ingest.mcp_ingest import WatchEvent
-    from aesoperator.ingest.sources import SourceDefinition
-
-# -- names used only in the notebook-helper annotations above ------------------------------------
-if TYPE_CHECKING:
-    import networkx as nx
-    import pandas as pd
-
-__all__ = ["AesopError", "ContextEngine", "SearchSettings"]
+__all__ = ["MAX_K", "MAX_QUERY_CHARS", "AesopError", "EngineCore", "SearchSettings"]

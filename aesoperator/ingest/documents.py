@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.graph_schema.ids import content_hash, entity_id
-from aesoperator.graph_schema.models import Entity, Relation
+from aesoperator.graph_schema.models import Entity, Provenance, Relation
 from aesoperator.ingest.records import MappedItem, SourceRecord
 
 MIN_LINK_NAME_CHARS = 4
@@ -49,8 +49,6 @@ class DocumentsMapper:
         self.namespace = namespace
 
     def map(self, record: SourceRecord) -> MappedItem:
-        from aesoperator.graph_schema.models import Provenance
-
         doc = DocumentInput.model_validate(record.payload)
         entity = Entity(
             id=entity_id(self.source, "doc", record.key),

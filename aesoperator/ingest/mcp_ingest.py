@@ -27,6 +27,7 @@ import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from aesoperator.engine.progress import NoProgress, ProgressReporter
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch
 from aesoperator.errors import SourceError
 from aesoperator.graph_schema.ids import content_hash
@@ -44,12 +45,11 @@ from aesoperator.ingest.client import (
     transport_identity,
 )
 from aesoperator.ingest.pipeline import IngestPipeline, IngestReport, quarantine_key
-from aesoperator.ingest.progress import NoProgress, ProgressReporter
 from aesoperator.ingest.records import SourceRecord
 from aesoperator.ingest.sources import SourceDefinition
 
 if TYPE_CHECKING:
-    from aesoperator.engine.context import ContextEngine
+    from aesoperator.engine.context import EngineCore
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _summary(
 
 
 def _record_failure(
-    engine: ContextEngine,
+    engine: EngineCore,
     definition: SourceDefinition,
     started_at: str | None,
     started: float,
@@ -203,7 +203,7 @@ def stream_records(
 
 # -- ingest ------------------------------------------------------------------------------------
 def _run(
-    engine: ContextEngine,
+    engine: EngineCore,
     definition: SourceDefinition,
     adapter: SourceAdapter,
     portal: BlockingPortal,
@@ -248,12 +248,12 @@ def _run(
     return report
 
 
-def _claim(engine: ContextEngine, definition: SourceDefinition) -> None:
+def _claim(engine: EngineCore, definition: SourceDefinition) -> None:
     IngestPipeline(engine.store).claim_source(definition.name, transport_identity(definition))
 
 
 def ingest_source(
-    engine: ContextEngine,
+    engine: EngineCore,
     definition: SourceDefinition,
     progress: ProgressReporter | None = None,
     embed: bool | None = None,
@@ -309,7 +309,7 @@ class _WatchState:
 
 
 def watch_source(
-    engine: ContextEngine,
+    engine: EngineCore,
     definition: SourceDefinition,
     stop: threading.Event | None = None,
     on_event: Callable[[WatchEvent], None] | None = None,
@@ -355,7 +355,7 @@ def watch_source(
 
 
 def _follow(
-    engine: ContextEngine,
+    engine: EngineCore,
     definition: SourceDefinition,
     adapter: SourceAdapter,
     portal: BlockingPortal,
@@ -380,7 +380,7 @@ def _follow(
 
 
 def _follow_feed(
-    engine: ContextEngine,
+    engine: EngineCore,
     definition: SourceDefinition,
     adapter: SourceAdapter,
     portal: BlockingPortal,

@@ -13,19 +13,16 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aesoperator.engine.embeddings import TextEmbedder, embedding_text
+from aesoperator.engine.progress import NoProgress, ProgressReporter
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
 from aesoperator.errors import AesopError, SourceError, StoreError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
-from aesoperator.ingest.progress import NoProgress, ProgressReporter
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
-
-if TYPE_CHECKING:
-    from aesoperator.engine.embeddings import TextEmbedder
 
 SOURCE_IDENTITY_KEY = "__source__"
 QUARANTINE_PREFIX = "__quarantine__/"
@@ -44,11 +41,6 @@ def quarantined(states: dict[str, SourceItemState]) -> list[tuple[str, str, str]
             info = json.loads(state.cursor or "{}")
             out.append((key[len(QUARANTINE_PREFIX) :], str(info.get("reason", "")), str(info.get("at", ""))))
     return sorted(out)
-
-
-def embedding_text(entity: Entity) -> str:
-    """What gets embedded: the text, prefixed by the name when the text does not already carry it."""
-    return entity.text if entity.name in entity.text[:400] else f"{entity.name}\n{entity.text}"
 
 
 @dataclass

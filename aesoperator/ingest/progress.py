@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol
 
 from rich.progress import (
     BarColumn,
@@ -14,24 +13,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-
-class ProgressReporter(Protocol):
-    def start(self, description: str, total: int | None) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def finish(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, description: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
+from aesoperator.engine.progress import NoProgress, ProgressReporter
 
 
 class RichProgress:
@@ -69,3 +51,6 @@ class RichProgress:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.finish()
+
+
+__all__ = ["NoProgress", "ProgressReporter", "RichProgress"]

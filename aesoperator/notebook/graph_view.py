@@ -29,6 +29,7 @@ from typing import Any
 
 import networkx as nx
 
+from aesoperator.engine.export import subgraph_to_networkx
 from aesoperator.engine.stores.base import Subgraph
 
 MARKER_CLASS = "aesop-graph-view"
@@ -73,39 +74,6 @@ def _shorten(text: str, chars: int, keep_lines: bool = False) -> str:
         else " ".join(str(text).split())
     )
     return flat if len(flat) <= chars else flat[: chars - 1] + "…"
-
-
-def subgraph_to_networkx(subgraph: Subgraph) -> nx.MultiDiGraph:
-    """A `Subgraph` (from `engine.neighbors`) as a MultiDiGraph with the attributes
-    `ContextEngine.to_networkx` uses, plus each node's `hop` from the seeds."""
-    graph = nx.MultiDiGraph()
-    for eid, entity in subgraph.entities.items():
-        graph.add_node(
-            eid,
-            type=entity.type,
-            name=entity.name,
-            namespace=entity.namespace,
-            source=entity.source,
-            valid_from=entity.valid_from,
-            valid_to=entity.valid_to,
-            hop=subgraph.hops.get(eid),
-        )
-    for rel in subgraph.relations:
-        if rel.src in graph and rel.dst in graph:
-            graph.add_edge(
-                rel.src,
-                rel.dst,
-                key=rel.id,
-                type=rel.type,
-                namespace=rel.namespace,
-                source=rel.source,
-                valid_from=rel.valid_from,
-                valid_to=rel.valid_to,
-                recorded_at=rel.recorded_at,
-                expired_at=rel.expired_at,
-                live=rel.is_live(),
-            )
-    return graph
 
 
 class GraphView:

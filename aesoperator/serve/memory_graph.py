@@ -62,7 +62,7 @@ from aesoperator.serve.schemas import (
 )
 
 if TYPE_CHECKING:
-    from aesoperator.engine.context import ContextEngine
+    from aesoperator.context import ContextEngine
 
 DEFAULT_MEMORY_NAMESPACE = MEMORY_GRAPH_HOME
 PLACEHOLDER_TYPE = "MemoryPlaceholder"

@@ -45,7 +45,6 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from aesoperator import __version__
 from aesoperator.errors import AesopError
 from aesoperator.security.envelope import GuardedCalls
 from aesoperator.security.failures import classify
@@ -61,6 +60,7 @@ from aesoperator.serve.tools_engine import (
     visible_stats,
 )
 from aesoperator.serve.tools_memory_compat import register_memory_tools
+from aesoperator.version import __version__
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import TokenVerifier
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver import Context
     from starlette.applications import Starlette
 
-    from aesoperator.engine.context import ContextEngine
+    from aesoperator.context import ContextEngine
     from aesoperator.engine.stores import GraphStore
 
 log = logging.getLogger(__name__)

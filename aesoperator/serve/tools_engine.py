@@ -59,7 +59,7 @@ from aesoperator.serve.schemas import (
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
-    from aesoperator.engine.context import ContextEngine
+    from aesoperator.context import ContextEngine
 
 SOURCE_SCAN_LIMIT = 200_000
 SOURCE_SCAN_TTL_SECONDS = 30.0

@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from aesoperator import ContextEngine
 from aesoperator.config import Settings
-from aesoperator.engine.context import ContextEngine
 from aesoperator.ingest import mcp_ingest
 from aesoperator.ingest.adapters.filesystem import Adapter as FilesystemAdapter
 from aesoperator.ingest.pipeline import IngestReport

@@ -52,8 +52,8 @@ FALLBACK_QUERIES = [
 # -- data -----------------------------------------------------------------------------------------
 def prepare(work: Path, entities: int, evaldata: Path) -> tuple[Path, list[str], dict[str, Any]]:
     """A data dir with `entities` entities, embedded and indexed, and the questions to ask."""
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
 
     data_dir = work / "data"
     started = time.perf_counter()

@@ -22,8 +22,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
     from aesoperator.security.audit import AuditLog
     from aesoperator.security.guard import CallGuard
     from aesoperator.security.http.gate import AuthenticatedHTTPApp

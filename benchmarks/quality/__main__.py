@@ -134,8 +134,8 @@ def memory_server_command() -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
 
     datasets, notes = load_all(Path(args.data), args.datasets)
     report: dict[str, Any] = {"data": str(args.data), "notes": notes, "datasets": {}, "machine": machine_info()}

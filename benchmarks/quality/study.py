@@ -51,8 +51,8 @@ def parse_try(spec: str) -> tuple[str, tuple[dict[str, Any], dict[str, Any]]]:
 
 def open_engine(workdir: Path, name: str) -> tuple[Any, bool]:
     """The engine over this dataset's kept folder, and whether it still needs ingesting."""
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
 
     folder = workdir / name
     done = (folder / "INGESTED").exists()

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aesoperator.engine.context import ContextEngine
+from aesoperator import ContextEngine
 from aesoperator.engine.memory import agent_namespace
 from benchmarks.quality.datasets import Dataset, Question
 

@@ -357,7 +357,7 @@ def _synthetic_vectors(first_index: int, count: int, sample: np.ndarray, n_real:
 
 
 def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
-    from aesoperator.engine.context import ContextEngine
+    from aesoperator import ContextEngine
     from aesoperator.engine.embeddings import DEFAULT_MODEL, Embedder
     from aesoperator.engine.stores.base import WriteBatch
     from aesoperator.graph_schema.ids import content_hash

@@ -315,8 +315,8 @@ def _in_process(
 ) -> dict[str, tuple[Calls, Calls]]:
     """`ContextEngine.search` per kind of query: its wall time, and the sum of its stages' own
     timings without the query embedding (what the engine costs beyond the model)."""
+    from aesoperator import ContextEngine
     from aesoperator.config import Settings
-    from aesoperator.engine.context import ContextEngine
 
     k, hops = int(spec["k"]), int(spec["hops"])
     engine = ContextEngine.open(settings=Settings(data_dir=Path(spec["work_dir"]) / "aesop"))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from aesoperator.config import Settings
+from aesoperator.engine.data_dir import make_private_dir
 from aesoperator.engine.stores.base import (
     Change,
     GraphStore,
@@ -13,9 +13,7 @@ from aesoperator.engine.stores.base import (
     WriteBatch,
     WriteResult,
 )
-
-if TYPE_CHECKING:
-    from aesoperator.config import Settings
+from aesoperator.engine.stores.embedded import EmbeddedGraphStore
 
 __all__ = [
     "Change",
@@ -30,8 +28,19 @@ __all__ = [
 
 
 def open_store(settings: Settings) -> GraphStore:
-    """The embedded store in `settings.data_dir`, or Neo4j when `settings.graph` is a URI."""
+    """The embedded store in `settings.data_dir`, or Neo4j when `settings.graph` is a URI.
+
+    Args:
+        settings: where the graph lives and how to reach it.
+
+    Returns:
+        The open store.
+
+    Raises:
+        StoreError: the store cannot be opened or reached.
+    """
     if settings.uses_neo4j:
+        # Deferred: the Neo4j driver costs more to import than the rest of the engine.
         from aesoperator.engine.stores.neo4j import Neo4jGraphStore
 
         return Neo4jGraphStore(
@@ -43,8 +52,5 @@ def open_store(settings: Settings) -> GraphStore:
             max_retry_time=settings.neo4j_max_retry_time,
             connection_timeout=settings.neo4j_connection_timeout,
         )
-    from aesoperator.engine.data_dir import make_private_dir
-    from aesoperator.engine.stores.embedded import EmbeddedGraphStore
-
     make_private_dir(settings.data_dir)
     return EmbeddedGraphStore(settings.data_dir)

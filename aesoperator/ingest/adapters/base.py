@@ -4,11 +4,13 @@ pure mapper that turns those records into graph items."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aesoperator.engine.stores.base import SourceItemState
+from aesoperator.errors import ConfigError
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
 from aesoperator.ingest.sources import SourceDefinition
 
@@ -82,10 +84,6 @@ def unchanged(state: SourceItemState, uri: str = "") -> SourceRecord:
 
 def make_adapter(definition: SourceDefinition) -> SourceAdapter:
     """The adapter for a definition's kind (imported lazily: each pulls only what it needs)."""
-    import importlib
-
-    from aesoperator.errors import ConfigError
-
     try:
         module = importlib.import_module(f"aesoperator.ingest.adapters.{definition.kind}")
     except ModuleNotFoundError as exc:

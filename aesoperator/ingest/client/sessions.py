@@ -15,7 +15,6 @@ import mcp_types as types
 from mcp import Client
 from mcp.client import Transport
 
-from aesoperator import __version__
 from aesoperator.ingest.client.errors import (
     CallTimeout,
     ConnectionFailed,
@@ -24,6 +23,7 @@ from aesoperator.ingest.client.errors import (
 from aesoperator.ingest.client.faults import ConnectionFaults
 from aesoperator.ingest.client.state import Session
 from aesoperator.ingest.client.stdio import STOP_GRACE_SECONDS
+from aesoperator.version import __version__
 
 log = logging.getLogger(__name__)
 
