@@ -213,9 +213,31 @@ class EngineCore:
         return result.seq
 
     def delete(self, entity_ids: Sequence[str]) -> int:
+        """Delete entities, their relations and vectors from the store.
+
+        Args:
+            entity_ids: the ids to delete (unknown ids are ignored).
+
+        Returns:
+            How many entities were deleted.
+
+        Raises:
+            StoreError: the store failed.
+        """
         return self.store.delete_entities(entity_ids)
 
     def refresh_index(self, save: bool = False) -> SyncReport | None:
+        """Bring the vector index up to date with the store's change log.
+
+        Args:
+            save: also write the index to disk.
+
+        Returns:
+            The report of the last sync (None when nothing has been synced).
+
+        Raises:
+            StoreError: the store failed, or the index could not be saved.
+        """
         with self._index_lock:
             index = self.index
             if save:
@@ -224,7 +246,18 @@ class EngineCore:
 
     def embed_missing(self, batch_size: int = 512, progress: ProgressReporter | None = None) -> int:
         """Embed every entity whose stored vector is missing or was computed from other text
-        (after an ingest with embedding off, or a change of model). Returns how many were embedded."""
+        (after an ingest with embedding off, or a change of model).
+
+        Args:
+            batch_size: entities read and embedded per batch.
+            progress: receives the progress over all entities.
+
+        Returns:
+            How many entities were embedded.
+
+        Raises:
+            StoreError: the store failed.
+        """
         model = self.embedder.model_name
         done = 0
         if progress is not None:
@@ -247,8 +280,14 @@ class EngineCore:
         return done
 
     def rebuild_index(self) -> SyncReport:
-        """Rebuild the derived indexes from the store (the keyword index too, when in memory);
-        returns the vector index's report."""
+        """Rebuild the derived indexes from the store (the keyword index too, when in memory).
+
+        Returns:
+            The vector index's report.
+
+        Raises:
+            StoreError: the store failed, or the index could not be saved.
+        """
         with self._index_lock:
             report = self.index.rebuild(self.store)
             self.index.save()
@@ -258,6 +297,15 @@ class EngineCore:
 
     # -- reading ------------------------------------------------------------------------------
     def get_entities(self, ids: Sequence[str], namespaces: Sequence[str] | None = None) -> list[Entity]:
+        """Entities by id.
+
+        Args:
+            ids: the ids.
+            namespaces: read only these namespaces (None: all).
+
+        Returns:
+            The entities found (unknown or unreadable ids are left out).
+        """
         return self.store.get_entities(ids, namespaces=namespaces)
 
     def neighbors(
@@ -270,9 +318,34 @@ class EngineCore:
         namespaces: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> Subgraph:
+        """The entities and relations around some entities.
+
+        Args:
+            ids: the seed entities.
+            depth: hops to follow.
+            relation_types: follow only these relation types (None: all).
+            direction: "out", "in" or "both".
+            as_of: follow only relations valid at this moment (None: now).
+            namespaces: read only these namespaces (None: all).
+            limit: entities to return at most.
+
+        Returns:
+            The subgraph, with each entity's hop from the seeds.
+
+        Raises:
+            StoreError: the store failed.
+        """
         return self.store.neighbors(ids, depth, relation_types, direction, as_of, namespaces, limit)
 
     def stats(self) -> StoreStats:
+        """Counts of what the store holds.
+
+        Returns:
+            Entities, relations and vectors in total and per type and namespace.
+
+        Raises:
+            StoreError: the store failed.
+        """
         return self.store.stats()
 
     def search(
@@ -349,9 +422,30 @@ class EngineCore:
 
     # -- memory (delegates) -------------------------------------------------------------------
     def remember(self, content: str, agent_id: str, session_id: str | None = None, **kwargs: Any) -> Any:
+        """Store an episode of an agent's memory (see `AgentMemory.remember`).
+
+        Args:
+            content: what to remember.
+            agent_id: the agent.
+            session_id: the session it belongs to.
+            **kwargs: further `AgentMemory.remember` arguments.
+
+        Returns:
+            The stored episode.
+        """
         return self.memory.remember(content, agent_id, session_id, **kwargs)
 
     def recall(self, query: str, agent_id: str, **kwargs: Any) -> Any:
+        """Recall an agent's episodes relevant to a query (see `AgentMemory.recall`).
+
+        Args:
+            query: what to recall.
+            agent_id: the agent.
+            **kwargs: further `AgentMemory.recall` arguments.
+
+        Returns:
+            The recalled episodes with scores and reasons.
+        """
         return self.memory.recall(query, agent_id, **kwargs)
 
     # ==========================================================================================
