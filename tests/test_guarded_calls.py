@@ -28,6 +28,7 @@ from aesoperator.security.failures import ERROR_META_KEY
 from aesoperator.security.guard import CallGuard
 from aesoperator.security.http.gate import build_http_app
 from aesoperator.security.http.listener import HTTPServerThread, bind_socket, resource_url_for
+from aesoperator.security.principal import Principal
 from aesoperator.security.ratelimit import Limit, RateLimiter
 from aesoperator.security.tokens import StaticTokenVerifier, TokenStore
 
@@ -70,6 +71,18 @@ def test_a_connector_over_its_rate_counts_refusals_and_writes_them_in_aggregate(
     assert (last["tool"], last["decision"], last["count"]) == ("list_allowed_directories", "rate_limited", 5)
     assert audit.verify().ok
     guard.close()
+
+
+def test_a_refused_call_is_recorded_under_its_caller(tmp_path: Path) -> None:
+    audit = AuditLog.in_data_dir(tmp_path / "data")
+    stranger = Principal.from_scopes("mallory", ["source:elsewhere"], "stdio")
+    policy = ConnectorPolicy("files", stdio_principal=stranger, guard=CallGuard(audit, None))
+    server = filesystem.build_server(filesystem.FilesystemSource([str(tmp_path)]), policy)
+    result = anyio.run(server.call_tool, "list_allowed_directories", {})
+    assert result.is_error and result.meta[ERROR_META_KEY]["type"] == "permission_denied"
+    (record,) = audit.tail(5)
+    assert (record["principal"], record["decision"]) == ("mallory", "deny")
+    policy.guard.close()  # type: ignore[union-attr]
 
 
 def _forbidden_server() -> MCPServer:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from aesoperator.connectors import filesystem, git, github, postgres, postgres_server
 from aesoperator.connectors.base import ConnectorPolicy, ConnectorServer
 from aesoperator.errors import ConfigError
 
@@ -23,8 +24,6 @@ def build(kind: str, name: str, options: Mapping[str, Any], policy: ConnectorPol
     """The connector server of `kind` for `options` (see each module for the keys)."""
     policy = policy or ConnectorPolicy(name)
     if kind == "postgres":
-        from aesoperator.connectors import postgres, postgres_server
-
         pg = postgres.PostgresSource(
             dsn=str(options.get("connection_string") or ""),
             allowed_tables=list(options.get("allowed_tables") or []),
@@ -34,19 +33,13 @@ def build(kind: str, name: str, options: Mapping[str, Any], policy: ConnectorPol
         )
         return postgres_server.build_server(pg, policy)
     if kind == "git":
-        from aesoperator.connectors import git
-
         if not options.get("repo"):
             raise ConfigError(f"connector {name!r}: the git connector needs repo (a local repository path)")
         return git.build_server(git.GitSource(options["repo"]), policy)
     if kind == "filesystem":
-        from aesoperator.connectors import filesystem
-
         limits: dict[str, Any] = {k: options[k] for k in ("max_depth", "read_timeout") if options.get(k) is not None}
         return filesystem.build_server(filesystem.FilesystemSource(list(options.get("roots") or []), **limits), policy)
     if kind == "github":
-        from aesoperator.connectors import github
-
         recorded = options.get("recorded")
         transport: Any
         if options.get("transport") is not None:

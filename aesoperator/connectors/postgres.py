@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from aesoperator.connectors.pg_sql import Ident, catalog_sql
 from aesoperator.connectors.postgres_models import ColumnSchema, Filter, GroupBy, Metric, OrderBy, TableSchema
 from aesoperator.errors import ConfigError, PermissionDenied, SchemaError, SourceError
 
@@ -305,14 +306,10 @@ class PostgresSource:
     def _relation(self, table: TableSchema) -> Any:
         from psycopg import sql
 
-        from aesoperator.connectors.pg_sql import Ident
-
         return sql.SQL("{}.{}").format(Ident(table.schema), Ident(table.name))
 
     def _where(self, table: TableSchema, filters: Sequence[Filter] | Mapping[str, Any] | None) -> tuple[Any, list[Any]]:
         from psycopg import sql
-
-        from aesoperator.connectors.pg_sql import Ident
 
         items = _filters(filters)
         if len(items) > MAX_FILTERS:
@@ -369,8 +366,6 @@ class PostgresSource:
     ) -> dict[str, Any]:
         from psycopg import sql
 
-        from aesoperator.connectors.pg_sql import Ident
-
         schema = self.table(table)
         chosen = [schema.column(c).name for c in columns] if columns else [c.name for c in schema.columns]
         where, params = self._where(schema, filters)
@@ -412,8 +407,6 @@ class PostgresSource:
         limit: int | None = None,
     ) -> dict[str, Any]:
         from psycopg import sql
-
-        from aesoperator.connectors.pg_sql import Ident
 
         schema = self.table(table)
         if not metrics:
@@ -466,8 +459,6 @@ class PostgresSource:
         """All columns in primary key order, after the key `after` (keyset paging)."""
         from psycopg import sql
 
-        from aesoperator.connectors.pg_sql import Ident, catalog_sql
-
         schema = self.table(table)
         if not schema.primary_key:
             raise SchemaError(f"table {table!r} has no primary key, so its rows cannot be paged")
@@ -491,8 +482,6 @@ class PostgresSource:
 
     def insert_rows(self, table: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         from psycopg import sql
-
-        from aesoperator.connectors.pg_sql import Ident
 
         if self.read_only:
             raise PermissionDenied("this postgres connector is read-only")

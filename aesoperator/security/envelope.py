@@ -130,7 +130,8 @@ class GuardedCalls:
         principal = ANONYMOUS
         state: CallState | None = None
         try:
-            principal = self.admit(name, tool=True)
+            principal = self.resolve()  # resolved first, so a refused call is recorded under its caller
+            self.admit(name, tool=True, principal=principal)
             state = CallState(principal)
             token = _CALL.set(state)
             try:
@@ -166,7 +167,8 @@ class GuardedCalls:
         decision = "error"
         what = f"resource {uri[:200]!r}"
         try:
-            principal = self.admit(RESOURCE_CALL, tool=False)
+            principal = self.resolve()
+            self.admit(RESOURCE_CALL, tool=False, principal=principal)
             state = CallState(principal)
             token = _CALL.set(state)
             try:

@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aesoperator.engine.embeddings import embedding_text
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.ids import (
@@ -278,8 +279,6 @@ class MemoryGraph:
         delete_entity_ids: Sequence[str] = (),
         expire_relation_ids: Sequence[str] = (),
     ) -> None:
-        from aesoperator.ingest.pipeline import embedding_text
-
         vectors: dict[str, Any] = {}
         model: str | None = None
         embeddable = [e for e in entities if not self._is_placeholder(e)]

@@ -27,6 +27,7 @@ from aesoperator.engine.results import SearchHit
 from aesoperator.engine.stores import StoreStats
 from aesoperator.errors import PermissionDenied, SchemaError
 from aesoperator.graph_schema.models import Entity, Episode, Relation, from_iso, utcnow
+from aesoperator.ingest.registry import SourceRegistry, source_status
 from aesoperator.security.envelope import current_call, report_count
 from aesoperator.security.principal import Principal
 from aesoperator.serve.schemas import (
@@ -424,8 +425,6 @@ def _preview(ids: Sequence[str], most: int = 5) -> str:
 
 
 def _registered(rt: Runtime) -> dict[str, Any]:
-    from aesoperator.ingest.registry import SourceRegistry
-
     try:
         return dict(SourceRegistry.for_settings(rt.engine.settings).entries())
     except Exception:  # a broken sources.toml must not break serving; `aesop sources list` reports it
@@ -480,8 +479,6 @@ def _source_readable(rt: Runtime, name: str, readable: Sequence[str] | None) -> 
 
 
 def _source_out(rt: Runtime, name: str) -> SourceOut:
-    from aesoperator.ingest.registry import source_status
-
     entry = _registered(rt).get(name)
     status = source_status(rt.engine.store, name)
     run = status.get("last_run") or None
