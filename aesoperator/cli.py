@@ -30,13 +30,13 @@ out = Console()
 err = Console(stderr=True)
 
 
-class _State:
+class _CliState:
     data_dir: Path | None = None
     graph: str | None = None
     as_json: bool = False
 
 
-state = _State()
+state = _CliState()
 
 
 @app.callback()

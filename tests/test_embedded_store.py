@@ -16,7 +16,7 @@ import pytest
 
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
-from aesoperator.engine.stores.graph_view import GraphView
+from aesoperator.engine.stores.graph_view import NetworkxGraphView
 from aesoperator.errors import SchemaError, StoreError
 from aesoperator.graph_schema.models import Entity, Relation
 
@@ -39,7 +39,7 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     )  # fmt: skip
 
 
-def view_snapshot(view: GraphView) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str, str]]]:
+def view_snapshot(view: NetworkxGraphView) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str, str]]]:
     g = view.graph
     nodes = {(n, d["namespace"], d["type"]) for n, d in g.nodes(data=True)}
     edges = {(u, v, k, repr(sorted(d.items()))) for u, v, k, d in g.edges(keys=True, data=True)}
@@ -48,7 +48,7 @@ def view_snapshot(view: GraphView) -> tuple[set[tuple[str, str, str]], set[tuple
 
 def assert_view_matches_store(store: EmbeddedGraphStore) -> None:
     """The incrementally caught-up view equals a view built from scratch."""
-    fresh = GraphView()
+    fresh = NetworkxGraphView()
     with sqlite3.connect(store.db_path) as conn:
         fresh.load(conn)
     assert view_snapshot(store.view) == view_snapshot(fresh)

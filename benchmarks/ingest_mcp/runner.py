@@ -30,7 +30,7 @@ from rich.table import Table
 from aesoperator import ContextEngine
 from aesoperator.config import Settings
 from aesoperator.ingest import mcp_ingest
-from aesoperator.ingest.adapters.filesystem import Adapter as FilesystemAdapter
+from aesoperator.ingest.adapters.filesystem import FilesystemAdapter
 from aesoperator.ingest.pipeline import IngestReport
 from aesoperator.ingest.progress import RichProgress
 from aesoperator.ingest.sources import SourceDefinition

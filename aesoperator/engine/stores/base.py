@@ -239,7 +239,7 @@ class GraphStore(Protocol):
     def close(self) -> None: ...
 
 
-class BatchWriter:
+class WriteShortcutsMixin:
     """The protocol's write shortcuts, each one atomic batch through the backend's `_write`."""
 
     def _write(self, batch: WriteBatch, expire_at: datetime | None = None) -> WriteResult:

@@ -23,7 +23,6 @@ import numpy as np
 from aesoperator.engine.data_dir import create_private_file, make_private_dir
 from aesoperator.engine.query_terms import prune_common_terms
 from aesoperator.engine.stores.base import (
-    BatchWriter,
     Change,
     GraphStore,
     SourceItemState,
@@ -31,6 +30,7 @@ from aesoperator.engine.stores.base import (
     Subgraph,
     WriteBatch,
     WriteResult,
+    WriteShortcutsMixin,
 )
 from aesoperator.engine.stores.embedded_rows import (
     ENTITY_COLUMNS,
@@ -44,7 +44,7 @@ from aesoperator.engine.stores.embedded_rows import (
 )
 from aesoperator.engine.stores.embedded_schema import configure, create_schema
 from aesoperator.engine.stores.embedded_write import apply_batch
-from aesoperator.engine.stores.graph_view import GraphView
+from aesoperator.engine.stores.graph_view import NetworkxGraphView
 from aesoperator.engine.stores.out_of_space import reraise_if_out_of_space
 from aesoperator.errors import StoreError
 from aesoperator.graph_schema.models import Direction, Entity, Relation, to_iso, utcnow
@@ -79,7 +79,7 @@ def _optional_list(values: Sequence[str] | None) -> str | None:
     return None if values is None else json_list(list(values))
 
 
-class EmbeddedGraphStore(BatchWriter):
+class EmbeddedGraphStore(WriteShortcutsMixin):
     """`GraphStore` over SQLite in `path/graph.sqlite` plus an in-memory networkx view."""
 
     backend = "embedded"
@@ -113,7 +113,7 @@ class EmbeddedGraphStore(BatchWriter):
         except BaseException:
             conn.close()
             raise
-        self.view = GraphView()
+        self.view = NetworkxGraphView()
         try:
             with self._read("build the graph view"):
                 self.view.load(conn)

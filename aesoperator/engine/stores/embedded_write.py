@@ -88,7 +88,7 @@ class _Prepared:
 
 
 @dataclass(slots=True)
-class BatchWriter:
+class SqliteBatch:
     """Writes one batch on a connection that is already inside `BEGIN IMMEDIATE`."""
 
     conn: sqlite3.Connection
@@ -388,7 +388,7 @@ def apply_batch(
     `now` stamps new rows and updates; relations in `expire_relation_ids` are retired at
     `expire_at` (default: `now`).
     """
-    writer = BatchWriter(conn, to_iso(now) or "")
+    writer = SqliteBatch(conn, to_iso(now) or "")
     prepared = writer.prepare(batch)
     writer.delete_relations(batch.delete_relation_ids)
     writer.delete_entities(batch.delete_entity_ids)

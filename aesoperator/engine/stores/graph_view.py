@@ -48,7 +48,7 @@ class Traversal:
     relation_ids: list[str] = field(default_factory=list)
 
 
-class GraphView:
+class NetworkxGraphView:
     """A process-local traversal view kept in step with the store's change log."""
 
     def __init__(self) -> None:

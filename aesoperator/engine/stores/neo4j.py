@@ -32,7 +32,6 @@ from neo4j import Driver, GraphDatabase, ManagedTransaction, Session
 from neo4j import exceptions as neo4j_errors
 
 from aesoperator.engine.stores.base import (
-    BatchWriter,
     Change,
     GraphStore,
     SourceItemState,
@@ -40,6 +39,7 @@ from aesoperator.engine.stores.base import (
     Subgraph,
     WriteBatch,
     WriteResult,
+    WriteShortcutsMixin,
 )
 from aesoperator.engine.stores.neo4j_rows import (
     chunks,
@@ -118,7 +118,7 @@ def _hop_query(direction: str, timed: bool) -> str:
     )
 
 
-class Neo4jGraphStore(BatchWriter):
+class Neo4jGraphStore(WriteShortcutsMixin):
     """`GraphStore` over a Neo4j server (5.7 or later), reached at `uri` over Bolt."""
 
     backend = "neo4j"

@@ -110,7 +110,7 @@ def _group(rows: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
 
 
 @dataclass(slots=True)
-class BatchWriter:
+class CypherBatch:
     """Writes one batch in `tx`; create one per transaction attempt."""
 
     tx: ManagedTransaction
@@ -504,7 +504,7 @@ class BatchWriter:
 
 def apply_batch(tx: ManagedTransaction, batch: WriteBatch, now: str, expire_at: str, size: int) -> WriteResult:
     """Validate and apply `batch` in `tx` (a managed write transaction)."""
-    writer = BatchWriter(tx, now, size)
+    writer = CypherBatch(tx, now, size)
     writer.lock()
     entities, relations, vectors = writer.prepare(batch)
     writer.delete_relations(batch.delete_relation_ids)

@@ -64,7 +64,7 @@ def references(text: str) -> dict[int, str]:
     return found
 
 
-class GitHubMapper:
+class GitHubConnectorMapper:
     """Pure: GitHub records to entities and relations."""
 
     kind = "aesop_github"
@@ -285,7 +285,7 @@ class GitHubMapper:
         return out
 
 
-class Adapter:
+class GitHubConnectorAdapter:
     kind = "aesop_github"
 
     def __init__(self, definition: SourceDefinition) -> None:
@@ -296,7 +296,7 @@ class Adapter:
             raise ConfigError(f"source {definition.name!r}: options.max_items must be a positive integer")
         self.max_items = max_items
         self.comments = bool(options.get("comments", False))
-        self.mapper = GitHubMapper(definition.name, definition.namespace)
+        self.mapper = GitHubConnectorMapper(definition.name, definition.namespace)
         self.skipped: list[SkippedRecord] = []
 
     async def _call(self, conn: McpConnection, tool: str, **arguments: Any) -> Any:

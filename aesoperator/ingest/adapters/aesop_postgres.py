@@ -133,7 +133,7 @@ class ConnectorReader:
         return RowPage(rows=rows, cursor=cursor)
 
 
-class Adapter:
+class PostgresConnectorAdapter:
     kind = "aesop_postgres"
 
     def __init__(self, definition: SourceDefinition) -> None:

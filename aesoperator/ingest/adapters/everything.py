@@ -51,7 +51,7 @@ def _is_text(mime: str | None) -> bool:
     return mime is None or mime.startswith(TEXT_MIME_PREFIXES)
 
 
-class DocumentsMapper:
+class McpResourceMapper:
     """Pure: a resource or tool record to a Document with its text in Chunks.
 
     Payload: {"uri", "name", "description", "mime_type", "origin": "resource" | "tool",
@@ -141,13 +141,13 @@ def _tool_calls(raw: Any) -> list[tuple[str, dict[str, Any]]]:
     return calls
 
 
-class Adapter:
+class EverythingAdapter:
     kind = "everything"
 
     def __init__(self, definition: SourceDefinition) -> None:
         self.definition = definition
         options = definition.options
-        self.mapper = DocumentsMapper(
+        self.mapper = McpResourceMapper(
             definition.name,
             definition.namespace,
             chunk_chars=int(options.get("chunk_chars", 1200)),

@@ -256,7 +256,7 @@ def _int_option(options: Mapping[str, Any], name: str, default: int, source: str
     return value
 
 
-class Adapter:
+class FilesystemAdapter:
     kind = "filesystem"
 
     def __init__(self, definition: SourceDefinition) -> None:

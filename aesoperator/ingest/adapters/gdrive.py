@@ -50,7 +50,7 @@ from aesoperator.ingest.sources import SourceDefinition
 VERSION = "gd1"
 
 
-class Adapter:
+class GDriveAdapter:
     kind = "gdrive"
 
     def __init__(self, definition: SourceDefinition) -> None:

@@ -195,7 +195,7 @@ class _Run:
             heapq.heappush(self.queue, _Pending(priority, sha, text))
 
 
-class Adapter:
+class GitAdapter:
     kind = "git"
 
     def __init__(self, definition: SourceDefinition) -> None:

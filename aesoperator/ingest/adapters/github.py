@@ -69,7 +69,7 @@ class _Item:
         return f"{VERSION}:{stamp}"
 
 
-class Adapter:
+class GitHubAdapter:
     kind = "github"
 
     def __init__(self, definition: SourceDefinition) -> None:

@@ -93,7 +93,7 @@ def _graph(structured: Any, text: str, source: str) -> dict[str, Any]:
     return data
 
 
-class Adapter:
+class MemoryServerAdapter:
     kind = "memory"
 
     def __init__(self, definition: SourceDefinition) -> None:

@@ -68,7 +68,7 @@ def _positive(source: str, options: Mapping[str, Any], name: str, default: int, 
     return value
 
 
-class Adapter:
+class NotionAdapter:
     kind = "notion"
 
     def __init__(self, definition: SourceDefinition) -> None:

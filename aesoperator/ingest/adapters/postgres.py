@@ -236,7 +236,7 @@ class PostgresReader:
         return RowPage(rows=rows, cursor=cursor)
 
 
-class Adapter:
+class PostgresAdapter:
     kind = "postgres"
 
     def __init__(self, definition: SourceDefinition) -> None:

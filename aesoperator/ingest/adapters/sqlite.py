@@ -261,7 +261,7 @@ class SqliteReader:
         return RowPage(rows=rows, cursor=last if rows else None, key_values=keys if rowid else None)
 
 
-class Adapter:
+class SqliteAdapter:
     kind = "sqlite"
 
     def __init__(self, definition: SourceDefinition) -> None:

@@ -64,7 +64,7 @@ def _count(source: str, options: Mapping[str, Any], name: str, default: int, lea
     return value
 
 
-class Adapter:
+class WebAdapter:
     kind = "web"
 
     def __init__(self, definition: SourceDefinition) -> None:

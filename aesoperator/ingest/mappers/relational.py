@@ -526,7 +526,7 @@ def _unchanged(previous: Mapping[str, SourceItemState], key: str, digest: str) -
     return state if state is not None and state.content_hash == digest else None
 
 
-class _Walk:
+class _TableWalk:
     """One pass over a relational source (see `relational_records`)."""
 
     def __init__(
@@ -671,5 +671,5 @@ async def relational_records(
     Rows are read a page at a time in key order; what stays in memory between pages is the key
     of each row (to resolve foreign keys once every table is read), never the rows themselves.
     A table whose rows cannot be read is reported in `skipped` and what was stored for it stays."""
-    async for record in _Walk(reader, options, namespace, previous, skipped).records():
+    async for record in _TableWalk(reader, options, namespace, previous, skipped).records():
         yield record
