@@ -18,7 +18,7 @@ import pytest
 from aesoperator.errors import ConfigError
 from aesoperator.graph_schema.ids import relation_id
 from aesoperator.graph_schema.models import Entity, Relation
-from aesoperator.ingest.adapters.base import make_adapter
+from aesoperator.ingest.adapters.kinds import make_adapter
 from aesoperator.ingest.mappers.github import GitHubIds, references
 from aesoperator.ingest.mcp_ingest import ingest_source
 from aesoperator.ingest.sources import SourceDefinition

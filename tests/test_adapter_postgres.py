@@ -19,7 +19,7 @@ import pytest
 from aesoperator.errors import ConfigError, SourceError
 from aesoperator.graph_schema.ids import relation_id
 from aesoperator.graph_schema.models import Entity, Relation
-from aesoperator.ingest.adapters.base import make_adapter
+from aesoperator.ingest.adapters.kinds import make_adapter
 from aesoperator.ingest.client import open_connection
 from aesoperator.ingest.mappers.relational import RelationalIds
 from aesoperator.ingest.mcp_ingest import ingest_source

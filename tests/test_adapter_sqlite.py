@@ -23,7 +23,7 @@ import pytest
 
 from aesoperator.engine.stores.base import SourceItemState
 from aesoperator.graph_schema.ids import relation_id
-from aesoperator.ingest.adapters.base import make_adapter
+from aesoperator.ingest.adapters.kinds import make_adapter
 from aesoperator.ingest.adapters.sqlite import literal, parse_rows
 from aesoperator.ingest.client import open_connection
 from aesoperator.ingest.mappers.relational import RelationalIds

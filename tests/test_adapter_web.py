@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from aesoperator.errors import ConfigError
-from aesoperator.ingest.adapters.base import make_adapter
+from aesoperator.ingest.adapters.kinds import make_adapter
 from aesoperator.ingest.mappers.web import WebIds, normalise_url, parse_snapshot
 from aesoperator.ingest.mcp_ingest import ingest_source
 from aesoperator.ingest.sources import SourceDefinition

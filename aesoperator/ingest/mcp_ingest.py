@@ -32,7 +32,8 @@ from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBat
 from aesoperator.errors import SourceError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import to_iso, utcnow
-from aesoperator.ingest.adapters.base import McpConnection, SourceAdapter, make_adapter
+from aesoperator.ingest.adapters.base import McpConnection, SourceAdapter
+from aesoperator.ingest.adapters.kinds import make_adapter
 from aesoperator.ingest.client import (
     BACKOFF_FIRST_SECONDS,
     BACKOFF_MAX_SECONDS,

@@ -43,6 +43,7 @@ from aesoperator.config import Settings, config_file_path, has_env_ref, read_con
 from aesoperator.engine.data_dir import make_private_dir, open_private_lock
 from aesoperator.engine.stores.base import GraphStore, WriteBatch
 from aesoperator.errors import ConfigError
+from aesoperator.ingest.adapters.kinds import SOURCE_KINDS
 from aesoperator.ingest.mcp_ingest import RUN_KEY, last_run
 from aesoperator.ingest.pipeline import RESERVED_PREFIX, SOURCE_IDENTITY_KEY, quarantined
 from aesoperator.ingest.sources import SourceDefinition
@@ -76,6 +77,10 @@ def definition_from_table(name: str, table: Mapping[str, Any], where: str) -> So
     if unknown:
         raise ConfigError(f"{where}: source {name!r} has unknown keys {unknown}; known keys are {sorted(known)}")
     data = {k: v for k, v in table.items() if k in known}
+    if "kind" in data and data["kind"] not in SOURCE_KINDS:
+        raise ConfigError(
+            f"{where}: source {name!r}: kind {data['kind']!r} is unknown; known kinds: {', '.join(SOURCE_KINDS)}"
+        )
     try:
         return SourceDefinition(name=name, **data)
     except ValidationError as exc:

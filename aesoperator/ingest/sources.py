@@ -10,27 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from aesoperator.config import resolve_env_values
 from aesoperator.errors import ConfigError
-
-SourceKind = Literal[
-    "filesystem",
-    "git",
-    "postgres",
-    "sqlite",
-    "memory",
-    "github",
-    "notion",
-    "gdrive",
-    "web",
-    "everything",
-    "aesop_postgres",
-    "aesop_github",
-]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -39,7 +24,7 @@ class SourceDefinition(BaseModel):
     """One MCP source. Exactly one of `command` (stdio) or `url` (streamable HTTP) is set."""
 
     name: str
-    kind: SourceKind
+    kind: str = Field(description="The adapter that reads it: a key of aesoperator.ingest.adapters.kinds.ADAPTERS.")
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict, description="Values may reference ${VAR} from the environment.")

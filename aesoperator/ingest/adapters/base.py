@@ -4,15 +4,12 @@ pure mapper that turns those records into graph items."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aesoperator.engine.stores.base import SourceItemState
-from aesoperator.errors import ConfigError
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
-from aesoperator.ingest.sources import SourceDefinition
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +65,12 @@ class SourceAdapter(Protocol):
     """One per source kind; constructed with the source's definition."""
 
     kind: str
-    mapper: Mapper
     skipped: list[SkippedRecord]
+
+    @property
+    def mapper(self) -> Mapper:
+        """The pure mapper for this source's records (an attribute in every adapter)."""
+        ...
 
     def records(self, conn: McpConnection, previous: Mapping[str, SourceItemState]) -> AsyncIterator[SourceRecord]:
         """Yield every current item. For an item whose version is unchanged since `previous`
@@ -80,13 +81,3 @@ class SourceAdapter(Protocol):
 def unchanged(state: SourceItemState, uri: str = "") -> SourceRecord:
     """A record that stands for an item known to be unchanged; the pipeline skips it unmapped."""
     return SourceRecord(key=state.key, kind="unchanged", content_hash=state.content_hash, payload={}, uri=uri)
-
-
-def make_adapter(definition: SourceDefinition) -> SourceAdapter:
-    """The adapter for a definition's kind (imported lazily: each pulls only what it needs)."""
-    try:
-        module = importlib.import_module(f"aesoperator.ingest.adapters.{definition.kind}")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"no adapter for source kind {definition.kind!r}") from exc
-    adapter: SourceAdapter = module.Adapter(definition)
-    return adapter
