@@ -23,6 +23,12 @@ class SchemaError(AesopError):
     """Input does not fit the graph schema (bad ids, types, sizes, dangling relations)."""
 
 
+class MappingError(SchemaError, ValueError):
+    """A source record does not fit its mapper (a missing field, a value of the wrong type, output
+    that does not parse). The ingest pipeline quarantines the record with this message as the
+    reason and goes on; any other exception from a mapper is a bug and stops the ingest."""
+
+
 class StoreError(AesopError):
     """The graph store or the vector index could not complete an operation."""
 

@@ -15,11 +15,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import ValidationError
 
 from aesoperator.engine.embeddings import TextEmbedder, embedding_text
 from aesoperator.engine.progress import NoProgress, ProgressReporter
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
-from aesoperator.errors import AesopError, SourceError, StoreError
+from aesoperator.errors import AesopError, MappingError, SourceError, StoreError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
@@ -247,9 +248,7 @@ class IngestPipeline:
         t0 = time.perf_counter()
         try:
             item = mapper.map(record)
-        except AesopError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
+        except (MappingError, ValidationError) as exc:
             # One malformed item is quarantined with its reason; the rest of the ingest goes on.
             reason = f"does not fit the schema: {exc}".replace("\n", " ")[:2000]
             report.skipped.append(SkippedRecord(record.key, reason))
@@ -258,6 +257,14 @@ class IngestPipeline:
             pending.items.append(SourceItemState(source, quarantine_key(record.key), record.content_hash, cursor=info))
             report.stage_seconds["map"] += time.perf_counter() - t0
             return
+        except AesopError:
+            raise
+        except Exception as exc:
+            # Not bad data: a bug in the mapper. Stop, and say where, rather than quarantine.
+            raise RuntimeError(
+                f"mapper {type(mapper).__qualname__} failed on record {record.key!r} of source {source!r} "
+                f"with {type(exc).__name__}: {exc} (a bug in the mapper; bad input raises MappingError)"
+            ) from exc
         for entity in item.shared_entities:
             pending.entities.setdefault(entity.id, entity)
         for entity in item.entities:

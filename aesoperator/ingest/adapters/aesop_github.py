@@ -29,12 +29,12 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aesoperator.engine.stores.base import SourceItemState
-from aesoperator.errors import ConfigError, SourceError
+from aesoperator.errors import ConfigError, MappingError, SourceError
 from aesoperator.graph_schema.ids import content_hash, entity_id
 from aesoperator.graph_schema.models import Entity, Provenance, Relation, from_iso
 from aesoperator.ingest.adapters.base import McpConnection, unchanged
 from aesoperator.ingest.client import McpCallError
-from aesoperator.ingest.records import MappedItem, SkippedRecord, SourceRecord
+from aesoperator.ingest.records import MappedItem, SkippedRecord, SourceRecord, required, required_int
 from aesoperator.ingest.sources import SourceDefinition
 
 VERSION = "gh1"
@@ -140,20 +140,20 @@ class GitHubConnectorMapper:
         if record.kind in ("issue", "pull"):
             return self._item(record.kind, p, record.content_hash)
         if record.kind == "links":
-            repo = p["repo"]
-            src = self.item_id(repo, p["kind"], int(p["number"]))
+            repo = required(p, "repo", str)
+            src = self.item_id(repo, required(p, "kind", str), required_int(p, "number"))
             return MappedItem(
                 relations=[
                     self._rel("REFERENCES", src, self.item_id(repo, kind, int(n)), how=how)
                     for n, kind, how in p.get("refs") or []
                 ]
             )
-        raise ValueError(f"unknown github record kind {record.kind!r}")
+        raise MappingError(f"unknown github record kind {record.kind!r}")
 
     def _item(self, kind: str, p: Mapping[str, Any], version: str) -> MappedItem:
-        repo: str = p["repo"]
-        item: Mapping[str, Any] = p["item"]
-        number = int(item["number"])
+        repo: str = required(p, "repo", str)
+        item: Mapping[str, Any] = required(p, "item", dict)
+        number = required_int(item, "number", f"the {kind}")
         eid = self.item_id(repo, kind, number)
         is_pull = kind == "pull"
         labels = [str(lb) for lb in item.get("labels") or []]

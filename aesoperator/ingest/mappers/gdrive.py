@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from aesoperator.errors import MappingError
 from aesoperator.graph_schema.ids import content_hash, entity_id, relation_id
 from aesoperator.graph_schema.models import MAX_NAME_CHARS, MAX_TEXT_CHARS, Entity, Provenance, Relation
 from aesoperator.ingest.chunking import chunk_text
 from aesoperator.ingest.mappers.links import LINKS_KIND, Declared, map_links
-from aesoperator.ingest.records import MappedItem, SourceRecord
+from aesoperator.ingest.records import MappedItem, SourceRecord, required
 
 URI_PREFIX = "gdrive:///"
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -78,7 +79,7 @@ class DriveIds:
 
 def declared_links(payload: dict[str, Any], ids: DriveIds) -> Declared:
     """LINKS_TO for the Drive files a document's text links to."""
-    fid, mime = payload["id"], payload["mimeType"]
+    fid, mime = required(payload, "id", str), required(payload, "mimeType", str)
     own = ids.item(fid, mime)
     return [["LINKS_TO", own, t] for t in linked_ids(payload.get("text") or "") if t != fid]
 
@@ -103,7 +104,7 @@ class DriveMapper:
             return self._map_file(record)
         if record.kind == LINKS_KIND:
             return map_links(record, self.source, self.namespace)
-        raise ValueError(f"unknown gdrive record kind {record.kind!r}")
+        raise MappingError(f"unknown gdrive record kind {record.kind!r}")
 
     def _entity(self, eid: str, etype: str, name: str, text: str, props: dict[str, Any], version: str) -> Entity:
         name = " ".join(name.split()) or "Untitled"
@@ -120,7 +121,8 @@ class DriveMapper:
 
     def _map_file(self, record: SourceRecord) -> MappedItem:
         p = record.payload
-        fid, name, mime = str(p["id"]), str(p.get("name") or p["id"]), str(p.get("mimeType") or "")
+        fid = str(required(p, "id", (str, int)))
+        name, mime = str(p.get("name") or fid), str(p.get("mimeType") or "")
         own = self.ids.item(fid, mime)
         kind = "folder" if mime == FOLDER_MIME else GOOGLE_KINDS.get(mime, mime or "file")
         props: dict[str, Any] = {

@@ -43,6 +43,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+from aesoperator.errors import MappingError
 from aesoperator.graph_schema.ids import entity_id
 from aesoperator.graph_schema.models import Entity, Provenance, Relation, from_iso
 from aesoperator.ingest.records import MappedItem, SourceRecord
@@ -77,7 +78,7 @@ def show_sha(text: str) -> str:
     first = text.split("\n", 1)[0]
     match = _COMMIT_LINE.fullmatch(first)
     if match is None:
-        raise ValueError(f"git_show output does not start with 'commit <sha>': {_clip(first)!r}")
+        raise MappingError(f"git_show output does not start with 'commit <sha>': {_clip(first)!r}")
     return match.group(1)
 
 
@@ -94,7 +95,7 @@ def _side(raw: str, prefix: str, line_no: int) -> str | None:
     if raw == "/dev/null":
         return None
     if not raw.startswith(prefix) or not raw[len(prefix) :].strip():
-        raise ValueError(f"line {line_no}: file header path {_clip(raw)!r} is not {prefix!r} and a path")
+        raise MappingError(f"line {line_no}: file header path {_clip(raw)!r} is not {prefix!r} and a path")
     return raw[len(prefix) :]
 
 
@@ -108,37 +109,37 @@ def parse_show(text: str) -> dict[str, Any]:
     n = len(lines)
     sha = show_sha(text)
     if n < 5:
-        raise ValueError(f"git_show output has {n} lines; a commit needs at least a header and a message")
+        raise MappingError(f"git_show output has {n} lines; a commit needs at least a header and a message")
     author = _AUTHOR_LINE.fullmatch(lines[1])
     if author is None:
-        raise ValueError(f"line 2: expected 'Author: <name> <<email>>', got {_clip(lines[1])!r}")
+        raise MappingError(f"line 2: expected 'Author: <name> <<email>>', got {_clip(lines[1])!r}")
     name, email = author.group(1).strip(), author.group(2).strip()
     if not name and not email:
-        raise ValueError("line 2: the author has neither a name nor an email")
+        raise MappingError("line 2: the author has neither a name nor an email")
     date = _DATE_LINE.fullmatch(lines[2])
     if date is None:
-        raise ValueError(f"line 3: expected 'Date:   YYYY-MM-DD HH:MM:SS +ZZZZ', got {_clip(lines[2])!r}")
+        raise MappingError(f"line 3: expected 'Date:   YYYY-MM-DD HH:MM:SS +ZZZZ', got {_clip(lines[2])!r}")
     authored = datetime.strptime(date.group(1), "%Y-%m-%d %H:%M:%S %z")
     if lines[3] != "":
-        raise ValueError(f"line 4: expected a blank line before the message, got {_clip(lines[3])!r}")
+        raise MappingError(f"line 4: expected a blank line before the message, got {_clip(lines[3])!r}")
     i = 4
     message: list[str] = []
     while i < n and lines[i].startswith("    "):
         message.append(lines[i][4:])
         i += 1
     if not message:
-        raise ValueError(f"line 5: expected the message indented by four spaces, got {_clip(lines[4])!r}")
+        raise MappingError(f"line 5: expected the message indented by four spaces, got {_clip(lines[4])!r}")
 
     files: list[dict[str, Any]] = []
     while i < n:
         if lines[i] != "":
-            raise ValueError(f"line {i + 1}: expected a blank line before a file header, got {_clip(lines[i])!r}")
+            raise MappingError(f"line {i + 1}: expected a blank line before a file header, got {_clip(lines[i])!r}")
         if i + 2 >= n or not lines[i + 1].startswith("--- ") or not lines[i + 2].startswith("+++ "):
-            raise ValueError(f"line {i + 2}: expected '--- <a/path>' and '+++ <b/path>' after the blank line")
+            raise MappingError(f"line {i + 2}: expected '--- <a/path>' and '+++ <b/path>' after the blank line")
         old = _side(lines[i + 1][4:], "a/", i + 2)
         new = _side(lines[i + 2][4:], "b/", i + 3)
         if old is None and new is None:
-            raise ValueError(f"line {i + 2}: both sides of a file diff are /dev/null")
+            raise MappingError(f"line {i + 2}: both sides of a file diff are /dev/null")
         i += 3
         added = removed = 0
         binary = False
@@ -151,7 +152,7 @@ def parse_show(text: str) -> dict[str, Any]:
                 i += 1
                 while old_left > 0 or new_left > 0:
                     if i >= n:
-                        raise ValueError(
+                        raise MappingError(
                             f"line {i}: the hunk ends early ({old_left} old, {new_left} new lines missing)"
                         )
                     body = lines[i]
@@ -168,9 +169,9 @@ def parse_show(text: str) -> dict[str, Any]:
                         new_left -= 1
                         added += 1
                     else:
-                        raise ValueError(f"line {i + 1}: {_clip(body)!r} is not a patch line")
+                        raise MappingError(f"line {i + 1}: {_clip(body)!r} is not a patch line")
                     if old_left < 0 or new_left < 0:
-                        raise ValueError(f"line {i + 1}: the hunk is longer than its header says")
+                        raise MappingError(f"line {i + 1}: the hunk is longer than its header says")
                     i += 1
             elif line.startswith("\\"):
                 i += 1
@@ -178,7 +179,7 @@ def parse_show(text: str) -> dict[str, Any]:
                 binary = True
                 i += 1
             else:
-                raise ValueError(f"line {i + 1}: expected a hunk header, got {_clip(line)!r}")
+                raise MappingError(f"line {i + 1}: expected a hunk header, got {_clip(line)!r}")
         status = "added" if old is None else "deleted" if new is None else "renamed" if old != new else "modified"
         files.append(
             {
@@ -212,7 +213,7 @@ def parse_branches(text: str) -> tuple[list[str], str | None]:
             continue  # detached HEAD, rebase in progress...
         match = _BRANCH_LINE.fullmatch(line.rstrip())
         if match is None:
-            raise ValueError(f"git_branch line {number}: {_clip(line)!r} is not '[*] <branch>'")
+            raise MappingError(f"git_branch line {number}: {_clip(line)!r} is not '[*] <branch>'")
         name = match.group(2)
         names.append(name)
         if match.group(1) == "*":
@@ -228,7 +229,9 @@ def parse_log(text: str) -> list[dict[str, str]]:
     that merely mentions a commit does not split its entry."""
     lines = text.split("\n")
     if not lines or lines[0] != "Commit history:":
-        raise ValueError(f"git_log output does not start with 'Commit history:': {_clip(lines[0] if lines else '')!r}")
+        raise MappingError(
+            f"git_log output does not start with 'Commit history:': {_clip(lines[0] if lines else '')!r}"
+        )
 
     def starts_entry(i: int) -> bool:
         return (
@@ -241,7 +244,7 @@ def parse_log(text: str) -> list[dict[str, str]]:
 
     starts = [i for i in range(1, len(lines)) if starts_entry(i)]
     if len(lines) > 1 and any(line.strip() for line in lines[1:]) and (not starts or starts[0] != 1):
-        raise ValueError(f"git_log line 2: expected 'Commit: <sha>', got {_clip(lines[1])!r}")
+        raise MappingError(f"git_log line 2: expected 'Commit: <sha>', got {_clip(lines[1])!r}")
     entries: list[dict[str, str]] = []
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(lines)
@@ -264,7 +267,7 @@ def subject(message: str) -> str:
 # -- mapper -------------------------------------------------------------------------------------
 def _str_list(value: Any, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and SHA_PATTERN.fullmatch(v) for v in value):
-        raise ValueError(f"{what} must be a list of commit shas, got {value!r}")
+        raise MappingError(f"{what} must be a list of commit shas, got {value!r}")
     return list(value)
 
 
@@ -279,7 +282,7 @@ def _links(value: Any, what: str) -> list[tuple[str, int]]:
             or not isinstance(item[1], int)
             or item[1] < 1
         ):
-            raise ValueError(f"{what} entries must be [sha, parent number], got {item!r}")
+            raise MappingError(f"{what} entries must be [sha, parent number], got {item!r}")
         out.append((item[0], item[1]))
     return out
 
@@ -322,7 +325,7 @@ class GitMapper:
             return self._branch(record)
         if record.kind == "repository":
             return self._repository(record)
-        raise ValueError(f"unknown git record kind {record.kind!r}")
+        raise MappingError(f"unknown git record kind {record.kind!r}")
 
     def _repository(self, record: SourceRecord) -> MappedItem:
         p = record.payload
@@ -346,9 +349,9 @@ class GitMapper:
         name, repo_name, head = str(p["name"]), str(p["repository"]), p.get("head")
         state = p.get("state", "live")
         if state not in ("live", "deleted"):
-            raise ValueError(f"branch {name}: unknown state {state!r}")
+            raise MappingError(f"branch {name}: unknown state {state!r}")
         if head is not None and not (isinstance(head, str) and SHA_PATTERN.fullmatch(head)):
-            raise ValueError(f"branch {name}: head {head!r} is not a commit sha")
+            raise MappingError(f"branch {name}: head {head!r} is not a commit sha")
         observed = from_iso(p["observed_at"]) if p.get("observed_at") else None
         head_subject = str(p.get("head_subject") or "")
         if state == "deleted":
@@ -382,7 +385,7 @@ class GitMapper:
         info = parse_show(str(p["show"]))
         sha = info["sha"]
         if sha != p.get("sha"):
-            raise ValueError(f"the git_show output is for commit {sha}, not {p.get('sha')}")
+            raise MappingError(f"the git_show output is for commit {sha}, not {p.get('sha')}")
         parents = _str_list(p.get("parents", []), "parents")
         repo_name = str(p["repository"])
         authored = datetime.fromisoformat(info["authored_at"])
@@ -470,7 +473,7 @@ class GitMapper:
                 )
         for parent, number in _links(p.get("parent_links"), "parent_links"):
             if parent not in parents:
-                raise ValueError(f"parent_links names {parent}, which is not a parent of {sha}")
+                raise MappingError(f"parent_links names {parent}, which is not a parent of {sha}")
             item.relations.append(self._relation("PARENT_OF", self.commit_id(parent), commit.id, number=number))
         for child, number in _links(p.get("child_links"), "child_links"):
             item.relations.append(self._relation("PARENT_OF", commit.id, self.commit_id(child), number=number))

@@ -26,10 +26,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from aesoperator.errors import MappingError
 from aesoperator.graph_schema.ids import entity_id, relation_id
 from aesoperator.graph_schema.models import MAX_NAME_CHARS, MAX_TEXT_CHARS, Entity, Provenance, Relation
 from aesoperator.ingest.mappers.links import LINKS_KIND, Declared, map_links
-from aesoperator.ingest.records import MappedItem, SourceRecord
+from aesoperator.ingest.records import MappedItem, SourceRecord, required, required_int
 
 # "#12", "owner/repo#12"; not "&#12;" (an HTML entity), "abc#12" or a URL fragment "/x#12"
 REFERENCE = re.compile(r"(?<![\w&/#])(?:(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+))?#(?P<number>\d{1,9})\b")
@@ -111,9 +112,9 @@ def _names(values: Any) -> list[str]:
 
 def declared_links(kind: str, payload: dict[str, Any], ids: GitHubIds) -> Declared:
     """The REFERENCES an issue or pull request record declares (from itself and its comments)."""
-    full = payload["repository"]
-    item = payload["issue"] if kind == "issue" else payload["pull"]
-    number = int(item["number"])
+    full = required(payload, "repository", str)
+    item = required(payload, "issue" if kind == "issue" else "pull", dict)
+    number = required_int(item, "number", f"the {kind}")
     own = ids.issue(full, number) if kind == "issue" else ids.pull(full, number)
     out: Declared = []
     for key in references(f"{item.get('title') or ''}\n{item.get('body') or ''}", full, number):
@@ -147,7 +148,7 @@ class GitHubMapper:
             return self._map_item(record)
         if record.kind == LINKS_KIND:
             return map_links(record, self.source, self.namespace)
-        raise ValueError(f"unknown github record kind {record.kind!r}")
+        raise MappingError(f"unknown github record kind {record.kind!r}")
 
     # -- helpers ---------------------------------------------------------------------------------
     def _entity(
@@ -195,8 +196,8 @@ class GitHubMapper:
 
     # -- kinds -----------------------------------------------------------------------------------
     def _map_repository(self, record: SourceRecord) -> MappedItem:
-        repo = record.payload["repository"]
-        full = str(repo["full_name"])
+        repo = required(record.payload, "repository", dict)
+        full = str(required(repo, "full_name", str, "the repository"))
         topics = [t for t in repo.get("topics") or [] if isinstance(t, str)]
         lines = [f"Repository {full}"]
         if repo.get("description"):
@@ -231,10 +232,10 @@ class GitHubMapper:
 
     def _map_item(self, record: SourceRecord) -> MappedItem:
         p = record.payload
-        full = str(p["repository"])
+        full = str(required(p, "repository", str))
         is_issue = record.kind == "issue"
-        item: dict[str, Any] = p["issue"] if is_issue else p["pull"]
-        number = int(item["number"])
+        item: dict[str, Any] = required(p, "issue" if is_issue else "pull", dict)
+        number = required_int(item, "number", f"the {record.kind}")
         title = str(item.get("title") or "")
         body = str(item.get("body") or "")
         state = str(item.get("state") or "").lower()

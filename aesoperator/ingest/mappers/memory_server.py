@@ -27,10 +27,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from aesoperator.errors import MappingError
 from aesoperator.graph_schema.ids import MEMORY_GRAPH_HOME, memory_graph_entity_id, relation_id
 from aesoperator.graph_schema.models import MAX_NAME_CHARS, Entity, Provenance, Relation
 from aesoperator.graph_schema.vocabulary import normalize_type_name
-from aesoperator.ingest.records import MappedItem, SourceRecord
+from aesoperator.ingest.records import MappedItem, SourceRecord, required
 
 PLACEHOLDER_TYPE = "MemoryPlaceholder"
 ENTITY_PREFIX = "entity:"
@@ -85,7 +86,8 @@ class MemoryServerMapper:
         p = record.payload
         provenance = Provenance(uri=record.uri, version=record.content_hash)
         if record.kind == "entity":
-            name, entity_type, observations = p["name"], p["entityType"], list(p["observations"])
+            name, entity_type = required(p, "name", str), required(p, "entityType", str)
+            observations = list(required(p, "observations", list))
             entity = Entity(
                 id=memory_entity_id(name, self.namespace),
                 type=normalize_type_name(entity_type),
@@ -110,6 +112,8 @@ class MemoryServerMapper:
             )
             return MappedItem(entities=[entity])
         if record.kind == "relation":
+            for name in ("from", "relationType", "to"):
+                required(p, name, str)
             relation = Relation(
                 id=memory_relation_id(p["from"], p["relationType"], p["to"], self.namespace),
                 type=memory_relation_type(p["relationType"]),
@@ -123,7 +127,7 @@ class MemoryServerMapper:
             return MappedItem(relations=[relation])
         if record.kind == "tombstone":
             return MappedItem()
-        raise ValueError(f"unknown memory record kind {record.kind!r}")
+        raise MappingError(f"unknown memory record kind {record.kind!r}")
 
 
 def _order(item: Entity | Relation) -> tuple[int, str]:

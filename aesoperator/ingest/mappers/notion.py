@@ -26,11 +26,12 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from aesoperator.errors import MappingError
 from aesoperator.graph_schema.ids import content_hash, entity_id, relation_id
 from aesoperator.graph_schema.models import MAX_NAME_CHARS, MAX_TEXT_CHARS, Entity, Provenance, Relation
 from aesoperator.ingest.chunking import chunk_text
 from aesoperator.ingest.mappers.links import LINKS_KIND, Declared, map_links
-from aesoperator.ingest.records import MappedItem, SourceRecord
+from aesoperator.ingest.records import MappedItem, SourceRecord, required
 
 DEFAULT_CHUNK_CHARS = 1200
 CHUNK_OVERLAP_CHARS = 150
@@ -228,11 +229,11 @@ def parent_key(obj: dict[str, Any]) -> str | None:
 def declared_links(kind: str, payload: dict[str, Any], ids: NotionIds) -> Declared:
     """What a page or data source record declares: PART_OF its holder, LINKS_TO what it mentions."""
     if kind == "data_source":
-        ds = payload["data_source"]
+        ds = required(payload, "data_source", dict)
         holder = parent_key(ds)
-        return [["PART_OF", ids.database(ds["id"]), holder]] if holder else []
-    page = payload["page"]
-    own = ids.page(page["id"])
+        return [["PART_OF", ids.database(required(ds, "id", str, "the data source")), holder]] if holder else []
+    page = required(payload, "page", dict)
+    own = ids.page(required(page, "id", str, "the page"))
     out: Declared = []
     holder = parent_key(page)
     if holder:
@@ -275,7 +276,7 @@ class NotionMapper:
             return self._map_page(record)
         if record.kind == LINKS_KIND:
             return map_links(record, self.source, self.namespace)
-        raise ValueError(f"unknown notion record kind {record.kind!r}")
+        raise MappingError(f"unknown notion record kind {record.kind!r}")
 
     def _entity(
         self, eid: str, etype: str, name: str, text: str, props: dict[str, Any], uri: str, version: str
@@ -304,7 +305,8 @@ class NotionMapper:
         )
 
     def _map_data_source(self, record: SourceRecord) -> MappedItem:
-        ds = record.payload["data_source"]
+        ds = required(record.payload, "data_source", dict)
+        required(ds, "id", str, "the data source")
         title = title_of(ds) or "Untitled database"
         columns = [
             (str(p.get("name") or name), str(p.get("type") or ""))
@@ -329,7 +331,8 @@ class NotionMapper:
 
     def _map_page(self, record: SourceRecord) -> MappedItem:
         p = record.payload
-        page: dict[str, Any] = p["page"]
+        page: dict[str, Any] = required(p, "page", dict)
+        required(page, "id", str, "the page")
         users: dict[str, str] = {norm_id(k): str(v) for k, v in (p.get("users") or {}).items()}
         blocks: list[dict[str, Any]] = p.get("blocks", [])
         is_row = (page.get("parent") or {}).get("type") in ("data_source_id", "database_id")

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from aesoperator.engine.stores.base import SourceItemState
-from aesoperator.errors import ConfigError, SourceError
+from aesoperator.errors import ConfigError, MappingError, SourceError
 from aesoperator.graph_schema.ids import content_hash, entity_id, relation_id
 from aesoperator.graph_schema.models import Entity, Provenance, Relation
 from aesoperator.ingest.adapters.base import unchanged
@@ -322,7 +322,7 @@ class RelationalMapper:
             "tombstone": lambda r: MappedItem(),
         }.get(record.kind)
         if handler is None:
-            raise ValueError(f"unknown relational record kind {record.kind!r}")
+            raise MappingError(f"unknown relational record kind {record.kind!r}")
         return handler(record)
 
     def _map_database(self, record: SourceRecord) -> MappedItem:

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from aesoperator.errors import MappingError
 from aesoperator.graph_schema.ids import content_hash, entity_id, relation_id
 from aesoperator.graph_schema.models import MAX_NAME_CHARS, MAX_TEXT_CHARS, Entity, Provenance, Relation
 from aesoperator.ingest.chunking import chunk_text
 from aesoperator.ingest.mappers.links import LINKS_KIND, Declared, map_links
-from aesoperator.ingest.records import MappedItem, SourceRecord
+from aesoperator.ingest.records import MappedItem, SourceRecord, required
 
 DEFAULT_CHUNK_CHARS = 1200
 CHUNK_OVERLAP_CHARS = 150
@@ -163,7 +164,7 @@ class WebIds:
 
 
 def declared_links(payload: dict[str, Any], ids: WebIds) -> Declared:
-    own = ids.page(payload["url"])
+    own = ids.page(required(payload, "url", str))
     return [["LINKS_TO", own, link] for link in payload.get("links", []) if link != normalise_url(payload["url"])]
 
 
@@ -186,7 +187,7 @@ class WebMapper:
             return self._map_page(record)
         if record.kind == LINKS_KIND:
             return map_links(record, self.source, self.namespace)
-        raise ValueError(f"unknown web record kind {record.kind!r}")
+        raise MappingError(f"unknown web record kind {record.kind!r}")
 
     def _entity(self, eid: str, etype: str, name: str, text: str, props: dict[str, Any], version: str) -> Entity:
         name = " ".join(name.split()) or str(props["url"])
@@ -203,7 +204,7 @@ class WebMapper:
 
     def _map_page(self, record: SourceRecord) -> MappedItem:
         p = record.payload
-        url, title, text = str(p["url"]), str(p.get("title") or ""), str(p.get("text") or "")
+        url, title, text = required(p, "url", str), str(p.get("title") or ""), str(p.get("text") or "")
         own = self.ids.page(url)
         head = title or url
         props: dict[str, Any] = {
