@@ -1,82 +1,59 @@
-"""aesoperator: a knowledge-graph context engine for AI agents."""
+"""aesoperator: a knowledge-graph context engine for AI agents.
+
+The public API, re-exported here. Only the errors and the version are imported with the package:
+everything else is imported on first use, so `import aesoperator` stays light (no numpy, FAISS,
+torch or sentence-transformers until they are needed).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from aesoperator.errors import (
+    AesopError,
+    AuthError,
+    ConfigError,
+    MappingError,
+    NamespaceConflict,
+    PermissionDenied,
+    RateLimited,
+    SchemaError,
+    SourceError,
+    StoreError,
+)
 from aesoperator.version import __version__
 
 if TYPE_CHECKING:
     from aesoperator.api import (
-        ContextItem as ContextItem,
+        ContextItem,
+        EngineServer,
+        Event,
+        MCPClient,
+        MCPServer,
+        SourceSync,
+        Subscription,
+        Task,
+        TaskContext,
+        TaskResult,
+        UnknownEventType,
+        UnknownOperation,
+        UnknownServer,
+        execute_task,
+        get_server,
+        health,
+        mcp_query,
+        mcp_subscribe,
+        mcp_update,
+        register_server,
+        registered_servers,
+        unregister_server,
     )
-    from aesoperator.api import (
-        EngineServer as EngineServer,
-    )
-    from aesoperator.api import (
-        Event as Event,
-    )
-    from aesoperator.api import (
-        MCPClient as MCPClient,
-    )
-    from aesoperator.api import (
-        MCPServer as MCPServer,
-    )
-    from aesoperator.api import (
-        SourceSync as SourceSync,
-    )
-    from aesoperator.api import (
-        Subscription as Subscription,
-    )
-    from aesoperator.api import (
-        Task as Task,
-    )
-    from aesoperator.api import (
-        TaskContext as TaskContext,
-    )
-    from aesoperator.api import (
-        TaskResult as TaskResult,
-    )
-    from aesoperator.api import (
-        UnknownEventType as UnknownEventType,
-    )
-    from aesoperator.api import (
-        UnknownOperation as UnknownOperation,
-    )
-    from aesoperator.api import (
-        UnknownServer as UnknownServer,
-    )
-    from aesoperator.api import (
-        execute_task as execute_task,
-    )
-    from aesoperator.api import (
-        get_server as get_server,
-    )
-    from aesoperator.api import (
-        health as health,
-    )
-    from aesoperator.api import (
-        mcp_query as mcp_query,
-    )
-    from aesoperator.api import (
-        mcp_subscribe as mcp_subscribe,
-    )
-    from aesoperator.api import (
-        mcp_update as mcp_update,
-    )
-    from aesoperator.api import (
-        register_server as register_server,
-    )
-    from aesoperator.api import (
-        registered_servers as registered_servers,
-    )
-    from aesoperator.api import (
-        unregister_server as unregister_server,
-    )
-    from aesoperator.context import ContextEngine as ContextEngine
-    from aesoperator.engine.search import SearchSettings as SearchSettings
+    from aesoperator.config import Settings
+    from aesoperator.context import ContextEngine
+    from aesoperator.engine.search import SearchSettings
+    from aesoperator.graph_schema.models import Entity, Episode, Provenance, Relation
 
-# The brief's API (aesoperator/api/), imported on first use so that `import aesoperator` stays light.
+# The brief's API (aesoperator/api/).
 _API = (
     "ContextItem",
     "EngineServer",
@@ -101,30 +78,83 @@ _API = (
     "registered_servers",
     "unregister_server",
 )
-
-
-# The engine, imported on first use too: `import aesoperator.errors` must not load numpy and FAISS.
-_ENGINE = ("ContextEngine", "SearchSettings")
+_MODELS = ("Entity", "Relation", "Episode", "Provenance")
+_LAZY = (*_API, *_MODELS, "ContextEngine", "SearchSettings", "Settings")
 
 
 def __getattr__(name: str) -> Any:
+    # Each import on first use: pydantic, numpy, FAISS and the MCP SDK cost more than the
+    # package itself, and `import aesoperator.errors` runs this module first.
+    value: Any
     if name in _API:
         from aesoperator import api
 
-        return getattr(api, name)
-    if name == "ContextEngine":
+        value = getattr(api, name)
+    elif name in _MODELS:
+        from aesoperator.graph_schema import models
+
+        value = getattr(models, name)
+    elif name == "Settings":
+        from aesoperator.config import Settings
+
+        value = Settings
+    elif name == "ContextEngine":
         from aesoperator.context import ContextEngine
 
-        return ContextEngine
-    if name == "SearchSettings":
+        value = ContextEngine
+    elif name == "SearchSettings":
         from aesoperator.engine.search import SearchSettings
 
-        return SearchSettings
-    raise AttributeError(f"module 'aesoperator' has no attribute {name!r}")
+        value = SearchSettings
+    else:
+        raise AttributeError(f"module 'aesoperator' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API, *_ENGINE])
+    return sorted({*globals(), *_LAZY})
 
 
-__all__ = ["__version__", *_ENGINE, *_API]
+__all__ = [
+    "AesopError",
+    "AuthError",
+    "ConfigError",
+    "ContextEngine",
+    "ContextItem",
+    "EngineServer",
+    "Entity",
+    "Episode",
+    "Event",
+    "MCPClient",
+    "MCPServer",
+    "MappingError",
+    "NamespaceConflict",
+    "PermissionDenied",
+    "Provenance",
+    "RateLimited",
+    "Relation",
+    "SchemaError",
+    "SearchSettings",
+    "Settings",
+    "SourceError",
+    "SourceSync",
+    "StoreError",
+    "Subscription",
+    "Task",
+    "TaskContext",
+    "TaskResult",
+    "UnknownEventType",
+    "UnknownOperation",
+    "UnknownServer",
+    "__version__",
+    "execute_task",
+    "get_server",
+    "health",
+    "mcp_query",
+    "mcp_subscribe",
+    "mcp_update",
+    "register_server",
+    "registered_servers",
+    "unregister_server",
+]

@@ -47,6 +47,8 @@ DEFERRED_FOR_START_UP: dict[tuple[str, str], str] = {
     (PACKAGE, f"{PACKAGE}.api"): "PEP 562 lazy re-export: `import aesoperator.errors` must stay light",
     (PACKAGE, f"{PACKAGE}.context"): "PEP 562 lazy re-export of ContextEngine (numpy, FAISS)",
     (PACKAGE, f"{PACKAGE}.engine.search"): "PEP 562 lazy re-export of SearchSettings",
+    (PACKAGE, f"{PACKAGE}.config"): "PEP 562 lazy re-export of Settings (pydantic-settings)",
+    (PACKAGE, f"{PACKAGE}.graph_schema.models"): "PEP 562 lazy re-export of Entity, Relation, Episode (pydantic)",
     (f"{PACKAGE}.engine.stores", f"{PACKAGE}.engine.stores.neo4j"): "the Neo4j driver, needed only for a URI",
 }
 # Modules whose commands each import what they run, so `aesop --help` starts without numpy,
