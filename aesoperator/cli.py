@@ -16,18 +16,34 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
 from aesoperator.errors import AesopError
 
+err = Console(stderr=True)
+
+
+class _AesopCommands(TyperGroup):
+    """The `aesop` group: an AesopError from any command is one red line on stderr and exit 1,
+    the same whether the app runs as a program or in-process (typer's CliRunner)."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
+        try:
+            return super().invoke(ctx)
+        except AesopError as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
     name="aesop",
+    cls=_AesopCommands,
     help="A knowledge-graph context engine for AI agents.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 out = Console()
-err = Console(stderr=True)
 
 
 class _CliState:
@@ -953,9 +969,6 @@ def migrate(
 def main() -> None:
     try:
         app()
-    except AesopError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
-        raise SystemExit(1) from None
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: committed batches are kept; run the same command again to resume")
         raise SystemExit(130) from None
