@@ -13,7 +13,7 @@ class HeldSecretsDefinition(SourceDefinition):
     """A source definition whose credentials are values held in memory (from the API caller),
     not environment variables; and whose kind may name any adapter module."""
 
-    kind: str  # type: ignore[assignment]
+    kind: str
     _held: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def secret(self, purpose: str) -> str | None:
