@@ -17,18 +17,18 @@ module fetches what they need from the store and the indexes. Every stage adds i
 `StageTimer`, whose stages are disjoint, so the timings of a result add up to the whole search.
 
 `SearchSettings` holds the tuning knobs; `SearchSettings.preset(name)` gives the configurations
-measured in benchmarks/results/quality-configurations.md by name (see `SEARCH_PRESETS`).
+measured in benchmarks/results/quality-configurations.md by name (`aesoperator.engine.search_settings`,
+re-exported here).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,8 +36,9 @@ from aesoperator.engine import retrieval
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.retrieval import Candidate
+from aesoperator.engine.search_settings import MAX_HOPS, SEARCH_PRESETS, SearchPreset, SearchSettings
 from aesoperator.engine.stores.base import GraphStore
-from aesoperator.errors import ConfigError, SchemaError
+from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.models import Entity, Relation
 
 if TYPE_CHECKING:
@@ -49,172 +50,6 @@ MAX_QUERY_CHARS = 10_000
 MAX_K = 500
 CHANNELS = ("vector", "keyword", "name")
 DEFAULT_HOPS = 1
-MAX_HOPS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class SearchSettings:
-    """The retrieval pipeline's tuning knobs (see `ContextEngine.search`); defaults were chosen on
-    the development splits of benchmarks/quality (benchmarks/results/quality-configurations.md).
-
-    `hops` is the graph depth used when a search call does not name one (None: 1).
-    """
-
-    # Min-max score fusion keeps how far ahead a channel's best hits are; rank fusion ("rrf") does
-    # not, and let weak dense hits drag strong keyword hits down on conversation turns.
-    fusion: Literal["rrf", "score"] = "score"
-    rrf_k: int = 60
-    vector_weight: float = 1.0
-    keyword_weight: float = 1.0
-    name_weight: float = 1.0
-    graph_weight: float = 1.0  # scales every graph-expansion bonus
-    hop_decay: float = 0.5
-    # Share of a graph bonus that depends on the receiver's own cosine to the query (0 = none).
-    expansion_relevance_weight: float = 0.0
-    hops: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.fusion not in ("rrf", "score"):
-            raise ConfigError(f"fusion must be 'rrf' or 'score', got {self.fusion!r}")
-        if self.rrf_k < 0:
-            raise ConfigError(f"rrf_k must be >= 0, got {self.rrf_k}")
-        for name in ("vector_weight", "keyword_weight", "name_weight", "graph_weight"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
-        if not 0 <= self.hop_decay <= 1:
-            raise ConfigError(f"hop_decay must be in [0, 1], got {self.hop_decay}")
-        if not 0 <= self.expansion_relevance_weight <= 1:
-            raise ConfigError(f"expansion_relevance_weight must be in [0, 1], got {self.expansion_relevance_weight}")
-        if self.hops is not None and not 0 <= self.hops <= MAX_HOPS:
-            raise ConfigError(f"hops must be 0 to {MAX_HOPS} or None, got {self.hops}")
-
-    def channel_weights(self) -> dict[str, float]:
-        """The fusion weight of each candidate channel.
-
-        Returns:
-            {"vector": ..., "keyword": ..., "name": ...}.
-        """
-        return {"vector": self.vector_weight, "keyword": self.keyword_weight, "name": self.name_weight}
-
-    def with_changes(self, **changes: Any) -> SearchSettings:
-        """A copy with some fields changed (validated like a new instance).
-
-        Args:
-            **changes: field names and their new values.
-
-        Returns:
-            The new settings.
-
-        Raises:
-            ConfigError: a value is out of range.
-            TypeError: a name is not a field.
-        """
-        return replace(self, **changes)
-
-    @classmethod
-    def preset(cls, name: str) -> SearchSettings:
-        """Settings measured on the development splits, by name (see `SEARCH_PRESETS`).
-
-        Args:
-            name: a preset name, e.g. "multi_hop".
-
-        Returns:
-            The preset's settings.
-
-        Raises:
-            ConfigError: no preset has that name (the message lists the names).
-        """
-        found = SEARCH_PRESETS.get(name)
-        if found is None:
-            raise ConfigError(f"unknown search preset {name!r}; use one of {', '.join(SEARCH_PRESETS)}")
-        return found.settings
-
-    @staticmethod
-    def preset_names() -> list[str]:
-        """The names `preset` accepts.
-
-        Returns:
-            Preset names, in the order of `SEARCH_PRESETS`.
-        """
-        return list(SEARCH_PRESETS)
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPreset:
-    """A named configuration: its settings, the study configuration it comes from and when to use it."""
-
-    name: str
-    settings: SearchSettings
-    study_name: str
-    description: str
-
-
-# From benchmarks/results/quality-configurations.md (recall@10 on the development splits, k=20).
-SEARCH_PRESETS: dict[str, SearchPreset] = {
-    p.name: p
-    for p in (
-        SearchPreset(
-            "default",
-            SearchSettings(),
-            "sf (hops as the call names them, 1 by default)",
-            "Score fusion with graph expansion at the depth the call asks for.",
-        ),
-        SearchPreset(
-            "multi_hop",
-            SearchSettings(hops=2),
-            "sf",
-            "Score fusion, two hops: the best recall on questions that need several passages "
-            "(recall@10 MuSiQue 0.762, HotpotQA 0.940, LoCoMo 0.703, SciFact 0.844).",
-        ),
-        SearchPreset(
-            "direct",
-            SearchSettings(hops=0),
-            "sf0",
-            "Score fusion, no graph expansion: the best first hit when one passage answers "
-            "(recall@1 MuSiQue 0.402, HotpotQA 0.480; MRR 0.914 / 0.971).",
-        ),
-        SearchPreset(
-            "rank_fusion",
-            SearchSettings(fusion="rrf", rrf_k=60, hops=2),
-            "engine",
-            "Reciprocal rank fusion (k=60), two hops: the defaults before score fusion "
-            "(recall@10 MuSiQue 0.735, LoCoMo 0.618).",
-        ),
-        SearchPreset(
-            "rank_fusion_direct",
-            SearchSettings(fusion="rrf", rrf_k=60, hops=0),
-            "hybrid",
-            "Reciprocal rank fusion (k=60), no graph: the classic hybrid baseline "
-            "(recall@10 MuSiQue 0.698, LoCoMo 0.590).",
-        ),
-        SearchPreset(
-            "query_aware",
-            SearchSettings(hops=2, expansion_relevance_weight=0.5),
-            "sf-r5",
-            "Two hops, half of each graph bonus scaled by the receiver's own match to the query: "
-            "for corpora where neighbours are often noise (recall@10 MuSiQue 0.742, LoCoMo 0.690).",
-        ),
-        SearchPreset(
-            "query_aware_strong",
-            SearchSettings(hops=2, expansion_relevance_weight=0.8),
-            "sf-r8",
-            "As query_aware with 0.8 of the bonus scaled (recall@10 MuSiQue 0.725, LoCoMo 0.687).",
-        ),
-        SearchPreset(
-            "query_aware_one_hop",
-            SearchSettings(hops=1, expansion_relevance_weight=0.8),
-            "sf-r8-h1",
-            "As query_aware_strong with one hop (recall@10 MuSiQue 0.725, LoCoMo 0.687).",
-        ),
-        SearchPreset(
-            "light_graph",
-            SearchSettings(hops=2, graph_weight=0.5),
-            "sf-g5",
-            "Two hops with every graph bonus halved (recall@10 MuSiQue 0.742, LoCoMo 0.688).",
-        ),
-    )
-}
 
 
 class StageTimer:
