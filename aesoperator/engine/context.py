@@ -4,6 +4,7 @@ index derived from the store, and answers queries with the hybrid retrieval pipe
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import math
 import threading
@@ -23,6 +24,7 @@ from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
 from aesoperator.errors import AesopError, ConfigError, SchemaError
+from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.graph_schema.models import Direction, Entity, Relation
 
 if TYPE_CHECKING:
@@ -97,8 +99,11 @@ class ContextEngine:
         store: GraphStore,
         settings: Settings | None = None,
         embedder: TextEmbedder | None = None,
+        knowledge: KnowledgeStage | None = None,
     ) -> None:
         self.settings = settings or load_settings()
+        self._knowledge = knowledge
+        self._knowledge_loaded = knowledge is not None
         self.store = store
         self._embedder = embedder
         self._index: VectorIndex | None = None
@@ -199,6 +204,26 @@ class ContextEngine:
             return self._keywords
 
     @property
+    def knowledge(self) -> KnowledgeStage | None:
+        """The knowledge stage (extraction and entity resolution) used on ingest and remember:
+        the one given to the constructor, else the one `settings.knowledge_factory` builds."""
+        if not self._knowledge_loaded:
+            self._knowledge_loaded = True
+            factory = self.settings.knowledge_factory
+            if factory and self.settings.extractor != "none":
+                module_name, _, attr = factory.partition(":")
+                try:
+                    build = getattr(importlib.import_module(module_name), attr)
+                except (ImportError, AttributeError) as exc:
+                    raise ConfigError(f"knowledge_factory {factory!r} cannot be loaded: {exc}") from exc
+                self._knowledge = build(self)
+        return self._knowledge
+
+    @knowledge.setter
+    def knowledge(self, stage: KnowledgeStage | None) -> None:
+        self._knowledge, self._knowledge_loaded = stage, True
+
+    @property
     def memory(self) -> AgentMemory:
         from aesoperator.engine.memory import AgentMemory
 
@@ -236,6 +261,7 @@ class ContextEngine:
             self.embedder if use_embedder else None,
             batch_size=self.settings.write_batch_size,
             progress=progress,
+            knowledge=self.knowledge,
         )
         pipeline.claim_source(source, root.as_uri())
         paths = list(extractor.paths())
@@ -269,7 +295,11 @@ class ContextEngine:
         ns = namespace or self.settings.default_namespace
         use_embedder = self.settings.embed_on_ingest if embed is None else embed
         pipeline = IngestPipeline(
-            self.store, self.embedder if use_embedder else None, self.settings.write_batch_size, progress
+            self.store,
+            self.embedder if use_embedder else None,
+            self.settings.write_batch_size,
+            progress,
+            knowledge=self.knowledge,
         )
         changed: list[str] = []
 

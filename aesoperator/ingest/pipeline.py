@@ -8,6 +8,7 @@ Embedding of the next batch overlaps with the store write of the previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ import numpy as np
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
 from aesoperator.errors import AesopError, SourceError
 from aesoperator.graph_schema.ids import content_hash
+from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 from aesoperator.ingest.progress import NoProgress, ProgressReporter
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from aesoperator.engine.embeddings import TextEmbedder
 
 SOURCE_IDENTITY_KEY = "__source__"
+RESOLVE_PENDING_KEY = "__resolve_pending__"
 QUARANTINE_PREFIX = "__quarantine__/"
 RESERVED_PREFIX = "__"
 
@@ -69,8 +72,16 @@ class IngestReport:
     skipped: list[SkippedRecord] = field(default_factory=list)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {"extract": 0.0, "map": 0.0, "embed": 0.0, "store": 0.0}
+        default_factory=lambda: {"extract": 0.0, "map": 0.0, "knowledge": 0.0, "embed": 0.0, "store": 0.0}
     )
+    # knowledge extraction: items read (the rest came from the cache), mentions found, entities
+    # it added, merges resolution recorded, and what it has to say (budget spent, scripts skipped)
+    knowledge_items: int = 0
+    knowledge_items_cached: int = 0
+    mentions: int = 0
+    knowledge_entities: int = 0
+    merges: int = 0
+    knowledge_notes: list[str] = field(default_factory=list)
 
     def add(self, result: WriteResult) -> None:
         self.entities_written += result.entities_written
@@ -89,6 +100,8 @@ class _PendingBatch:
     expire_relation_ids: set[str] = field(default_factory=set)
     items: list[SourceItemState] = field(default_factory=list)
     cleared: list[tuple[str, str]] = field(default_factory=list)  # source items to delete
+    owners: dict[str, int] = field(default_factory=dict)  # owned entity id -> index in `items`
+    knowledge: dict[str, Entity] = field(default_factory=dict)  # entities extraction found
 
     def __len__(self) -> int:
         return len(self.entities) + len(self.relations)
@@ -101,11 +114,14 @@ class IngestPipeline:
         embedder: TextEmbedder | None = None,
         batch_size: int = 1000,
         progress: ProgressReporter | None = None,
+        knowledge: KnowledgeStage | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress or NoProgress()
+        self.knowledge = knowledge
+        self._namespaces: set[str] = set()
         self._previous: dict[str, SourceItemState] = {}
 
     # -- source identity ---------------------------------------------------------------------
@@ -136,6 +152,7 @@ class IngestPipeline:
         self._previous = previous
         self._mapped_relation_ids: set[str] = set()
         self._remapped: set[str] = set()
+        self._namespaces = set()
         seen: set[str] = {SOURCE_IDENTITY_KEY}
         pending = _PendingBatch()
         in_flight: Future[WriteResult] | None = None
@@ -211,8 +228,25 @@ class IngestPipeline:
                 )
                 report.add(result)
                 report.records_removed += len(part)
+        self._resolve(source, previous, report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _resolve(self, source: str, previous: dict[str, SourceItemState], report: IngestReport) -> None:
+        """Entity resolution over the namespaces this run (or an interrupted earlier one) wrote
+        knowledge into; the marker that says it is due is removed once it has run."""
+        if self.knowledge is None:
+            return
+        pending = previous.get(RESOLVE_PENDING_KEY)
+        namespaces = set(self._namespaces)
+        if pending is not None and pending.cursor:
+            namespaces.update(json.loads(pending.cursor))
+        if not namespaces:
+            return
+        t0 = time.perf_counter()
+        report.merges += self.knowledge.resolve(sorted(namespaces))
+        self.store.write(WriteBatch(delete_source_items=[(source, RESOLVE_PENDING_KEY)]))
+        report.stage_seconds["knowledge"] += time.perf_counter() - t0
 
     def _map_into(
         self,
@@ -245,6 +279,8 @@ class IngestPipeline:
             pending.relations[relation.id] = relation
         owned = tuple(e.id for e in item.entities)
         rel_ids = tuple(r.id for r in item.relations)
+        for eid in owned:
+            pending.owners[eid] = len(pending.items)
         self._mapped_relation_ids.update(rel_ids)
         self._remapped.add(record.key)
         if before is not None:
@@ -264,9 +300,12 @@ class IngestPipeline:
     ) -> Future[WriteResult] | None:
         if not pending.items and not pending.entities:
             return in_flight
+        if self.knowledge is not None:
+            self._extract_knowledge(pending, report)
         vectors, model = self._embed(pending, report)
+        knowledge = [e for eid, e in pending.knowledge.items() if eid not in pending.entities]
         batch = WriteBatch(
-            entities=list(pending.entities.values()),
+            entities=list(pending.entities.values()) + knowledge,
             relations=list(pending.relations.values()),
             vectors=vectors,
             vector_model=model,
@@ -278,6 +317,44 @@ class IngestPipeline:
         if in_flight is not None:  # one write at a time, in order
             report.add(in_flight.result())
         return writer.submit(self._timed_write, batch, report)
+
+    def _extract_knowledge(self, pending: _PendingBatch, report: IngestReport) -> None:
+        """Entities and relations found in the text of the batch's items, each relation owned by
+        the item it was found in (so it goes when the item changes); written in the same batch."""
+        assert self.knowledge is not None
+        t0 = time.perf_counter()
+        items = [pending.entities[eid] for eid in pending.owners if eid in pending.entities]
+        found = self.knowledge.process(items)
+        report.knowledge_items += found.items_extracted
+        report.knowledge_items_cached += found.items_from_cache
+        report.mentions += found.mentions
+        report.knowledge_notes.extend(found.notes)
+        for entity in found.entities:
+            pending.knowledge.setdefault(entity.id, entity)
+        report.knowledge_entities += len(found.entities)
+        for item_id, relations in found.relations.items():
+            position = pending.owners[item_id]
+            state = pending.items[position]
+            ids = tuple(r.id for r in relations)
+            for relation in relations:
+                pending.relations[relation.id] = relation
+            pending.items[position] = dataclasses.replace(state, relation_ids=state.relation_ids + ids)
+            self._mapped_relation_ids.update(ids)
+            self._namespaces.update(r.namespace for r in relations)
+        for item_id, reason in found.failed.items():
+            state = pending.items[pending.owners[item_id]]
+            key = quarantine_key(state.key)
+            info = json.dumps(
+                {"reason": f"knowledge extraction failed (the item itself is stored): {reason}", "at": to_iso(utcnow())}
+            )
+            pending.cleared = [c for c in pending.cleared if c != (state.source, key)]
+            pending.items.append(SourceItemState(state.source, key, state.content_hash, cursor=info))
+            report.quarantined += 1
+        if self._namespaces:
+            marker = json.dumps(sorted(self._namespaces))
+            source = pending.items[0].source if pending.items else ""
+            pending.items.append(SourceItemState(source, RESOLVE_PENDING_KEY, content_hash(marker), cursor=marker))
+        report.stage_seconds["knowledge"] += time.perf_counter() - t0
 
     def _timed_write(self, batch: WriteBatch, report: IngestReport) -> WriteResult:
         t0 = time.perf_counter()
