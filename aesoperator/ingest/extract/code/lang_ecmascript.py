@@ -30,7 +30,7 @@ class EcmaScriptExtractor(Extractor):
         "nested_type_identifier": ("module", "name", "."),
         "nested_identifier": ("object", "property", "."),
     }
-    call_types: ClassVar[dict[str, str]] = {"call_expression": "function"}
+    call_types: ClassVar[dict[str, str]] = {"call_expression": "function", "new_expression": "constructor"}
     wrapper_types: ClassVar[dict[str, str | None]] = {
         "parenthesized_expression": None,
         "non_null_expression": None,
