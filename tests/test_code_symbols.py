@@ -302,3 +302,10 @@ def test_parsing_in_threads_gives_the_same_results() -> None:
             pool.map(lambda item: parse_code(item[0].read_text(), item[1], item[0].name), [f for f in files if f[1]])
         )
     assert got == expected
+
+
+def test_typescript_decorators_reference_from_what_they_decorate() -> None:
+    source = "@Component({})\nexport class A {\n  @HostListener('x')\n  onX() {}\n}\n@Injectable()\nclass B {}\n"
+    result = parse_code(source, "typescript", "app/d.ts")
+    decorators = {(link.src, link.dst) for link in _links(result, LinkKind.REFERENCES)}
+    assert decorators == {("app/d.A", "Component"), ("app/d.A.onX", "HostListener"), ("app/d.B", "Injectable")}

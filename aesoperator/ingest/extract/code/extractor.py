@@ -171,7 +171,7 @@ class Extractor:
     def push_children(self, node: Node, scope: Scope, depth: int | None = None) -> None:
         depth = self._depth if depth is None else depth
         stack = self._stack
-        for child in reversed(node.children):
+        for child in reversed(node.named_children):  # anonymous nodes are punctuation and keywords
             stack.append((child, scope, depth + 1))
 
     def push(self, node: Node | None, scope: Scope) -> None:

@@ -316,9 +316,22 @@ class EcmaScriptExtractor(Extractor):
 
     def on_decorator(self, node: Node, scope: Scope) -> object:
         expr = node.named_child(0)
-        if expr is not None:
-            target = expr.child_by_field_name("function") if expr.type == "call_expression" else expr
-            self.refer(LinkKind.REFERENCES, scope, target or expr, "decorator")
+        if expr is None:
+            return None
+        # the grammar hangs a class's decorators on `export` and a method's on the class body, before it
+        decorated: Node | None = None
+        if node.parent is not None and node.parent.type == "export_statement":
+            decorated = node.parent.child_by_field_name("declaration")
+        elif node.parent is not None and node.parent.type == "class_body":
+            decorated = node.next_named_sibling
+            while decorated is not None and decorated.type == "decorator":
+                decorated = decorated.next_named_sibling
+            if decorated is not None and decorated.type != "method_definition":
+                decorated = None
+        name = None if decorated is None else decorated.child_by_field_name("name")
+        src = None if name is None else f"{scope.qname}.{self.text(name)}"
+        target = expr.child_by_field_name("function") if expr.type == "call_expression" else expr
+        self.refer(LinkKind.REFERENCES, scope, target or expr, "decorator", src=src)
         return None
 
 
