@@ -20,6 +20,8 @@ import numpy as np
 
 from aesoperator.config import Settings, load_settings
 from aesoperator.engine import retrieval
+from aesoperator.engine.code_queries import SymbolReport, symbol_reports
+from aesoperator.engine.entities import EntityCatalog, EntityProfile, EntitySummary, MergeInfo
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
@@ -598,6 +600,57 @@ class ContextEngine:
             return retrieval.query_relevance(cosines, 0.0, 1.0)
         scores = [s for _, s in vector_hits]
         return retrieval.query_relevance(cosines, min(scores), max(scores))
+
+    # -- knowledge: entities, mentions, merges ------------------------------------------------
+    @property
+    def catalog(self) -> EntityCatalog:
+        return EntityCatalog(self.store)
+
+    def entities(
+        self,
+        query: str | None = None,
+        types: Sequence[str] | None = None,
+        namespaces: Sequence[str] | None = None,
+        limit: int = 50,
+    ) -> list[EntitySummary]:
+        """People, organisations, places, systems, concepts... the graph knows (merged across
+        sources), most mentioned first; `query` filters by a part of the name."""
+        return self.catalog.summaries(query, types, namespaces, limit)
+
+    def entity(self, name_or_id: str, namespaces: Sequence[str] | None = None) -> EntityProfile:
+        """One entity with what mentions it, its relations, its sources and its merge decisions."""
+        return self.catalog.show(name_or_id, namespaces)
+
+    def merges(self, namespaces: Sequence[str] | None = None, include_undone: bool = False) -> list[MergeInfo]:
+        return self.catalog.merges(namespaces, include_undone)
+
+    def unmerge(self, decision_id: str, namespaces: Sequence[str] | None = None) -> MergeInfo:
+        return self.catalog.unmerge(decision_id, namespaces)
+
+    def search_about(
+        self,
+        name_or_id: str,
+        query: str | None = None,
+        k: int = 10,
+        namespaces: Sequence[str] | None = None,
+        **search_args: Any,
+    ) -> SearchResult:
+        """Items that mention an entity: ranked by `query` when one is given, else by how often
+        they mention it."""
+        summary, hits = self.catalog.about_hits(name_or_id, namespaces, k=MAX_K if query else k)
+        if query is None:
+            return SearchResult(query=f"about {summary.name}", hits=hits, token_budget=0)
+        allowed = {h.id: h for h in hits}
+        result = self.search(query, k=MAX_K, namespaces=namespaces, token_budget=10**7, **search_args)
+        kept = [h for h in result.hits if h.id in allowed][:k]
+        for h in kept:
+            h.reasons.extend(allowed[h.id].reasons)
+        return result.model_copy(update={"hits": kept, "triples": []})
+
+    def code_symbol(self, name: str, namespaces: Sequence[str] | None = None) -> list[SymbolReport]:
+        """Where a code symbol is defined and what calls, imports or inherits it (and what it
+        calls): 'what calls X' and 'where is Y defined', from the graph."""
+        return symbol_reports(self.store, name, namespaces)
 
     # -- memory (delegates) -------------------------------------------------------------------
     def remember(self, content: str, agent_id: str, session_id: str | None = None, **kwargs: Any) -> Any:

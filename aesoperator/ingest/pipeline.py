@@ -23,6 +23,7 @@ from aesoperator.errors import AesopError, SourceError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
+from aesoperator.ingest.extract.code_stage import CodeSymbolStage
 from aesoperator.ingest.progress import NoProgress, ProgressReporter
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
 
@@ -115,12 +116,14 @@ class IngestPipeline:
         batch_size: int = 1000,
         progress: ProgressReporter | None = None,
         knowledge: KnowledgeStage | None = None,
+        code_symbols: bool = True,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress or NoProgress()
         self.knowledge = knowledge
+        self.code = CodeSymbolStage(store) if knowledge is not None and code_symbols else None
         self._namespaces: set[str] = set()
         self._previous: dict[str, SourceItemState] = {}
 
@@ -271,6 +274,10 @@ class IngestPipeline:
             pending.items.append(SourceItemState(source, quarantine_key(record.key), record.content_hash, cursor=info))
             report.stage_seconds["map"] += time.perf_counter() - t0
             return
+        if self.code is not None:
+            t1 = time.perf_counter()
+            self.code.add_symbols(record, item)
+            report.stage_seconds["knowledge"] += time.perf_counter() - t1
         for entity in item.shared_entities:
             pending.entities.setdefault(entity.id, entity)
         for entity in item.entities:
@@ -370,7 +377,8 @@ class IngestPipeline:
             return {}, None
         t0 = time.perf_counter()
         model = self.embedder.model_name
-        texts = {eid: embedding_text(e) for eid, e in pending.entities.items()}
+        everything = {**pending.knowledge, **pending.entities}
+        texts = {eid: embedding_text(e) for eid, e in everything.items()}
         hashes = {eid: content_hash(t) for eid, t in texts.items()}
         stored = self.store.vector_hashes(list(texts), model)
         todo = [eid for eid in texts if stored.get(eid) != hashes[eid]]

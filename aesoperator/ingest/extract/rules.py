@@ -41,6 +41,39 @@ DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})\s+{_MONTH_RE}\.?,?\s+(\d{{4}})\b")
 MONTH_DAY_YEAR = re.compile(rf"\b{_MONTH_RE}\.?\s+(\d{{1,2}}),?\s+(\d{{4}})\b")
 ACRONYM_DEF = re.compile(r"\(([A-Z][A-Za-z0-9&-]{0,2}[A-Z0-9][A-Za-z0-9]{0,6}?)(s?)\)")
 ACRONYM_USE = re.compile(r"\b[A-Z][A-Za-z0-9-]*[A-Z][A-Za-z0-9-]*\b")
+ACRONYM_ANY = re.compile(r"\b[A-Z][A-Z0-9-]{0,6}[A-Z0-9](?=s?\b)")
+_NOT_ACRONYMS = frozenset(
+    [
+        "OK",
+        "TODO",
+        "FIXME",
+        "NOTE",
+        "FAQ",
+        "AM",
+        "PM",
+        "II",
+        "III",
+        "IV",
+        "VI",
+        "VII",
+        "VIII",
+        "IX",
+        "XI",
+        "XII",
+        "USD",
+        "EUR",
+        "ID",
+        "IDS",
+        "YES",
+        "NO",
+        "NA",
+        "N/A",
+        "THE",
+        "AND",
+        "FOR",
+        "NOT",
+    ]
+)
 BACKTICK = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*(?:\(\))?)`")
 CODE_WORD = re.compile(r"\b(?:[a-z][a-z0-9]*_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
 _WORD = re.compile(r"[A-Za-z][\w'-]*")
@@ -176,6 +209,19 @@ def acronym_uses(text: str, defined: dict[str, str]) -> list[Mention]:
     return out
 
 
+def standalone_acronyms(text: str, taken: set[tuple[int, int]]) -> list[Mention]:
+    """Upper-case words of 2 to 8 characters with at least two letters (DNA, NATO, HIV-1): the
+    acronyms a text uses without defining; low confidence, resolution joins them to expansions."""
+    out: list[Mention] = []
+    for m in ACRONYM_ANY.finditer(text):
+        word = m.group()
+        letters = sum(c.isalpha() for c in word)
+        if letters < 2 or word in _NOT_ACRONYMS or m.span() in taken:
+            continue
+        out.append(Mention(m.start(), m.end(), word, "Concept", name_key(word), f"{RULES}:acronym", 0.5))
+    return out
+
+
 def identifier_mentions(text: str) -> list[Mention]:
     """Code identifiers named in prose: `backticked` names, snake_case and CamelCase words."""
     out: list[Mention] = []
@@ -200,6 +246,8 @@ def rule_mentions(text: str, kind: str) -> tuple[list[Mention], list[AcronymDefi
     defined = {d.short.text: d.short.aliases[0] for d in definitions}
     def_spans = {(d.short.start, d.short.end) for d in definitions}
     mentions += [d.short for d in definitions] + [d.long for d in definitions]
-    mentions += [u for u in acronym_uses(text, defined) if (u.start, u.end) not in def_spans]
+    uses = [u for u in acronym_uses(text, defined) if (u.start, u.end) not in def_spans]
+    mentions += uses
+    mentions += standalone_acronyms(text, def_spans | {(u.start, u.end) for u in uses})
     mentions += identifier_mentions(text)
     return mentions, definitions

@@ -27,7 +27,7 @@ from aesoperator.graph_schema.knowledge import (
     TextItem,
 )
 from aesoperator.graph_schema.models import Entity, Provenance, Relation
-from aesoperator.graph_schema.vocabulary import CODE_SYMBOL_TYPES, KNOWLEDGE_TYPES
+from aesoperator.graph_schema.vocabulary import CODE_SYMBOL_TYPES, KNOWLEDGE_TYPES, canonical_entity_type
 from aesoperator.ingest.extract.cache import ExtractionCache
 from aesoperator.ingest.extract.keys import KNOWLEDGE_SOURCE, knowledge_entity_id, normalize_name
 from aesoperator.ingest.extract.resolve import EntityResolver
@@ -125,6 +125,7 @@ class KnowledgeExtractionStage:
         stored: set[str] = set()
         for start in range(0, len(wanted), 1000):
             stored.update(x.id for x in self.store.get_entities(wanted[start : start + 1000]))
+        named = self._named_entities(chosen, results, link_namespaces)
         new: dict[str, Entity] = {}
         for entity, result in zip(chosen, results, strict=True):
             if result.error is not None:
@@ -133,7 +134,9 @@ class KnowledgeExtractionStage:
             ids: list[str] = []
             for m in result.mentions:
                 options = candidates(entity, m)
-                eid = next((c for c in options if c in stored), options[-1])
+                eid = next((c for c in options if c in stored), None)
+                if eid is None:
+                    eid = named.get((entity.namespace, m.type, normalize_name(m.text)), options[-1])
                 ids.append(eid)
                 if eid not in stored and eid not in new:
                     new[eid] = self._entity(eid, m, entity)
@@ -142,6 +145,28 @@ class KnowledgeExtractionStage:
         batch.entities = list(new.values())
         self.seconds += time.perf_counter() - started
         return batch
+
+    def _named_entities(
+        self, items: Sequence[Entity], results: Sequence[ItemExtraction], link_namespaces: Sequence[str] | None
+    ) -> dict[tuple[str, str, str], str]:
+        """(item namespace, type, normalised name) -> a stored entity of that name and type that a
+        source brought (a person from git, an entity of the memory server): mentions link to it."""
+        spaces = {e.namespace for e in items} | set(link_namespaces or ())
+        names = sorted({m.text for r in results for m in r.mentions if len(m.text) >= 3})
+        if not names:
+            return {}
+        found = self.store.name_lookup(names, namespaces=sorted(spaces))
+        ids = sorted({i for hits in found.values() for i in hits})
+        out: dict[tuple[str, str, str], str] = {}
+        entities = self.store.get_entities(ids) if ids else []
+        for e in sorted(entities, key=lambda x: (x.source == KNOWLEDGE_SOURCE, x.id)):
+            kind = canonical_entity_type(e.type)
+            if kind not in KNOWLEDGE_TYPES or e.source == KNOWLEDGE_SOURCE:
+                continue
+            for ns in {x.namespace for x in items}:
+                if e.namespace == ns or e.namespace in (link_namespaces or ()):
+                    out.setdefault((ns, kind, normalize_name(e.name)), e.id)
+        return out
 
     @staticmethod
     def _entity(eid: str, m: Mention, item: Entity) -> Entity:
