@@ -69,6 +69,7 @@ from aesoperator.serve.tools_engine import (
     unbind_call,
     visible_stats,
 )
+from aesoperator.serve.tools_knowledge import register_knowledge_tools
 from aesoperator.serve.tools_memory_compat import DEFAULT_MEMORY_NAMESPACE, MemoryGraph, register_memory_tools
 
 if TYPE_CHECKING:
@@ -466,6 +467,7 @@ def build_server(
     )
     memory = MemoryGraph(engine, memory_namespace)
     register_engine_tools(server, runtime)
+    register_knowledge_tools(server, runtime)
     register_memory_tools(server, runtime, memory)
     _register_resources(server, runtime, memory)
     _register_subscriptions(server, runtime, notifier)
