@@ -80,6 +80,17 @@ class SearchSettings:
         return {"vector": self.vector_weight, "keyword": self.keyword_weight, "name": self.name_weight}
 
 
+KNOWLEDGE_SOURCE = "knowledge"
+
+
+def _wanted(entity: Entity, type_filter: set[str] | None) -> bool:
+    """Entities extraction found are bridges between items, not answers by themselves: they are
+    hits only when their type is asked for (`types=["Person"]`); `entities()` lists them."""
+    if type_filter is not None:
+        return entity.type in type_filter
+    return entity.source != KNOWLEDGE_SOURCE
+
+
 def _entity_live(entity: Entity, as_of: datetime | None) -> bool:
     if as_of is None:
         return True
@@ -509,9 +520,7 @@ class ContextEngine:
         candidates = [
             c
             for c in candidates
-            if c.id in entities
-            and (type_filter is None or entities[c.id].type in type_filter)
-            and _entity_live(entities[c.id], as_of)
+            if c.id in entities and _wanted(entities[c.id], type_filter) and _entity_live(entities[c.id], as_of)
         ][:n_cand]
         timed("load", t0)
 
@@ -544,9 +553,7 @@ class ContextEngine:
             candidates = [
                 c
                 for c in expanded
-                if c.id in entities
-                and (type_filter is None or entities[c.id].type in type_filter)
-                and _entity_live(entities[c.id], as_of)
+                if c.id in entities and _wanted(entities[c.id], type_filter) and _entity_live(entities[c.id], as_of)
             ]
             relations = subgraph.relations
             timed("expand", t0)

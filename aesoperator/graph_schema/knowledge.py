@@ -18,6 +18,7 @@ from aesoperator.graph_schema.models import Entity, Relation
 
 PROSE = "prose"
 CODE = "code"
+TERSE = "terse"  # short structured lines (commit messages): rules only, the NER model misreads them
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class TextItem:
 
     id: str
     text: str
-    kind: str = PROSE  # PROSE or CODE (code gets only the rules that make sense for code)
+    kind: str = PROSE  # PROSE, TERSE (rules only) or CODE (only the rules that make sense for code)
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,12 +95,15 @@ class CodeSymbolStage:
                     r = rel("DEFINES", chunk.id, defined[s.qualified_name], {"line": s.start_line})
                     relations[r.id] = r
         placeholders: dict[str, str] = {}
+        left_out = {s.qualified_name for s in parsed.symbols} - set(defined)  # variables, constants
         for link in parsed.links[:MAX_LINKS_PER_FILE]:
             src = defined.get(link.src)
             target = link.dst_qualified or link.dst
             if src is None or not target:
                 continue
             target = parsed.aliases.get(target, target)
+            if target in left_out:
+                continue
             dst = defined.get(target) or symbol_id(source, target)
             if dst not in defined.values():
                 placeholders.setdefault(dst, target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aesoperator.graph_schema.knowledge import CODE, ItemExtraction, Mention, MentionRelation, TextItem
+from aesoperator.graph_schema.knowledge import PROSE, ItemExtraction, Mention, MentionRelation, TextItem
 from aesoperator.ingest.extract.ner import MIN_LATIN_SHARE, SpacyNer, latin_share
 from aesoperator.ingest.extract.rules import RULES, rule_mentions
 from aesoperator.ingest.extract.sentences import co_occurrences
@@ -72,7 +72,7 @@ class DefaultExtractor:
                 continue
             if len(item.text) > MAX_ITEM_CHARS:
                 self.notes.append(f"{item.id}: text capped at {MAX_ITEM_CHARS} of {len(item.text)} characters")
-            if self.ner is not None and item.kind != CODE:
+            if self.ner is not None and item.kind == PROSE:
                 if latin_share(item.text) >= MIN_LATIN_SHARE:
                     model_inputs.append(pos)
                 else:

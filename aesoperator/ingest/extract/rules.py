@@ -43,37 +43,14 @@ ACRONYM_DEF = re.compile(r"\(([A-Z][A-Za-z0-9&-]{0,2}[A-Z0-9][A-Za-z0-9]{0,6}?)(
 ACRONYM_USE = re.compile(r"\b[A-Z][A-Za-z0-9-]*[A-Z][A-Za-z0-9-]*\b")
 ACRONYM_ANY = re.compile(r"\b[A-Z][A-Z0-9-]{0,6}[A-Z0-9](?=s?\b)")
 _NOT_ACRONYMS = frozenset(
-    [
-        "OK",
-        "TODO",
-        "FIXME",
-        "NOTE",
-        "FAQ",
-        "AM",
-        "PM",
-        "II",
-        "III",
-        "IV",
-        "VI",
-        "VII",
-        "VIII",
-        "IX",
-        "XI",
-        "XII",
-        "USD",
-        "EUR",
-        "ID",
-        "IDS",
-        "YES",
-        "NO",
-        "NA",
-        "N/A",
-        "THE",
-        "AND",
-        "FOR",
-        "NOT",
-    ]
+    (
+        "OK TODO FIXME NOTE FAQ AM PM II III IV VI VII VIII IX XI XII USD EUR ID IDS YES NO NA THE AND FOR NOT "
+        # query-language keywords written in capitals: words, not acronyms
+        "SELECT FROM WHERE DELETE INSERT UPDATE SET MATCH DROP TABLE CREATE RETURN OR NULL INTO VALUES JOIN "
+        "ORDER GROUP BY LIMIT DETACH MERGE WITH ALTER GRANT INDEX UNION AS ON IN IS LIKE"
+    ).split()
 )
+_CAPS_NEIGHBOUR = re.compile(r"[A-Z]{2,}")
 BACKTICK = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*(?:\(\))?)`")
 CODE_WORD = re.compile(r"\b(?:[a-z][a-z0-9]*_[a-z0-9_]+|[a-z]+[A-Z][A-Za-z0-9]+|[A-Z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
 _WORD = re.compile(r"[A-Za-z][\w'-]*")
@@ -218,6 +195,10 @@ def standalone_acronyms(text: str, taken: set[tuple[int, int]]) -> list[Mention]
         letters = sum(c.isalpha() for c in word)
         if letters < 2 or word in _NOT_ACRONYMS or m.span() in taken:
             continue
+        before = text[max(0, m.start() - 12) : m.start()].split()
+        after = text[m.end() : m.end() + 12].split()
+        if (before and _CAPS_NEIGHBOUR.fullmatch(before[-1])) or (after and _CAPS_NEIGHBOUR.fullmatch(after[0])):
+            continue  # a run of capitals is shouting or a statement, not an acronym
         out.append(Mention(m.start(), m.end(), word, "Concept", name_key(word), f"{RULES}:acronym", 0.5))
     return out
 

@@ -20,6 +20,7 @@ from aesoperator.graph_schema.ids import content_hash, relation_id
 from aesoperator.graph_schema.knowledge import (
     CODE,
     PROSE,
+    TERSE,
     EntityExtractor,
     ItemExtraction,
     KnowledgeBatch,
@@ -27,26 +28,32 @@ from aesoperator.graph_schema.knowledge import (
     TextItem,
 )
 from aesoperator.graph_schema.models import Entity, Provenance, Relation
-from aesoperator.graph_schema.vocabulary import CODE_SYMBOL_TYPES, KNOWLEDGE_TYPES, canonical_entity_type
+from aesoperator.graph_schema.vocabulary import KNOWLEDGE_TYPES, canonical_entity_type
 from aesoperator.ingest.extract.cache import ExtractionCache
 from aesoperator.ingest.extract.keys import KNOWLEDGE_SOURCE, knowledge_entity_id, normalize_name
 from aesoperator.ingest.extract.resolve import EntityResolver
 
-# Items that are structure or identity, not prose: nothing to read in them.
-STRUCTURAL_TYPES: frozenset[str] = frozenset(
+# Items whose text is prose worth reading: what files, documents, trackers, wikis, commits and
+# conversations bring. Structure (directories, tables, rows), identities (people, labels) and the
+# entities of a memory server (already knowledge) are not read.
+TEXT_ITEM_TYPES: frozenset[str] = frozenset(
     {
-        "Directory",
-        "File",
-        "Folder",
-        "Repository",
-        "Branch",
-        "Label",
-        "Database",
-        "Table",
-        "Column",
-        "Row",
-        "Session",
-        "Agent",
+        "Chunk",
+        "Document",
+        "Page",
+        "Block",
+        "Issue",
+        "PullRequest",
+        "Comment",
+        "Commit",
+        "Episode",
+        "Message",
+        "Email",
+        "Note",
+        "Article",
+        "Paper",
+        "Post",
+        "Review",
     }
 )
 CODE_SUFFIXES = (
@@ -59,6 +66,8 @@ MAX_RELATIONS_PER_ITEM = 300
 
 
 def item_kind(entity: Entity) -> str:
+    if entity.type == "Commit":
+        return TERSE
     path = entity.properties.get("path")
     if isinstance(path, str) and path.lower().endswith(CODE_SUFFIXES):
         return CODE
@@ -66,13 +75,16 @@ def item_kind(entity: Entity) -> str:
 
 
 def wants_extraction(entity: Entity) -> bool:
-    return (
-        entity.type not in STRUCTURAL_TYPES
-        and entity.type not in KNOWLEDGE_TYPES
-        and entity.type not in CODE_SYMBOL_TYPES
-        and entity.source != KNOWLEDGE_SOURCE
-        and bool(entity.text.strip())
-    )
+    return entity.type in TEXT_ITEM_TYPES and entity.source != KNOWLEDGE_SOURCE and bool(entity.text.strip())
+
+
+def extraction_text(entity: Entity) -> str:
+    """The prose of an item: a commit's message without the trailer the git mapper adds (sha,
+    author, date, changed files), which is structure the graph already holds."""
+    sha = entity.properties.get("sha")
+    if entity.type == "Commit" and isinstance(sha, str):
+        return entity.text.split(f"\n\nCommit {sha}", 1)[0]
+    return entity.text
 
 
 @dataclass
@@ -113,7 +125,7 @@ class KnowledgeExtractionStage:
         chosen = [e for e in items if wants_extraction(e)]
         if not chosen:
             return batch
-        texts = [TextItem(e.id, e.text, item_kind(e)) for e in chosen]
+        texts = [TextItem(e.id, extraction_text(e), item_kind(e)) for e in chosen]
         results = self._extract(texts, batch)
 
         # Every entity a mention could stand for, so that stored ones are linked, not rewritten.
