@@ -84,6 +84,10 @@ class EntityExtractor(Protocol):
 
     def extract(self, items: Sequence[TextItem]) -> list[ItemExtraction]: ...
 
+    def begin_run(self) -> None:
+        """An ingest starts (per-ingest limits start afresh)."""
+        ...
+
 
 @dataclass(slots=True)
 class KnowledgeBatch:
@@ -111,6 +115,10 @@ class KnowledgeStage(Protocol):
         """Extract from `items` (those with text worth reading; others are passed over).
         Mentions that name an entity already stored in `link_namespaces` link to it instead of
         creating a new one in the item's namespace."""
+        ...
+
+    def begin_run(self) -> None:
+        """An ingest starts: per-ingest limits (an LLM token budget) start afresh."""
         ...
 
     def resolve(self, namespaces: Sequence[str]) -> int:

@@ -156,6 +156,8 @@ class IngestPipeline:
         self._mapped_relation_ids: set[str] = set()
         self._remapped: set[str] = set()
         self._namespaces = set()
+        if self.knowledge is not None:
+            self.knowledge.begin_run()
         seen: set[str] = {SOURCE_IDENTITY_KEY}
         pending = _PendingBatch()
         in_flight: Future[WriteResult] | None = None
@@ -182,7 +184,11 @@ class IngestPipeline:
                     report.records_seen += 1
                     seen.add(record.key)
                     before = previous.get(record.key)
-                    if before is not None and before.content_hash == record.content_hash:
+                    if (
+                        before is not None
+                        and before.content_hash == record.content_hash
+                        and quarantine_key(record.key) not in previous  # extraction failed: try again
+                    ):
                         report.records_unchanged += 1
                         self.progress.advance()
                         continue

@@ -62,6 +62,9 @@ class DefaultExtractor:
         model = self.ner.signature if self.ner is not None else "none"
         return f"{self.name}:rules-{RULES_VERSION}:{model}"
 
+    def begin_run(self) -> None:
+        """Nothing to reset: the model has no per-ingest limit."""
+
     def extract(self, items: Sequence[TextItem]) -> list[ItemExtraction]:
         results = [ItemExtraction(item.id) for item in items]
         model_inputs: list[int] = []

@@ -64,7 +64,7 @@ class LlmExtractor:
         )
         return cls(client, settings.llm_model, settings.llm_token_budget, settings.llm_batch_items)
 
-    def reset_budget(self) -> None:
+    def begin_run(self) -> None:
         self.tokens_spent = 0
         self._budget_noted = False
 

@@ -43,12 +43,68 @@ ACRONYM_DEF = re.compile(r"\(([A-Z][A-Za-z0-9&-]{0,2}[A-Z0-9][A-Za-z0-9]{0,6}?)(
 ACRONYM_USE = re.compile(r"\b[A-Z][A-Za-z0-9-]*[A-Z][A-Za-z0-9-]*\b")
 ACRONYM_ANY = re.compile(r"\b[A-Z][A-Z0-9-]{0,6}[A-Z0-9](?=s?\b)")
 _NOT_ACRONYMS = frozenset(
-    (
-        "OK TODO FIXME NOTE FAQ AM PM II III IV VI VII VIII IX XI XII USD EUR ID IDS YES NO NA THE AND FOR NOT "
-        # query-language keywords written in capitals: words, not acronyms
-        "SELECT FROM WHERE DELETE INSERT UPDATE SET MATCH DROP TABLE CREATE RETURN OR NULL INTO VALUES JOIN "
-        "ORDER GROUP BY LIMIT DETACH MERGE WITH ALTER GRANT INDEX UNION AS ON IN IS LIKE"
-    ).split()
+    [
+        "OK",
+        "TODO",
+        "FIXME",
+        "NOTE",
+        "FAQ",
+        "AM",
+        "PM",
+        "II",
+        "III",
+        "IV",
+        "VI",
+        "VII",
+        "VIII",
+        "IX",
+        "XI",
+        "XII",
+        "USD",
+        "EUR",
+        "ID",
+        "IDS",
+        "YES",
+        "NO",
+        "NA",
+        "THE",
+        "AND",
+        "FOR",
+        "NOT",
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "DELETE",
+        "INSERT",
+        "UPDATE",
+        "SET",
+        "MATCH",
+        "DROP",
+        "TABLE",
+        "CREATE",
+        "RETURN",
+        "OR",
+        "NULL",
+        "INTO",
+        "VALUES",
+        "JOIN",
+        "ORDER",
+        "GROUP",
+        "BY",
+        "LIMIT",
+        "DETACH",
+        "MERGE",
+        "WITH",
+        "ALTER",
+        "GRANT",
+        "INDEX",
+        "UNION",
+        "AS",
+        "ON",
+        "IN",
+        "IS",
+        "LIKE",
+    ]
 )
 _CAPS_NEIGHBOUR = re.compile(r"[A-Z]{2,}")
 BACKTICK = re.compile(r"`([A-Za-z_][A-Za-z0-9_.]*(?:\(\))?)`")

@@ -250,6 +250,9 @@ class KnowledgeExtractionStage:
             )
         return out + list(seen.values())
 
+    def begin_run(self) -> None:
+        self.extractor.begin_run()
+
     def resolve(self, namespaces: Sequence[str]) -> int:
         if self.resolver is None:
             return 0
