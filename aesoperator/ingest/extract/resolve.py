@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from rapidfuzz import fuzz
 
 from aesoperator.engine.stores.base import GraphStore
@@ -96,6 +97,43 @@ def names_of(entity: Entity) -> set[str]:
 
 def _content_initials(name: str) -> str:
     return initials(" ".join(w for w in name.split() if w.lower() not in _STOP))
+
+
+_DIGITS = re.compile(r"\d+")
+_QUALIFIER = re.compile(r"^(.*\S)\s*\(([^()]+)\)$")
+
+
+def qualifier(name: str) -> tuple[str, str] | None:
+    """'Mercury (planet)' -> ('mercury', 'planet'): a name that says which of several it is."""
+    match = _QUALIFIER.match(name.strip())
+    if match is None:
+        return None
+    return normalize_name(match.group(1)), normalize_name(match.group(2))
+
+
+def _conflicting(left: set[str], right: set[str], qualified: dict[str, tuple[str, str] | None]) -> bool:
+    """True when the two clusters hold the same name with different qualifiers ('Mercury
+    (planet)' and 'Mercury (element)'): whatever else they share, they are different things."""
+    seen: dict[str, str] = {}
+    for member in left:
+        q = qualified.get(member)
+        if q is not None:
+            seen[q[0]] = q[1]
+    for member in right:
+        q = qualified.get(member)
+        if q is not None and seen.get(q[0], q[1]) != q[1]:
+            return True
+    return False
+
+
+def login_patterns(name: str) -> set[str]:
+    """Logins people derive from 'First Last': firstlast, flast, firstl, lastf, first (with the
+    separators removed); empty unless the name has two or more words of letters."""
+    words = [w for w in re.split(r"[\s.]+", normalize_name(name)) if w.isalpha()]
+    if len(words) < 2:
+        return set()
+    first, last = words[0], words[-1]
+    return {first + last, first[0] + last, first + last[0], last + first[0], last + first}
 
 
 class _Clusters:
@@ -207,6 +245,28 @@ def candidate_pairs(
                             f"the name {e.name!r} is the login {compact!r}",
                         )
                     )
+    # ... and a login that follows a naming convention of a person's full name (mkowalski,
+    # priya-n, tomas.reyes), when the namespace has exactly one such person
+    by_pattern: dict[str, list[str]] = {}
+    for e in entities:
+        if types[e.id] == "Person":
+            for pattern in login_patterns(e.name):
+                by_pattern.setdefault(pattern, []).append(e.id)
+    for login, ids in sorted(logins.items()):
+        compact = re.sub(r"[-_.]", "", login)
+        people = sorted(set(by_pattern.get(compact, [])) - set(ids))
+        if len(people) == 1:
+            for other in sorted(ids):
+                if same_type(other, people[0]):
+                    out.append(
+                        MergeDecision(
+                            min(other, people[0]),
+                            max(other, people[0]),
+                            "alias",
+                            0.8,
+                            f"the login {login!r} follows a convention for the name {by_id[people[0]].name!r}",
+                        )
+                    )
     # 5. fuzzy names within a type, blocked by shared words
     blocks: dict[tuple[str, str], list[str]] = {}
     for e in entities:
@@ -224,6 +284,8 @@ def candidate_pairs(
                 nb = normalize_name(by_id[b].name)
                 if (a, b) in seen or na == nb or min(len(na), len(nb)) < MIN_FUZZY_CHARS:
                     continue
+                if _DIGITS.findall(na) != _DIGITS.findall(nb):
+                    continue  # 'Heinkel HD 23' and 'Heinkel HD 36', 2019 and 2020: numbers tell things apart
                 seen.add((a, b))
                 score = fuzz.token_sort_ratio(na, nb)
                 if score >= FUZZY_MIN:
@@ -241,6 +303,7 @@ class EntityResolver:
     def __init__(self, store: GraphStore, embedder: TextEmbedder | None = None) -> None:
         self.store = store
         self.embedder = embedder
+        self._vectors: dict[str, np.ndarray] = {}
 
     def _entities(self, namespace: str) -> list[Entity]:
         out: list[Entity] = []
@@ -276,8 +339,11 @@ class EntityResolver:
                     (r.src, r.dst, f"defined in {r.properties.get('item', '?')}: {r.properties.get('evidence', '')!r}")
                 )
         by_id = {e.id: e for e in entities}
+        qualified = {e.id: qualifier(e.name) for e in entities}
         decisions: list[MergeDecision] = []
-        for d in candidate_pairs(entities, acronym_links):
+        proposed = candidate_pairs(entities, acronym_links)
+        self._vectors = self._name_vectors({n for d in proposed if d.rule == "embedding?" for n in (d.a, d.b)}, by_id)
+        for d in proposed:
             if d.rule == "embedding?":
                 checked = self._embedding_check(d, by_id)
                 if checked is None:
@@ -288,16 +354,24 @@ class EntityResolver:
             left, right = clusters.members(d.a), clusters.members(d.b)
             if any(frozenset((x, y)) in blocked for x in left for y in right):
                 continue
+            if _conflicting(left, right, qualified):
+                continue
             clusters.union(d.a, d.b)
             decisions.append(d)
         return decisions
 
+    def _name_vectors(self, ids: set[str], by_id: dict[str, Entity]) -> dict[str, np.ndarray]:
+        """One batched embedding of the names the embedding rule will compare."""
+        if self.embedder is None or not ids:
+            return {}
+        ordered = sorted(ids)
+        matrix = self.embedder.embed([by_id[i].name for i in ordered])
+        return {i: matrix[row] for row, i in enumerate(ordered)}
+
     def _embedding_check(self, d: MergeDecision, by_id: dict[str, Entity]) -> MergeDecision | None:
-        if self.embedder is None:
+        if d.a not in self._vectors or d.b not in self._vectors:
             return None
-        a, b = by_id[d.a].name, by_id[d.b].name
-        vectors = self.embedder.embed([a, b])
-        cosine = float(vectors[0] @ vectors[1])
+        cosine = float(self._vectors[d.a] @ self._vectors[d.b])
         if cosine < EMBED_MIN:
             return None
         return MergeDecision(
