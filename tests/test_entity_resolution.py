@@ -83,8 +83,10 @@ def test_git_author_and_github_user_become_one_person(resolved: Any) -> None:
     assert "grace-h" in grace.names and any(n.startswith("Grace H") for n in grace.names)
     priya = _person(engine, "priya-n", "eng")
     assert {"code", "gh"} <= set(priya.sources)
-    tomas = [s for s in engine.entities("tom", types=["Person"], namespaces=["eng"])]
-    assert all(len({"code", "gh"} & set(s.sources)) < 2 for s in tomas)  # no evidence, no merge
+    tomas = _person(engine, "tomas-r", "eng")  # the login follows a convention for "Tomas Reyes"
+    assert {"code", "gh"} <= set(tomas.sources) and "Tomas Reyes" in tomas.names
+    mkowalski = _person(engine, "mkowalski", "eng")  # no commits: nobody to merge with
+    assert "code" not in mkowalski.sources
     merges = {(m.rule, frozenset((m.a_name, m.b_name))) for m in engine.merges(["eng"])}
     assert any(rule == "exact-key" and "grace-h" in pair for rule, pair in merges)
     assert any(rule in ("alias", "name-type") and pair == frozenset(("priya-n",)) for rule, pair in merges)

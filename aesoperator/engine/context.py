@@ -81,6 +81,7 @@ class SearchSettings:
 
 
 KNOWLEDGE_SOURCE = "knowledge"
+KNOWLEDGE_ID_PREFIX = KNOWLEDGE_SOURCE + ":"  # ids of extracted entities (ingest/extract/keys.py)
 
 
 def _wanted(entity: Entity, type_filter: set[str] | None) -> bool:
@@ -474,7 +475,11 @@ class ContextEngine:
             timed("index_sync", t0)
             t0 = time.perf_counter()
             # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
-            hits = index.search(query_vec, n_cand * (4 if type_filter else 1), namespaces=ns)
+            # Over-fetch without a type filter too: extracted entities (whose vectors are the mean of
+            # the items mentioning them) sit close to those items and are not hits by themselves.
+            hits = index.search(query_vec, n_cand * (4 if type_filter else 8), namespaces=ns)
+            if type_filter is None:
+                hits = [h for h in hits if not h[0].startswith(KNOWLEDGE_ID_PREFIX)][:n_cand]
             ranked["vector"] = hits
             timed("vector", t0)
         keyword_index = None  # the in-memory index answers the keyword and name channels

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from aesoperator.engine.entity_vectors import context_vectors
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchHit
 from aesoperator.graph_schema.ids import content_hash, entity_id
@@ -213,9 +214,19 @@ class AgentMemory:
                 entity.properties["mentions"] = ep.mentions
                 entity.properties["introduces"] = sorted(targets & new)
 
-        texts = {entity.id: embedding_text(entity) for entity in [*(e for _, e in prepared), *found]}
+        texts = {entity.id: embedding_text(entity) for _, entity in prepared}
         matrix = self.engine.embedder.embed(list(texts.values()))
         vectors = {eid: (content_hash(text), matrix[row]) for row, (eid, text) in enumerate(texts.items())}
+        model = self.engine.embedder.model_name
+        vectors.update(
+            context_vectors(
+                found,
+                relations,
+                {eid: v for eid, (_, v) in vectors.items()},
+                lambda ids: store.get_vectors(ids, model),
+                embedding_text,
+            )
+        )
         store.upsert(
             list(entities.values()) + found, relations, vectors=vectors, vector_model=self.engine.embedder.model_name
         )

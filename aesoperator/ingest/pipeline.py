@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aesoperator.engine.entity_vectors import context_vectors
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
 from aesoperator.errors import AesopError, SourceError
 from aesoperator.graph_schema.ids import content_hash
@@ -383,8 +384,7 @@ class IngestPipeline:
             return {}, None
         t0 = time.perf_counter()
         model = self.embedder.model_name
-        everything = {**pending.knowledge, **pending.entities}
-        texts = {eid: embedding_text(e) for eid, e in everything.items()}
+        texts = {eid: embedding_text(e) for eid, e in pending.entities.items()}
         hashes = {eid: content_hash(t) for eid, t in texts.items()}
         stored = self.store.vector_hashes(list(texts), model)
         todo = [eid for eid in texts if stored.get(eid) != hashes[eid]]
@@ -394,5 +394,16 @@ class IngestPipeline:
             report.texts_embedded += len(todo)
             for row, eid in enumerate(todo):
                 vectors[eid] = (hashes[eid], matrix[row])
+        found = [e for eid, e in pending.knowledge.items() if eid not in pending.entities]
+        if found:  # extracted entities: the mean of the vectors of the items that mention them
+            vectors.update(
+                context_vectors(
+                    found,
+                    pending.relations.values(),
+                    {eid: v for eid, (_, v) in vectors.items()},
+                    lambda ids: self.store.get_vectors(ids, model),
+                    embedding_text,
+                )
+            )
         report.stage_seconds["embed"] += time.perf_counter() - t0
         return vectors, model

@@ -28,6 +28,7 @@ import numpy as np
 from rapidfuzz import fuzz
 
 from aesoperator.engine.stores.base import GraphStore
+from aesoperator.graph_schema.ids import relation_id
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 from aesoperator.graph_schema.vocabulary import canonical_entity_type
 from aesoperator.ingest.extract.keys import email_key, initials, login_from_email, login_key, normalize_name, url_key
@@ -304,6 +305,14 @@ class EntityResolver:
         self.store = store
         self.embedder = embedder
         self._vectors: dict[str, np.ndarray] = {}
+        self._acronyms: dict[str, list[tuple[str, str, str]]] = {}
+
+    def note_acronyms(self, relations: Sequence[Relation]) -> None:
+        """ACRONYM_OF relations extraction just found: the acronym rule uses them at the next run."""
+        for r in relations:
+            if r.type == "ACRONYM_OF":
+                evidence = f"defined in {r.properties.get('item', '?')}: {r.properties.get('evidence', '')!r}"
+                self._acronyms.setdefault(r.namespace, []).append((r.src, r.dst, evidence))
 
     def _entities(self, namespace: str) -> list[Entity]:
         out: list[Entity] = []
@@ -316,32 +325,24 @@ class EntityResolver:
         entities = self._entities(namespace)
         if len(entities) < 2:
             return []
-        ids = [e.id for e in entities]
-        links = self.store.neighbors(
-            ids,
-            depth=1,
-            relation_types=["SAME_AS", "NOT_SAME_AS", "ACRONYM_OF"],
-            namespaces=[namespace],
-            limit=10 * len(ids) + 1000,
-        ).relations
+        acronym_links = self._acronyms.pop(namespace, [])
+        proposed = candidate_pairs(entities, acronym_links)
+        # Decisions already taken about these pairs (merges, and refusals after an unmerge): their
+        # ids follow from the pair, so they are read directly rather than by a graph traversal.
+        pair_ids = {
+            relation_id(kind, min(d.a, d.b), max(d.a, d.b)) for d in proposed for kind in ("SAME_AS", "NOT_SAME_AS")
+        }
+        known = self.store.get_relations(sorted(pair_ids)) if pair_ids else []
         clusters = _Clusters()
         blocked: set[frozenset[str]] = set()
-        acronym_links: list[tuple[str, str, str]] = []
-        for r in links:
-            if not r.is_live():
-                continue
-            if r.type == "SAME_AS":
+        for r in known:
+            if r.type == "SAME_AS" and r.is_live():
                 clusters.union(r.src, r.dst)
-            elif r.type == "NOT_SAME_AS":
+            elif r.type == "NOT_SAME_AS" and r.is_live():
                 blocked.add(frozenset((r.src, r.dst)))
-            else:
-                acronym_links.append(
-                    (r.src, r.dst, f"defined in {r.properties.get('item', '?')}: {r.properties.get('evidence', '')!r}")
-                )
         by_id = {e.id: e for e in entities}
         qualified = {e.id: qualifier(e.name) for e in entities}
         decisions: list[MergeDecision] = []
-        proposed = candidate_pairs(entities, acronym_links)
         self._vectors = self._name_vectors({n for d in proposed if d.rule == "embedding?" for n in (d.a, d.b)}, by_id)
         for d in proposed:
             if d.rule == "embedding?":

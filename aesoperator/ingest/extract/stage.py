@@ -154,6 +154,8 @@ class KnowledgeExtractionStage:
                     new[eid] = self._entity(eid, m, entity)
             batch.mentions += len(result.mentions)
             batch.relations[entity.id] = self._relations(entity, result, ids)
+            if self.resolver is not None:
+                self.resolver.note_acronyms(batch.relations[entity.id])
         batch.entities = list(new.values())
         self.seconds += time.perf_counter() - started
         return batch
