@@ -475,8 +475,9 @@ class ContextEngine:
             timed("index_sync", t0)
             t0 = time.perf_counter()
             # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
-            # Over-fetch without a type filter too: extracted entities (whose vectors are the mean of
-            # the items mentioning them) sit close to those items and are not hits by themselves.
+            # Extracted entities are not hits unless their type is asked for (see `_wanted`): each
+            # channel leaves them out before fusion, so scores are those of the items. Their vectors
+            # (the mean of the items mentioning them) sit close to those items: over-fetch.
             hits = index.search(query_vec, n_cand * (4 if type_filter else 8), namespaces=ns)
             if type_filter is None:
                 hits = [h for h in hits if not h[0].startswith(KNOWLEDGE_ID_PREFIX)][:n_cand]
@@ -489,11 +490,14 @@ class ContextEngine:
             timed("index_sync", t0)
         if "keyword" in channels:
             t0 = time.perf_counter()
+            n_kw = n_cand if type_filter else 2 * n_cand  # room for the extracted entities left out below
             bm25 = (
-                keyword_index.search(query, n_cand, namespaces=ns, types=types)
+                keyword_index.search(query, n_kw, namespaces=ns, types=types)
                 if keyword_index is not None
-                else self.store.keyword_search(query, n_cand, namespaces=ns, types=types)
+                else self.store.keyword_search(query, n_kw, namespaces=ns, types=types)
             )
+            if type_filter is None:
+                bm25 = [(i, s) for i, s in bm25 if not i.startswith(KNOWLEDGE_ID_PREFIX)][:n_cand]
             # BM25 scores near zero come from words present almost everywhere: no evidence.
             ranked["keyword"] = [(i, s) for i, s in bm25 if s >= 1e-3]
             timed("keyword", t0)
@@ -507,7 +511,12 @@ class ContextEngine:
             )
             # Longer matched names are more specific: rank them first.
             by_len = sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0]))
-            ranked["name"] = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids][:n_cand]
+            ranked["name"] = [
+                (eid, float(len(nm)))
+                for nm, ids in by_len
+                for eid in ids
+                if type_filter is not None or not eid.startswith(KNOWLEDGE_ID_PREFIX)
+            ][:n_cand]
             timed("name", t0)
 
         t0 = time.perf_counter()
