@@ -169,6 +169,21 @@ class Settings(BaseSettings):
     )
     jwt_leeway: float = Field(default=30.0, ge=0, le=600, description="Seconds of clock skew allowed on exp and nbf.")
 
+    extractor: Literal["default", "rules", "llm", "none"] = Field(
+        default="default",
+        description=(
+            "Knowledge extraction on ingest and remember: 'default' (rules + the offline spaCy NER model),"
+            " 'rules' (no model), 'llm' (an OpenAI-compatible chat API), 'none'."
+        ),
+    )
+    llm_base_url: str = Field(default="", description="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1.")
+    llm_model: str = ""
+    llm_api_key_env: str = Field(default="AESOP_LLM_API_KEY", description="NAME of the variable holding the key.")
+    llm_token_budget: int = Field(default=200_000, ge=0, description="Tokens one ingest may spend on the LLM.")
+    llm_batch_items: int = Field(default=8, ge=1, le=100)
+    llm_timeout_s: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+
     @field_validator("graph")
     @classmethod
     def _check_graph(cls, value: str) -> str:

@@ -15,7 +15,9 @@ from aesoperator.engine.context import EngineCore
 from aesoperator.engine.progress import ProgressReporter
 from aesoperator.engine.search import SearchSettings
 from aesoperator.graph_schema.ids import entity_id
+from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.ingest.documents import DocumentInput, DocumentsMapper, document_records, mention_links
+from aesoperator.ingest.extract.factory import knowledge_stage_for_engine
 from aesoperator.ingest.local_files import LocalFolderExtractor
 from aesoperator.ingest.mappers.files import FilesMapper
 from aesoperator.ingest.mcp_ingest import WatchEvent, ingest_source, watch_source
@@ -34,6 +36,11 @@ class ContextEngine(EngineCore):
     >>> engine.ingest_path("docs/")
     >>> engine.search("how are vectors persisted?", k=5).hits[0].name
     """
+
+    def _build_knowledge(self) -> KnowledgeStage | None:
+        """The knowledge stage the settings ask for (`extractor`; none for "none"), used by
+        ingest and by memory's `remember`."""
+        return knowledge_stage_for_engine(self)
 
     # -- local data ---------------------------------------------------------------------------
     def ingest_path(
@@ -84,6 +91,7 @@ class ContextEngine(EngineCore):
             self.embedder if use_embedder else None,
             batch_size=self.settings.write_batch_size,
             progress=progress,
+            knowledge=self.knowledge,
         )
         pipeline.claim_source(source, root.as_uri())
         paths = list(extractor.paths())
@@ -130,7 +138,11 @@ class ContextEngine(EngineCore):
         ns = namespace or self.settings.default_namespace
         use_embedder = self.settings.embed_on_ingest if embed is None else embed
         pipeline = IngestPipeline(
-            self.store, self.embedder if use_embedder else None, self.settings.write_batch_size, progress
+            self.store,
+            self.embedder if use_embedder else None,
+            self.settings.write_batch_size,
+            progress,
+            knowledge=self.knowledge,
         )
         changed: list[str] = []
 

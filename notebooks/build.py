@@ -215,6 +215,47 @@ TOUR: list[Cell] = [
     ),
     md(
         r"""
+        ## What the text is about: people, systems, concepts
+
+        Ingest also reads the text: the people, organisations, places, systems, concepts and dates
+        it names become entities, linked from every chunk, commit or issue that mentions them
+        (`MENTIONS`, with the character spans), related to what they appear with in a sentence
+        (`CO_OCCURS_WITH`, with the sentence), and merged across sources where the evidence says
+        they are one (`SAME_AS`, with the rule). Source files also bring their code symbols
+        (`DEFINES`, `IMPORTS`, `CALLS`, `INHERITS`). `engine.entities()` lists what the graph knows,
+        most mentioned first; the view shows the most mentioned one with the passages around it.
+        """
+    ),
+    code(
+        r"""
+        import pandas as pd
+
+        known = engine.entities(limit=15)
+        display(pd.DataFrame([(e.name, e.type, e.mentions, len(e.members), ", ".join(e.sources)) for e in known],
+                             columns=["entity", "type", "mentions", "merged", "sources"]))
+        top = next(e for e in known if e.type not in ("DateTime", "Url"))
+        about = engine.neighbors(top.members, depth=1, relation_types=["MENTIONS", "CO_OCCURS_WITH", "SAME_AS"], limit=120)
+        GraphView(about, title=f"{top.name}: the passages that mention it and what it appears with", max_nodes=120)
+        """
+    ),
+    code(
+        r"""
+        # code from the graph: where is it defined, what calls it
+        from aesoperator.errors import AesopError
+
+        try:
+            reports = engine.code_symbol("ContextEngine.search")
+        except AesopError as exc:  # the tour read only some files
+            reports = []
+            print(exc)
+        for report in reports[:1]:
+            print(report.symbol.qualified_name, f"{report.symbol.path}:{report.symbol.start_line}")
+            for link in report.incoming[:8]:
+                print("  ←", link.type, link.symbol.qualified_name)
+        """
+    ),
+    md(
+        r"""
         ## Semantic, keyword and hybrid search side by side
 
         `search(channels=...)` picks the candidate generators: `("vector",)` is dense retrieval

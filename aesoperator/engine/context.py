@@ -24,6 +24,7 @@ from aesoperator.engine import export
 from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
 from aesoperator.engine.embeddings import Embedder, TextEmbedder, embedding_text
 from aesoperator.engine.keyword_index import KeywordIndex
+from aesoperator.engine.knowledge_reads import KnowledgeReads
 from aesoperator.engine.memory import AgentMemory
 from aesoperator.engine.progress import ProgressReporter
 from aesoperator.engine.results import SearchResult
@@ -41,6 +42,7 @@ from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_sto
 from aesoperator.engine.vectors import SyncReport, VectorIndex
 from aesoperator.errors import AesopError
 from aesoperator.graph_schema.ids import content_hash
+from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.graph_schema.models import Direction, Entity, Relation
 
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class EngineCore:
+class EngineCore(KnowledgeReads):
     """Hybrid retrieval and agent memory over a graph store (no ingest: see `ContextEngine`).
 
     >>> core = EngineCore.open(data_dir=".aesop")
@@ -62,9 +64,12 @@ class EngineCore:
         store: GraphStore,
         settings: Settings | None = None,
         embedder: TextEmbedder | None = None,
+        knowledge: KnowledgeStage | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.store = store
+        self._knowledge = knowledge
+        self._knowledge_loaded = knowledge is not None
         self._embedder = embedder
         self._index: VectorIndex | None = None
         self._keywords: KeywordIndex | None = None
@@ -177,6 +182,25 @@ class EngineCore:
             elif self._keywords.store_seq != (self.store.last_seq() if store_seq is None else store_seq):
                 self._keywords.sync(self.store)
             return self._keywords
+
+    @property
+    def knowledge(self) -> KnowledgeStage | None:
+        """The knowledge stage (extraction and entity resolution) used on ingest and remember:
+        the one given to the constructor or set here, else the one `_build_knowledge` makes on
+        first use (none for the bare engine; `ContextEngine` builds the configured extractor)."""
+        if not self._knowledge_loaded:
+            self._knowledge = self._build_knowledge()
+            self._knowledge_loaded = True
+        return self._knowledge
+
+    @knowledge.setter
+    def knowledge(self, stage: KnowledgeStage | None) -> None:
+        self._knowledge, self._knowledge_loaded = stage, True
+
+    def _build_knowledge(self) -> KnowledgeStage | None:
+        """The knowledge stage to use when none was given: none here (the engine does not know how
+        extraction is done); the facade overrides it with the one the settings ask for."""
+        return None
 
     @property
     def memory(self) -> AgentMemory:
@@ -419,6 +443,40 @@ class EngineCore:
             vector_index=self._vector_index,
             keyword_index=self._keyword_index if self.settings.keyword_index == "memory" else None,
         )
+
+    # -- knowledge: items about an entity (entities, merges, code symbols: `KnowledgeReads`) ----
+    def search_about(
+        self,
+        name_or_id: str,
+        query: str | None = None,
+        k: int = 10,
+        namespaces: Sequence[str] | None = None,
+        **search_args: Any,
+    ) -> SearchResult:
+        """Items that mention an entity (or any entity merged with it).
+
+        Args:
+            name_or_id: the entity.
+            query: rank the items by this search (None: by how often they mention it).
+            k: how many items.
+            namespaces: read only these namespaces (None: all).
+            **search_args: further `search` arguments, used with `query`.
+
+        Returns:
+            The items as search hits.
+
+        Raises:
+            SchemaError: no entity has that name or id.
+        """
+        summary, hits = self.catalog.about_hits(name_or_id, namespaces, k=MAX_K if query else k)
+        if query is None:
+            return SearchResult(query=f"about {summary.name}", hits=hits, token_budget=0)
+        allowed = {h.id: h for h in hits}
+        result = self.search(query, k=MAX_K, namespaces=namespaces, token_budget=10**7, **search_args)
+        kept = [h for h in result.hits if h.id in allowed][:k]
+        for h in kept:
+            h.reasons.extend(allowed[h.id].reasons)
+        return result.model_copy(update={"hits": kept, "triples": []})
 
     # -- memory (delegates) -------------------------------------------------------------------
     def remember(self, content: str, agent_id: str, session_id: str | None = None, **kwargs: Any) -> Any:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from aesoperator.engine.embeddings import embedding_text
+from aesoperator.engine.entity_vectors import context_vectors
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchHit
 from aesoperator.graph_schema.ids import content_hash, entity_id, scoped_entity_id
@@ -120,6 +121,7 @@ class AgentMemory:
         detect_mentions: bool = True,
         mention_namespaces: Sequence[str] | None = None,
         episode_id: str | None = None,
+        extract: bool = True,
     ) -> Episode:
         """Store one memory event; returns the stored Episode (with its id and mentions)."""
         meta = dict(metadata or {})
@@ -136,7 +138,7 @@ class AgentMemory:
             metadata=meta,
             mentions=list(mentions),
         )
-        return self.remember_many([episode], detect_mentions, mention_namespaces)[0]
+        return self.remember_many([episode], detect_mentions, mention_namespaces, extract=extract)[0]
 
     def remember_many(
         self,
@@ -144,8 +146,14 @@ class AgentMemory:
         detect_mentions: bool = True,
         mention_namespaces: Sequence[str] | None = None,
         batch_size: int = 256,
+        extract: bool = True,
     ) -> list[Episode]:
         """Store many episodes (e.g. an imported conversation) with batched embedding.
+
+        With `extract` (and a knowledge stage on the engine), the people, places, things and
+        dates each episode names become entities linked by MENTIONS: the ones already known in
+        `mention_namespaces` (default: the engine's default namespace) are linked, others are
+        created in the episode's namespace; entity resolution then runs there.
 
         Episodes of one session are chained in time order by NEXT relations, continuing from the
         last episode the session already holds, so recall can step to the turns around a hit.
@@ -153,7 +161,10 @@ class AgentMemory:
         stored: list[Episode] = []
         for start in range(0, len(episodes), batch_size):
             batch = episodes[start : start + batch_size]
-            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces))
+            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces, extract))
+        knowledge = self.engine.knowledge if extract else None
+        if knowledge is not None and stored:
+            knowledge.resolve(sorted({ep.namespace for ep in stored if ep.namespace}))
         return stored
 
     def _prepare(self, episode: Episode, detect: bool, mention_ns: Sequence[str] | None) -> tuple[Episode, Entity]:
@@ -188,7 +199,7 @@ class AgentMemory:
         return ep, entity
 
     def _remember_batch(
-        self, episodes: Sequence[Episode], detect: bool, mention_ns: Sequence[str] | None
+        self, episodes: Sequence[Episode], detect: bool, mention_ns: Sequence[str] | None, extract: bool = True
     ) -> list[Episode]:
         prepared = [self._prepare(e, detect, mention_ns) for e in episodes]
         store = self.engine.store
@@ -205,11 +216,38 @@ class AgentMemory:
                     Relation(type="MENTIONS", src=ep.id, dst=target, source=MEMORY_SOURCE, namespace=entity.namespace)
                 )
         relations.extend(self._session_links(prepared, entities))
+        found: list[Entity] = []
+        knowledge = self.engine.knowledge if extract else None
+        if knowledge is not None:
+            link_ns = list(mention_ns) if mention_ns else [self.engine.settings.default_namespace]
+            batch = knowledge.process([entity for _, entity in prepared], link_namespaces=link_ns)
+            found = [e for e in batch.entities if e.id not in entities]
+            new = {e.id for e in found}
+            for ep, entity in prepared:
+                extracted = batch.relations.get(entity.id, [])
+                relations.extend(extracted)
+                targets = {r.dst for r in extracted if r.type == "MENTIONS"}
+                # `mentions` lists what the graph already knew; what the episode introduced is kept apart
+                ep.mentions = sorted(set(ep.mentions) | (targets - new))
+                entity.properties["mentions"] = ep.mentions
+                entity.properties["introduces"] = sorted(targets & new)
 
         texts = {entity.id: embedding_text(entity) for _, entity in prepared}
         matrix = self.engine.embedder.embed(list(texts.values()))
         vectors = {eid: (content_hash(text), matrix[row]) for row, (eid, text) in enumerate(texts.items())}
-        store.upsert(list(entities.values()), relations, vectors=vectors, vector_model=self.engine.embedder.model_name)
+        model = self.engine.embedder.model_name
+        vectors.update(
+            context_vectors(
+                found,
+                relations,
+                {eid: v for eid, (_, v) in vectors.items()},
+                lambda ids: store.get_vectors(ids, model),
+                embedding_text,
+            )
+        )
+        store.upsert(
+            list(entities.values()) + found, relations, vectors=vectors, vector_model=self.engine.embedder.model_name
+        )
         return [ep for ep, _ in prepared]
 
     def _session_links(self, prepared: list[tuple[Episode, Entity]], entities: dict[str, Entity]) -> list[Relation]:

@@ -39,6 +39,7 @@ from aesoperator.engine.retrieval import Candidate
 from aesoperator.engine.search_settings import MAX_HOPS, SEARCH_PRESETS, SearchPreset, SearchSettings
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.errors import SchemaError
+from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX, KNOWLEDGE_SOURCE
 from aesoperator.graph_schema.models import Entity, Relation
 
 if TYPE_CHECKING:
@@ -167,14 +168,38 @@ def entity_live(entity: Entity, as_of: datetime | None) -> bool:
     return entity.valid_to is None or entity.valid_to > as_of
 
 
+def wanted(entity: Entity, type_filter: set[str] | None) -> bool:
+    """Whether an entity may be a hit: of an asked-for type when types are asked for; otherwise
+    anything but the entities extraction found, which are bridges between items rather than
+    answers by themselves (`types=["Person"]` asks for them; `entities()` lists them).
+
+    Args:
+        entity: the entity.
+        type_filter: the entity types asked for, or None.
+
+    Returns:
+        True when the entity may be a hit.
+    """
+    if type_filter is not None:
+        return entity.type in type_filter
+    return entity.source != KNOWLEDGE_SOURCE
+
+
+def _without_extracted(ranked: list[tuple[str, float]], request: SearchRequest) -> list[tuple[str, float]]:
+    """A channel's list without the entities extraction found, unless a type filter asks for
+    types (then `_keep` filters by type): each channel leaves them out before fusion, so the
+    scores are those of the items."""
+    if request.type_filter is not None:
+        return ranked
+    return [(i, s) for i, s in ranked if not i.startswith(KNOWLEDGE_ID_PREFIX)]
+
+
 def _keep(candidates: Sequence[Candidate], entities: dict[str, Entity], request: SearchRequest) -> list[Candidate]:
     types = request.type_filter
     return [
         c
         for c in candidates
-        if c.id in entities
-        and (types is None or entities[c.id].type in types)
-        and entity_live(entities[c.id], request.as_of)
+        if c.id in entities and wanted(entities[c.id], types) and entity_live(entities[c.id], request.as_of)
     ]
 
 
@@ -203,20 +228,23 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
             index = sources.vector_index(hits.store_seq)
         with timer.stage("vector"):
             # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
-            hits.ranked["vector"] = index.search(
-                hits.query_vec, n_cand * (4 if request.type_filter else 1), namespaces=ns
-            )
+            # Extracted entities are left out unless types are asked for (`wanted`); their vectors
+            # (the mean of the items mentioning them) sit close to those items: over-fetch too.
+            nearest = index.search(hits.query_vec, n_cand * (4 if request.type_filter else 8), namespaces=ns)
+            hits.ranked["vector"] = nearest if request.type_filter else _without_extracted(nearest, request)[:n_cand]
     keywords = None  # the in-memory index answers the keyword and name channels
     if sources.keyword_index is not None and ("keyword" in request.channels or "name" in request.channels):
         with timer.stage("index_sync"):
             keywords = sources.keyword_index(hits.store_seq)
     if "keyword" in request.channels:
         with timer.stage("keyword"):
+            n_kw = n_cand if request.type_filter else 2 * n_cand  # room for the extracted entities left out
             bm25 = (
-                keywords.search(request.query, n_cand, namespaces=ns, types=types)
+                keywords.search(request.query, n_kw, namespaces=ns, types=types)
                 if keywords is not None
-                else sources.store.keyword_search(request.query, n_cand, namespaces=ns, types=types)
+                else sources.store.keyword_search(request.query, n_kw, namespaces=ns, types=types)
             )
+            bm25 = _without_extracted(bm25, request)[:n_cand]
             # BM25 scores near zero come from words present almost everywhere: no evidence.
             hits.ranked["keyword"] = [(i, s) for i, s in bm25 if s >= 1e-3]
     if "name" in request.channels:
@@ -229,7 +257,8 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
             )
             # Longer matched names are more specific: rank them first.
             by_len = sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0]))
-            hits.ranked["name"] = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids][:n_cand]
+            named = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids]
+            hits.ranked["name"] = _without_extracted(named, request)[:n_cand]
     return hits
 
 
@@ -476,4 +505,5 @@ __all__ = [
     "query_relevance",
     "rerank_candidates",
     "run_search",
+    "wanted",
 ]

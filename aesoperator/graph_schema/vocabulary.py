@@ -38,8 +38,46 @@ ENTITY_TYPES: frozenset[str] = frozenset(
         "Session",
         "Agent",
         "Task",
+        # knowledge extracted from text (aesoperator.ingest.extract)
+        "Organization",
+        "Place",
+        "Product",
+        "Project",
+        "Event",
+        "DateTime",
+        "Quantity",
+        "Url",
+        "Handle",
+        "IssueRef",
+        "Identifier",
+        # code symbols
+        "Module",
+        "Class",
+        "Function",
+        "Method",
     }
 )
+
+# Types an extractor may give an entity it finds in text; resolution merges only within a type
+# (after mapping source-specific spellings onto these, see `canonical_entity_type`).
+KNOWLEDGE_TYPES: frozenset[str] = frozenset(
+    {
+        "Person",
+        "Organization",
+        "Place",
+        "Product",
+        "Project",
+        "Concept",
+        "Event",
+        "DateTime",
+        "Quantity",
+        "Url",
+        "Handle",
+        "IssueRef",
+        "Identifier",
+    }
+)
+CODE_SYMBOL_TYPES: frozenset[str] = frozenset({"Module", "Class", "Function", "Method"})
 
 RELATION_TYPES: frozenset[str] = frozenset(
     {
@@ -61,6 +99,16 @@ RELATION_TYPES: frozenset[str] = frozenset(
         "RELATED_TO",
         "NEXT",
         "IN_SESSION",
+        # knowledge: co-occurrence in one sentence, typed facts, resolution decisions
+        "CO_OCCURS_WITH",
+        "ACRONYM_OF",
+        "SAME_AS",
+        "NOT_SAME_AS",
+        # code
+        "DEFINES",
+        "IMPORTS",
+        "CALLS",
+        "INHERITS",
     }
 )
 
@@ -80,7 +128,52 @@ RELATION_WEIGHTS: dict[str, float] = {
     "PART_OF": 0.4,
     "NEXT": 0.5,
     "IN_SESSION": 0.3,
+    "SAME_AS": 1.0,
+    "ACRONYM_OF": 1.0,
+    "CO_OCCURS_WITH": 0.5,
+    "DEFINES": 0.8,
+    "CALLS": 0.7,
+    "IMPORTS": 0.5,
+    "INHERITS": 0.7,
 }
+
+_TYPE_SYNONYMS: dict[str, str] = {
+    "person": "Person",
+    "people": "Person",
+    "user": "Person",
+    "human": "Person",
+    "organization": "Organization",
+    "organisation": "Organization",
+    "org": "Organization",
+    "company": "Organization",
+    "team": "Organization",
+    "place": "Place",
+    "location": "Place",
+    "city": "Place",
+    "country": "Place",
+    "product": "Product",
+    "system": "Product",
+    "software": "Product",
+    "tool": "Product",
+    "service": "Product",
+    "project": "Project",
+    "concept": "Concept",
+    "topic": "Concept",
+    "event": "Event",
+    "date": "DateTime",
+    "time": "DateTime",
+    "datetime": "DateTime",
+}
+
+
+def canonical_entity_type(raw: str) -> str:
+    """The knowledge type a source's type name stands for ('person', 'company' -> Person,
+    Organization); a name with no known meaning is returned unchanged."""
+    if raw in KNOWLEDGE_TYPES:
+        return raw
+    return _TYPE_SYNONYMS.get(raw.strip().lower().replace("_", ""), raw)
+
+
 DEFAULT_RELATION_WEIGHT = 0.6
 
 

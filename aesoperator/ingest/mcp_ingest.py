@@ -221,6 +221,7 @@ def _run(
         engine.embedder if use_embedder else None,
         batch_size=engine.settings.write_batch_size,
         progress=progress,
+        knowledge=engine.knowledge,
     )
     source = definition.name
     previous = engine.store.source_items(source)

@@ -8,6 +8,7 @@ Embedding of the next batch overlaps with the store write of the previous one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -18,14 +19,18 @@ import numpy as np
 from pydantic import ValidationError
 
 from aesoperator.engine.embeddings import TextEmbedder, embedding_text
+from aesoperator.engine.entity_vectors import context_vectors
 from aesoperator.engine.progress import NoProgress, ProgressReporter
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
 from aesoperator.errors import AesopError, MappingError, SourceError, StoreError
 from aesoperator.graph_schema.ids import content_hash
+from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
+from aesoperator.ingest.extract.code_stage import CodeSymbolStage
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
 
 SOURCE_IDENTITY_KEY = "__source__"
+RESOLVE_PENDING_KEY = "__resolve_pending__"
 QUARANTINE_PREFIX = "__quarantine__/"
 RESERVED_PREFIX = "__"
 
@@ -62,8 +67,16 @@ class IngestReport:
     skipped: list[SkippedRecord] = field(default_factory=list)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {"extract": 0.0, "map": 0.0, "embed": 0.0, "store": 0.0}
+        default_factory=lambda: {"extract": 0.0, "map": 0.0, "knowledge": 0.0, "embed": 0.0, "store": 0.0}
     )
+    # knowledge extraction: items read (the rest came from the cache), mentions found, entities
+    # it added, merges resolution recorded, and what it has to say (budget spent, scripts skipped)
+    knowledge_items: int = 0
+    knowledge_items_cached: int = 0
+    mentions: int = 0
+    knowledge_entities: int = 0
+    merges: int = 0
+    knowledge_notes: list[str] = field(default_factory=list)
 
     def add(self, result: WriteResult) -> None:
         self.entities_written += result.entities_written
@@ -82,6 +95,8 @@ class _PendingBatch:
     expire_relation_ids: set[str] = field(default_factory=set)
     items: list[SourceItemState] = field(default_factory=list)
     cleared: list[tuple[str, str]] = field(default_factory=list)  # source items to delete
+    owners: dict[str, int] = field(default_factory=dict)  # owned entity id -> index in `items`
+    knowledge: dict[str, Entity] = field(default_factory=dict)  # entities extraction found
 
     def __len__(self) -> int:
         return len(self.entities) + len(self.relations)
@@ -94,11 +109,16 @@ class IngestPipeline:
         embedder: TextEmbedder | None = None,
         batch_size: int = 1000,
         progress: ProgressReporter | None = None,
+        knowledge: KnowledgeStage | None = None,
+        code_symbols: bool = True,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.batch_size = batch_size
         self.progress = progress or NoProgress()
+        self.knowledge = knowledge
+        self.code = CodeSymbolStage(store) if knowledge is not None and code_symbols else None
+        self._namespaces: set[str] = set()
         self._previous: dict[str, SourceItemState] = {}
         self._owned_ids: frozenset[str] = frozenset()
         self._source = ""
@@ -158,6 +178,9 @@ class IngestPipeline:
         )
         self._mapped_relation_ids: set[str] = set()
         self._remapped: set[str] = set()
+        self._namespaces = set()
+        if self.knowledge is not None:
+            self.knowledge.begin_run()
         seen: set[str] = {SOURCE_IDENTITY_KEY}
         pending = _PendingBatch()
         in_flight: Future[WriteResult] | None = None
@@ -184,7 +207,11 @@ class IngestPipeline:
                     report.records_seen += 1
                     seen.add(record.key)
                     before = previous.get(record.key)
-                    if before is not None and before.content_hash == record.content_hash:
+                    if (
+                        before is not None
+                        and before.content_hash == record.content_hash
+                        and quarantine_key(record.key) not in previous  # extraction failed: try again
+                    ):
                         report.records_unchanged += 1
                         self.progress.advance()
                         continue
@@ -233,8 +260,25 @@ class IngestPipeline:
                 )
                 report.add(result)
                 report.records_removed += len(part)
+        self._resolve(source, previous, report)
         report.seconds = time.perf_counter() - started
         return report
+
+    def _resolve(self, source: str, previous: dict[str, SourceItemState], report: IngestReport) -> None:
+        """Entity resolution over the namespaces this run (or an interrupted earlier one) wrote
+        knowledge into; the marker that says it is due is removed once it has run."""
+        if self.knowledge is None:
+            return
+        pending = previous.get(RESOLVE_PENDING_KEY)
+        namespaces = set(self._namespaces)
+        if pending is not None and pending.cursor:
+            namespaces.update(json.loads(pending.cursor))
+        if not namespaces:
+            return
+        t0 = time.perf_counter()
+        report.merges += self.knowledge.resolve(sorted(namespaces))
+        self.store.write(WriteBatch(delete_source_items=[(source, RESOLVE_PENDING_KEY)]))
+        report.stage_seconds["knowledge"] += time.perf_counter() - t0
 
     def _map_into(
         self,
@@ -265,6 +309,10 @@ class IngestPipeline:
                 f"mapper {type(mapper).__qualname__} failed on record {record.key!r} of source {source!r} "
                 f"with {type(exc).__name__}: {exc} (a bug in the mapper; bad input raises MappingError)"
             ) from exc
+        if self.code is not None:
+            t1 = time.perf_counter()
+            self.code.add_symbols(record, item)
+            report.stage_seconds["knowledge"] += time.perf_counter() - t1
         for entity in item.shared_entities:
             pending.entities.setdefault(entity.id, entity)
         for entity in item.entities:
@@ -273,6 +321,8 @@ class IngestPipeline:
             pending.relations[relation.id] = relation
         owned = tuple(e.id for e in item.entities)
         rel_ids = tuple(r.id for r in item.relations)
+        for eid in owned:
+            pending.owners[eid] = len(pending.items)
         self._mapped_relation_ids.update(rel_ids)
         self._remapped.add(record.key)
         if before is not None:
@@ -301,9 +351,12 @@ class IngestPipeline:
     ) -> Future[WriteResult] | None:
         if not pending.items and not pending.entities:
             return in_flight
+        if self.knowledge is not None:
+            self._extract_knowledge(pending, report)
         vectors, model = self._embed(pending, report)
+        knowledge = [e for eid, e in pending.knowledge.items() if eid not in pending.entities]
         batch = WriteBatch(
-            entities=list(pending.entities.values()),
+            entities=list(pending.entities.values()) + knowledge,
             relations=list(pending.relations.values()),
             vectors=vectors,
             vector_model=model,
@@ -316,6 +369,44 @@ class IngestPipeline:
         if in_flight is not None:  # one write at a time, in order
             report.add(in_flight.result())
         return writer.submit(self._timed_write, batch, report)
+
+    def _extract_knowledge(self, pending: _PendingBatch, report: IngestReport) -> None:
+        """Entities and relations found in the text of the batch's items, each relation owned by
+        the item it was found in (so it goes when the item changes); written in the same batch."""
+        assert self.knowledge is not None
+        t0 = time.perf_counter()
+        items = [pending.entities[eid] for eid in pending.owners if eid in pending.entities]
+        found = self.knowledge.process(items)
+        report.knowledge_items += found.items_extracted
+        report.knowledge_items_cached += found.items_from_cache
+        report.mentions += found.mentions
+        report.knowledge_notes.extend(found.notes)
+        for entity in found.entities:
+            pending.knowledge.setdefault(entity.id, entity)
+        report.knowledge_entities += len(found.entities)
+        for item_id, relations in found.relations.items():
+            position = pending.owners[item_id]
+            state = pending.items[position]
+            ids = tuple(r.id for r in relations)
+            for relation in relations:
+                pending.relations[relation.id] = relation
+            pending.items[position] = dataclasses.replace(state, relation_ids=state.relation_ids + ids)
+            self._mapped_relation_ids.update(ids)
+            self._namespaces.update(r.namespace for r in relations)
+        for item_id, reason in found.failed.items():
+            state = pending.items[pending.owners[item_id]]
+            key = quarantine_key(state.key)
+            info = json.dumps(
+                {"reason": f"knowledge extraction failed (the item itself is stored): {reason}", "at": to_iso(utcnow())}
+            )
+            pending.cleared = [c for c in pending.cleared if c != (state.source, key)]
+            pending.items.append(SourceItemState(state.source, key, state.content_hash, cursor=info))
+            report.quarantined += 1
+        if self._namespaces:
+            marker = json.dumps(sorted(self._namespaces))
+            source = pending.items[0].source if pending.items else ""
+            pending.items.append(SourceItemState(source, RESOLVE_PENDING_KEY, content_hash(marker), cursor=marker))
+        report.stage_seconds["knowledge"] += time.perf_counter() - t0
 
     def _timed_write(self, batch: WriteBatch, report: IngestReport) -> WriteResult:
         t0 = time.perf_counter()
@@ -341,5 +432,16 @@ class IngestPipeline:
             report.texts_embedded += len(todo)
             for row, eid in enumerate(todo):
                 vectors[eid] = (hashes[eid], matrix[row])
+        found = [e for eid, e in pending.knowledge.items() if eid not in pending.entities]
+        if found:  # extracted entities: the mean of the vectors of the items that mention them
+            vectors.update(
+                context_vectors(
+                    found,
+                    pending.relations.values(),
+                    {eid: v for eid, (_, v) in vectors.items()},
+                    lambda ids: self.store.get_vectors(ids, model),
+                    embedding_text,
+                )
+            )
         report.stage_seconds["embed"] += time.perf_counter() - t0
         return vectors, model

@@ -59,6 +59,7 @@ from aesoperator.serve.tools_engine import (
     register_engine_tools,
     visible_stats,
 )
+from aesoperator.serve.tools_knowledge import register_knowledge_tools
 from aesoperator.serve.tools_memory_compat import register_memory_tools
 from aesoperator.version import __version__
 
@@ -308,6 +309,7 @@ def build_server(
     )
     memory = MemoryGraph(engine, memory_namespace)
     register_engine_tools(server, runtime)
+    register_knowledge_tools(server, runtime)
     register_memory_tools(server, runtime, memory)
     _register_resources(server, runtime, memory)
     _register_subscriptions(server, runtime, notifier)

@@ -1,0 +1,1 @@
+"""Knowledge extraction and entity resolution measurements (see benchmarks/README.md)."""
