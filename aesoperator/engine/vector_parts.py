@@ -1,0 +1,261 @@
+"""FAISS sub-indexes of the vector index: one per namespace, exact or IVF, and the id maps.
+
+A sub-index of up to `exact_max` vectors is an exact inner-product index (cosine, since rows are
+unit length) behind an id map; a larger one is an inverted-file index (IVF, flat codes, inner
+product) trained on a sample of its own vectors, searched in `nprobe` of its lists. String entity
+ids map to int64 labels inside `VectorPartitions`. Nothing here locks or touches disk:
+`VectorIndex` (vectors.py) locks, `vector_files.py` reads and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import faiss
+import numpy as np
+
+from aesoperator.errors import SchemaError
+
+# Defaults of the `vector_exact_max` and `vector_nprobe` settings.
+DEFAULT_EXACT_MAX = 100_000
+DEFAULT_NPROBE = 64
+# IVF shape: about 4·sqrt(n) lists, trained by k-means on a sample of this many points per list.
+IVF_LISTS_PER_SQRT = 4
+IVF_MIN_LISTS = 16
+IVF_TRAIN_PER_LIST = 32
+IVF_TRAIN_ITERATIONS = 10
+IVF_SEED = 1234
+# The direct-map kind that supports `reconstruct` and removal by arbitrary int64 label.
+HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
+
+# A sub-index: exact (`IndexIDMap2` over `IndexFlatIP`) or approximate (`IndexIVFFlat` carrying
+# our int64 labels itself, with a hash-table direct map for `reconstruct` and removals).
+Part = Any
+
+
+def _new_part(dim: int) -> faiss.IndexIDMap2:
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+
+def is_ivf(part: Part) -> bool:
+    """Whether a sub-index is approximate.
+
+    Args:
+        part: A sub-index.
+
+    Returns:
+        True for an IVF sub-index, False for an exact one.
+    """
+    return isinstance(part, faiss.IndexIVFFlat)
+
+
+def part_kind(part: Part) -> str:
+    """The kind of a sub-index, as the manifest and `VectorIndex.kinds` name it.
+
+    Args:
+        part: A sub-index.
+
+    Returns:
+        'ivf' for an approximate sub-index, 'flat' for an exact one.
+    """
+    return "ivf" if is_ivf(part) else "flat"
+
+
+def part_labels(part: Part) -> np.ndarray:
+    """The int64 labels a sub-index holds, in its storage order (the order of its ids file).
+
+    Args:
+        part: A sub-index.
+
+    Returns:
+        A one-dimensional int64 array, copied out of FAISS.
+    """
+    if not is_ivf(part):
+        return faiss.vector_to_array(part.id_map)
+    lists = part.invlists
+    chunks = [
+        faiss.rev_swig_ptr(lists.get_ids(i), size).copy() for i in range(part.nlist) if (size := lists.list_size(i)) > 0
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+
+
+def _remove_labels(part: Part, labels: Sequence[int]) -> None:
+    array = np.asarray(labels, dtype=np.int64)
+    if is_ivf(part):  # the hash-table direct map only accepts an explicit id array
+        part.remove_ids(faiss.IDSelectorArray(len(array), faiss.swig_ptr(array)))
+    else:
+        part.remove_ids(faiss.IDSelectorBatch(array))
+
+
+def ivf_lists(n: int) -> int:
+    """How many inverted lists an IVF sub-index of `n` vectors gets.
+
+    Args:
+        n: The number of vectors.
+
+    Returns:
+        About 4·sqrt(n), at least `IVF_MIN_LISTS`.
+    """
+    return max(IVF_MIN_LISTS, int(IVF_LISTS_PER_SQRT * np.sqrt(max(n, 1))))
+
+
+def _flat_contents(part: faiss.IndexIDMap2) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, labels) of an exact sub-index, copied out."""
+    rows = np.asarray(part.index.reconstruct_n(0, int(part.ntotal)), dtype=np.float32)
+    return rows, part_labels(part)
+
+
+def _build_ivf(rows: np.ndarray, labels: np.ndarray, dim: int, nprobe: int) -> faiss.IndexIVFFlat:
+    """An IVF sub-index over `rows`, trained on a fixed-seed sample of them."""
+    n = rows.shape[0]
+    nlist = min(ivf_lists(n), max(1, n))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = IVF_TRAIN_ITERATIONS
+    index.cp.seed = IVF_SEED
+    index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
+    index.cp.min_points_per_centroid = 1  # small partitions train on fewer points per list
+    sample_size = min(n, nlist * IVF_TRAIN_PER_LIST)
+    sample = rows[np.sort(np.random.default_rng(IVF_SEED).choice(n, sample_size, replace=False))]
+    index.train(sample)
+    index.set_direct_map_type(HASHTABLE)
+    index.nprobe = nprobe
+    index.add_with_ids(rows, labels)
+    return index
+
+
+def as_matrix(vectors: Any, dim: int, what: str) -> np.ndarray:
+    """A C-contiguous float32 copy with unit-length rows (zero rows stay zero).
+
+    Args:
+        vectors: One vector or a 2-d array-like of them.
+        dim: The dimension the index holds.
+        what: What the vectors are, for the error message.
+
+    Returns:
+        An (n, dim) float32 matrix, rows normalised to unit length.
+
+    Raises:
+        SchemaError: The shape does not match `dim`, or a value is NaN or infinite.
+    """
+    matrix = np.array(vectors, dtype=np.float32, copy=True, order="C")
+    if matrix.ndim == 1:
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise SchemaError(f"{what} have shape {matrix.shape}; this index holds {dim}-dimensional vectors")
+    if not np.isfinite(matrix).all():
+        raise SchemaError(f"{what} contain NaN or infinite values")
+    if matrix.shape[0]:
+        faiss.normalize_L2(matrix)
+    return matrix
+
+
+@contextlib.contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """Run FAISS on `n` OpenMP threads, then restore the previous count. The setting belongs to
+    the calling thread, so concurrent searches in other threads are not disturbed.
+
+    Args:
+        n: The number of OpenMP threads inside the block.
+
+    Returns:
+        A context manager.
+    """
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+@dataclass
+class VectorPartitions:
+    """The in-memory index: sub-indexes and the id maps. Not locked; VectorIndex locks."""
+
+    dim: int
+    exact_max: int = DEFAULT_EXACT_MAX
+    nprobe: int = DEFAULT_NPROBE
+    parts: dict[str, Part] = field(default_factory=dict)
+    int_of: dict[str, int] = field(default_factory=dict)
+    str_of: dict[int, str] = field(default_factory=dict)
+    ns_of: dict[str, str] = field(default_factory=dict)
+    next_int: int = 0
+
+    def add(self, ids: Sequence[str], namespaces: Sequence[str], matrix: np.ndarray, promote: bool = True) -> set[str]:
+        """Insert or replace; the last occurrence of a repeated id wins. Returns touched namespaces.
+
+        With `promote`, a touched exact sub-index that now exceeds `exact_max` becomes an IVF one.
+        """
+        last_row: dict[str, int] = {}
+        for row, id_ in enumerate(ids):
+            last_row[id_] = row
+        touched: set[str] = set()
+        replaced = [id_ for id_ in last_row if id_ in self.int_of]
+        touched |= self._drop(replaced, forget=False)
+        by_ns: dict[str, tuple[list[int], list[int]]] = {}
+        for id_, row in last_row.items():
+            ns = namespaces[row]
+            int_id = self.int_of.get(id_)
+            if int_id is None:
+                int_id = self.next_int
+                self.next_int += 1
+                self.int_of[id_] = int_id
+                self.str_of[int_id] = id_
+            self.ns_of[id_] = ns
+            rows, ints = by_ns.setdefault(ns, ([], []))
+            rows.append(row)
+            ints.append(int_id)
+        for ns, (rows, ints) in by_ns.items():
+            part = self.parts.get(ns)
+            if part is None:
+                part = self.parts[ns] = _new_part(self.dim)
+            part.add_with_ids(matrix[rows], np.asarray(ints, dtype=np.int64))
+            touched.add(ns)
+        if promote:
+            self.promote(touched)
+        return touched
+
+    def promote(self, namespaces: Sequence[str] | set[str] | None = None) -> None:
+        """Turn exact sub-indexes larger than `exact_max` into IVF ones (all when None)."""
+        for ns in sorted(self.parts if namespaces is None else namespaces):
+            part = self.parts.get(ns)
+            if part is not None and not is_ivf(part) and part.ntotal > self.exact_max:
+                rows, labels = _flat_contents(part)
+                self.parts[ns] = _build_ivf(rows, labels, self.dim, self.nprobe)
+
+    def remove(self, ids: Sequence[str]) -> tuple[int, set[str]]:
+        present = list(dict.fromkeys(id_ for id_ in ids if id_ in self.int_of))
+        return len(present), self._drop(present, forget=True)
+
+    def _drop(self, ids: Sequence[str], forget: bool) -> set[str]:
+        by_ns: dict[str, list[int]] = {}
+        for id_ in ids:
+            by_ns.setdefault(self.ns_of[id_], []).append(self.int_of[id_])
+            if forget:
+                int_id = self.int_of.pop(id_)
+                del self.str_of[int_id]
+                del self.ns_of[id_]
+        for ns, ints in by_ns.items():
+            part = self.parts[ns]
+            _remove_labels(part, ints)
+            if part.ntotal == 0:
+                del self.parts[ns]
+        return set(by_ns)
+
+    def selected(self, namespaces: Sequence[str] | None) -> list[Part]:
+        if namespaces is None:
+            return [part for part in self.parts.values() if part.ntotal]
+        return [self.parts[ns] for ns in dict.fromkeys(namespaces) if ns in self.parts]
+
+    def merge(self, scores: list[np.ndarray], labels: list[np.ndarray], k: int) -> list[tuple[str, float]]:
+        hits: list[tuple[str, float]] = []
+        for score_row, label_row in zip(scores, labels, strict=True):
+            for score, label in zip(score_row.tolist(), label_row.tolist(), strict=True):
+                if label >= 0:
+                    hits.append((self.str_of[label], score))
+        hits.sort(key=lambda hit: (-hit[1], hit[0]))
+        return hits[:k]
