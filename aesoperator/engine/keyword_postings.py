@@ -1,0 +1,320 @@
+"""The keyword index's documents and postings, and BM25 over them.
+
+An immutable compressed posting list per term (CSR: `starts`, `docs`, `freqs`) built at rebuild
+or merge time, plus a small per-term delta for documents added since. An updated or deleted
+entity's old document is only marked dead; dead postings are dropped at the next merge.
+Scores follow FTS5's bm25 (k1 1.2, b 0.75, idf clamped to 1e-6) in its order of operations, so
+they agree with the embedded store's to the last bit. Not locked; `KeywordIndex` locks.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from aesoperator.engine.keyword_vocabulary import MULTI
+from aesoperator.graph_schema.models import Entity
+
+K1 = 1.2
+B = 0.75
+IDF_FLOOR = 1e-6  # FTS5 clamps a non-positive idf to this
+# The per-document columns, as saved (see keyword_files.py).
+COLUMNS = ("lengths", "ns", "types", "nterms")
+
+
+def _empty_i32() -> np.ndarray:
+    return np.zeros(0, dtype=np.int32)
+
+
+class GrowableColumn:
+    """A growable numpy column (amortised doubling)."""
+
+    def __init__(self, dtype: Any, values: np.ndarray | None = None) -> None:
+        data = np.zeros(1024, dtype=dtype) if values is None else np.asarray(values, dtype=dtype)
+        self.data = data if values is None else np.concatenate([data, np.zeros(1024, dtype=dtype)])
+        self.size = 0 if values is None else len(values)
+
+    def append(self, value: Any) -> None:
+        if self.size == len(self.data):
+            self.data = np.concatenate([self.data, np.zeros(len(self.data), dtype=self.data.dtype)])
+        self.data[self.size] = value
+        self.size += 1
+
+    def view(self) -> np.ndarray:
+        return self.data[: self.size]
+
+
+class KeywordPostings:
+    """Documents (one per indexed entity version), their postings by term id, and BM25."""
+
+    def __init__(self) -> None:
+        self.starts = np.zeros(1, dtype=np.int64)  # base CSR over term ids < len(starts) - 1
+        self.docs = _empty_i32()
+        self.freqs = np.zeros(0, dtype=np.float32)
+        self.delta: dict[int, tuple[array.array[int], array.array[float]]] = {}
+        self.delta_postings = 0
+        self.ids: list[str | None] = []
+        self.doc_of: dict[str, int] = {}
+        self.names: list[str] = []  # lower-cased name per document (dead ones too)
+        # lower-cased name -> its document, or MULTI when several documents share it (they are in
+        # `name_docs`); dead documents stay until the next merge (their id is None).
+        self.by_name: dict[str, int] = {}
+        self.name_docs: dict[str, list[int]] = {}
+        self.lengths = GrowableColumn(np.float32)
+        self.live = GrowableColumn(np.bool_)
+        self.ns = GrowableColumn(np.int32)
+        self.types = GrowableColumn(np.int32)
+        self.nterms = GrowableColumn(np.int32)  # distinct terms per document: its postings
+        self.ns_code: dict[str, int] = {}
+        self.type_code: dict[str, int] = {}
+        self.live_docs = 0
+        self.live_tokens = 0.0
+        self.dead_postings = 0
+
+    @classmethod
+    def from_saved(cls, arrays: dict[str, np.ndarray], labels: dict[str, Any]) -> KeywordPostings:
+        """Postings from what `keyword_files.read_keyword_file` returns (every document live)."""
+        postings = cls()
+        postings.starts, postings.docs, postings.freqs = arrays["starts"], arrays["docs"], arrays["freqs"]
+        postings.ids = labels["ids"]
+        postings.names = list(labels["names"])
+        postings._index_labels()
+        postings.lengths = GrowableColumn(np.float32, arrays["lengths"])
+        postings.ns = GrowableColumn(np.int32, arrays["ns"])
+        postings.types = GrowableColumn(np.int32, arrays["types"])
+        postings.nterms = GrowableColumn(np.int32, arrays["nterms"])
+        n = len(postings.ids)
+        postings.live = GrowableColumn(np.bool_, np.ones(n, dtype=np.bool_))
+        postings.ns_code = {v: i for i, v in enumerate(labels["namespaces"])}
+        postings.type_code = {v: i for i, v in enumerate(labels["types"])}
+        postings.live_docs = n
+        postings.live_tokens = float(postings.lengths.view().astype(np.float64).sum())
+        return postings
+
+    def saved_form(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(arrays, labels) to save; call on a merged index (no delta, no dead documents)."""
+        arrays = {
+            "starts": self.starts,
+            "docs": self.docs,
+            "freqs": self.freqs,
+            "lengths": self.lengths.view(),
+            "ns": self.ns.view(),
+            "types": self.types.view(),
+            "nterms": self.nterms.view(),
+        }
+        labels = {
+            "ids": self.ids,
+            "names": self.names,
+            "namespaces": sorted(self.ns_code, key=self.ns_code.__getitem__),
+            "types": sorted(self.type_code, key=self.type_code.__getitem__),
+        }
+        return arrays, labels
+
+    @property
+    def postings(self) -> int:
+        return len(self.docs) + self.delta_postings
+
+    # -- documents ----------------------------------------------------------------------------
+    def _code(self, table: dict[str, int], value: str) -> int:
+        code = table.get(value)
+        if code is None:
+            code = table[value] = len(table)
+        return code
+
+    def new_doc(self, entity: Entity, length: int, distinct: int) -> int:
+        doc = len(self.ids)
+        self.ids.append(entity.id)
+        self.doc_of[entity.id] = doc
+        name = entity.name.lower()
+        self.names.append(name)
+        self._add_name(name, doc)
+        self.lengths.append(length)
+        self.live.append(True)
+        self.ns.append(self._code(self.ns_code, entity.namespace))
+        self.types.append(self._code(self.type_code, entity.type))
+        self.nterms.append(distinct)
+        self.live_docs += 1
+        self.live_tokens += length
+        return doc
+
+    def add_delta(self, doc: int, counts: dict[int, float]) -> None:
+        """Postings of a new document, into the per-term delta."""
+        for tid, freq in counts.items():
+            slot = self.delta.get(tid)
+            if slot is None:
+                slot = self.delta[tid] = (array.array("i"), array.array("f"))
+            slot[0].append(doc)
+            slot[1].append(freq)
+        self.delta_postings += len(counts)
+
+    def kill(self, entity_id: str) -> bool:
+        doc = self.doc_of.pop(entity_id, None)
+        if doc is None:
+            return False
+        self.live.data[doc] = False
+        self.ids[doc] = None  # also takes it out of `by_name` lookups until the next merge
+        self.live_docs -= 1
+        self.live_tokens -= float(self.lengths.data[doc])
+        self.dead_postings += int(self.nterms.data[doc])
+        return True
+
+    def merge(self, n_terms: int) -> None:
+        """Fold the delta into the base and drop dead documents (renumbering the live ones)."""
+        base_terms = np.repeat(np.arange(len(self.starts) - 1, dtype=np.int32), np.diff(self.starts))
+        parts_t, parts_d, parts_f = [base_terms], [self.docs], [self.freqs]
+        for tid, (delta_docs, delta_freqs) in self.delta.items():
+            parts_t.append(np.full(len(delta_docs), tid, dtype=np.int32))
+            parts_d.append(np.frombuffer(delta_docs, dtype=np.int32))
+            parts_f.append(np.frombuffer(delta_freqs, dtype=np.float32))
+        terms = np.concatenate(parts_t)
+        docs = np.concatenate(parts_d)
+        freqs = np.concatenate(parts_f)
+        live = self.live.view()
+        keep = live[docs]
+        new_number = np.cumsum(live, dtype=np.int64) - 1
+        self.install(terms[keep], new_number[docs[keep]].astype(np.int32), freqs[keep], n_terms, live)
+
+    def install(self, terms: np.ndarray, docs: np.ndarray, freqs: np.ndarray, n_terms: int, live: np.ndarray) -> None:
+        """Make (term, doc, freq) triples the base CSR, keeping only the documents `live` marks."""
+        order = np.argsort(terms, kind="stable")
+        self.docs = docs[order]
+        self.freqs = freqs[order]
+        self.starts = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(np.bincount(terms, minlength=n_terms), out=self.starts[1:])
+        self.delta = {}
+        self.delta_postings = 0
+        keep_idx = np.flatnonzero(live)
+        kept = keep_idx.tolist()
+        self.ids = [self.ids[i] for i in kept]
+        self.names = [self.names[i] for i in kept]
+        self._index_labels()
+        self.lengths = GrowableColumn(np.float32, self.lengths.view()[keep_idx])
+        self.ns = GrowableColumn(np.int32, self.ns.view()[keep_idx])
+        self.types = GrowableColumn(np.int32, self.types.view()[keep_idx])
+        self.nterms = GrowableColumn(np.int32, self.nterms.view()[keep_idx])
+        self.live = GrowableColumn(np.bool_, np.ones(len(keep_idx), dtype=np.bool_))
+        self.dead_postings = 0
+
+    def _add_name(self, name: str, doc: int) -> None:
+        first = self.by_name.setdefault(name, doc)
+        if first == doc:
+            return
+        if first != MULTI:
+            self.by_name[name] = MULTI
+            self.name_docs[name] = [first]
+        self.name_docs[name].append(doc)
+
+    def _docs_named(self, name: str) -> list[int]:
+        doc = self.by_name.get(name)
+        if doc is None:
+            return []
+        return self.name_docs[name] if doc == MULTI else [doc]
+
+    def _index_labels(self) -> None:
+        """`doc_of` and the name index from `ids` and `names` (every document live)."""
+        self.doc_of = {eid: i for i, eid in enumerate(self.ids) if eid is not None}
+        self.by_name = {}
+        self.name_docs = {}
+        for doc, name in enumerate(self.names):
+            self._add_name(name, doc)
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _postings_of(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        parts_d: list[np.ndarray] = []
+        parts_f: list[np.ndarray] = []
+        if tid < len(self.starts) - 1:
+            lo, hi = int(self.starts[tid]), int(self.starts[tid + 1])
+            parts_d.append(self.docs[lo:hi])
+            parts_f.append(self.freqs[lo:hi])
+        extra = self.delta.get(tid)
+        if extra is not None:
+            parts_d.append(np.frombuffer(extra[0], dtype=np.int32))
+            parts_f.append(np.frombuffer(extra[1], dtype=np.float32))
+        if not parts_d:
+            return _empty_i32(), np.zeros(0, dtype=np.float32)
+        if len(parts_d) == 1:
+            return parts_d[0], parts_f[0]
+        return np.concatenate(parts_d), np.concatenate(parts_f)
+
+    def raw_df(self, tid: int) -> int:
+        """Postings of a term, dead documents included (as FTS5 counts before a merge)."""
+        base = int(self.starts[tid + 1] - self.starts[tid]) if tid < len(self.starts) - 1 else 0
+        extra = self.delta.get(tid)
+        return base + (len(extra[0]) if extra is not None else 0)
+
+    def top_k(
+        self, asked: Sequence[int], k: int, namespaces: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[tuple[str | None, float]]:
+        """The best (entity id, bm25) for the query's term ids, at least k unless fewer match,
+        unsorted; an id is None for a dead document. `asked` holds one term id per query word."""
+        n_docs = self.live_docs
+        avgdl = self.live_tokens / n_docs
+        live = self.live.view()
+        lengths = self.lengths.view()
+        all_docs: list[np.ndarray] = []
+        all_scores: list[np.ndarray] = []
+        scored: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        for tid in asked:  # one addend per query word, in query order, as FTS5 sums them
+            if tid not in scored:
+                scored[tid] = self._term_scores(tid, n_docs, avgdl, live, lengths)
+            found = scored[tid]
+            if found is not None:
+                all_docs.append(found[0])
+                all_scores.append(found[1])
+        if not all_docs:
+            return []
+        docs = np.concatenate(all_docs)
+        totals = np.bincount(docs, weights=np.concatenate(all_scores))
+        candidates = np.flatnonzero(totals) if len(all_docs) > 1 else np.unique(docs)
+        candidates = self._filtered(candidates, namespaces, types)
+        if len(candidates) == 0:
+            return []
+        scores = totals[candidates]
+        if len(candidates) > k:
+            cut = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = scores >= cut
+            candidates, scores = candidates[keep], scores[keep]
+        return [(self.ids[d], float(s)) for d, s in zip(candidates.tolist(), scores.tolist(), strict=True)]
+
+    def named(self, key: str, namespaces: Sequence[str] | None, types: Sequence[str] | None) -> list[str]:
+        """Live entity ids (sorted) whose lower-cased name is `key`, within the filters."""
+        docs = self._docs_named(key)
+        if not docs:
+            return []
+        kept = self._filtered(np.asarray(docs, dtype=np.int64), namespaces, types)  # dead: id None
+        return sorted(eid for eid in (self.ids[d] for d in kept.tolist()) if eid is not None)
+
+    def _term_scores(
+        self, tid: int, n_docs: int, avgdl: float, live: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(documents, bm25 addend) of one term, computed in FTS5's order of operations so that
+        scores agree to the last bit."""
+        docs, freqs = self._postings_of(tid)
+        if self.dead_postings:
+            alive = live[docs]
+            docs, freqs = docs[alive], freqs[alive]
+        df = len(docs)
+        if df == 0:
+            return None
+        idf = math.log((n_docs - df + 0.5) / (df + 0.5))
+        if idf <= 0.0:
+            idf = IDF_FLOOR
+        f = freqs.astype(np.float64)
+        norm = K1 * (1.0 - B + B * lengths[docs].astype(np.float64) / avgdl)
+        return docs, idf * ((f * (K1 + 1.0)) / (f + norm))
+
+    def _filtered(
+        self, candidates: np.ndarray, namespaces: Sequence[str] | None, types: Sequence[str] | None
+    ) -> np.ndarray:
+        for wanted, table, column in ((namespaces, self.ns_code, self.ns), (types, self.type_code, self.types)):
+            if wanted is None:
+                continue
+            codes = [table[v] for v in wanted if v in table]
+            if not codes:
+                return candidates[:0]
+            candidates = candidates[np.isin(column.view()[candidates], np.asarray(codes, dtype=np.int32))]
+        return candidates
