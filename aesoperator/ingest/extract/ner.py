@@ -5,7 +5,8 @@ nothing is downloaded at run time.
 Only the tokenizer, tok2vec and ner components run (the tagger, parser, lemmatizer and
 attribute ruler are not loaded); the model reads only the sentences likely to hold names
 (`likely_names`), at most `budget_chars` of them per item (the rules read all of it), in batches
-through `nlp.pipe`. That keeps extraction within a quarter of the cost of embedding the same text. Text that is mostly in a script the model was not trained on (it learnt
+through `nlp.pipe`. That keeps extraction near a quarter of the cost of embedding the same text
+(benchmarks/results/knowledge-latest.md). Text that is mostly in a script the model was not trained on (it learnt
 English) is not given to it.
 """
 
