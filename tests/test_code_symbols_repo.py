@@ -61,7 +61,9 @@ def test_counts_are_plausible(parsed: dict[str, tuple[str, CodeSymbols]]) -> Non
     assert kinds[SymbolKind.MODULE] == files
     assert kinds[SymbolKind.CLASS] > files // 2
     assert kinds[SymbolKind.METHOD] + kinds[SymbolKind.FUNCTION] > 5 * files
-    assert kinds[LinkKind.CALLS] > kinds[LinkKind.DEFINES] > kinds[LinkKind.IMPORTS] > files
+    # Every module imports and defines several things, and calls more than it defines.
+    assert kinds[LinkKind.CALLS] > kinds[LinkKind.DEFINES] > 5 * files
+    assert kinds[LinkKind.IMPORTS] > 5 * files
 
 
 def test_callers_of_a_known_function_are_found(parsed: dict[str, tuple[str, CodeSymbols]]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aesoperator.engine.data_dir import create_private_file, make_private_dir
+from aesoperator.engine.stores.out_of_space import reraise_if_out_of_space
 from aesoperator.errors import StoreError
 from aesoperator.graph_schema.knowledge import ItemExtraction, Mention, MentionRelation
 
@@ -61,6 +62,7 @@ class ExtractionCache:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the extraction cache {path}: {exc}") from exc
         self._lock = threading.Lock()
+        self._path = path
 
     def get(self, signature: str, pairs: Sequence[tuple[str, str]]) -> dict[str, ItemExtraction]:
         """item id -> cached result, for the (item id, content hash) pairs that are cached."""
@@ -82,9 +84,17 @@ class ExtractionCache:
         return out
 
     def put(self, signature: str, results: Iterable[tuple[str, ItemExtraction]]) -> None:
+        """Record results; a write that fails (a full disk) is a StoreError and leaves the cache as it was."""
         rows = [(signature, digest, _encode(r)) for digest, r in results if r.error is None]
-        with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO extraction VALUES (?, ?, ?)", rows)
+        try:
+            with self._lock, self._db:
+                self._db.executemany("INSERT OR REPLACE INTO extraction VALUES (?, ?, ?)", rows)
+        except sqlite3.Error as exc:
+            where = self._path.parent if self._path is not None else Path(".")
+            reraise_if_out_of_space(
+                exc, where, f"write the extraction cache {self._path}", "the cache was rolled back to what it held"
+            )
+            raise StoreError(f"cannot write the extraction cache {self._path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
