@@ -54,7 +54,11 @@ DEFERRED_FOR_START_UP: dict[tuple[str, str], str] = {
 # Modules whose commands each import what they run, so `aesop --help` starts without numpy,
 # FAISS, the MCP SDK or the JWT libraries.
 DEFERRED_MODULES: dict[str, str] = {
-    f"{PACKAGE}.cli": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.app": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.ingest_search": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.sources": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.serve": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.admin": "each command imports what it runs: `aesop --help` stays fast",
 }
 
 
