@@ -84,7 +84,7 @@ def reads(calls: list[dict[str, Any]]) -> list[str]:
 
 def test_gdrive_is_ingested_file_by_file_and_incrementally(tmp_path: Path, make_engine: Callable[..., Any]) -> None:
     log = tmp_path / "calls.jsonl"
-    engine = make_engine()
+    engine = make_engine(extractor="none")  # the adapter's own mapping, without extracted entities
     ids = DriveIds("drive")
     report = ingest_source(engine, replay_source("gdrive", "gdrive", log, name="drive", namespace="shared-drive"))
     assert not report.skipped
