@@ -274,3 +274,56 @@ def test_close_saves_after_a_long_replay(
     report = third.sync(store)
     assert not report.rebuilt and report.changes == 0 and len(third) == 80
     assert_same_answers(store, third, queries(texts, n=20))
+
+
+def extracted_entities(texts: list[str], per_text: int = 6) -> list[Entity]:
+    """Short name documents such as extraction adds: several per passage, named by its words."""
+    out = []
+    for i, text in enumerate(texts):
+        words = [w for w in text.split() if w.isalpha()]
+        for j, word in enumerate(words[:per_text]):
+            out.append(Entity(id=f"knowledge:person:{i}-{j}", type="Person", name=word, text=word, namespace="ns1"))
+    return out
+
+
+def test_extracted_entities_leave_item_scores_unchanged(
+    store: EmbeddedGraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of short extracted-name documents do not move N, the average length or any
+    document frequency: items score exactly as without them, through incremental updates, merges,
+    a save and a load, while typed searches and name look-ups still find the extracted entities."""
+    monkeypatch.setattr(keyword_module, "MERGE_MIN_POSTINGS", 500)
+    texts = corpus_texts()
+    store.upsert(make_entities(texts))
+    plain = KeywordIndex(None)
+    plain.sync(store)
+    asked = queries(texts, n=60)
+    before = {q: plain.search(q, 20) for q in asked}
+    extracted = extracted_entities(texts)
+    index = KeywordIndex(tmp_path / "kw")
+    index.sync(store)
+    store.upsert(extracted[: len(extracted) // 2])
+    index.sync(store)  # incremental, with merges
+    store.upsert(extracted[len(extracted) // 2 :])
+    index.sync(store)
+    index.save()
+    loaded = KeywordIndex(tmp_path / "kw")
+    loaded.load()
+    rebuilt = KeywordIndex(None)
+    rebuilt.sync(store)
+    for candidate in (index, loaded, rebuilt):
+        assert len(candidate) == len(texts) + len(extracted)
+        for q in asked:
+            got = candidate.search(q, 20, include_extracted=False)
+            assert [i for i, _ in got] == [i for i, _ in before[q]], q
+            assert [s for _, s in got] == pytest.approx([s for _, s in before[q]], rel=1e-9), q
+        person = extracted[0]
+        found = candidate.search(person.name, 50, types=["Person"])
+        assert person.id in [i for i, _ in found]
+        assert all(i.startswith("knowledge:") for i, _ in found)
+        assert person.id in candidate.name_lookup([person.name])[person.name.lower()]
+    # a query word found only in extracted names still ranks them (their own idf is finite)
+    store.upsert([Entity(id="knowledge:person:zz", type="Person", name="Zyxwv", text="Zyxwv", namespace="ns1")])
+    index.sync(store)
+    assert index.search("zyxwv", 5) == [("knowledge:person:zz", pytest.approx(index.search("zyxwv", 5)[0][1]))]
+    assert index.search("zyxwv", 5, include_extracted=False) == []

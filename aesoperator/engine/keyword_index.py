@@ -176,18 +176,19 @@ class KeywordIndex(DerivedIndex):
         k: int = 10,
         namespaces: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
+        include_extracted: bool = True,
     ) -> list[tuple[str, float]]:
-        """The k best (entity id, bm25) for `query`, best first, ties broken by entity id."""
+        """The k best (entity id, bm25) for `query`, best first, ties broken by entity id;
+        `include_extracted=False` leaves out the entities extraction found."""
         if k <= 0:
             return []
         with self._lock:
-            n_docs = self._post.live_docs
-            if n_docs == 0:
+            if self._post.live_docs == 0:
                 return []
-            asked = self._scored_terms(query, n_docs)
+            asked = self._scored_terms(query, max(1, self._post.counted_docs))
             if not asked:
                 return []
-            hits = self._post.top_k(asked, k, namespaces, types)
+            hits = self._post.top_k(asked, k, namespaces, types, counted_only=not include_extracted)
         ranked = sorted(((eid, s) for eid, s in hits if eid is not None), key=lambda h: (-h[1], h[0]))
         return ranked[:k]
 

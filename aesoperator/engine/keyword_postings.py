@@ -4,7 +4,15 @@ An immutable compressed posting list per term (CSR: `starts`, `docs`, `freqs`) b
 or merge time, plus a small per-term delta for documents added since. An updated or deleted
 entity's old document is only marked dead; dead postings are dropped at the next merge.
 Scores follow FTS5's bm25 (k1 1.2, b 0.75, idf clamped to 1e-6) in its order of operations, so
-they agree with the embedded store's to the last bit. Not locked; `KeywordIndex` locks.
+they agree with the embedded store's to the last bit on the items of a graph. Not locked;
+`KeywordIndex` locks.
+
+The entities extraction found (ids under `knowledge:`) are documents too, so that
+`types=["Person"]` and name look-ups find them, but they do not count in the statistics: a corpus
+of passages gains ~15 short name documents per passage, which would halve the average length and
+raise the document frequency of exactly the rare names a query is most specific about. So N,
+the average length and each term's document frequency are those of the items alone, and the
+passages rank as they would without extraction.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from aesoperator.engine.keyword_vocabulary import MULTI
+from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity
 
 K1 = 1.2
@@ -24,6 +33,12 @@ B = 0.75
 IDF_FLOOR = 1e-6  # FTS5 clamps a non-positive idf to this
 # The per-document columns, as saved (see keyword_files.py).
 COLUMNS = ("lengths", "ns", "types", "nterms")
+
+
+def counts_in_statistics(entity_id: str) -> bool:
+    """Whether a document weighs in N, the average length and document frequencies: every
+    entity but those extraction found (see the module docstring)."""
+    return not entity_id.startswith(KNOWLEDGE_ID_PREFIX)
 
 
 def _empty_i32() -> np.ndarray:
@@ -69,10 +84,15 @@ class KeywordPostings:
         self.ns = GrowableColumn(np.int32)
         self.types = GrowableColumn(np.int32)
         self.nterms = GrowableColumn(np.int32)  # distinct terms per document: its postings
+        self.counted = GrowableColumn(np.bool_)  # whether the document weighs in the statistics
+        # per term id: postings of documents that do not count (dead ones too, like `raw_df`)
+        self.uncounted_df = np.zeros(0, dtype=np.int64)
         self.ns_code: dict[str, int] = {}
         self.type_code: dict[str, int] = {}
         self.live_docs = 0
         self.live_tokens = 0.0
+        self.counted_docs = 0  # live documents that count, and their tokens
+        self.counted_tokens = 0.0
         self.dead_postings = 0
 
     @classmethod
@@ -92,7 +112,13 @@ class KeywordPostings:
         postings.ns_code = {v: i for i, v in enumerate(labels["namespaces"])}
         postings.type_code = {v: i for i, v in enumerate(labels["types"])}
         postings.live_docs = n
-        postings.live_tokens = float(postings.lengths.view().astype(np.float64).sum())
+        lengths = postings.lengths.view().astype(np.float64)
+        postings.live_tokens = float(lengths.sum())
+        counted = np.fromiter((counts_in_statistics(i) for i in postings.ids if i is not None), np.bool_, n)
+        postings.counted = GrowableColumn(np.bool_, counted)
+        postings.counted_docs = int(counted.sum())
+        postings.counted_tokens = float(lengths[counted].sum())
+        postings._count_uncounted_postings(len(postings.starts) - 1)
         return postings
 
     def saved_form(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -137,8 +163,13 @@ class KeywordPostings:
         self.ns.append(self._code(self.ns_code, entity.namespace))
         self.types.append(self._code(self.type_code, entity.type))
         self.nterms.append(distinct)
+        counted = counts_in_statistics(entity.id)
+        self.counted.append(counted)
         self.live_docs += 1
         self.live_tokens += length
+        if counted:
+            self.counted_docs += 1
+            self.counted_tokens += length
         return doc
 
     def add_delta(self, doc: int, counts: dict[int, float]) -> None:
@@ -150,6 +181,13 @@ class KeywordPostings:
             slot[0].append(doc)
             slot[1].append(freq)
         self.delta_postings += len(counts)
+        if not self.counted.data[doc] and counts:
+            top = max(counts)
+            if top >= len(self.uncounted_df):
+                grown = np.zeros(max(top + 1, 2 * len(self.uncounted_df)), dtype=np.int64)
+                grown[: len(self.uncounted_df)] = self.uncounted_df
+                self.uncounted_df = grown
+            self.uncounted_df[np.fromiter(counts, np.int64, len(counts))] += 1
 
     def kill(self, entity_id: str) -> bool:
         doc = self.doc_of.pop(entity_id, None)
@@ -159,6 +197,9 @@ class KeywordPostings:
         self.ids[doc] = None  # also takes it out of `by_name` lookups until the next merge
         self.live_docs -= 1
         self.live_tokens -= float(self.lengths.data[doc])
+        if self.counted.data[doc]:
+            self.counted_docs -= 1
+            self.counted_tokens -= float(self.lengths.data[doc])
         self.dead_postings += int(self.nterms.data[doc])
         return True
 
@@ -196,8 +237,16 @@ class KeywordPostings:
         self.ns = GrowableColumn(np.int32, self.ns.view()[keep_idx])
         self.types = GrowableColumn(np.int32, self.types.view()[keep_idx])
         self.nterms = GrowableColumn(np.int32, self.nterms.view()[keep_idx])
+        self.counted = GrowableColumn(np.bool_, self.counted.view()[keep_idx])
         self.live = GrowableColumn(np.bool_, np.ones(len(keep_idx), dtype=np.bool_))
         self.dead_postings = 0
+        self._count_uncounted_postings(n_terms)
+
+    def _count_uncounted_postings(self, n_terms: int) -> None:
+        """`uncounted_df` from the base CSR (call with an empty delta)."""
+        terms = np.repeat(np.arange(n_terms, dtype=np.int64), np.diff(self.starts))
+        uncounted = ~self.counted.view()[self.docs] if len(self.docs) else np.zeros(0, dtype=np.bool_)
+        self.uncounted_df = np.bincount(terms[uncounted], minlength=n_terms).astype(np.int64)
 
     def _add_name(self, name: str, doc: int) -> None:
         first = self.by_name.setdefault(name, doc)
@@ -241,18 +290,28 @@ class KeywordPostings:
         return np.concatenate(parts_d), np.concatenate(parts_f)
 
     def raw_df(self, tid: int) -> int:
-        """Postings of a term, dead documents included (as FTS5 counts before a merge)."""
+        """Postings of a term in documents that count, dead documents included (as FTS5 counts
+        before a merge); 1 for a term only documents that do not count hold, so that it is
+        still asked for (and, being rare, never pruned)."""
         base = int(self.starts[tid + 1] - self.starts[tid]) if tid < len(self.starts) - 1 else 0
         extra = self.delta.get(tid)
-        return base + (len(extra[0]) if extra is not None else 0)
+        every = base + (len(extra[0]) if extra is not None else 0)
+        counted = every - (int(self.uncounted_df[tid]) if tid < len(self.uncounted_df) else 0)
+        return counted if counted > 0 else min(every, 1)
 
     def top_k(
-        self, asked: Sequence[int], k: int, namespaces: Sequence[str] | None, types: Sequence[str] | None
+        self,
+        asked: Sequence[int],
+        k: int,
+        namespaces: Sequence[str] | None,
+        types: Sequence[str] | None,
+        counted_only: bool = False,
     ) -> list[tuple[str | None, float]]:
         """The best (entity id, bm25) for the query's term ids, at least k unless fewer match,
-        unsorted; an id is None for a dead document. `asked` holds one term id per query word."""
-        n_docs = self.live_docs
-        avgdl = self.live_tokens / n_docs
+        unsorted; an id is None for a dead document. `asked` holds one term id per query word;
+        `counted_only` leaves out the documents that do not count in the statistics."""
+        n_docs = max(1, self.counted_docs)
+        avgdl = self.counted_tokens / self.counted_docs if self.counted_docs else 1.0
         live = self.live.view()
         lengths = self.lengths.view()
         all_docs: list[np.ndarray] = []
@@ -270,6 +329,8 @@ class KeywordPostings:
         docs = np.concatenate(all_docs)
         totals = np.bincount(docs, weights=np.concatenate(all_scores))
         candidates = np.flatnonzero(totals) if len(all_docs) > 1 else np.unique(docs)
+        if counted_only:
+            candidates = candidates[self.counted.view()[candidates]]
         candidates = self._filtered(candidates, namespaces, types)
         if len(candidates) == 0:
             return []
@@ -297,9 +358,9 @@ class KeywordPostings:
         if self.dead_postings:
             alive = live[docs]
             docs, freqs = docs[alive], freqs[alive]
-        df = len(docs)
-        if df == 0:
+        if len(docs) == 0:
             return None
+        df = int(np.count_nonzero(self.counted.view()[docs])) if self.counted_docs != self.live_docs else len(docs)
         idf = math.log((n_docs - df + 0.5) / (df + 0.5))
         if idf <= 0.0:
             idf = IDF_FLOOR

@@ -238,12 +238,13 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
             keywords = sources.keyword_index(hits.store_seq)
     if "keyword" in request.channels:
         with timer.stage("keyword"):
-            n_kw = n_cand if request.type_filter else 2 * n_cand  # room for the extracted entities left out
-            bm25 = (
-                keywords.search(request.query, n_kw, namespaces=ns, types=types)
-                if keywords is not None
-                else sources.store.keyword_search(request.query, n_kw, namespaces=ns, types=types)
-            )
+            if keywords is not None:
+                bm25 = keywords.search(
+                    request.query, n_cand, namespaces=ns, types=types, include_extracted=request.type_filter is not None
+                )
+            else:  # the store's full-text index: leave room for the extracted entities left out
+                n_kw = n_cand if request.type_filter else 2 * n_cand
+                bm25 = sources.store.keyword_search(request.query, n_kw, namespaces=ns, types=types)
             bm25 = _without_extracted(bm25, request)[:n_cand]
             # BM25 scores near zero come from words present almost everywhere: no evidence.
             hits.ranked["keyword"] = [(i, s) for i, s in bm25 if s >= 1e-3]
@@ -368,6 +369,9 @@ def expand_candidates(
             as_of=request.as_of,
             namespaces=request.namespaces,
             limit=max(200, 20 * k),
+            # Untyped searches walk the items' own links: through extracted entities, a passage's
+            # fifteen names would fill the neighbourhood's limit at the first hop.
+            skip_prefixes=() if request.type_filter is not None else (KNOWLEDGE_ID_PREFIX,),
         )
         entities.update(subgraph.entities)
         names = {eid: e.name for eid, e in entities.items()}

@@ -245,6 +245,23 @@ def test_neighbors_multiple_seeds_unknown_seeds_and_limit(small_graph: GraphStor
         assert r.src in limited.entities and r.dst in limited.entities
 
 
+def test_neighbors_skip_prefixed_entities(store: GraphStore) -> None:
+    """Entities under a skipped prefix are neither reached nor walked through; a seed under it
+    still spreads."""
+    # a -> k:x -> c ; a -> b -> c ; k:y -> b
+    store.upsert(
+        [ent("a"), ent("b"), ent("c"), ent("k:x"), ent("k:y")],
+        [rel("a", "k:x", "MENTIONS"), rel("k:x", "c", "MENTIONS"), rel("a", "b"), rel("b", "c"),
+         rel("k:y", "b", "MENTIONS")],
+    )  # fmt: skip
+    assert store.neighbors(["a"], depth=2).hops == {"a": 0, "b": 1, "k:x": 1, "c": 2, "k:y": 2}
+    sub = store.neighbors(["a"], depth=3, skip_prefixes=["k:"])
+    assert sub.hops == {"a": 0, "b": 1, "c": 2}
+    assert all(not r.src.startswith("k:") and not r.dst.startswith("k:") for r in sub.relations)
+    seeded = store.neighbors(["k:y"], depth=2, skip_prefixes=["k:"])
+    assert seeded.hops == {"k:y": 0, "b": 1, "a": 2, "c": 2}
+
+
 def test_neighbors_never_cross_other_namespaces(store: GraphStore) -> None:
     # a(pub) -> x(priv) -> c(pub); a(pub) -> b(pub); a -[relation in priv]-> f(pub)
     store.upsert(

@@ -176,9 +176,11 @@ class GraphStore(Protocol):
         as_of: datetime | None = None,
         namespaces: Sequence[str] | None = None,
         limit: int = 1000,
+        skip_prefixes: Sequence[str] = (),
     ) -> Subgraph:
         """Breadth-first neighbourhood of `ids` up to `depth` hops. Only live relations (at `as_of`,
-        or now) are followed, and only into entities of the allowed namespaces."""
+        or now) are followed, and only into entities of the allowed namespaces; entities whose id
+        starts with one of `skip_prefixes` are neither reached nor walked through (seeds stay)."""
         ...
 
     def keyword_search(

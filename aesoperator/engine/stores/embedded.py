@@ -216,6 +216,7 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         as_of: datetime | None = None,
         namespaces: Sequence[str] | None = None,
         limit: int = 1000,
+        skip_prefixes: Sequence[str] = (),
     ) -> Subgraph:
         """Breadth-first neighbourhood of `ids` up to `depth` hops.
 
@@ -224,7 +225,8 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         allowed type and namespace, is followed to an entity of an allowed namespace, which gets
         hop h + 1 unless it already has a smaller one. Entities of other namespaces are neither
         returned nor traversed through. At most `limit` entities are returned (seeds first, then
-        by hop); the relations returned are those followed between returned entities.
+        by hop); the relations returned are those followed between returned entities. Entities
+        whose id starts with one of `skip_prefixes` are neither reached nor walked through.
         """
         if direction not in ("out", "in", "both"):
             raise ValueError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
@@ -241,6 +243,7 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
                 to_iso(utcnow()) or "",
                 namespaces,
                 limit,
+                tuple(skip_prefixes),
             )
             entities = self._load_entities(conn, list(walk.hops))
             relations = self._load_relations(conn, walk.relation_ids)

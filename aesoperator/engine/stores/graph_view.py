@@ -165,6 +165,7 @@ class NetworkxGraphView:
         now: str,
         namespaces: Iterable[str] | None,
         limit: int,
+        skip_prefixes: tuple[str, ...] = (),
     ) -> Traversal:
         """Breadth-first search from `seeds` (see `EmbeddedGraphStore.neighbors`)."""
         graph = self.graph
@@ -193,6 +194,8 @@ class NetworkxGraphView:
                     if allowed is not None and attrs["namespace"] not in allowed:
                         continue
                     if not edge_is_live(attrs, as_of, now):
+                        continue
+                    if skip_prefixes and other not in hops and other.startswith(skip_prefixes):
                         continue
                     if other not in hops:
                         if allowed is not None and nodes[other]["namespace"] not in allowed:

@@ -197,6 +197,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         as_of: datetime | None = None,
         namespaces: Sequence[str] | None = None,
         limit: int = 1000,
+        skip_prefixes: Sequence[str] = (),
     ) -> Subgraph:
         """Breadth-first neighbourhood of `ids` up to `depth` hops.
 
@@ -205,7 +206,8 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         allowed type and namespace, is followed to an entity of an allowed namespace, which gets
         hop h + 1 unless it already has a smaller one. Entities of other namespaces are neither
         returned nor traversed through. At most `limit` entities are returned (seeds first, then
-        by hop); the relations returned are those followed between returned entities.
+        by hop); the relations returned are those followed between returned entities. Entities
+        whose id starts with one of `skip_prefixes` are neither reached nor walked through.
         """
         if direction not in HOP_PATTERNS:
             raise ValueError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
@@ -215,7 +217,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         types, allowed = optional_list(relation_types), optional_list(namespaces)
         return self._read(
             "traverse the graph",
-            lambda tx: neighborhood(tx, seeds, depth, limit, direction, types, allowed, as_of),
+            lambda tx: neighborhood(tx, seeds, depth, limit, direction, types, allowed, as_of, tuple(skip_prefixes)),
         )
 
     def keyword_search(

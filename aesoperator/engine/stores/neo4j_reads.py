@@ -142,6 +142,7 @@ def neighborhood(
     relation_types: list[str] | None,
     allowed: list[str] | None,
     as_of: datetime | None,
+    skip_prefixes: tuple[str, ...] = (),
 ) -> Subgraph:
     """Breadth-first neighbourhood of `seeds`, as `GraphStore.neighbors` describes it.
 
@@ -154,6 +155,8 @@ def neighborhood(
         relation_types: Follow only these relation types; None for all.
         allowed: Entities and relations of these namespaces only; None for all.
         as_of: Follow relations live at this time; None for now.
+        skip_prefixes: Entities whose id starts with one of these are neither reached nor walked
+            through (seeds stay).
 
     Returns:
         The entities reached with their hops and the relations followed between them.
@@ -200,6 +203,8 @@ def neighborhood(
         next_frontier: list[str] = []
         for fid in frontier:
             for other, columns in steps_of.get(fid, ("", []))[1]:
+                if skip_prefixes and other not in hops and other.startswith(skip_prefixes):
+                    continue
                 if other not in hops:
                     if len(hops) >= limit:
                         continue
