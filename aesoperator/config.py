@@ -173,7 +173,14 @@ class Settings(BaseSettings):
         default="default",
         description=(
             "Knowledge extraction on ingest and remember: 'default' (rules + the offline spaCy NER model),"
-            " 'rules' (no model), 'llm' (an OpenAI-compatible chat API), 'none'."
+            " 'rules' (no model), 'llm' (an OpenAI-compatible chat API or MCP sampling), 'none'."
+        ),
+    )
+    llm_transport: Literal["http", "sampling"] = Field(
+        default="http",
+        description=(
+            "How the llm extractor reaches a model: 'http' (llm_base_url) or 'sampling' (the model of the MCP"
+            " client calling the engine's server, when it offers sampling; otherwise the default extractor)."
         ),
     )
     llm_base_url: str = Field(default="", description="OpenAI-compatible API base, e.g. http://127.0.0.1:8000/v1.")

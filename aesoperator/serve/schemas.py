@@ -146,6 +146,10 @@ class RecallOutput(BaseModel):
 class RememberOutput(BaseModel):
     episode: Episode
     uri: str
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What knowledge extraction could not do for this event (it is stored all the same).",
+    )
 
 
 class SourceOut(BaseModel):

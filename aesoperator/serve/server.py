@@ -51,6 +51,7 @@ from aesoperator.security.failures import classify
 from aesoperator.security.guard import CallGuard
 from aesoperator.security.principal import Principal
 from aesoperator.serve.memory_graph import DEFAULT_MEMORY_NAMESPACE, MemoryGraph
+from aesoperator.serve.sampling_bridge import host_sampling
 from aesoperator.serve.schemas import ENTITY_URI_TEMPLATE, MEMORY_GRAPH_URI, STATS_URI
 from aesoperator.serve.tools_engine import (
     Runtime,
@@ -228,9 +229,11 @@ class AesopMCPServer(MCPServer[Any]):
         return self.runtime.resolve_principal()
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None) -> Any:
-        return await self.calls.call_tool(
-            name, arguments, lambda: super(AesopMCPServer, self).call_tool(name, arguments, context)
-        )
+        # extraction inside the call may ask the calling client's model (llm_transport = "sampling")
+        with host_sampling(context, self.runtime.engine.settings):
+            return await self.calls.call_tool(
+                name, arguments, lambda: super(AesopMCPServer, self).call_tool(name, arguments, context)
+            )
 
     async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
         return await self.calls.read_resource(str(uri), lambda: super(AesopMCPServer, self).read_resource(uri, context))

@@ -27,6 +27,7 @@ from aesoperator.engine.results import SearchHit
 from aesoperator.engine.stores import StoreStats
 from aesoperator.errors import PermissionDenied, SchemaError
 from aesoperator.graph_schema.models import Entity, Episode, Relation, from_iso, utcnow
+from aesoperator.ingest.extract.llm_sampling import sampling_warnings
 from aesoperator.ingest.registry import SourceRegistry, source_status
 from aesoperator.security.envelope import current_call, report_count
 from aesoperator.security.principal import Principal
@@ -348,7 +349,7 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors()[:3])
             raise SchemaError(f"cannot remember this event: {problems}") from None
         rt.count(1)
-        return RememberOutput(episode=episode, uri=entity_uri(episode.id))
+        return RememberOutput(episode=episode, uri=entity_uri(episode.id), warnings=sampling_warnings())
 
     @tool(server, "get_entities", title="Get entities by id", annotations=READ_ONLY)
     def get_entities(ids: EntityIds, namespaces: Namespaces = None) -> GetEntitiesOutput:

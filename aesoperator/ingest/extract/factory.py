@@ -1,4 +1,5 @@
-"""The knowledge stage the settings ask for (`extractor = "default" | "rules" | "llm" | "none"`).
+"""The knowledge stage the settings ask for (`extractor = "default" | "rules" | "llm" | "none"`;
+the llm extractor over HTTP or, with `llm_transport = "sampling"`, over MCP sampling).
 
 The facade `aesoperator.context.ContextEngine` builds its stage with `knowledge_stage_for_engine`
 and hands it to the engine as a `KnowledgeStage` (graph_schema), so the engine's memory and the
@@ -14,6 +15,7 @@ from aesoperator.graph_schema.knowledge import EntityExtractor
 from aesoperator.ingest.extract.cache import ExtractionCache
 from aesoperator.ingest.extract.default import DefaultExtractor
 from aesoperator.ingest.extract.llm import LlmExtractor
+from aesoperator.ingest.extract.llm_sampling import SamplingExtractor
 from aesoperator.ingest.extract.resolve import EntityResolver
 from aesoperator.ingest.extract.stage import KnowledgeExtractionStage
 
@@ -34,6 +36,8 @@ def make_extractor(settings: Settings) -> EntityExtractor | None:
         return DefaultExtractor(use_model=True)
     if kind == "rules":
         return DefaultExtractor(use_model=False)
+    if kind == "llm" and settings.llm_transport == "sampling":
+        return SamplingExtractor.from_settings(settings)
     if kind == "llm":
         return LlmExtractor.from_settings(settings)
     raise ConfigError(f"unknown extractor {kind!r}: use default, rules, llm or none")

@@ -5,6 +5,9 @@ Results are cached by content hash by the extraction stage (the signature names 
 the prompt version), so re-ingesting costs nothing. When the budget is spent the extractor stops
 cleanly: the remaining items are reported as not extracted (quarantined with that reason, retried
 by the next ingest) and a note says how much was spent.
+
+The same extractor runs over MCP sampling (`transport="sampling"`, see `llm_sampling.py`): its
+signature and the extractor named on each mention then say so, with the model the host reports.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
@@ -37,9 +40,17 @@ ANSWER_TOKENS = 2_000
 
 
 class LlmExtractor:
-    def __init__(self, client: ChatClient, model: str, token_budget: int, batch_items: int = 8) -> None:
+    def __init__(
+        self,
+        client: ChatClient,
+        model: str,
+        token_budget: int,
+        batch_items: int = 8,
+        transport: Literal["http", "sampling"] = "http",
+    ) -> None:
         self.client = client
         self.model = model
+        self.transport = transport
         self.token_budget = token_budget
         self.batch_items = batch_items
         self.tokens_spent = 0
@@ -51,7 +62,15 @@ class LlmExtractor:
 
     @property
     def signature(self) -> str:
+        if self.transport == "sampling":
+            return f"llm:sampling:{self.model}:prompt-{PROMPT_VERSION}"
         return f"llm:{self.model}:prompt-{PROMPT_VERSION}"
+
+    def provenance(self, answered_by: str) -> str:
+        """The extractor named on mentions and relations: the transport and the model that answered."""
+        if self.transport == "sampling":
+            return f"llm:sampling:{answered_by or self.model}"
+        return f"llm:{self.model}"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlmExtractor:
@@ -99,7 +118,7 @@ class LlmExtractor:
                 results[item.id].error = message
             return list(results.values())
         try:
-            answer = self._ask(payload)
+            answer, answered_by = self._ask(payload)
         except SourceError as exc:
             for item in readable:
                 results[item.id].error = str(exc)
@@ -110,13 +129,14 @@ class LlmExtractor:
             if got is None:
                 results[item.id].error = f"the LLM answer has no entry for item {item.id!r}"
                 continue
-            extraction = to_extraction(item.id, item.text, got, f"llm:{self.model}")
+            extraction = to_extraction(item.id, item.text, got, self.provenance(answered_by))
             extraction.relations += co_occurrences(item.text, extraction.mentions, "llm")
             results[item.id] = extraction
         return list(results.values())
 
-    def _ask(self, payload: str) -> LlmAnswer:
-        """One call; a malformed answer is asked again once, then reported."""
+    def _ask(self, payload: str) -> tuple[LlmAnswer, str]:
+        """One call (the answer and the model that gave it); a malformed answer is asked again
+        once, then reported."""
         problem = ""
         for _ in range(2):
             answer = self.client.complete(SYSTEM_PROMPT, payload, response_schema(), ANSWER_TOKENS)
@@ -125,7 +145,7 @@ class LlmExtractor:
             if answer.refusal is not None:
                 raise SourceError(f"the model at {self.client.label} refused: {answer.refusal[:200]}")
             try:
-                return LlmAnswer.model_validate_json(answer.text)
+                return LlmAnswer.model_validate_json(answer.text), answer.model
             except ValidationError as exc:
                 problem = f"{exc.errors()[0].get('msg', 'invalid')} in {answer.text[:120]!r}"
         raise SourceError(

@@ -8,6 +8,7 @@ names the endpoint and what went wrong (down, timed out, rate limited past the r
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,8 +24,9 @@ MAX_BACKOFF_S = 30.0
 @dataclass(frozen=True, slots=True)
 class ChatAnswer:
     text: str
-    tokens: int
+    tokens: int  # 0 when the endpoint does not say (MCP sampling): the caller estimates
     refusal: str | None = None
+    model: str = ""  # the model that answered, when the endpoint names it
 
 
 class ChatClient(Protocol):
@@ -113,13 +115,16 @@ class OpenAIChatClient:
         self._http.close()
 
 
-SampleFn = Callable[[str, str, int], tuple[str, int]]
+SampleFn = Callable[[str, str, int], ChatAnswer]
+# A whole answer fenced as a Markdown code block: models asked for JSON in the prompt often do that.
+_FENCED = re.compile(r"\A\s*```[a-zA-Z]*\s*\n(.*?)\n\s*```\s*\Z", re.DOTALL)
 
 
 class SamplingChatClient:
-    """MCP sampling: `sample(system, user, max_tokens) -> (text, tokens)` asks the connected host's
-    model (the server wires it to `ctx.session.create_message`). The schema goes into the prompt,
-    since sampling has no response-format parameter."""
+    """MCP sampling: `sample(system, user, max_tokens) -> ChatAnswer` asks the connected host's
+    model (`aesoperator.serve.sampling_bridge` wires it to the client session's `create_message`).
+    The schema goes into the prompt, since sampling has no response-format parameter, and an answer
+    fenced as a code block is unwrapped."""
 
     def __init__(self, sample: SampleFn, label: str = "MCP sampling") -> None:
         self._sample = sample
@@ -132,12 +137,13 @@ class SamplingChatClient:
     def complete(self, system: str, user: str, schema: dict[str, Any], max_tokens: int) -> ChatAnswer:
         prompt = f"{system}\nThe JSON schema of the answer:\n{json.dumps(schema['schema'])}"
         try:
-            text, tokens = self._sample(prompt, user, max_tokens)
+            answer = self._sample(prompt, user, max_tokens)
         except SourceError:
             raise
         except Exception as exc:  # the host refused or the session closed
             raise SourceError(f"{self._label} failed: {type(exc).__name__}: {exc}") from None
-        return ChatAnswer(text, tokens)
+        fenced = _FENCED.match(answer.text)
+        return ChatAnswer(fenced.group(1), answer.tokens, answer.refusal, answer.model) if fenced else answer
 
 
 def estimate_tokens(texts: Sequence[str]) -> int:
