@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # How the raw score of a channel reads in a reason; channels not named here show the bare number.
-CHANNEL_SCORE_LABELS: dict[str, str] = {"vector": "cosine", "keyword": "bm25"}
+CHANNEL_SCORE_LABELS: dict[str, str] = {"vector": "cosine", "keyword": "bm25", "walk": "ppr"}
 # Channels whose hits need no rank or score in their reason: an exact name match says it all.
 NAME_CHANNEL = "name"
 GRAPH_CHANNEL = "graph"

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aesoperator.engine import retrieval
+from aesoperator.engine.entity_walk import WALK_RELATIONS, WalkResult, walk_items
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.retrieval import Candidate
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
 
 MAX_QUERY_CHARS = 10_000
 MAX_K = 500
-CHANNELS = ("vector", "keyword", "name")
+CHANNELS = ("vector", "keyword", "name", "walk")
+WALK_CHANNEL = "walk"
 DEFAULT_HOPS = 1
 
 
@@ -118,7 +120,7 @@ class SearchRequest:
             raise SchemaError(f"hops must be 0 to {MAX_HOPS}, got {self.hops}")
         unknown = set(self.channels) - set(CHANNELS)
         if unknown:
-            raise SchemaError(f"unknown retrieval channel(s) {sorted(unknown)}; use vector, keyword, name")
+            raise SchemaError(f"unknown retrieval channel(s) {sorted(unknown)}; use {', '.join(CHANNELS)}")
 
     @property
     def n_candidates(self) -> int:
@@ -148,6 +150,8 @@ class ChannelHits:
 
     ranked: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     query_vec: np.ndarray | None = None
+    # extracted entities the query names (the name channel's matches among them): walk seeds
+    linked: dict[str, float] = field(default_factory=dict)
     store_seq: int = 0
 
 
@@ -260,6 +264,8 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
             by_len = sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0]))
             named = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids]
             hits.ranked["name"] = _without_extracted(named, request)[:n_cand]
+            if request.type_filter is None:
+                hits.linked = {eid: 1.0 for eid, _ in named if eid.startswith(KNOWLEDGE_ID_PREFIX)}
     return hits
 
 
@@ -332,6 +338,63 @@ def query_relevance(
         return retrieval.query_relevance(cosines, 0.0, 1.0)
     scores = [s for _, s in vector_hits]
     return retrieval.query_relevance(cosines, min(scores), max(scores))
+
+
+def walk_candidates(
+    sources: SearchSources,
+    candidates: list[Candidate],
+    hits: ChannelHits,
+    request: SearchRequest,
+    settings: SearchSettings,
+    timer: StageTimer,
+) -> WalkResult | None:
+    """Stage 3b: the walk channel, personalised PageRank over items and the entities they mention
+    (`entity_walk`), from the first-stage hits and the entities the query names.
+
+    Args:
+        sources: the store (the seeds' neighbourhood).
+        candidates: the first stage's loaded candidates, best first.
+        hits: the channel lists; `hits.linked` holds the entities the query names.
+        request: the search (untyped searches only: typed ones ask for entities themselves).
+        settings: walk seeds, damping and the neighbourhood's size.
+        timer: receives `walk`.
+
+    Returns:
+        The walk's items and reasons, or None when the channel is off or has nothing to walk.
+    """
+    if WALK_CHANNEL not in request.channels or settings.walk_weight <= 0 or request.type_filter is not None:
+        return None
+    seeds = {c.id: c.score for c in candidates[: settings.walk_seeds]}
+    if not seeds and not hits.linked:
+        return None
+    with timer.stage("walk"):
+        links = sources.store.neighbor_links(
+            [*seeds, *hits.linked],
+            depth=2,
+            relation_types=WALK_RELATIONS,
+            as_of=request.as_of,
+            namespaces=request.namespaces,
+            limit=settings.walk_limit,
+        )
+        return walk_items(
+            seeds, hits.linked, links, lambda node: not node.startswith(KNOWLEDGE_ID_PREFIX), alpha=settings.walk_alpha
+        )
+
+
+def walk_reasons(walk: WalkResult, candidates: list[Candidate], entities: dict[str, Entity]) -> None:
+    """Say on each candidate the walk brought in which entity it came through ("found via ...")."""
+    wanted = {c.id for c in candidates if c.id in walk.bridges}
+    if not wanted:
+        return
+    named = {x for i in wanted for x in walk.bridges[i] if x is not None}
+    names = {e.id: e.name for e in entities.values() if e.id in named}
+    missing = [x for x in named if x not in names]
+    names.update((e.id, e.name) for e in (entities.get(x) for x in missing) if e is not None)
+    for cand in candidates:
+        if cand.id in wanted:
+            bridge, seed = walk.bridges[cand.id]
+            where = "the query" if seed is None else f"'{names.get(seed, seed)}'"
+            cand.reasons.append(f"found via '{names.get(bridge, bridge)}', named in {where}")
 
 
 def expand_candidates(
@@ -484,6 +547,16 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
     hits = channel_candidates(sources, request, timer)
     candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
     candidates, entities = load_candidates(sources.store, candidates, request, timer)
+    walk = walk_candidates(sources, candidates, hits, request, settings, timer)
+    if walk is not None and walk.ranked:
+        hits.ranked[WALK_CHANNEL] = walk.ranked[: request.n_candidates]
+        candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
+        candidates, entities = load_candidates(sources.store, candidates, request, timer)
+        with timer.stage("walk"):
+            pairs = [walk.bridges[c.id] for c in candidates if c.id in walk.bridges]
+            unnamed = sorted({x for pair in pairs for x in pair if x is not None} - set(entities))
+            entities.update({e.id: e for e in sources.store.get_entities(unnamed, request.namespaces)})
+            walk_reasons(walk, candidates, entities)
     candidates, relations = expand_candidates(sources, candidates, entities, hits, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)
     return pack_candidates(chosen, entities, relations, request, len(candidates), timer)

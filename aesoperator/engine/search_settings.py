@@ -36,13 +36,19 @@ class SearchSettings:
     # Share of a graph bonus that depends on the receiver's own cosine to the query (0 = none).
     expansion_relevance_weight: float = 0.0
     hops: int | None = None
+    # The walk channel (personalised PageRank over items and the entities they mention); off by
+    # default until it gains on every development split (preset "entity_walk").
+    walk_weight: float = 0.0
+    walk_seeds: int = 10  # first-stage hits the walk restarts at
+    walk_alpha: float = 0.5  # probability of following a link rather than restarting
+    walk_limit: int = 2000  # entities of the neighbourhood walked at most
 
     def __post_init__(self) -> None:
         if self.fusion not in ("rrf", "score"):
             raise ConfigError(f"fusion must be 'rrf' or 'score', got {self.fusion!r}")
         if self.rrf_k < 0:
             raise ConfigError(f"rrf_k must be >= 0, got {self.rrf_k}")
-        for name in ("vector_weight", "keyword_weight", "name_weight", "graph_weight"):
+        for name in ("vector_weight", "keyword_weight", "name_weight", "graph_weight", "walk_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
@@ -52,14 +58,23 @@ class SearchSettings:
             raise ConfigError(f"expansion_relevance_weight must be in [0, 1], got {self.expansion_relevance_weight}")
         if self.hops is not None and not 0 <= self.hops <= MAX_HOPS:
             raise ConfigError(f"hops must be 0 to {MAX_HOPS} or None, got {self.hops}")
+        if not 0 < self.walk_alpha < 1:
+            raise ConfigError(f"walk_alpha must be between 0 and 1 (exclusive), got {self.walk_alpha}")
+        if self.walk_seeds < 1 or self.walk_limit < 1:
+            raise ConfigError(f"walk_seeds and walk_limit must be >= 1, got {self.walk_seeds}, {self.walk_limit}")
 
     def channel_weights(self) -> dict[str, float]:
         """The fusion weight of each candidate channel.
 
         Returns:
-            {"vector": ..., "keyword": ..., "name": ...}.
+            {"vector": ..., "keyword": ..., "name": ..., "walk": ...}.
         """
-        return {"vector": self.vector_weight, "keyword": self.keyword_weight, "name": self.name_weight}
+        return {
+            "vector": self.vector_weight,
+            "keyword": self.keyword_weight,
+            "name": self.name_weight,
+            "walk": self.walk_weight,
+        }
 
     def with_changes(self, **changes: Any) -> SearchSettings:
         """A copy with some fields changed (validated like a new instance).
@@ -176,6 +191,13 @@ SEARCH_PRESETS: dict[str, SearchPreset] = {
             SearchSettings(hops=2, graph_weight=0.5),
             "sf-g5",
             "Two hops with every graph bonus halved (recall@10 MuSiQue 0.742, LoCoMo 0.688).",
+        ),
+        SearchPreset(
+            "entity_walk",
+            SearchSettings(hops=2, walk_weight=0.5),
+            "walk05",
+            "Two hops plus the walk channel at half weight: passages sharing specific entities "
+            "with the first hits (recall@10 HotpotQA 0.970, MuSiQue 0.762; recall@5 MuSiQue 0.665).",
         ),
     )
 }

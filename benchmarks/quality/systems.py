@@ -26,8 +26,9 @@ K = 20
 ENGINE_SYSTEMS: dict[str, dict[str, Any]] = {
     "bm25": {"channels": ("keyword",), "hops": 0, "mmr_lambda": 1.0},
     "vector": {"channels": ("vector",), "hops": 0, "mmr_lambda": 1.0},
-    "hybrid": {"hops": 0, "mmr_lambda": 1.0},
-    "engine": {"hops": 2},  # the full pipeline: two-hop graph expansion
+    # the first stage alone: no walk channel, no graph expansion
+    "hybrid": {"channels": ("vector", "keyword", "name"), "hops": 0, "mmr_lambda": 1.0},
+    "engine": {"hops": 2},  # the full pipeline: the walk channel and two-hop graph expansion
 }
 
 

@@ -245,6 +245,19 @@ def test_neighbors_multiple_seeds_unknown_seeds_and_limit(small_graph: GraphStor
         assert r.src in limited.entities and r.dst in limited.entities
 
 
+def test_neighbor_links_have_the_shape_of_neighbors(small_graph: GraphStore) -> None:
+    """`neighbor_links` reaches what `neighbors` reaches and names the same relations."""
+    for seeds, depth, types, limit in ((["a"], 2, None, 100), (["c", "e"], 1, None, 100),
+                                       (["a"], 3, ["AUTHORED", "REFERENCES"], 100), (["a"], 3, None, 2)):  # fmt: skip
+        sub = small_graph.neighbors(seeds, depth=depth, relation_types=types, limit=limit)
+        links = small_graph.neighbor_links(seeds, depth=depth, relation_types=types, limit=limit)
+        assert links.hops == sub.hops
+        assert {frozenset((a, b)) | {t} for a, b, t in links.edges} == {
+            frozenset((r.src, r.dst)) | {r.type} for r in sub.relations
+        }
+    assert small_graph.neighbor_links(["nope"], depth=2).hops == {}
+
+
 def test_neighbors_skip_prefixed_entities(store: GraphStore) -> None:
     """Entities under a skipped prefix are neither reached nor walked through; a seed under it
     still spreads."""

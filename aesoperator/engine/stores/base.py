@@ -117,6 +117,15 @@ class Subgraph:
     hops: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Links:
+    """A neighbourhood's shape only: hop distances and the relations followed as (one end, other
+    end, relation type), without reading entity or relation records (see `neighbor_links`)."""
+
+    hops: dict[str, int] = field(default_factory=dict)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     entities: int
@@ -181,6 +190,19 @@ class GraphStore(Protocol):
         """Breadth-first neighbourhood of `ids` up to `depth` hops. Only live relations (at `as_of`,
         or now) are followed, and only into entities of the allowed namespaces; entities whose id
         starts with one of `skip_prefixes` are neither reached nor walked through (seeds stay)."""
+        ...
+
+    def neighbor_links(
+        self,
+        ids: Sequence[str],
+        depth: int = 1,
+        relation_types: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        namespaces: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> Links:
+        """What `neighbors` reaches (both directions), as ids and relation types only: for walks
+        that need the shape of a neighbourhood, not its records."""
         ...
 
     def keyword_search(

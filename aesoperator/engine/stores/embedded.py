@@ -25,6 +25,7 @@ from aesoperator.engine.query_terms import prune_common_terms
 from aesoperator.engine.stores.base import (
     Change,
     GraphStore,
+    Links,
     SourceItemState,
     StoreStats,
     Subgraph,
@@ -206,6 +207,33 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
                 "SELECT version FROM entity_history WHERE id = ? ORDER BY rowid", (entity_id,)
             ).fetchall()
         return [entity_from_history(r[0]) for r in rows]
+
+    def neighbor_links(
+        self,
+        ids: Sequence[str],
+        depth: int = 1,
+        relation_types: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        namespaces: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> Links:
+        """What `neighbors` reaches, as ids and relation types: the in-memory graph view answers
+        it without reading a row."""
+        if limit <= 0:
+            return Links()
+        with self._read("traverse the graph") as conn:
+            self.view.catch_up(conn)
+            walk = self.view.traverse(
+                list(ids),
+                max(depth, 0),
+                relation_types,
+                "both",
+                to_iso(as_of),
+                to_iso(utcnow()) or "",
+                namespaces,
+                limit,
+            )
+        return Links(hops=walk.hops, edges=walk.edges)
 
     def neighbors(
         self,

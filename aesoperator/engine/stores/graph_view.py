@@ -46,6 +46,7 @@ def edge_is_live(attrs: dict[str, Any], as_of: str | None, now: str) -> bool:
 class Traversal:
     hops: dict[str, int] = field(default_factory=dict)
     relation_ids: list[str] = field(default_factory=list)
+    edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, type) per relation
 
 
 class NetworkxGraphView:
@@ -204,7 +205,9 @@ class NetworkxGraphView:
                             continue
                         hops[other] = hop
                         next_frontier.append(other)
-                    followed[rid] = None
+                    if rid not in followed:
+                        followed[rid] = None
+                        result.edges.append((current, other, attrs["type"]))
             frontier = next_frontier
         result.relation_ids = list(followed)
         return result

@@ -31,6 +31,7 @@ from neo4j import Driver, ManagedTransaction, Session
 from aesoperator.engine.stores.base import (
     Change,
     GraphStore,
+    Links,
     SourceItemState,
     StoreStats,
     Subgraph,
@@ -187,6 +188,19 @@ class Neo4jGraphStore(WriteShortcutsMixin):
     def history(self, entity_id: str) -> list[Entity]:
         """Earlier versions of an entity, oldest first (each replaced by a changing upsert)."""
         return self._read("read entity history", lambda tx: entity_versions(tx, entity_id))
+
+    def neighbor_links(
+        self,
+        ids: Sequence[str],
+        depth: int = 1,
+        relation_types: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        namespaces: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> Links:
+        """What `neighbors` reaches, as ids and relation types (one read transaction)."""
+        sub = self.neighbors(ids, depth, relation_types, "both", as_of, namespaces, limit)
+        return Links(hops=sub.hops, edges=[(r.src, r.dst, r.type) for r in sub.relations])
 
     def neighbors(
         self,
