@@ -76,3 +76,18 @@ def test_remember_many_chains_session_turns_and_continues_the_chain(make_engine:
         sub = engine.neighbors([prev], relation_types=["NEXT"], direction="out")
         assert nxt in sub.entities, f"{prev} is not followed by {nxt}"
     assert [e.id for e in engine.memory.episodes("conv", session_id="s1")] == chain
+
+
+def test_turns_of_one_moment_keep_their_given_order(make_engine: Callable[..., Any]) -> None:
+    """A transcript's session gives all its turns one time; the NEXT chain follows the order the
+    turns were given in (D1:2 after D1:1, not D1:10), not the order of their ids."""
+    from aesoperator.graph_schema import Episode
+
+    engine = make_engine()
+    when = utcnow() - timedelta(days=3)
+    keys = [f"D1:{i}" for i in range(1, 13)]
+    turns = [Episode(id=f"c/{k}", content=f"turn {k}", agent_id="c", session_id="s", created_at=when) for k in keys]
+    stored = engine.memory.remember_many(turns, detect_mentions=False)
+    for prev, nxt in itertools.pairwise([e.id for e in stored]):
+        sub = engine.neighbors([prev], relation_types=["NEXT"], direction="out")
+        assert list(sub.entities) == [prev, nxt], f"{prev} is followed by {sorted(sub.entities)}"

@@ -261,7 +261,9 @@ class AgentMemory:
         existing = self._stored_sessions(by_session)
         relations: list[Relation] = []
         for sid, members in by_session.items():
-            members.sort(key=lambda pair: (pair[0].created_at, pair[0].id))
+            # Stable: turns of one moment (a transcript's session shares one time) keep the order
+            # they were given in; sorting them by id would put turn 10 before turn 2.
+            members.sort(key=lambda pair: pair[0].created_at)
             first = members[0][0]
             ns = members[0][1].namespace
             before = existing.get(sid)
