@@ -27,6 +27,7 @@ from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 from aesoperator.ingest.extract.code_stage import CodeSymbolStage
+from aesoperator.ingest.extract.prune import lost_mentions, unmentioned
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
 
 SOURCE_IDENTITY_KEY = "__source__"
@@ -76,6 +77,7 @@ class IngestReport:
     mentions: int = 0
     knowledge_entities: int = 0
     merges: int = 0
+    knowledge_pruned: int = 0  # extracted entities deleted with their last mention
     knowledge_notes: list[str] = field(default_factory=list)
 
     def add(self, result: WriteResult) -> None:
@@ -249,12 +251,14 @@ class IngestPipeline:
             }
             for start in range(0, len(gone), self.batch_size):
                 part = gone[start : start + self.batch_size]
+                retired = {i for s in part for i in s.relation_ids} - still_declared
+                pruned = self._prune(retired, lost_mentions(self.store, retired, ()), report) if retired else []
                 result = self.store.write(
                     WriteBatch(
-                        delete_entity_ids=[i for s in part for i in s.entity_ids],
+                        delete_entity_ids=[i for s in part for i in s.entity_ids] + pruned,
                         # relations an item owned between entities it did not own outlive it
                         # otherwise; they are expired, so their history stays
-                        expire_relation_ids=sorted({i for s in part for i in s.relation_ids} - still_declared),
+                        expire_relation_ids=sorted(retired),
                         delete_source_items=[(s.source, s.key) for s in part],
                     )
                 )
@@ -355,20 +359,41 @@ class IngestPipeline:
             self._extract_knowledge(pending, report)
         vectors, model = self._embed(pending, report)
         knowledge = [e for eid, e in pending.knowledge.items() if eid not in pending.entities]
+        retired = pending.expire_relation_ids - set(pending.relations)
+        lost = lost_mentions(self.store, retired, pending.relations.values()) if retired else {}
+        pruned: list[str] = []
+        if lost:
+            if in_flight is not None:  # the check reads the store: mentions written before count
+                report.add(in_flight.result())
+                in_flight = None
+            pruned = self._prune(retired, lost, report)
         batch = WriteBatch(
             entities=list(pending.entities.values()) + knowledge,
             relations=list(pending.relations.values()),
             vectors=vectors,
             vector_model=model,
-            delete_entity_ids=sorted(pending.delete_entity_ids - set(pending.entities)),
-            expire_relation_ids=sorted(pending.expire_relation_ids - set(pending.relations)),
+            delete_entity_ids=sorted((pending.delete_entity_ids | set(pruned)) - set(pending.entities)),
+            expire_relation_ids=sorted(retired),
             source_items=pending.items,
             delete_source_items=pending.cleared,
             movable_ids=self._movable_ids(pending),
         )
         if in_flight is not None:  # one write at a time, in order
             report.add(in_flight.result())
-        return writer.submit(self._timed_write, batch, report)
+        future = writer.submit(self._timed_write, batch, report)
+        if pruned:
+            # The next batch's extraction must see them gone (and add them again if it mentions them).
+            report.add(future.result())
+            return None
+        return future
+
+    def _prune(self, retired: set[str], lost: dict[str, int], report: IngestReport) -> list[str]:
+        """The extracted entities whose last live mentions are `retired`: deleted in the same write."""
+        t0 = time.perf_counter()
+        pruned = unmentioned(self.store, lost, retired)
+        report.knowledge_pruned += len(pruned)
+        report.stage_seconds["knowledge"] += time.perf_counter() - t0
+        return pruned
 
     def _extract_knowledge(self, pending: _PendingBatch, report: IngestReport) -> None:
         """Entities and relations found in the text of the batch's items, each relation owned by

@@ -33,6 +33,23 @@ SYMBOL_TYPES: dict[SymbolKind, str] = {
     SymbolKind.CONSTRUCTOR: "Method",
 }
 MAX_LINKS_PER_FILE = 5_000
+# A symbol's text (what is embedded and keyword-indexed) is its signature and the first paragraph of
+# its docstring: the whole docstring and body are in the chunk that DEFINES it. Long docstrings
+# made symbols the costliest texts of a code ingest (a few hundred tokens each, and every batch
+# padded to the longest); the summary keeps what says what the symbol is for.
+MAX_SUMMARY_CHARS = 300
+MAX_SIGNATURE_CHARS = 500
+
+
+def docstring_summary(docstring: str | None) -> str:
+    """The first paragraph of a docstring, whitespace collapsed, at most MAX_SUMMARY_CHARS."""
+    if not docstring:
+        return ""
+    first = docstring.strip().split("\n\n", 1)[0]
+    summary = " ".join(first.split())
+    if len(summary) > MAX_SUMMARY_CHARS:
+        summary = summary[:MAX_SUMMARY_CHARS].rsplit(" ", 1)[0] + " …"
+    return summary
 
 
 def symbol_id(source: str, qualified_name: str) -> str:
@@ -135,12 +152,13 @@ class CodeSymbolStage:
 
     @staticmethod
     def _symbol(s: CodeSymbol, parsed: CodeSymbols, source: str, namespace: str, record: SourceRecord) -> Entity:
-        doc = f"\n{s.docstring}" if s.docstring else ""
+        summary = docstring_summary(s.docstring)
+        doc = f"\n{summary}" if summary else ""
         return Entity(
             id=symbol_id(source, s.qualified_name),
             type=SYMBOL_TYPES[s.kind],
             name=s.qualified_name[:1000],
-            text=f"{s.kind.value} {s.qualified_name} in {parsed.path}\n{s.signature}{doc}"[:4000],
+            text=f"{s.kind.value} {s.qualified_name} in {parsed.path}\n{s.signature[:MAX_SIGNATURE_CHARS]}{doc}",
             properties={
                 "qualified_name": s.qualified_name,
                 "kind": s.kind.value,

