@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,6 +29,7 @@ from rich.table import Table
 
 from aesoperator import ContextEngine
 from aesoperator.config import Settings
+from aesoperator.graph_schema.models import Entity
 from aesoperator.ingest import mcp_ingest
 from aesoperator.ingest.adapters.filesystem import FilesystemAdapter
 from aesoperator.ingest.pipeline import IngestReport
@@ -61,6 +62,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="files (spread over the selection) of the extra filesystem run with embedding (default 60)",
     )
     p.add_argument("--no-embed", action="store_true", help="never embed (the git runs embed by default)")
+    p.add_argument(
+        "--no-extraction-share",
+        dest="extraction_share",
+        action="store_false",
+        help="run the filesystem ingest with embedding once (with extraction) instead of without, with and "
+        "without knowledge extraction",
+    )
     p.add_argument("--skip-fs", action="store_true", help="leave out the filesystem server")
     p.add_argument("--skip-git", action="store_true", help="leave out the git server")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the results go (default benchmarks/results)")
@@ -134,8 +142,8 @@ def summarize(
     }
 
 
-def open_engine(work: Path, name: str) -> ContextEngine:
-    return ContextEngine.open(settings=Settings(data_dir=work / f"data-{name}"))
+def open_engine(work: Path, name: str, extractor: Literal["default", "none"] = "default") -> ContextEngine:
+    return ContextEngine.open(settings=Settings(data_dir=work / f"data-{name}", extractor=extractor))
 
 
 # -- filesystem --------------------------------------------------------------------------------
@@ -223,15 +231,43 @@ def filesystem_runs(args: argparse.Namespace, work: Path) -> tuple[list[dict[str
         subset = files[::step][: args.embed_files]
         small = work / "tree-embed" / tree.name
         copy_files(tree, subset, small)
-        engine = open_engine(work, "fs-embed")
-        try:
-            engine.embedder.embed(["warm up the model"])  # model loading is not ingest time
-            runs.append(
-                measure(engine, fs_definition("bench-fs-embed", small), "cold", embed=True, note=f"{len(subset)} files")
-            )
-        finally:
-            engine.close()
+        # The same files without, with and again without knowledge extraction, each on a fresh
+        # engine: the mean of the runs without is the reference for what extraction adds.
+        plan: list[tuple[str, Literal["default", "none"]]] = [("a", "none"), ("b", "default"), ("c", "none")]
+        timed: list[dict[str, Any]] = []
+        for tag, extractor in plan if args.extraction_share else [("a", "default")]:
+            engine = open_engine(work, f"fs-embed-{tag}", extractor)
+            try:
+                engine.embedder.embed(["warm up the model"])  # model loading is not ingest time
+                if engine.knowledge is not None:  # nor is loading the NER model
+                    engine.knowledge.process(
+                        [Entity(id="warm:note", type="Note", name="warm", text="Ada Lovelace met Babbage.")]
+                    )
+                note = f"{len(subset)} files, extraction {'on' if extractor == 'default' else 'off'}"
+                run = measure(engine, fs_definition(f"bench-fs-embed-{tag}", small), "cold", embed=True, note=note)
+                run["extractor"] = extractor
+                timed.append(run)
+                runs.append(run)
+            finally:
+                engine.close()
+        if len(timed) == 3:
+            info["extraction"] = extraction_added(timed)
     return runs, info
+
+
+def extraction_added(timed: list[dict[str, Any]]) -> dict[str, Any]:
+    """What extraction added to the ingest with embedding: runs without, with, without."""
+    without = (timed[0]["pipeline_seconds"] + timed[2]["pipeline_seconds"]) / 2
+    with_ = timed[1]
+    return {
+        "files": timed[1]["items"],
+        "without_seconds": [timed[0]["pipeline_seconds"], timed[2]["pipeline_seconds"]],
+        "with_seconds": with_["pipeline_seconds"],
+        "added": round(with_["pipeline_seconds"] / without - 1, 4),
+        "knowledge_stage_seconds": with_["stage_seconds"].get("knowledge", 0.0),
+        "texts_embedded": [t["texts_embedded"] for t in timed],
+        "entities_written": [t["entities_written"] for t in timed],
+    }
 
 
 # -- git ---------------------------------------------------------------------------------------
@@ -319,7 +355,19 @@ def markdown(results: dict[str, Any]) -> str:
         "",
     ]
     for source, info in results["sources"].items():
-        lines.append(f"- **{source}**: " + ", ".join(f"{k} {v}" for k, v in info.items() if k != "branches"))
+        shown = ", ".join(f"{k} {v}" for k, v in info.items() if k not in ("branches", "extraction"))
+        lines.append(f"- **{source}**: " + shown)
+    for source, info in results["sources"].items():
+        x = info.get("extraction")
+        if x:
+            lines.append(
+                f"- **{source}, knowledge extraction**: {x['files']} files ingested with embedding in "
+                f"{x['without_seconds'][0]:.1f} s and {x['without_seconds'][1]:.1f} s without extraction, "
+                f"{x['with_seconds']:.1f} s with it: **{x['added']:+.1%}** (target at most +25%); the knowledge "
+                f"stage (NER, rules, code symbols, resolution) took {x['knowledge_stage_seconds']:.1f} s; "
+                f"texts embedded {x['texts_embedded'][0]} → {x['texts_embedded'][1]}, "
+                f"entities {x['entities_written'][0]} → {x['entities_written'][1]}"
+            )
     lines += [
         "",
         "| source | phase | what | embed | items | changed | pipeline s | items/s | changed/s | MCP calls | "

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import datagen
+from benchmarks.speed.extraction_share import run_extraction_job
 from benchmarks.speed.measure import PhaseMeter, console, dir_bytes, progress, summarize
 from benchmarks.speed.memory_server import run_memory_server_job
 
@@ -596,7 +597,12 @@ def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-JOBS = {"embed": run_embed_job, "scale": run_scale_job, "memory_server": run_memory_server_job}
+JOBS = {
+    "embed": run_embed_job,
+    "scale": run_scale_job,
+    "memory_server": run_memory_server_job,
+    "extraction": run_extraction_job,
+}
 
 
 def run_job_file(path: Path) -> int:

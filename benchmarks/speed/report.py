@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks.speed import memory_server_report
+from benchmarks.speed import extraction_share, memory_server_report
 from benchmarks.speed.measure import console, machine_line
 from benchmarks.speed.targets import query_target_ms
 
@@ -265,6 +265,7 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
         lines.append("")
 
     lines.extend(memory_server_report.markdown(results, h2))
+    lines.extend(extraction_share.markdown(results, h2))
     targets = results.get("targets", [])
     if targets:
         lines.append(f"{h2} Targets")

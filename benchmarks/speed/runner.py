@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import datagen
-from benchmarks.speed import memory_server_report, report
+from benchmarks.speed import extraction_share, memory_server_report, report
 from benchmarks.speed.measure import console, machine_info
 from benchmarks.speed.targets import TARGET_P95_SIZE, query_target_ms
 
@@ -29,7 +29,14 @@ SCHEMA = "aesoperator-speed/1"
 TARGET_RATIO = 0.9
 TARGET_WRITE = {"embedded": 20_000.0, "neo4j": 10_000.0}
 
-SMOKE = {"sizes": [1_000], "queries": 20, "embed_sample": 64, "backends": ["embedded"], "memory_server_sizes": [200]}
+SMOKE = {
+    "sizes": [1_000],
+    "queries": 20,
+    "embed_sample": 64,
+    "backends": ["embedded"],
+    "memory_server_sizes": [200],
+    "extraction_entities": 100,
+}
 
 
 def parse_size(text: str) -> int:
@@ -79,6 +86,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--embed-all", action="store_true", help="embed every entity for real instead of copying sample vectors (slow)"
     )
+    p.add_argument(
+        "--extraction-entities",
+        type=int,
+        default=1000,
+        help="entities of the stream ingested without, with and again without knowledge extraction, to measure "
+        "what it adds (default 1000; 0 skips it)",
+    )
     p.add_argument("--queries", type=int, default=200, help="questions timed per run (default 200)")
     p.add_argument("--k", type=int, default=10, help="hits per query (default 10)")
     p.add_argument("--hops", type=int, default=1, help="graph expansion hops (default 1)")
@@ -118,6 +132,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.sizes, args.queries = SMOKE["sizes"], SMOKE["queries"]
             args.embed_sample, args.backends = SMOKE["embed_sample"], SMOKE["backends"]
             args.memory_server_sizes = SMOKE["memory_server_sizes"]
+            args.extraction_entities = SMOKE["extraction_entities"]
             args.in_process = True
         if args.embed_sample < 1 or args.queries < 1:
             p.error("--embed-sample and --queries must be at least 1")
@@ -267,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     embed: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
     memory_server: list[dict[str, Any]] = []
+    extraction: dict[str, Any] | None = None
     errors: list[dict[str, Any]] = []
     n = 0
     try:
@@ -312,6 +328,24 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in res:
                 errors.append({"job": f"memory_server/{size_label(size)}", "error": res["error"]})
             memory_server.append(res)
+        if args.extraction_entities > 0:
+            n += 1
+            job_dir = work_root / "extraction"
+            job_dir.mkdir()
+            extraction = _run_job(
+                {
+                    **common,
+                    "kind": "extraction",
+                    "backend": "embedded",
+                    "extraction_entities": args.extraction_entities,
+                    "work_dir": str(job_dir),
+                },
+                work_root,
+                n,
+                args.in_process,
+            )
+            if "error" in extraction:
+                errors.append({"job": "extraction", "error": extraction["error"]})
     finally:
         if not args.keep_data:
             shutil.rmtree(work_root, ignore_errors=True)
@@ -329,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "sizes": args.sizes,
             "memory_server_sizes": args.memory_server_sizes,
+            "extraction_entities": args.extraction_entities,
             "backends": args.backends,
             "embed_sample": args.embed_sample,
             "embed_all": args.embed_all,
@@ -357,9 +392,14 @@ def main(argv: list[str] | None = None) -> int:
         "embed": embed,
         "runs": runs,
         "memory_server": memory_server,
+        "extraction": extraction,
         "errors": errors,
     }
-    results["targets"] = evaluate_targets(embed, runs) + memory_server_report.evaluate_targets(memory_server)
+    results["targets"] = (
+        evaluate_targets(embed, runs)
+        + memory_server_report.evaluate_targets(memory_server)
+        + extraction_share.evaluate_targets(results)
+    )
     paths = report.write_all(results, args.out, stamp, update_readme=_should_update_readme(args))
     report.print_summary(results)
     for p in paths:
