@@ -6,11 +6,10 @@ Only the tokenizer and the ner component run: the tagger, parser, lemmatizer and
 are not loaded, nor is the shared tok2vec, which only the tagger and parser listen to (the ner
 component embeds tokens with layers of its own, so its findings are the same; leaving tok2vec out
 saves about a quarter of the model's CPU time). Sentences come from rules (`sentences.py`), not
-the parser. The model reads only the sentences likely to hold names
-(`likely_names`), at most `budget_chars` of them per item (the rules read all of it), in batches
-through `nlp.pipe`. That keeps extraction near a quarter of the cost of embedding the same text
-(benchmarks/results/knowledge-latest.md). Text that is mostly in a script the model was not trained on (it learnt
-English) is not given to it.
+the parser. The model reads only the sentences likely to hold names (`likely_names`), at most
+`budget_chars` of them per item (the rules read all of it), in batches through `nlp.pipe`; what
+that costs beside embedding is in benchmarks/results/knowledge-latest.md. Text that is mostly in
+a script the model was not trained on (it learnt English) is not given to it.
 """
 
 from __future__ import annotations
