@@ -39,6 +39,7 @@ from aesoperator.engine.results import SearchResult
 from aesoperator.engine.retrieval import Candidate
 from aesoperator.engine.search_settings import MAX_HOPS, SEARCH_PRESETS, SearchPreset, SearchSettings
 from aesoperator.engine.stores.base import GraphStore
+from aesoperator.engine.windows import WINDOW_RELATION, widen
 from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX, KNOWLEDGE_SOURCE
 from aesoperator.graph_schema.models import Entity, Relation
@@ -459,6 +460,53 @@ def expand_candidates(
         return _keep(expanded, entities, request), subgraph.relations
 
 
+def window_candidates(
+    sources: SearchSources,
+    candidates: list[Candidate],
+    entities: dict[str, Entity],
+    request: SearchRequest,
+    settings: SearchSettings,
+    timer: StageTimer,
+) -> list[Candidate]:
+    """Stage 4b: conversation windows (`windows.widen`): a turn gains a share of its best
+    neighbour's score, and the neighbours of the best candidates come in.
+
+    Args:
+        sources: the store (NEXT neighbours, new candidates' entities).
+        candidates: candidates after expansion, best first.
+        entities: known entities by id; new candidates' entities are added.
+        request: the search.
+        settings: `window_weight` (0: off).
+        timer: receives `window`.
+
+    Returns:
+        The candidates, rescored and filtered like `load_candidates`.
+    """
+    if settings.window_weight <= 0 or not candidates:
+        return candidates
+    with timer.stage("window"):
+        pool = candidates[: max(3 * request.k, 30)]
+        links = sources.store.neighbor_links(
+            [c.id for c in pool],
+            depth=settings.window_span,
+            relation_types=[WINDOW_RELATION],
+            as_of=request.as_of,
+            namespaces=request.namespaces,
+            limit=(2 * settings.window_span + 1) * len(pool),
+        )
+        neighbours: dict[str, list[str]] = {}
+        for a, b, _ in links.edges:
+            neighbours.setdefault(a, []).append(b)
+            neighbours.setdefault(b, []).append(a)
+        names = {c.id: entities[c.id].name for c in pool if c.id in entities}
+        widened = widen(pool, neighbours, settings.window_weight, names, settings.window_span)
+        widened += candidates[len(pool) :]
+        fresh = [c.id for c in widened if c.id not in entities]
+        if fresh:
+            entities.update({e.id: e for e in sources.store.get_entities(fresh, request.namespaces)})
+        return _keep(widened, entities, request)
+
+
 def rerank_candidates(
     sources: SearchSources,
     candidates: list[Candidate],
@@ -558,6 +606,7 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
             entities.update({e.id: e for e in sources.store.get_entities(unnamed, request.namespaces)})
             walk_reasons(walk, candidates, entities)
     candidates, relations = expand_candidates(sources, candidates, entities, hits, request, settings, timer)
+    candidates = window_candidates(sources, candidates, entities, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)
     return pack_candidates(chosen, entities, relations, request, len(candidates), timer)
 

@@ -42,6 +42,11 @@ class SearchSettings:
     walk_seeds: int = 10  # first-stage hits the walk restarts at
     walk_alpha: float = 0.5  # probability of following a link rather than restarting
     walk_limit: int = 2000  # entities of the neighbourhood walked at most
+    # Conversation windows: share of its best NEXT neighbour's score a turn gains (0: off); only
+    # sequences linked by NEXT (a session's turns) are touched. 0.5 over two turns: of the LoCoMo
+    # questions whose gold turns all missed the top 10, 52% had one next to a hit, 65% within two.
+    window_weight: float = 0.5
+    window_span: int = 2  # turns away a hit lends its score to (weight**d at distance d)
 
     def __post_init__(self) -> None:
         if self.fusion not in ("rrf", "score"):
@@ -58,6 +63,10 @@ class SearchSettings:
             raise ConfigError(f"expansion_relevance_weight must be in [0, 1], got {self.expansion_relevance_weight}")
         if self.hops is not None and not 0 <= self.hops <= MAX_HOPS:
             raise ConfigError(f"hops must be 0 to {MAX_HOPS} or None, got {self.hops}")
+        if not 0 <= self.window_weight <= 1:
+            raise ConfigError(f"window_weight must be in [0, 1], got {self.window_weight}")
+        if not 1 <= self.window_span <= 5:
+            raise ConfigError(f"window_span must be 1 to 5, got {self.window_span}")
         if not 0 < self.walk_alpha < 1:
             raise ConfigError(f"walk_alpha must be between 0 and 1 (exclusive), got {self.walk_alpha}")
         if self.walk_seeds < 1 or self.walk_limit < 1:
