@@ -16,6 +16,8 @@ FACT_PROPERTY = "fact"  # relation property: True on a fact relation
 SUPERSEDED_BY = "SUPERSEDED_BY"  # relation type: an old version -> the one that replaced it
 SUPERSEDED_BY_PROPERTY = "superseded_by"  # entity/relation property: id of the replacement
 SUPERSEDED_AT_PROPERTY = "superseded_at"  # entity/relation property: ISO time it stopped holding
+# entity property: why a memory stopped holding (superseded, corrected, duplicate, expired)
+RETIRED_REASON_PROPERTY = "retired_reason"
 # An extractor's mention key for the first person ("I", "my"): the item's speaker, resolved by the
 # extraction stage from the item (an episode's speaker, else its agent).
 SELF_KEY = "self:"
@@ -66,6 +68,16 @@ PREDICATE_ALIASES: dict[str, str] = {
 }
 
 
+def retirement_note(properties: dict[str, object]) -> str | None:
+    """'superseded at <time> by <id>' for a retired memory's properties, None for one that holds."""
+    reason = properties.get(RETIRED_REASON_PROPERTY)
+    if reason is None:
+        return None
+    at = properties.get(SUPERSEDED_AT_PROPERTY)
+    by = properties.get(SUPERSEDED_BY_PROPERTY)
+    return f"{reason}" + (f" at {at}" if at else "") + (f" by {by}" if by else "")
+
+
 def canonical_predicate(relation_type: str) -> str:
     """The vocabulary's name for a relation type (`WORKS_FOR` -> `WORKS_AT`); others unchanged."""
     return PREDICATE_ALIASES.get(relation_type, relation_type)
@@ -86,6 +98,7 @@ __all__ = [
     "FACT_PROPERTY",
     "PREDICATES",
     "PREDICATE_ALIASES",
+    "RETIRED_REASON_PROPERTY",
     "SELF_KEY",
     "SUPERSEDED_AT_PROPERTY",
     "SUPERSEDED_BY",
@@ -94,4 +107,5 @@ __all__ = [
     "canonical_predicate",
     "is_fact_type",
     "is_single_valued",
+    "retirement_note",
 ]

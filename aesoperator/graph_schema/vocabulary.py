@@ -104,6 +104,16 @@ RELATION_TYPES: frozenset[str] = frozenset(
         "ACRONYM_OF",
         "SAME_AS",
         "NOT_SAME_AS",
+        # memory facts (graph_schema.facts) and the link from an old version to its replacement
+        "LIVES_IN",
+        "WORKS_AT",
+        "HAS_ROLE",
+        "HAS_STATUS",
+        "OWNED_BY",
+        "HAS_VERSION",
+        "VISITED",
+        "LIKES",
+        "SUPERSEDED_BY",
         # code
         "DEFINES",
         "IMPORTS",
@@ -131,6 +141,7 @@ RELATION_WEIGHTS: dict[str, float] = {
     "SAME_AS": 1.0,
     "ACRONYM_OF": 1.0,
     "CO_OCCURS_WITH": 0.5,
+    "SUPERSEDED_BY": 0.8,  # an old memory leads to what replaced it
     "DEFINES": 0.4,  # a module or chunk defining a symbol is containment, and the two share their text
     "CALLS": 0.7,
     "IMPORTS": 0.5,

@@ -118,7 +118,7 @@ def first_person_as_speaker(entity: Entity, result: ItemExtraction) -> tuple[Ite
         ]
         return ItemExtraction(result.item_id, mentions, list(result.relations), result.error), set(selves)
     dropped = set(selves)
-    position = {}
+    position: dict[int, int] = {}
     for i in range(len(result.mentions)):
         if i not in dropped:
             position[i] = len(position)
