@@ -207,7 +207,7 @@ class AgentMemory:
         entity = Entity(
             id=ep.id,
             type="Episode",
-            name=name.replace("\n", " ").strip() or "episode",
+            name=" ".join(name.split()) or "episode",  # one spacing, so a repeat is found by its name
             text=f"{speaker}: {ep.content}" if speaker else ep.content,
             properties={
                 "agent_id": ep.agent_id,

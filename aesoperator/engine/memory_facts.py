@@ -287,6 +287,8 @@ class FactKeeper:
         fact_ids = sorted({f for ep in episodes.values() for f in ep.properties.get(FACTS_PROPERTY) or []})
         facts = {r.id: r for r in self.store.get_relations([f for f in fact_ids if f not in touched])}
         facts.update(touched)
+        successors = {str(f.properties.get(SUPERSEDED_BY_PROPERTY)) for f in facts.values()} - set(facts) - {"None"}
+        facts.update({r.id: r for r in self.store.get_relations(sorted(successors))})
         for episode in episodes.values():
             reason = episode.properties.get(RETIRED_REASON)
             if reason not in (None, SUPERSEDED):

@@ -63,7 +63,7 @@ def count_repeat(survivor: Entity, seen: datetime | None) -> Entity:
 def _name_variants(name: str) -> set[str]:
     """The names a repeat of a short episode may have been stored under: with or without its end
     punctuation (case and the rest of the text are compared after the lookup)."""
-    base = _END_PUNCT.sub("", name)
+    base = _END_PUNCT.sub("", " ".join(name.split()))
     return {name, base, *(base + end for end in (".", "!", "?", "..."))}
 
 
@@ -75,7 +75,7 @@ def stored_duplicates(store: GraphStore, episodes: Sequence[Entity]) -> dict[str
     if not wanted:
         return {}
     spaces = sorted({e.namespace for e in wanted})
-    names = {variant for e in wanted for variant in _name_variants(e.name)}
+    names = {variant for e in wanted for variant in _name_variants(e.name)}  # names are stored single-spaced
     found = store.name_lookup(sorted(names), namespaces=spaces, types=["Episode"])
     ids = sorted({i for hits in found.values() for i in hits} - {e.id for e in wanted})
     by_key: dict[tuple[str, str, str, str], Entity] = {}

@@ -3,8 +3,7 @@
 `correct_episode` replaces an episode's content with a new version: a new episode (its facts
 placed on their timelines like any remembered fact, so they supersede the old values) that the
 old one links to by SUPERSEDED_BY; the old episode is retired as "corrected" from that moment, and
-the facts only it stated that the new version does not restate are closed then and marked
-`retracted_by`. Nothing is deleted: `as_of` before the correction still answers with the old version.
+the facts only it stated that nothing replaced are closed then and marked `retracted_by`. Nothing is deleted: `as_of` before the correction still answers with the old version.
 
 `memory_history` lists every version of a memory (an episode and its corrections), of a fact (the
 subject's timeline of that predicate) or of everything known about an entity, with times and the
@@ -148,8 +147,8 @@ def correct_episode(
             if fact.id in stated_now:
                 continue
             others = [e for e in fact.properties.get(EVIDENCE_PROPERTY) or [] if e != old.id]
-            if others:  # another episode still states it: the correction does not withdraw it
-                continue
+            if others or fact.properties.get(SUPERSEDED_BY_PROPERTY):
+                continue  # another episode still states it, or the new version's fact replaced it
             fact.properties[RETRACTED_BY] = stored.id
             if fact.valid_to is None or fact.valid_to > moment:
                 fact.valid_to = moment

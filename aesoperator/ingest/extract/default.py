@@ -1,10 +1,10 @@
 """The default extractor: the deterministic rules plus the spaCy NER model, offline.
 
 Overlapping findings are settled by priority (an exact rule — e-mail, URL, handle, issue, date,
-acronym, stated fact — wins over the model, and the model over the code-identifier rule); relations
-are the acronym definitions the rules found, the facts prose states (`fact_rules`: "I moved to
-Berlin", "Kim works at Acme") and co-occurrence within a sentence (the first person, which only
-facts use, takes no part in it).
+acronym — wins over the model, the model over the spans facts name, and those over the
+code-identifier rule); relations are the acronym definitions the rules found, the facts prose
+states (`fact_rules`: "I moved to Berlin", "Kim works at Acme") and co-occurrence within a
+sentence (the first person, which only facts use, takes no part in it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from aesoperator.graph_schema.facts import SELF_KEY
 from aesoperator.graph_schema.knowledge import PROSE, ItemExtraction, Mention, MentionRelation, TextItem
-from aesoperator.ingest.extract.fact_rules import fact_matches, fact_relations
+from aesoperator.ingest.extract.fact_rules import FACT_RULE, fact_matches, fact_relations
 from aesoperator.ingest.extract.ner import MIN_LATIN_SHARE, SpacyNer, latin_share
 from aesoperator.ingest.extract.rules import RULES, rule_mentions
 from aesoperator.ingest.extract.sentences import co_occurrences
@@ -37,9 +37,16 @@ def binary_reason(text: str) -> str | None:
 def _priority(m: Mention) -> int:
     if m.extractor.startswith(f"{RULES}:code"):
         return 0
+    if m.extractor == FACT_RULE:  # a fact's subject or object: the model's reading of the span wins
+        return 1
     if m.extractor.startswith(RULES):
-        return 2
-    return 1
+        return 3
+    return 2
+
+
+def _inside(inner: Mention, outer: Mention) -> bool:
+    """Whether `inner` lies within `outer` and is shorter."""
+    return outer.start <= inner.start and inner.end <= outer.end and inner.end - inner.start < outer.end - outer.start
 
 
 def settle_overlaps(mentions: Sequence[Mention]) -> list[Mention]:
@@ -94,6 +101,8 @@ class DefaultExtractor:
             model = [m for m in from_model.get(pos, []) if m.type != "DateTime" or any(c.isdigit() for c in m.text)]
             facts = fact_matches(text) if item.kind == PROSE else []
             stated = [m for f in facts for m in (f.subject, f.object)]
+            # the model's reading of a fact's span wins, unless it runs past the words ("Alice: Bob")
+            model = [m for m in model if not any(_inside(f, m) for f in stated)]
             mentions = settle_overlaps(ruled + stated + model)
             index = {(m.start, m.end): i for i, m in enumerate(mentions)}
             relations: list[MentionRelation] = []
