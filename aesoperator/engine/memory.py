@@ -296,7 +296,7 @@ class AgentMemory:
             )
         )
         with self.write_lock:
-            plan = self.facts.plan(facts, entities)
+            plan = self.facts.plan(facts, entities, found)
             store.write(
                 WriteBatch(
                     entities=list(entities.values()) + found + list(plan.entities.values()),

@@ -154,13 +154,19 @@ class FactKeeper:
         self.store = store
         self.supersede = supersede
 
-    def plan(self, facts: Sequence[tuple[Relation, Entity]], episodes: dict[str, Entity]) -> FactPlan:
+    def plan(
+        self,
+        facts: Sequence[tuple[Relation, Entity]],
+        episodes: dict[str, Entity],
+        new_entities: Sequence[Entity] = (),
+    ) -> FactPlan:
         """Store `facts` (each with the episode entity stating it; `episodes` holds the batch's
         episode entities, which are updated in place with the facts they state and their status).
 
         Args:
             facts: (extracted relation of a fact type, its episode) pairs.
             episodes: the batch's episode entities by id.
+            new_entities: entities the batch creates (a fact's object may be one of them).
 
         Returns:
             The relations and stored entities to write with the batch.
@@ -178,6 +184,7 @@ class FactKeeper:
             groups.setdefault((fact.src, fact.type, fact.namespace), []).append(fact)
         stored = self._stored_facts(groups)
         before = {r.id: r.properties.get(SUPERSEDED_BY_PROPERTY) for rs in stored.values() for r in rs}
+        values = self._values([r for rs in [*stored.values(), *groups.values()] for r in rs], new_entities)
         touched: dict[str, Relation] = {}  # facts whose state may retire or revive an episode
         for key, new in groups.items():
             timeline = [r for r in stored.get(key, []) if not r.properties.get(RETRACTED_BY)]
@@ -187,7 +194,8 @@ class FactKeeper:
                     stated.setdefault(_first_evidence(fact) or "", []).append(fact.id)
                     continue
                 timeline.append(fact)
-            placed = self._place(timeline, known, stated, single=self.supersede and is_single_valued(key[1]))
+            single = self.supersede and is_single_valued(key[1])
+            placed = self._place(timeline, known, stated, single, values)
             for fact in placed:
                 plan.relations[fact.id] = fact
                 touched[fact.id] = fact
@@ -213,10 +221,28 @@ class FactKeeper:
                 out.setdefault(key, []).append(r)
         return out
 
+    def _values(self, facts: Sequence[Relation], new_entities: Sequence[Entity]) -> dict[str, str]:
+        """Object id -> the value it stands for (its name, case-folded): one value named by
+        entities of two types ("Stripe" read as an organisation once, a place once) is one value."""
+        names = {e.id: e.name for e in new_entities}
+        missing = sorted({f.dst for f in facts} - set(names))
+        names.update({e.id: e.name for e in self.store.get_entities(missing)} if missing else {})
+        return {eid: " ".join(name.casefold().split()) for eid, name in names.items()}
+
     @staticmethod
-    def _place(timeline: list[Relation], known: set[str], stated: dict[str, list[str]], single: bool) -> list[Relation]:
+    def _place(
+        timeline: list[Relation],
+        known: set[str],
+        stated: dict[str, list[str]],
+        single: bool,
+        values: dict[str, str],
+    ) -> list[Relation]:
         """Order a subject's facts of one predicate in time, fold restatements into the fact they
         repeat and close each fact where the next value starts. Returns the facts that changed."""
+
+        def value(fact: Relation) -> str:
+            return values.get(fact.dst, fact.dst)
+
         timeline.sort(key=lambda r: (to_iso(r.valid_from) or "", r.id))
         changed: dict[str, Relation] = {}
         kept: list[Relation] = []
@@ -229,7 +255,7 @@ class FactKeeper:
             same = [
                 r
                 for r in kept
-                if r.dst == fact.dst and (not single or r is kept[-1]) and (single or r.is_live(fact.valid_from))
+                if value(r) == value(fact) and (not single or r is kept[-1]) and (single or r.is_live(fact.valid_from))
             ]
             if same:
                 target = same[-1]
@@ -245,7 +271,7 @@ class FactKeeper:
         if single:
             ends: list[tuple[Relation, Relation | None]] = [*pairwise(kept), (kept[-1], None)] if kept else []
             for fact, successor in ends:
-                want_to = successor.valid_from if successor is not None and successor.dst != fact.dst else None
+                want_to = successor.valid_from if successor is not None and value(successor) != value(fact) else None
                 want_by = successor.id if want_to is not None and successor is not None else None
                 if fact.valid_to != want_to or fact.properties.get(SUPERSEDED_BY_PROPERTY) != want_by:
                     fact.valid_to = want_to
