@@ -113,3 +113,21 @@ def test_extractor_turns_first_person_into_the_speaker(tmp_path: object) -> None
         assert [r for r in batch.relations["ep2"] if r.type == "LIVES_IN"] == []  # nobody to be "I"
     finally:
         store.close()
+
+
+def test_llm_answers_give_the_same_facts() -> None:
+    """The LLM extractor's answer: "I" becomes the first person; its WORKS_FOR is a memory fact, the
+    vocabulary's WORKS_AT (memory stores it under that name; ingest keeps the model's name)."""
+    from aesoperator.ingest.extract.llm_schema import LlmEntity, LlmItem, LlmRelation, to_extraction
+
+    text = "Since May I work for Globex in Austin."
+    answer = LlmItem(
+        id="ep",
+        entities=[LlmEntity(name="I", type="person"), LlmEntity(name="Globex", type="company")],
+        relations=[LlmRelation(source="I", target="Globex", type="works for", evidence=text)],
+    )
+    found = to_extraction("ep", text, answer, "llm:test")
+    me, globex = found.mentions
+    assert (me.key, text[me.start : me.end]) == (SELF_KEY, "I") and globex.type == "Organization"
+    assert [(r.src, r.dst, r.type) for r in found.relations] == [(0, 1, "WORKS_FOR")]
+    assert canonical_predicate("WORKS_FOR") == "WORKS_AT" and is_single_valued("WORKS_FOR")

@@ -183,12 +183,13 @@ class AgentMemory:
         last episode the session already holds, so recall can step to the turns around a hit.
         """
         stored: list[Episode] = []
+        introduced: set[str] = set()  # namespaces where extraction created entities (or saw acronyms)
         for start in range(0, len(episodes), batch_size):
             batch = episodes[start : start + batch_size]
-            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces, extract))
+            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces, extract, introduced))
         knowledge = self.engine.knowledge if extract else None
-        if knowledge is not None and stored:
-            knowledge.resolve(sorted({ep.namespace for ep in stored if ep.namespace}))
+        if knowledge is not None and introduced:  # with nothing new there is nothing new to merge
+            knowledge.resolve(sorted(introduced))
         return stored
 
     def _prepare(self, episode: Episode, detect: bool, mention_ns: Sequence[str] | None) -> tuple[Episode, Entity]:
@@ -242,7 +243,12 @@ class AgentMemory:
         return {new_id: episode_from_entity(survivors[match.id]) for new_id, match in repeats.items()}
 
     def _remember_batch(
-        self, episodes: Sequence[Episode], detect: bool, mention_ns: Sequence[str] | None, extract: bool = True
+        self,
+        episodes: Sequence[Episode],
+        detect: bool,
+        mention_ns: Sequence[str] | None,
+        extract: bool = True,
+        introduced: set[str] | None = None,
     ) -> list[Episode]:
         everything = [self._prepare(e, detect, mention_ns) for e in episodes]
         repeated = self._count_repeats(everything, {i for i, e in enumerate(episodes) if e.id})
@@ -272,6 +278,9 @@ class AgentMemory:
             batch = knowledge.process([entity for _, entity in prepared], link_namespaces=link_ns)
             found = [e for e in batch.entities if e.id not in entities]
             new = {e.id for e in found}
+            if introduced is not None:
+                introduced.update(e.namespace for e in found)
+                introduced.update(r.namespace for rs in batch.relations.values() for r in rs if r.type == "ACRONYM_OF")
             for ep, entity in prepared:
                 extracted = batch.relations.get(entity.id, [])
                 facts.extend((r, entity) for r in extracted if is_fact_type(r.type))  # placed on timelines below

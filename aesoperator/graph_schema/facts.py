@@ -52,12 +52,10 @@ PREDICATES: dict[str, Predicate] = {
 PREDICATE_ALIASES: dict[str, str] = {
     "RESIDES_IN": "LIVES_IN",
     "LIVES_AT": "LIVES_IN",
-    "LOCATED_IN": "LIVES_IN",
     "MOVED_TO": "LIVES_IN",
     "WORKS_FOR": "WORKS_AT",
     "EMPLOYED_BY": "WORKS_AT",
     "EMPLOYED_AT": "WORKS_AT",
-    "JOINED": "WORKS_AT",
     "ROLE": "HAS_ROLE",
     "HAS_TITLE": "HAS_ROLE",
     "JOB_TITLE": "HAS_ROLE",

@@ -185,6 +185,17 @@ def canonical_entity_type(raw: str) -> str:
     return _TYPE_SYNONYMS.get(raw.strip().lower().replace("_", ""), raw)
 
 
+def type_spellings(canonical: frozenset[str]) -> list[str]:
+    """Type names that stand for one of `canonical` (the names themselves, and each synonym in
+    lower, Title and UPPER case): a store can then select those entities by type."""
+    names = set(canonical)
+    for raw, kind in _TYPE_SYNONYMS.items():
+        if kind in canonical:
+            names.update((raw, raw.title(), raw.upper()))
+    names.update(n.lower() for n in canonical)
+    return sorted(names)
+
+
 DEFAULT_RELATION_WEIGHT = 0.6
 
 
