@@ -23,6 +23,7 @@ from aesoperator.engine.memory_facts import (
     FACTS_PROPERTY,
     RETIRED_REASON,
     RETRACTED_BY,
+    SUPERSEDED,
     fact_holds,
     is_fact,
 )
@@ -214,7 +215,11 @@ def _fact_entries(store: GraphStore, facts: Sequence[Relation], namespaces: Sequ
                 valid_from=f.valid_from,
                 valid_to=f.valid_to,
                 current=fact_holds(f, None),
-                retired_reason=CORRECTED if f.properties.get(RETRACTED_BY) else None,
+                retired_reason=CORRECTED
+                if f.properties.get(RETRACTED_BY)
+                else SUPERSEDED
+                if f.properties.get(SUPERSEDED_BY_PROPERTY)
+                else None,
                 superseded_by=f.properties.get(SUPERSEDED_BY_PROPERTY),
                 subject=f.src,
                 subject_name=names.get(f.src),
