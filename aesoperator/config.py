@@ -191,6 +191,37 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
 
+    memory_supersede: bool = Field(
+        default=True,
+        description=(
+            "A remembered fact with a new value of a single-valued predicate (lives in, works at, role,"
+            " status, owner, version) closes the older fact and retires the episodes whose facts all ended."
+        ),
+    )
+    memory_recency_half_life_days: float | None = Field(
+        default=30.0, gt=0, description="Recall favours recent episodes with this half-life (None: off)."
+    )
+    memory_ttl_days: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Episodes older than this many days are left out of recall and retired by `aesop memory compact"
+            " --apply`; keys are a namespace (agent:bot) or 'Episode' for every namespace; the shortest applies."
+        ),
+    )
+    memory_merge_duplicates: bool = Field(
+        default=True,
+        description=(
+            "Remembering what a session already holds (same speaker, same content up to case, spaces and"
+            " end punctuation) counts it on the stored episode instead of storing it again."
+        ),
+    )
+    memory_duplicate_similarity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="`aesop memory compact` also merges episodes of a session whose embeddings are this similar.",
+    )
+
     @field_validator("graph")
     @classmethod
     def _check_graph(cls, value: str) -> str:

@@ -148,10 +148,11 @@ def recall(
     agent: Annotated[str, typer.Option("--agent", help="Agent id.")],
     session: Annotated[str | None, typer.Option("--session", help="Only this session.")] = None,
     k: Annotated[int, typer.Option("-k", help="How many episodes.")] = 5,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="What held at this time (ISO date or time).")] = None,
 ) -> None:
-    """Recall an agent's relevant episodes and the entities they mention."""
+    """Recall an agent's relevant episodes and the entities they mention (what holds now, or --as-of)."""
     with _engine() as engine:
-        result = engine.memory.recall(query, agent, session_id=session, k=k)
+        result = engine.memory.recall(query, agent, session_id=session, k=k, as_of=_parse_time(as_of))
 
     def render() -> None:
         if not result.episodes:

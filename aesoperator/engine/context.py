@@ -506,6 +506,43 @@ class EngineCore(KnowledgeReads):
         """
         return self.memory.recall(query, agent_id, **kwargs)
 
+    def update_memory(self, episode_id: str, new_content: str, **kwargs: Any) -> Any:
+        """Correct a remembered episode with a new version (see `AgentMemory.update`).
+
+        Args:
+            episode_id: the episode to correct.
+            new_content: what it should say.
+            **kwargs: further `AgentMemory.update` arguments (namespaces, at).
+
+        Returns:
+            The new version and what it retired.
+        """
+        return self.memory.update(episode_id, new_content, **kwargs)
+
+    def memory_history(self, target: str, **kwargs: Any) -> Any:
+        """Every version of a memory, a fact or what is known about an entity (see `AgentMemory.history`).
+
+        Args:
+            target: an episode id, a fact id, or an entity's name or id.
+            **kwargs: further `AgentMemory.history` arguments (namespaces).
+
+        Returns:
+            The versions, oldest first, with times and evidence.
+        """
+        return self.memory.history(target, **kwargs)
+
+    def compact_memory(self, agent_id: str | None = None, **kwargs: Any) -> Any:
+        """Merge duplicate episodes and retire expired ones (see `AgentMemory.compact`).
+
+        Args:
+            agent_id: the agent whose memory to compact.
+            **kwargs: further `AgentMemory.compact` arguments (namespace, apply).
+
+        Returns:
+            What was found, and whether it was applied.
+        """
+        return self.memory.compact(agent_id, **kwargs)
+
     # ==========================================================================================
     # -- notebooks and analysis: the graph as networkx, stats as a table ------------------------
     def to_networkx(

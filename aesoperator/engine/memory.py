@@ -14,16 +14,30 @@ from __future__ import annotations
 
 import html
 import itertools
+import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from aesoperator.engine.embeddings import embedding_text
 from aesoperator.engine.entity_vectors import context_vectors
+from aesoperator.engine.memory_facts import (
+    RETIRED_REASON,
+    FactKeeper,
+    MemoryFact,
+    fact_view,
+    facts_of_episodes,
+    retired_at,
+)
+from aesoperator.engine.memory_hygiene import CompactReport, count_repeat, outlived, plan_compaction, stored_duplicates
+from aesoperator.engine.memory_revisions import CorrectionResult, MemoryHistory, correct_episode, memory_history
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchHit
+from aesoperator.engine.stores.base import WriteBatch
+from aesoperator.errors import SchemaError
+from aesoperator.graph_schema.facts import SUPERSEDED_BY_PROPERTY, is_fact_type, retirement_note
 from aesoperator.graph_schema.ids import content_hash, entity_id, scoped_entity_id
 from aesoperator.graph_schema.models import Entity, Episode, Relation, to_iso, utcnow
 
@@ -58,6 +72,14 @@ class RecalledEpisode(BaseModel):
     score: float
     reasons: list[str] = Field(default_factory=list)
     entities: list[SearchHit] = Field(default_factory=list, description="What the episode mentions.")
+    facts: list[MemoryFact] = Field(
+        default_factory=list, description="The facts the episode states, each saying whether it holds."
+    )
+    valid_to: datetime | None = Field(default=None, description="When the episode stopped holding, if it did.")
+    superseded_by: str | None = Field(default=None, description="The episode that replaced it, if one did.")
+    retired_reason: str | None = Field(
+        default=None, description="Why it stopped holding: superseded, corrected, duplicate or expired."
+    )
 
 
 class RecallResult(BaseModel):
@@ -96,6 +118,8 @@ def episode_from_entity(entity: Entity) -> Episode:
 class AgentMemory:
     def __init__(self, engine: EngineCore) -> None:
         self.engine = engine
+        self.facts = FactKeeper(engine.store, supersede=engine.settings.memory_supersede)
+        self.write_lock = threading.Lock()  # a timeline is read, decided and written by one writer at a time
 
     def _detect_mentions(self, content: str, namespaces: Sequence[str] | None) -> list[str]:
         names = [n for n in name_candidates(content) if len(n) >= MIN_MENTION_NAME_CHARS]
@@ -159,12 +183,13 @@ class AgentMemory:
         last episode the session already holds, so recall can step to the turns around a hit.
         """
         stored: list[Episode] = []
+        introduced: set[str] = set()  # namespaces where extraction created entities (or saw acronyms)
         for start in range(0, len(episodes), batch_size):
             batch = episodes[start : start + batch_size]
-            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces, extract))
+            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces, extract, introduced))
         knowledge = self.engine.knowledge if extract else None
-        if knowledge is not None and stored:
-            knowledge.resolve(sorted({ep.namespace for ep in stored if ep.namespace}))
+        if knowledge is not None and introduced:  # with nothing new there is nothing new to merge
+            knowledge.resolve(sorted(introduced))
         return stored
 
     def _prepare(self, episode: Episode, detect: bool, mention_ns: Sequence[str] | None) -> tuple[Episode, Entity]:
@@ -183,7 +208,7 @@ class AgentMemory:
         entity = Entity(
             id=ep.id,
             type="Episode",
-            name=name.replace("\n", " ").strip() or "episode",
+            name=" ".join(name.split()) or "episode",  # one spacing, so a repeat is found by its name
             text=f"{speaker}: {ep.content}" if speaker else ep.content,
             properties={
                 "agent_id": ep.agent_id,
@@ -198,10 +223,39 @@ class AgentMemory:
         )
         return ep, entity
 
+    def _count_repeats(self, prepared: list[tuple[Episode, Entity]], explicit: set[int]) -> dict[str, Episode]:
+        """Count the episodes that repeat what their session already holds on the stored ones
+        (`memory_merge_duplicates`). Returns, for each repeat's id, the stored episode standing
+        for it. Episodes given an id by the caller are always stored as given."""
+        if not self.engine.settings.memory_merge_duplicates:
+            return {}
+        candidates = [entity for i, (_, entity) in enumerate(prepared) if i not in explicit]
+        with self.write_lock:
+            repeats = stored_duplicates(self.engine.store, candidates)
+            if not repeats:
+                return {}
+            survivors: dict[str, Entity] = {}
+            for ep, entity in prepared:
+                match = repeats.get(entity.id)
+                if match is not None:
+                    survivors[match.id] = count_repeat(survivors.get(match.id, match), ep.created_at)
+            self.engine.store.upsert(list(survivors.values()))
+        return {new_id: episode_from_entity(survivors[match.id]) for new_id, match in repeats.items()}
+
     def _remember_batch(
-        self, episodes: Sequence[Episode], detect: bool, mention_ns: Sequence[str] | None, extract: bool = True
+        self,
+        episodes: Sequence[Episode],
+        detect: bool,
+        mention_ns: Sequence[str] | None,
+        extract: bool = True,
+        introduced: set[str] | None = None,
     ) -> list[Episode]:
-        prepared = [self._prepare(e, detect, mention_ns) for e in episodes]
+        everything = [self._prepare(e, detect, mention_ns) for e in episodes]
+        repeated = self._count_repeats(everything, {i for i, e in enumerate(episodes) if e.id})
+        prepared = [(ep, entity) for ep, entity in everything if entity.id not in repeated]
+        order = [repeated.get(entity.id, ep) for ep, entity in everything]
+        if not prepared:
+            return order
         store = self.engine.store
         wanted = sorted({m for ep, _ in prepared for m in ep.mentions})
         known = {e.id for e in store.get_entities(wanted, mention_ns)} if wanted else set()
@@ -217,15 +271,20 @@ class AgentMemory:
                 )
         relations.extend(self._session_links(prepared, entities))
         found: list[Entity] = []
+        facts: list[tuple[Relation, Entity]] = []
         knowledge = self.engine.knowledge if extract else None
         if knowledge is not None:
             link_ns = list(mention_ns) if mention_ns else [self.engine.settings.default_namespace]
             batch = knowledge.process([entity for _, entity in prepared], link_namespaces=link_ns)
             found = [e for e in batch.entities if e.id not in entities]
             new = {e.id for e in found}
+            if introduced is not None:
+                introduced.update(e.namespace for e in found)
+                introduced.update(r.namespace for rs in batch.relations.values() for r in rs if r.type == "ACRONYM_OF")
             for ep, entity in prepared:
                 extracted = batch.relations.get(entity.id, [])
-                relations.extend(extracted)
+                facts.extend((r, entity) for r in extracted if is_fact_type(r.type))  # placed on timelines below
+                relations.extend(r for r in extracted if not is_fact_type(r.type))
                 targets = {r.dst for r in extracted if r.type == "MENTIONS"}
                 # `mentions` lists what the graph already knew; what the episode introduced is kept apart
                 ep.mentions = sorted(set(ep.mentions) | (targets - new))
@@ -245,10 +304,18 @@ class AgentMemory:
                 embedding_text,
             )
         )
-        store.upsert(
-            list(entities.values()) + found, relations, vectors=vectors, vector_model=self.engine.embedder.model_name
-        )
-        return [ep for ep, _ in prepared]
+        with self.write_lock:
+            plan = self.facts.plan(facts, entities, found)
+            store.write(
+                WriteBatch(
+                    entities=list(entities.values()) + found + list(plan.entities.values()),
+                    relations=relations + list(plan.relations.values()),
+                    vectors=vectors,
+                    vector_model=model,
+                    delete_relation_ids=plan.delete_relation_ids,
+                )
+            )
+        return order
 
     def _session_links(self, prepared: list[tuple[Episode, Entity]], entities: dict[str, Entity]) -> list[Relation]:
         """IN_SESSION and NEXT relations; adds/updates each Session entity in `entities`.
@@ -325,23 +392,33 @@ class AgentMemory:
         k: int = 10,
         namespaces: Sequence[str] | None = None,
         include_entities: bool = True,
-        recency_half_life_days: float | None = 30.0,
+        recency_half_life_days: float | Literal["settings"] | None = "settings",
         as_of: datetime | None = None,
         hops: int = 0,
     ) -> RecallResult:
         """Episodes of this agent relevant to `query` (by meaning, words, names and recency), with
-        the entities each one mentions."""
+        the entities each one mentions and the facts it states.
+
+        By default only what holds now: an episode whose facts were all superseded (or that was
+        corrected, merged into a duplicate, or outlived its time-to-live) is left out; with `as_of`,
+        the episodes that held then, each saying when and by what it was superseded later.
+        `recency_half_life_days` defaults to the `memory_recency_half_life_days` setting."""
+        settings = self.engine.settings
+        half_life = (
+            settings.memory_recency_half_life_days if recency_half_life_days == "settings" else recency_half_life_days
+        )
         ns = list(namespaces) if namespaces else [agent_namespace(agent_id)]
+        ttl = settings.memory_ttl_days
         result = self.engine.search(
             query,
-            k=k * (4 if session_id else 1),
+            k=min(k * (4 if session_id else 1) * (2 if ttl else 1), 500),
             hops=hops,
             namespaces=ns,
             types=["Episode"],
             as_of=as_of,
             token_budget=1_000_000,
             mmr_lambda=1.0,
-            recency_half_life_days=recency_half_life_days,
+            recency_half_life_days=half_life,
         )
         stored = {e.id: e for e in self.engine.store.get_entities([h.id for h in result.hits], ns)}
         recalled: list[RecalledEpisode] = []
@@ -354,9 +431,21 @@ class AgentMemory:
                 continue
             if session_id and episode.session_id != session_id:
                 continue
-            recalled.append(RecalledEpisode(episode=episode, score=hit.score, reasons=hit.reasons))
+            if ttl and outlived(entity, ttl, as_of):
+                continue
+            recalled.append(
+                RecalledEpisode(
+                    episode=episode,
+                    score=hit.score,
+                    reasons=hit.reasons,
+                    valid_to=retired_at(entity),
+                    superseded_by=entity.properties.get(SUPERSEDED_BY_PROPERTY),
+                    retired_reason=entity.properties.get(RETIRED_REASON),
+                )
+            )
             if len(recalled) >= k:
                 break
+        self._attach_facts(recalled, stored, as_of)
         if include_entities:
             mention_ids = sorted({m for r in recalled for m in r.episode.mentions})
             found = {e.id: e for e in self.engine.store.get_entities(mention_ids)}
@@ -378,6 +467,17 @@ class AgentMemory:
                 ]
         return RecallResult(query=query, agent_id=agent_id, episodes=recalled, timings_ms=result.timings_ms)
 
+    def _attach_facts(self, recalled: list[RecalledEpisode], stored: dict[str, Entity], as_of: datetime | None) -> None:
+        """Each recalled episode's facts, as they stand at `as_of` (now when None)."""
+        facts = facts_of_episodes(self.engine.store, [stored[r.episode.id] for r in recalled])
+        ends = sorted({i for rs in facts.values() for r in rs for i in (r.src, r.dst)})
+        names = {e.id: e.name for e in self.engine.store.get_entities(ends)} if ends else {}
+        for r in recalled:
+            r.facts = [fact_view(f, names, as_of) for f in facts.get(r.episode.id, [])]
+            note = retirement_note(stored[r.episode.id].properties)
+            if note is not None:
+                r.reasons.append(note)
+
     def episodes(self, agent_id: str, session_id: str | None = None, namespace: str | None = None) -> list[Episode]:
         """Every episode of an agent (optionally one session), oldest first: a timeline."""
         ns = namespace or agent_namespace(agent_id)
@@ -389,3 +489,33 @@ class AgentMemory:
                     out.append(episode)
         out.sort(key=lambda e: e.created_at)
         return out
+
+    # -- keeping memory true: corrections, history, hygiene ----------------------------------------
+    def update(
+        self, episode_id: str, new_content: str, namespaces: Sequence[str] | None = None, at: datetime | None = None
+    ) -> CorrectionResult:
+        """Correct an episode: store `new_content` as its new version, which supersedes it from
+        `at` (now) on; the old version and its history are kept (`memory_revisions`)."""
+        return correct_episode(self, episode_id, new_content, namespaces, at)
+
+    def history(self, target: str, namespaces: Sequence[str] | None = None) -> MemoryHistory:
+        """Every version of an episode, a fact, or everything stated about an entity (name or id),
+        with times and evidence."""
+        return memory_history(self.engine.store, target, namespaces)
+
+    def compact(self, agent_id: str | None = None, namespace: str | None = None, apply: bool = False) -> CompactReport:
+        """Find duplicate episodes (merged into the earliest, which counts them) and episodes past
+        their time-to-live (retired) in an agent's namespace; change nothing unless `apply`."""
+        if namespace is None and agent_id is None:
+            raise SchemaError("compact needs an agent id or a namespace")
+        ns = namespace or agent_namespace(str(agent_id))
+        settings = self.engine.settings
+        model = self.engine.embedder.model_name if settings.memory_duplicate_similarity is not None else None
+        with self.write_lock:
+            report, writes = plan_compaction(
+                self.engine.store, [ns], settings.memory_ttl_days, settings.memory_duplicate_similarity, model, agent_id
+            )
+            if apply and writes:
+                self.engine.store.upsert(writes)
+                report.applied = True
+        return report

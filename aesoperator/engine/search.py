@@ -41,8 +41,9 @@ from aesoperator.engine.search_settings import MAX_HOPS, SEARCH_PRESETS, SearchP
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.engine.windows import WINDOW_RELATION, widen
 from aesoperator.errors import SchemaError
+from aesoperator.graph_schema.facts import RETIRED_REASON_PROPERTY, retirement_note
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX, KNOWLEDGE_SOURCE
-from aesoperator.graph_schema.models import Entity, Relation
+from aesoperator.graph_schema.models import Entity, Relation, utcnow
 
 if TYPE_CHECKING:
     from aesoperator.engine.embeddings import TextEmbedder
@@ -161,12 +162,15 @@ def entity_live(entity: Entity, as_of: datetime | None) -> bool:
 
     Args:
         entity: the entity.
-        as_of: the moment; None means now, when every stored entity counts as live.
+        as_of: the moment; None means now, when every stored entity counts as live except a
+            retired memory (superseded, corrected, merged or expired) whose `valid_to` has passed.
 
     Returns:
         True when `valid_from <= as_of < valid_to` (open ends allowed).
     """
     if as_of is None:
+        if entity.valid_to is not None and entity.properties.get(RETIRED_REASON_PROPERTY) is not None:
+            return entity.valid_to > utcnow()
         return True
     if entity.valid_from is not None and entity.valid_from > as_of:
         return False
@@ -566,6 +570,10 @@ def pack_candidates(
     """
     with timer.stage("pack"):
         pack = retrieval.pack_context(chosen, entities, relations, request.token_budget)
+        for hit in pack.hits:  # a memory that held then but not since says so, and what replaced it
+            note = retirement_note(hit.properties)
+            if note is not None:
+                hit.reasons.append(note)
     return SearchResult(
         query=request.query,
         hits=pack.hits,

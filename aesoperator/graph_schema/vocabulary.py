@@ -104,6 +104,16 @@ RELATION_TYPES: frozenset[str] = frozenset(
         "ACRONYM_OF",
         "SAME_AS",
         "NOT_SAME_AS",
+        # memory facts (graph_schema.facts) and the link from an old version to its replacement
+        "LIVES_IN",
+        "WORKS_AT",
+        "HAS_ROLE",
+        "HAS_STATUS",
+        "OWNED_BY",
+        "HAS_VERSION",
+        "VISITED",
+        "LIKES",
+        "SUPERSEDED_BY",
         # code
         "DEFINES",
         "IMPORTS",
@@ -131,6 +141,7 @@ RELATION_WEIGHTS: dict[str, float] = {
     "SAME_AS": 1.0,
     "ACRONYM_OF": 1.0,
     "CO_OCCURS_WITH": 0.5,
+    "SUPERSEDED_BY": 0.8,  # an old memory leads to what replaced it
     "DEFINES": 0.4,  # a module or chunk defining a symbol is containment, and the two share their text
     "CALLS": 0.7,
     "IMPORTS": 0.5,
@@ -172,6 +183,17 @@ def canonical_entity_type(raw: str) -> str:
     if raw in KNOWLEDGE_TYPES:
         return raw
     return _TYPE_SYNONYMS.get(raw.strip().lower().replace("_", ""), raw)
+
+
+def type_spellings(canonical: frozenset[str]) -> list[str]:
+    """Type names that stand for one of `canonical` (the names themselves, and each synonym in
+    lower, Title and UPPER case): a store can then select those entities by type."""
+    names = set(canonical)
+    for raw, kind in _TYPE_SYNONYMS.items():
+        if kind in canonical:
+            names.update((raw, raw.title(), raw.upper()))
+    names.update(n.lower() for n in canonical)
+    return sorted(names)
 
 
 DEFAULT_RELATION_WEIGHT = 0.6

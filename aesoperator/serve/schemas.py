@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from aesoperator.engine.memory_facts import MemoryFact
 from aesoperator.engine.results import SearchHit, Triple
 from aesoperator.graph_schema.models import (
     NO_CONTROL_PATTERN,
@@ -135,6 +136,10 @@ class RecalledEpisodeOut(BaseModel):
     score: float
     reasons: list[str] = Field(default_factory=list)
     entities: list[Hit] = Field(default_factory=list, description="What the episode mentions (readable ones only).")
+    facts: list[MemoryFact] = Field(default_factory=list, description="The facts it states, each saying if it holds.")
+    valid_to: datetime | None = Field(default=None, description="When it stopped holding, if it did.")
+    superseded_by: str | None = Field(default=None, description="The episode that replaced it, if one did.")
+    retired_reason: str | None = Field(default=None, description="superseded, corrected, duplicate or expired.")
 
 
 class RecallOutput(BaseModel):

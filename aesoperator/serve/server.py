@@ -2,7 +2,8 @@
 
 `build_server(engine)` returns an `MCPServer` with
 
-- tools: `search`, `recall`, `remember`, `get_entities`, `neighbors`, `sources` (tools_engine.py)
+- tools: `search`, `recall`, `remember`, `get_entities`, `neighbors`, `sources` (tools_engine.py),
+  `update_memory` and `memory_history` (tools_memory_updates.py)
   and the official memory server's nine tools (tools_memory_compat.py), each with typed input and
   output schemas;
 - resources: `entity://{id}` (one entity as JSON), `stats://graph` (store statistics) and
@@ -62,6 +63,7 @@ from aesoperator.serve.tools_engine import (
 )
 from aesoperator.serve.tools_knowledge import register_knowledge_tools
 from aesoperator.serve.tools_memory_compat import register_memory_tools
+from aesoperator.serve.tools_memory_updates import register_memory_update_tools
 from aesoperator.version import __version__
 
 if TYPE_CHECKING:
@@ -84,7 +86,9 @@ INSTRUCTIONS = """\
 A knowledge graph of the user's sources (code, documents, databases, issues) and of agents' memories.
 - `search` first: it returns ranked entities with reasons and provenance, relations as triples and a
   prompt-ready `context`. Follow up with `get_entities` / `neighbors` on the ids it returns.
-- `remember` stores an event for an agent (agent_id, session_id); `recall` finds relevant earlier events.
+- `remember` stores an event for an agent (agent_id, session_id); `recall` finds relevant earlier events
+  (what holds now; `as_of` for an earlier time). `update_memory` corrects one; `memory_history` shows
+  every version of a memory, a fact or what is known about an entity.
 - `sources` says what is ingested and how fresh it is.
 - The memory-server tools (create_entities, add_observations, read_graph, search_nodes, ...) keep a
   small knowledge graph of their own, with the same shapes as the official memory server.
@@ -314,6 +318,7 @@ def build_server(
     register_engine_tools(server, runtime)
     register_knowledge_tools(server, runtime)
     register_memory_tools(server, runtime, memory)
+    register_memory_update_tools(server, runtime)
     _register_resources(server, runtime, memory)
     _register_subscriptions(server, runtime, notifier)
     _register_completion(server, runtime)

@@ -23,6 +23,7 @@ from mcp_types import ToolAnnotations
 from pydantic import Field, ValidationError
 
 from aesoperator.engine.memory import agent_namespace
+from aesoperator.engine.memory_facts import MemoryFact
 from aesoperator.engine.results import SearchHit
 from aesoperator.engine.stores import StoreStats
 from aesoperator.errors import PermissionDenied, SchemaError
@@ -150,6 +151,16 @@ def readable_entities(rt: Runtime, entities: Sequence[Entity]) -> list[Entity]:
     """`entities` as the caller may see them (mentions of entities it cannot read left out)."""
     seen = MentionFilter.for_entities(rt, entities)
     return [seen.entity(e) for e in entities]
+
+
+def readable_fact(fact: MemoryFact, readable: set[str]) -> MemoryFact:
+    """A fact with the names of the entities the reader cannot read left out."""
+    return fact.model_copy(
+        update={
+            "subject_name": fact.subject_name if fact.subject in readable else "",
+            "object_name": fact.object_name if fact.object in readable else "",
+        }
+    )
 
 
 def entity_out(entity: Entity, hop: int | None = None) -> EntityOut:
@@ -295,6 +306,8 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         seen = MentionFilter(None if readable is None else frozenset(found))
         if not include_entities:
             found = {}
+        ends = sorted({i for r in result.episodes for f in r.facts for i in (f.subject, f.object)})
+        named = {e.id for e in rt.engine.get_entities(ends, readable)} if ends else set()
         episodes = [
             RecalledEpisodeOut(
                 episode=seen.episode(r.episode),
@@ -304,6 +317,10 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
                 entities=[
                     hit_from_entity(found[m], "mentioned by the episode") for m in r.episode.mentions if m in found
                 ],
+                facts=[readable_fact(f, named) for f in r.facts],
+                valid_to=r.valid_to,
+                superseded_by=r.superseded_by,
+                retired_reason=r.retired_reason,
             )
             for r in result.episodes
         ]

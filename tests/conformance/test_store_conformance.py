@@ -185,6 +185,29 @@ def test_expire_keeps_history_for_as_of_queries(store: GraphStore) -> None:
     assert ids_of(sub.relations) == {ab.id}
 
 
+def test_outgoing_relations_return_a_subjects_history(store: GraphStore) -> None:
+    """Every relation of the asked types leaving the asked entities, closed ones included, in the
+    asked relation namespaces only, by source, type and valid_from."""
+    paris = rel("kim", "paris", "LIVES_IN", namespace="mem", valid_from=T0, valid_to=T0 + timedelta(days=9))
+    berlin = rel("kim", "berlin", "LIVES_IN", namespace="mem", valid_from=T0 + timedelta(days=9))
+    acme = rel("kim", "acme", "WORKS_AT", namespace="mem", valid_from=T0)
+    other_ns = rel("kim", "rome", "LIVES_IN", namespace="elsewhere", valid_from=T0)
+    incoming = rel("ana", "kim", "LIVES_IN", namespace="mem")
+    mention = rel("kim", "acme", "MENTIONS", namespace="mem")
+    people = [ent(i, namespace=ns) for i, ns in (("kim", "mem"), ("ana", "mem"), ("rome", "elsewhere"))]
+    places = [ent(i, namespace="mem") for i in ("paris", "berlin", "acme")]
+    store.upsert(people + places, [berlin, paris, acme, other_ns, incoming, mention])
+    store.expire_relations([paris.id], at=T0 + timedelta(days=9))
+
+    found = store.outgoing_relations(["kim"], ["LIVES_IN", "WORKS_AT"], namespaces=["mem"])
+    assert [r.id for r in found] == [paris.id, berlin.id, acme.id]
+    assert found[0].expired_at is not None and found[0].valid_to == T0 + timedelta(days=9)
+    assert {r.id for r in store.outgoing_relations(["kim"], ["LIVES_IN"])} == {paris.id, berlin.id, other_ns.id}
+    assert store.outgoing_relations(["kim"], ["NEVER_SEEN"]) == []
+    assert store.outgoing_relations(["nobody"], ["LIVES_IN"]) == []
+    assert store.outgoing_relations(["kim"], []) == []
+
+
 def test_expire_now_and_future_validity(store: GraphStore) -> None:
     future = rel("a", "b", valid_to=datetime.now(UTC) + timedelta(days=365))
     ended = rel("a", "c", valid_to=T0)

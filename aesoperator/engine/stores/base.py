@@ -176,6 +176,14 @@ class GraphStore(Protocol):
 
     def get_relations(self, ids: Sequence[str]) -> list[Relation]: ...
 
+    def outgoing_relations(
+        self, ids: Sequence[str], relation_types: Sequence[str], namespaces: Sequence[str] | None = None
+    ) -> list[Relation]:
+        """Every relation of one of `relation_types` leaving one of `ids`, expired or not (the
+        whole history of a subject's facts), of the relation namespaces `namespaces` (None: all),
+        ordered by source, type, `valid_from` and id."""
+        ...
+
     def neighbors(
         self,
         ids: Sequence[str],

@@ -200,6 +200,27 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
                 found[row[0]] = row_to_relation(row)
         return [found[i] for i in wanted if i in found]
 
+    def outgoing_relations(
+        self, ids: Sequence[str], relation_types: Sequence[str], namespaces: Sequence[str] | None = None
+    ) -> list[Relation]:
+        """Every relation of one of `relation_types` leaving one of `ids`, expired or not, of the
+        relation namespaces `namespaces` (None: all), by source, type, `valid_from` and id."""
+        types = json_list(list(dict.fromkeys(relation_types)))
+        sql = (
+            f"SELECT {RELATION_COLUMNS} FROM relations WHERE src = ?1 "
+            f"AND type IN (SELECT value FROM json_each(?2)) AND {_NS_FILTER.format(n=3, col='namespace')}"
+        )
+        found: list[Relation] = []
+        if not relation_types:
+            return found
+        with self._read("read a subject's relations") as conn:
+            for src in dict.fromkeys(ids):
+                found.extend(
+                    row_to_relation(row) for row in conn.execute(sql, (src, types, _optional_list(namespaces)))
+                )
+        found.sort(key=lambda r: (r.src, r.type, to_iso(r.valid_from) or "", r.id))
+        return found
+
     def history(self, entity_id: str) -> list[Entity]:
         """Earlier versions of an entity, oldest first (each replaced by a changing upsert)."""
         with self._guard("read entity history") as conn:

@@ -63,6 +63,8 @@ DDL = (
         expired_at TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS relations_src ON relations(src)",
+    # a subject's facts of one predicate, without reading its other (possibly many) relations
+    "CREATE INDEX IF NOT EXISTS relations_src_type ON relations(src, type)",
     "CREATE INDEX IF NOT EXISTS relations_dst ON relations(dst)",
     """CREATE TABLE IF NOT EXISTS vectors (
         entity_id TEXT NOT NULL,

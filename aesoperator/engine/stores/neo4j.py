@@ -66,6 +66,7 @@ from aesoperator.engine.stores.neo4j_reads import (
     name_hits,
     neighborhood,
     optional_list,
+    outgoing_of,
     relation_rows_after,
     store_stats,
     vector_page,
@@ -184,6 +185,20 @@ class Neo4jGraphStore(WriteShortcutsMixin):
 
         rows = self._read("read relations", work)
         return [row_to_relation(rows[i]) for i in wanted if i in rows]
+
+    def outgoing_relations(
+        self, ids: Sequence[str], relation_types: Sequence[str], namespaces: Sequence[str] | None = None
+    ) -> list[Relation]:
+        """Every relation of one of `relation_types` leaving one of `ids`, expired or not, of the
+        relation namespaces `namespaces` (None: all), by source, type, `valid_from` and id."""
+        wanted, types = list(dict.fromkeys(ids)), list(dict.fromkeys(relation_types))
+        if not wanted or not types:
+            return []
+        found = self._read(
+            "read a subject's relations", lambda tx: outgoing_of(tx, wanted, types, optional_list(namespaces))
+        )
+        found.sort(key=lambda r: (r.src, r.type, to_iso(r.valid_from) or "", r.id))
+        return found
 
     def history(self, entity_id: str) -> list[Entity]:
         """Earlier versions of an entity, oldest first (each replaced by a changing upsert)."""

@@ -26,8 +26,9 @@ from aesoperator.engine.stores.neo4j_rows import (
     node_to_entity,
     relation_columns,
 )
-from aesoperator.engine.stores.neo4j_schema import FULLTEXT_INDEX
+from aesoperator.engine.stores.neo4j_schema import FULLTEXT_INDEX, cypher_name
 from aesoperator.engine.stores.neo4j_write import VECTOR_KEY_SEP
+from aesoperator.engine.stores.neo4j_write import relation_types as relation_types_known
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 
 READ_CHUNK = 10_000
@@ -130,6 +131,36 @@ def entity_versions(tx: ManagedTransaction, entity_id: str) -> list[Entity]:
         prov = data.get("provenance")
         data["provenance"] = None if prov is None else json.dumps(prov)
         out.append(node_to_entity(data))
+    return out
+
+
+def outgoing_of(
+    tx: ManagedTransaction, ids: list[str], relation_types: list[str], namespaces: list[str] | None
+) -> list[Relation]:
+    """Every relation of the given types leaving the given entities, expired or not.
+
+    Args:
+        tx: A read transaction.
+        ids: Source entity ids.
+        relation_types: Relation types (safe names; those the database has never seen are skipped).
+        namespaces: Only relations of these namespaces; None for all.
+
+    Returns:
+        The relations, in no particular order.
+    """
+    known = set(relation_types) & set(relation_types_known(tx))
+    if not known or not ids:
+        return []
+    pattern = "|".join(cypher_name(t) for t in sorted(known))  # typed: Neo4j reads only these of a dense node
+    cypher = (
+        f"UNWIND $ids AS id MATCH (a:Entity {{id: id}})-[r:{pattern}]->(b:Entity) "
+        f"WHERE r.id IS NOT NULL AND {_NS_FILTER.format(var='r')} "
+        f"RETURN collect({relation_columns('r')}) AS rows"
+    )
+    out: list[Relation] = []
+    for part in chunks(ids, READ_CHUNK):
+        record = tx.run(cypher, ids=part, ns=namespaces).single()
+        out.extend(columns_to_relation(row) for row in ([] if record is None else record[0]))
     return out
 
 

@@ -1,20 +1,24 @@
 """The default extractor: the deterministic rules plus the spaCy NER model, offline.
 
 Overlapping findings are settled by priority (an exact rule — e-mail, URL, handle, issue, date,
-acronym — wins over the model, and the model over the code-identifier rule); relations are the
-acronym definitions the rules found and co-occurrence within a sentence.
+acronym — wins over the model, the model over the spans facts name, and those over the
+code-identifier rule); relations are the acronym definitions the rules found, the facts prose
+states (`fact_rules`: "I moved to Berlin", "Kim works at Acme") and co-occurrence within a
+sentence (the first person, which only facts use, takes no part in it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aesoperator.graph_schema.facts import SELF_KEY
 from aesoperator.graph_schema.knowledge import PROSE, ItemExtraction, Mention, MentionRelation, TextItem
+from aesoperator.ingest.extract.fact_rules import FACT_RULE, fact_matches, fact_relations
 from aesoperator.ingest.extract.ner import MIN_LATIN_SHARE, SpacyNer, latin_share
 from aesoperator.ingest.extract.rules import RULES, rule_mentions
 from aesoperator.ingest.extract.sentences import co_occurrences
 
-RULES_VERSION = "1"
+RULES_VERSION = "2"
 MAX_ITEM_CHARS = 200_000
 MAX_CONTROL_SHARE = 0.05
 
@@ -33,9 +37,16 @@ def binary_reason(text: str) -> str | None:
 def _priority(m: Mention) -> int:
     if m.extractor.startswith(f"{RULES}:code"):
         return 0
+    if m.extractor == FACT_RULE:  # a fact's subject or object: the model's reading of the span wins
+        return 1
     if m.extractor.startswith(RULES):
-        return 2
-    return 1
+        return 3
+    return 2
+
+
+def _inside(inner: Mention, outer: Mention) -> bool:
+    """Whether `inner` lies within `outer` and is shorter."""
+    return outer.start <= inner.start and inner.end <= outer.end and inner.end - inner.start < outer.end - outer.start
 
 
 def settle_overlaps(mentions: Sequence[Mention]) -> list[Mention]:
@@ -88,14 +99,23 @@ class DefaultExtractor:
             text = item.text[:MAX_ITEM_CHARS]
             ruled, definitions = rule_mentions(text, item.kind)
             model = [m for m in from_model.get(pos, []) if m.type != "DateTime" or any(c.isdigit() for c in m.text)]
-            mentions = settle_overlaps(ruled + model)
+            facts = fact_matches(text) if item.kind == PROSE else []
+            stated = [m for f in facts for m in (f.subject, f.object)]
+            # the model's reading of a fact's span wins, unless it runs past the words ("Alice: Bob")
+            model = [m for m in model if not any(_inside(f, m) for f in stated)]
+            mentions = settle_overlaps(ruled + stated + model)
             index = {(m.start, m.end): i for i, m in enumerate(mentions)}
             relations: list[MentionRelation] = []
             for d in definitions:
                 short, long = index.get((d.short.start, d.short.end)), index.get((d.long.start, d.long.end))
                 if short is not None and long is not None:
                     relations.append(MentionRelation(short, long, "ACRONYM_OF", d.start, d.end, f"{RULES}:acronym"))
-            relations += co_occurrences(text, mentions, self.name)
+            relations += [
+                r
+                for r in co_occurrences(text, mentions, self.name)
+                if mentions[r.src].key != SELF_KEY and mentions[r.dst].key != SELF_KEY
+            ]
+            relations += fact_relations(facts, mentions)
             results[pos].mentions = mentions
             results[pos].relations = relations
         return results

@@ -30,7 +30,7 @@ from rapidfuzz import fuzz
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.graph_schema.ids import relation_id
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
-from aesoperator.graph_schema.vocabulary import canonical_entity_type
+from aesoperator.graph_schema.vocabulary import canonical_entity_type, type_spellings
 from aesoperator.ingest.extract.keys import email_key, initials, login_from_email, login_key, normalize_name, url_key
 
 if TYPE_CHECKING:
@@ -316,7 +316,8 @@ class EntityResolver:
 
     def _entities(self, namespace: str) -> list[Entity]:
         out: list[Entity] = []
-        for batch in self.store.iter_entities(namespaces=[namespace]):
+        # selected by type in the store: a namespace of many episodes is not read to find its people
+        for batch in self.store.iter_entities(namespaces=[namespace], types=type_spellings(RESOLVABLE_TYPES)):
             out.extend(e for e in batch if canonical_entity_type(e.type) in RESOLVABLE_TYPES)
         return out
 

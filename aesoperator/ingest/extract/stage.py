@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.errors import AesopError
+from aesoperator.graph_schema.facts import SELF_KEY
 from aesoperator.graph_schema.ids import content_hash, relation_id
 from aesoperator.graph_schema.knowledge import (
     CODE,
@@ -25,12 +27,13 @@ from aesoperator.graph_schema.knowledge import (
     ItemExtraction,
     KnowledgeBatch,
     Mention,
+    MentionRelation,
     TextItem,
 )
 from aesoperator.graph_schema.models import Entity, Provenance, Relation
 from aesoperator.graph_schema.vocabulary import KNOWLEDGE_TYPES, canonical_entity_type
 from aesoperator.ingest.extract.cache import ExtractionCache
-from aesoperator.ingest.extract.keys import KNOWLEDGE_SOURCE, knowledge_entity_id, normalize_name
+from aesoperator.ingest.extract.keys import KNOWLEDGE_SOURCE, knowledge_entity_id, name_key, normalize_name
 from aesoperator.ingest.extract.resolve import EntityResolver
 
 # Items whose text is prose worth reading: what files, documents, trackers, wikis, commits and
@@ -87,6 +90,47 @@ def extraction_text(entity: Entity) -> str:
     return entity.text
 
 
+def item_speaker(entity: Entity) -> str | None:
+    """Who "I" is in an item's text: its speaker (an episode's `speaker` metadata, an item's
+    `speaker` property), else the agent that remembered it; None when the item does not say."""
+    meta = entity.properties.get("metadata")
+    spoken = meta.get("speaker") if isinstance(meta, dict) else None
+    for value in (spoken, entity.properties.get("speaker"), entity.properties.get("agent_id")):
+        if isinstance(value, str) and value.strip():
+            return " ".join(value.split())[:200]
+    return None
+
+
+def first_person_as_speaker(entity: Entity, result: ItemExtraction) -> tuple[ItemExtraction, set[int]]:
+    """`result` with its first-person mentions (key `SELF_KEY`) standing for the item's speaker,
+    and the positions of those mentions (they carry facts, not MENTIONS). Without a speaker they
+    are dropped with the relations that use them. The cached result itself is never changed."""
+    selves = [i for i, m in enumerate(result.mentions) if m.key == SELF_KEY]
+    if not selves:
+        return result, set()
+    speaker = item_speaker(entity)
+    if speaker is not None:
+        mentions = [
+            Mention(m.start, m.end, speaker, "Person", name_key(speaker), m.extractor, m.confidence)
+            if m.key == SELF_KEY
+            else m
+            for m in result.mentions
+        ]
+        return ItemExtraction(result.item_id, mentions, list(result.relations), result.error), set(selves)
+    dropped = set(selves)
+    position: dict[int, int] = {}
+    for i in range(len(result.mentions)):
+        if i not in dropped:
+            position[i] = len(position)
+    relations = [
+        MentionRelation(position[r.src], position[r.dst], r.type, r.start, r.end, r.extractor, r.confidence)
+        for r in result.relations
+        if r.src in position and r.dst in position
+    ]
+    kept = [m for i, m in enumerate(result.mentions) if i in position]
+    return ItemExtraction(result.item_id, kept, relations, result.error), set()
+
+
 @dataclass
 class KnowledgeExtractionStage:
     """`KnowledgeStage` over a graph store with one extractor, a cache and a resolver."""
@@ -126,7 +170,8 @@ class KnowledgeExtractionStage:
         if not chosen:
             return batch
         texts = [TextItem(e.id, extraction_text(e), item_kind(e)) for e in chosen]
-        results = self._extract(texts, batch)
+        speaking = [first_person_as_speaker(e, r) for e, r in zip(chosen, self._extract(texts, batch), strict=True)]
+        results = [r for r, _ in speaking]
 
         # Every entity a mention could stand for, so that stored ones are linked, not rewritten.
         def candidates(entity: Entity, m: Mention) -> list[str]:
@@ -140,7 +185,7 @@ class KnowledgeExtractionStage:
         named = self._named_entities(chosen, results, link_namespaces)
         stored.update(named.values())  # a source's own entity is linked to, never rewritten here
         new: dict[str, Entity] = {}
-        for entity, result in zip(chosen, results, strict=True):
+        for entity, (result, first_person) in zip(chosen, speaking, strict=True):
             if result.error is not None:
                 batch.failed[entity.id] = result.error
                 continue
@@ -154,7 +199,7 @@ class KnowledgeExtractionStage:
                 if eid not in stored and eid not in new:
                     new[eid] = self._entity(eid, m, entity)
             batch.mentions += len(result.mentions)
-            batch.relations[entity.id] = self._relations(entity, result, ids)
+            batch.relations[entity.id] = self._relations(entity, result, ids, first_person)
             if self.resolver is not None:
                 self.resolver.note_acronyms(batch.relations[entity.id])
         batch.entities = list(new.values())
@@ -200,10 +245,13 @@ class KnowledgeExtractionStage:
         )
 
     @staticmethod
-    def _relations(item: Entity, result: ItemExtraction, ids: list[str]) -> list[Relation]:
+    def _relations(
+        item: Entity, result: ItemExtraction, ids: list[str], first_person: AbstractSet[int] = frozenset()
+    ) -> list[Relation]:
         mentions: dict[str, list[Mention]] = {}
-        for m, eid in zip(result.mentions, ids, strict=True):
-            mentions.setdefault(eid, []).append(m)
+        for pos, (m, eid) in enumerate(zip(result.mentions, ids, strict=True)):
+            if pos not in first_person:  # "I" names the speaker; the episode already says who spoke
+                mentions.setdefault(eid, []).append(m)
         out: list[Relation] = []
         for eid, ms in mentions.items():
             out.append(
