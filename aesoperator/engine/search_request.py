@@ -1,0 +1,197 @@
+"""What the search pipeline's stages share: the validated request, the sources they read, the
+channel lists they pass on, the stage timer, and the rules for which entities may be hits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from aesoperator.engine.retrieval import Candidate
+from aesoperator.engine.search_settings import MAX_HOPS
+from aesoperator.engine.stores.base import GraphStore
+from aesoperator.errors import SchemaError
+from aesoperator.graph_schema.facts import RETIRED_REASON_PROPERTY
+from aesoperator.graph_schema.knowledge import KNOWLEDGE_SOURCE
+from aesoperator.graph_schema.models import Entity, utcnow
+
+if TYPE_CHECKING:
+    from aesoperator.engine.embeddings import TextEmbedder
+    from aesoperator.engine.keyword_index import KeywordIndex
+    from aesoperator.engine.vectors import VectorIndex
+
+MAX_QUERY_CHARS = 10_000
+MAX_K = 500
+CHANNELS = ("vector", "keyword", "name", "walk")
+WALK_CHANNEL = "walk"
+DEFAULT_HOPS = 1
+
+
+class StageTimer:
+    """Wall time per named stage, in milliseconds. Stages nest: time spent in an inner stage is
+    not counted in the outer one, so the stages of one run are disjoint and add up."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._inner: list[float] = []  # per open stage: seconds spent in its inner stages
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the body as (part of) stage `name`; repeated stages add up.
+
+        Args:
+            name: the stage name, as it appears in `SearchResult.timings_ms`.
+
+        Returns:
+            A context manager.
+        """
+        started = time.perf_counter()
+        self._inner.append(0.0)
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            inner = self._inner.pop()
+            self.ms[name] = self.ms.get(name, 0.0) + (elapsed - inner) * 1000
+            if self._inner:
+                self._inner[-1] += elapsed
+
+    def rounded(self) -> dict[str, float]:
+        """The timings rounded to microseconds.
+
+        Returns:
+            Stage name -> milliseconds, in the order the stages first ran.
+        """
+        return {stage: round(ms, 3) for stage, ms in self.ms.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchRequest:
+    """One validated search: what to find and how much of it (see `ContextEngine.search`)."""
+
+    query: str
+    k: int = 10
+    hops: int = DEFAULT_HOPS
+    namespaces: list[str] | None = None
+    types: list[str] | None = None
+    as_of: datetime | None = None
+    token_budget: int = 2000
+    channels: tuple[str, ...] = CHANNELS
+    mmr_lambda: float = 1.0
+    recency_half_life_days: float | None = None
+    candidate_k: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.query or not self.query.strip():
+            raise SchemaError("query must not be empty")
+        if len(self.query) > MAX_QUERY_CHARS:
+            raise SchemaError(f"query is {len(self.query)} characters; the limit is {MAX_QUERY_CHARS}")
+        if not 1 <= self.k <= MAX_K:
+            raise SchemaError(f"k must be between 1 and {MAX_K}, got {self.k}")
+        if not 0 <= self.hops <= MAX_HOPS:
+            raise SchemaError(f"hops must be 0 to {MAX_HOPS}, got {self.hops}")
+        unknown = set(self.channels) - set(CHANNELS)
+        if unknown:
+            raise SchemaError(f"unknown retrieval channel(s) {sorted(unknown)}; use {', '.join(CHANNELS)}")
+
+    @property
+    def n_candidates(self) -> int:
+        """How many candidates each channel contributes (and fusion keeps twice as many)."""
+        return self.candidate_k or max(50, 3 * self.k)
+
+    @property
+    def type_filter(self) -> set[str] | None:
+        """The entity types asked for, or None for all."""
+        return set(self.types) if self.types else None
+
+
+@dataclass(slots=True)
+class SearchSources:
+    """What the stages read: the store and, fetched only when a stage needs them, the embedder
+    and the derived indexes caught up with a given change-log position."""
+
+    store: GraphStore
+    embedder: Callable[[], TextEmbedder]
+    vector_index: Callable[[int], VectorIndex]
+    keyword_index: Callable[[int], KeywordIndex] | None  # None: the store answers keywords
+
+
+@dataclass(slots=True)
+class ChannelHits:
+    """The candidate channels' best-first (id, raw score) lists and the query vector, if any."""
+
+    ranked: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    query_vec: np.ndarray | None = None
+    # extracted entities the query names (the name channel's matches among them): walk seeds
+    linked: dict[str, float] = field(default_factory=dict)
+    store_seq: int = 0
+
+
+def entity_live(entity: Entity, as_of: datetime | None) -> bool:
+    """Whether an entity is valid at `as_of`.
+
+    Args:
+        entity: the entity.
+        as_of: the moment; None means now, when every stored entity counts as live except a
+            retired memory (superseded, corrected, merged or expired) whose `valid_to` has passed.
+
+    Returns:
+        True when `valid_from <= as_of < valid_to` (open ends allowed).
+    """
+    if as_of is None:
+        if entity.valid_to is not None and entity.properties.get(RETIRED_REASON_PROPERTY) is not None:
+            return entity.valid_to > utcnow()
+        return True
+    if entity.valid_from is not None and entity.valid_from > as_of:
+        return False
+    return entity.valid_to is None or entity.valid_to > as_of
+
+
+def wanted(entity: Entity, type_filter: set[str] | None) -> bool:
+    """Whether an entity may be a hit: of an asked-for type when types are asked for; otherwise
+    anything but the entities extraction found, which are bridges between items rather than
+    answers by themselves (`types=["Person"]` asks for them; `entities()` lists them).
+
+    Args:
+        entity: the entity.
+        type_filter: the entity types asked for, or None.
+
+    Returns:
+        True when the entity may be a hit.
+    """
+    if type_filter is not None:
+        return entity.type in type_filter
+    return entity.source != KNOWLEDGE_SOURCE
+
+
+def keep_candidates(
+    candidates: Sequence[Candidate], entities: dict[str, Entity], request: SearchRequest
+) -> list[Candidate]:
+    """The candidates that may be hits: loaded, of the asked types, live at `as_of`."""
+    types = request.type_filter
+    return [
+        c
+        for c in candidates
+        if c.id in entities and wanted(entities[c.id], types) and entity_live(entities[c.id], request.as_of)
+    ]
+
+
+__all__ = [
+    "CHANNELS",
+    "DEFAULT_HOPS",
+    "MAX_K",
+    "MAX_QUERY_CHARS",
+    "WALK_CHANNEL",
+    "ChannelHits",
+    "SearchRequest",
+    "SearchSources",
+    "StageTimer",
+    "entity_live",
+    "keep_candidates",
+    "wanted",
+]
