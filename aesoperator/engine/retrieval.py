@@ -22,7 +22,7 @@ and then by id.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -108,6 +108,7 @@ def score_fusion(
     channels: Mapping[str, Sequence[tuple[str, float]]],
     weights: Mapping[str, float] | None = None,
     limit: int | None = None,
+    scaled: Collection[str] = (),
 ) -> list[Candidate]:
     """Fuse best-first channel lists by their scores: score(d) = sum over channels c of
     w_c × norm_c(d), where norm_c min-max scales channel c's scores over its own list (the best
@@ -115,9 +116,29 @@ def score_fusion(
 
     Unlike rank fusion this keeps how far apart the channel's scores are: a keyword hit far ahead
     of the rest stays far ahead. Channel scores must be "higher is better". Weights, duplicates,
-    ordering and `limit` work as in `reciprocal_rank_fusion`.
+    ordering and `limit` work as in `reciprocal_rank_fusion`. Channels named in `scaled` already
+    score on [0, 1] against a fixed zero and are taken as they are: min-max scaling would give the
+    last of a short list nothing however good it is.
     """
-    return _fuse(channels, weights, limit, _normalised)
+    if not scaled:
+        return _fuse(channels, weights, limit, _normalised)
+    parts = {c: ranked for c, ranked in channels.items() if c not in scaled}
+    fixed = {c: ranked for c, ranked in channels.items() if c in scaled}
+    fused = {cand.id: cand for cand in _fuse(parts, weights, None, _normalised)}
+    for cand in _fuse(fixed, weights, None, _as_given):
+        mine = fused.get(cand.id)
+        if mine is None:
+            fused[cand.id] = cand
+        else:
+            mine.score += cand.score
+            mine.channels.update(cand.channels)
+            mine.reasons.extend(cand.reasons)
+    ordered = sorted(fused.values(), key=lambda c: (-c.score, min(c.channels.values(), default=0), c.id))
+    return ordered if limit is None else ordered[:limit]
+
+
+def _as_given(scores: Sequence[float]) -> list[float]:
+    return [min(1.0, max(0.0, float(x))) for x in scores]
 
 
 def query_relevance(similarities: Mapping[str, float], floor: float, top: float) -> dict[str, float]:

@@ -35,6 +35,8 @@ from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.retrieval import Candidate
 from aesoperator.engine.search_graph import (
+    bridge_candidates,
+    bridge_reasons,
     expand_candidates,
     query_relevance,
     walk_candidates,
@@ -42,6 +44,7 @@ from aesoperator.engine.search_graph import (
     window_candidates,
 )
 from aesoperator.engine.search_request import (
+    BRIDGE_CHANNEL,
     CHANNELS,
     DEFAULT_HOPS,
     MAX_K,
@@ -149,7 +152,10 @@ def fuse_channels(
     """
     with timer.stage("fuse"):
         if settings.fusion == "score":
-            return retrieval.score_fusion(ranked, weights=settings.channel_weights(), limit=limit)
+            # the bridge channel scores on [0, 1] already (`bridges.bridge_scores`)
+            return retrieval.score_fusion(
+                ranked, weights=settings.channel_weights(), limit=limit, scaled=(BRIDGE_CHANNEL,)
+            )
         return retrieval.reciprocal_rank_fusion(
             ranked, k=settings.rrf_k, weights=settings.channel_weights(), limit=limit
         )
@@ -267,15 +273,22 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
     candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
     candidates, entities = load_candidates(sources.store, candidates, request, timer)
     walk = walk_candidates(sources, candidates, hits, request, settings, timer)
+    bridged = bridge_candidates(sources, candidates, hits, request, settings, timer)
     if walk is not None and walk.ranked:
         hits.ranked[WALK_CHANNEL] = walk.ranked[: request.n_candidates]
+    if bridged is not None and bridged[0]:
+        hits.ranked[BRIDGE_CHANNEL] = bridged[0][: request.n_candidates]
+    if WALK_CHANNEL in hits.ranked or BRIDGE_CHANNEL in hits.ranked:
         candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
         candidates, entities = load_candidates(sources.store, candidates, request, timer)
-        with timer.stage("walk"):
-            pairs = [walk.bridges[c.id] for c in candidates if c.id in walk.bridges]
-            unnamed = sorted({x for pair in pairs for x in pair if x is not None} - set(entities))
-            entities.update({e.id: e for e in sources.store.get_entities(unnamed, request.namespaces)})
-            walk_reasons(walk, candidates, entities)
+        if walk is not None:
+            with timer.stage("walk"):
+                pairs = [walk.bridges[c.id] for c in candidates if c.id in walk.bridges]
+                unnamed = sorted({x for pair in pairs for x in pair if x is not None} - set(entities))
+                entities.update({e.id: e for e in sources.store.get_entities(unnamed, request.namespaces)})
+                walk_reasons(walk, candidates, entities)
+        if bridged is not None:
+            bridge_reasons(bridged[1], candidates, entities)
     candidates, relations = expand_candidates(sources, candidates, entities, hits, request, settings, timer)
     candidates = window_candidates(sources, candidates, entities, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aesoperator.engine import retrieval
+from aesoperator.engine.bridges import Bridge, bridge_scores, pick_bridges
 from aesoperator.engine.entity_walk import WALK_RELATIONS, WalkResult, walk_items
 from aesoperator.engine.retrieval import Candidate
 from aesoperator.engine.search_request import (
+    BRIDGE_CHANNEL,
     WALK_CHANNEL,
     ChannelHits,
     SearchRequest,
@@ -115,6 +117,74 @@ def walk_reasons(walk: WalkResult, candidates: list[Candidate], entities: dict[s
             bridge, seed = walk.bridges[cand.id]
             where = "the query" if seed is None else f"'{names.get(seed, seed)}'"
             cand.reasons.append(f"found via '{names.get(bridge, bridge)}', named in {where}")
+
+
+def bridge_candidates(
+    sources: SearchSources,
+    candidates: list[Candidate],
+    hits: ChannelHits,
+    request: SearchRequest,
+    settings: SearchSettings,
+    timer: StageTimer,
+) -> tuple[list[tuple[str, float]], dict[str, Bridge]] | None:
+    """Stage 4b: multi-step retrieval (`bridges`): the keyword index asked again with the query
+    plus each entity the best hits mention and the query does not.
+
+    Args:
+        sources: the store (the hits' mentions) and the keyword index.
+        candidates: the first stage's loaded candidates, best first.
+        hits: the channel lists (for the index position).
+        request: the search (untyped searches only).
+        settings: `bridge_weight` (0: off), `bridge_hits`, `bridge_entities`.
+        timer: receives `bridge`.
+
+    Returns:
+        The bridge channel's (item, score) list and the bridge behind each item, or None when off.
+    """
+    off = BRIDGE_CHANNEL not in request.channels or settings.bridge_weight <= 0
+    if off or request.type_filter is not None or sources.keyword_index is None or not candidates:
+        return None
+    top = candidates[: settings.bridge_hits]
+    top_ids = {c.id for c in top}
+    with timer.stage("bridge"):
+        links = sources.store.neighbor_links(
+            list(top_ids), depth=1, relation_types=["MENTIONS"], as_of=request.as_of, namespaces=request.namespaces
+        )
+        mentions: dict[str, list[str]] = {}
+        for a, b, _ in links.edges:
+            for item, other in ((a, b), (b, a)):
+                if item in top_ids and other.startswith(KNOWLEDGE_ID_PREFIX):
+                    mentions.setdefault(item, []).append(other)
+        named = sorted({e for ids in mentions.values() for e in ids})
+        entities = {e.id: e for e in sources.store.get_entities(named, request.namespaces)}
+        chosen = pick_bridges(
+            request.query, [(c.id, c.score) for c in top], mentions, entities, settings.bridge_entities
+        )
+        if not chosen:
+            return None
+        keywords = sources.keyword_index(hits.store_seq)
+        passes = [
+            (
+                bridge,
+                keywords.search(
+                    f"{request.query} {bridge.name}",
+                    request.n_candidates,
+                    namespaces=request.namespaces,
+                    include_extracted=False,
+                ),
+            )
+            for bridge in chosen
+        ]
+        return bridge_scores(passes)
+
+
+def bridge_reasons(via: dict[str, Bridge], candidates: list[Candidate], entities: dict[str, Entity]) -> None:
+    """Say on each candidate the bridge channel ranked which entity of which hit found it."""
+    for cand in candidates:
+        bridge = via.get(cand.id)
+        if bridge is not None and bridge.hit_id != cand.id:
+            hit = entities.get(bridge.hit_id)
+            cand.reasons.append(f"found via '{bridge.name}', named in '{hit.name if hit else bridge.hit_id}'")
 
 
 def expand_candidates(
@@ -227,6 +297,8 @@ def window_candidates(
 
 
 __all__ = [
+    "bridge_candidates",
+    "bridge_reasons",
     "expand_candidates",
     "query_relevance",
     "walk_candidates",

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 MAX_QUERY_CHARS = 10_000
 MAX_K = 500
-CHANNELS = ("vector", "keyword", "name", "walk")
+CHANNELS = ("vector", "keyword", "name", "walk", "bridge")
 WALK_CHANNEL = "walk"
+BRIDGE_CHANNEL = "bridge"
 DEFAULT_HOPS = 1
 
 
@@ -182,6 +183,7 @@ def keep_candidates(
 
 
 __all__ = [
+    "BRIDGE_CHANNEL",
     "CHANNELS",
     "DEFAULT_HOPS",
     "MAX_K",

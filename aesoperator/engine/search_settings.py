@@ -42,6 +42,11 @@ class SearchSettings:
     walk_seeds: int = 10  # first-stage hits the walk restarts at
     walk_alpha: float = 0.5  # probability of following a link rather than restarting
     walk_limit: int = 2000  # entities of the neighbourhood walked at most
+    # Multi-step retrieval through bridge entities (0: off): the keyword index asked again with the
+    # query plus each entity the best hits name and the query does not.
+    bridge_weight: float = 1.0
+    bridge_hits: int = 5  # best first-stage hits whose entities bridge
+    bridge_entities: int = 10  # second passes at most
     # Conversation windows: share of its best NEXT neighbour's score a turn gains (0: off); only
     # sequences linked by NEXT (a session's turns) are touched. 0.5 over two turns: of the LoCoMo
     # questions whose gold turns all missed the top 10, 52% had one next to a hit, 65% within two.
@@ -53,7 +58,7 @@ class SearchSettings:
             raise ConfigError(f"fusion must be 'rrf' or 'score', got {self.fusion!r}")
         if self.rrf_k < 0:
             raise ConfigError(f"rrf_k must be >= 0, got {self.rrf_k}")
-        for name in ("vector_weight", "keyword_weight", "name_weight", "graph_weight", "walk_weight"):
+        for name in ("vector_weight", "keyword_weight", "name_weight", "graph_weight", "walk_weight", "bridge_weight"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
@@ -69,6 +74,10 @@ class SearchSettings:
             raise ConfigError(f"window_span must be 1 to 5, got {self.window_span}")
         if not 0 < self.walk_alpha < 1:
             raise ConfigError(f"walk_alpha must be between 0 and 1 (exclusive), got {self.walk_alpha}")
+        if self.bridge_hits < 1 or self.bridge_entities < 1:
+            raise ConfigError(
+                f"bridge_hits and bridge_entities must be >= 1, got {self.bridge_hits}, {self.bridge_entities}"
+            )
         if self.walk_seeds < 1 or self.walk_limit < 1:
             raise ConfigError(f"walk_seeds and walk_limit must be >= 1, got {self.walk_seeds}, {self.walk_limit}")
 
@@ -83,6 +92,7 @@ class SearchSettings:
             "keyword": self.keyword_weight,
             "name": self.name_weight,
             "walk": self.walk_weight,
+            "bridge": self.bridge_weight,
         }
 
     def with_changes(self, **changes: Any) -> SearchSettings:
