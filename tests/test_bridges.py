@@ -65,8 +65,8 @@ def test_search_finds_the_second_hop_through_a_bridge(make_engine: Callable[...,
     ]
     engine.add_documents(docs, source="m")
     query = "Who is the spouse of the performer of Green?"
-    off = engine.search(query, k=5, hops=0, preset=SearchSettings(bridge_weight=0.0))
-    on = engine.search(query, k=5, hops=0, preset=SearchSettings(bridge_weight=1.0))
+    off = engine.search(query, k=5, hops=1, preset=SearchSettings(bridge_weight=0.0))
+    on = engine.search(query, k=5, hops=1, preset=SearchSettings(bridge_weight=1.0))
     assert "bridge" in on.timings_ms and "bridge" not in off.timings_ms
     assert on.hits[0].id == "m:doc:Green"
     second = next(h for h in on.hits if h.id == "m:doc:Hillage biography")

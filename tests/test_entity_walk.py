@@ -61,8 +61,8 @@ def test_search_finds_the_bridge_passage_through_an_entity(make_engine: Callable
     engine.add_documents(docs, source="w")  # type: ignore[attr-defined]
     query = "Where is the main plant of the company Maria Okafor founded?"
     # one seed: the walk starts at the best first-stage hit alone
-    off = engine.search(query, k=5, hops=0, preset=SearchSettings(walk_weight=0.0))  # type: ignore[attr-defined]
-    on = engine.search(query, k=5, hops=0, preset=SearchSettings(walk_weight=1.0, walk_seeds=1))  # type: ignore[attr-defined]
+    off = engine.search(query, k=5, hops=1, preset=SearchSettings(walk_weight=0.0, bridge_weight=0.0))  # type: ignore[attr-defined]
+    on = engine.search(query, k=5, hops=1, preset=SearchSettings(walk_weight=1.0, walk_seeds=1, bridge_weight=0.0))  # type: ignore[attr-defined]
     assert "walk" in on.timings_ms and "walk" not in off.timings_ms
     assert on.hits[0].id == "w:doc:Founding"
     site = next(h for h in on.hits if h.id == "w:doc:Site")

@@ -86,6 +86,8 @@ def walk_candidates(
     """
     if WALK_CHANNEL not in request.channels or settings.walk_weight <= 0 or request.type_filter is not None:
         return None
+    if request.hops <= 0:  # no graph asked for
+        return None
     seeds = {c.id: c.score for c in candidates[: settings.walk_seeds]}
     if not seeds and not hits.linked:
         return None
@@ -134,14 +136,14 @@ def bridge_candidates(
         sources: the store (the hits' mentions) and the keyword index.
         candidates: the first stage's loaded candidates, best first.
         hits: the channel lists (for the index position).
-        request: the search (untyped searches only).
+        request: the search (untyped searches with a graph depth of at least one).
         settings: `bridge_weight` (0: off), `bridge_hits`, `bridge_entities`.
         timer: receives `bridge`.
 
     Returns:
         The bridge channel's (item, score) list and the bridge behind each item, or None when off.
     """
-    off = BRIDGE_CHANNEL not in request.channels or settings.bridge_weight <= 0
+    off = BRIDGE_CHANNEL not in request.channels or settings.bridge_weight <= 0 or request.hops <= 0
     if off or request.type_filter is not None or sources.keyword_index is None or not candidates:
         return None
     top = candidates[: settings.bridge_hits]
