@@ -91,6 +91,11 @@ class StageTimer:
         return {stage: round(ms, 3) for stage, ms in self.ms.items()}
 
 
+# The property a retired (forgotten) entity carries: when it was retired, which is also its
+# `valid_to`. Search and recall leave it out unless asked `as_of` an earlier moment.
+RETIRED_AT = "retired_at"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchRequest:
     """One validated search: what to find and how much of it (see `ContextEngine.search`)."""
@@ -156,13 +161,15 @@ def entity_live(entity: Entity, as_of: datetime | None) -> bool:
 
     Args:
         entity: the entity.
-        as_of: the moment; None means now, when every stored entity counts as live.
+        as_of: the moment; None means now, when every stored entity counts as live except a
+            retired (forgotten) one. A `valid_to` alone does not hide an entity now: a file
+            deleted from a repository stays findable.
 
     Returns:
         True when `valid_from <= as_of < valid_to` (open ends allowed).
     """
     if as_of is None:
-        return True
+        return RETIRED_AT not in entity.properties
     if entity.valid_from is not None and entity.valid_from > as_of:
         return False
     return entity.valid_to is None or entity.valid_to > as_of
@@ -489,6 +496,7 @@ __all__ = [
     "CHANNELS",
     "MAX_K",
     "MAX_QUERY_CHARS",
+    "RETIRED_AT",
     "SEARCH_PRESETS",
     "ChannelHits",
     "SearchPreset",
