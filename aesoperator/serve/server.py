@@ -59,6 +59,7 @@ from aesoperator.serve.tools_engine import (
     register_engine_tools,
     visible_stats,
 )
+from aesoperator.serve.tools_forget import register_forget_tool
 from aesoperator.serve.tools_knowledge import register_knowledge_tools
 from aesoperator.serve.tools_memory_compat import register_memory_tools
 from aesoperator.version import __version__
@@ -83,7 +84,8 @@ INSTRUCTIONS = """\
 A knowledge graph of the user's sources (code, documents, databases, issues) and of agents' memories.
 - `search` first: it returns ranked entities with reasons and provenance, relations as triples and a
   prompt-ready `context`. Follow up with `get_entities` / `neighbors` on the ids it returns.
-- `remember` stores an event for an agent (agent_id, session_id); `recall` finds relevant earlier events.
+- `remember` stores an event for an agent (agent_id, session_id); `recall` finds relevant earlier events;
+  `forget` retires events that are no longer true (or erases them, with purge).
 - `sources` says what is ingested and how fresh it is.
 - The memory-server tools (create_entities, add_observations, read_graph, search_nodes, ...) keep a
   small knowledge graph of their own, with the same shapes as the official memory server.
@@ -263,6 +265,7 @@ def build_server(
         engine=engine,
         resolve_principal=principal_resolver or _default_resolver,
         memory_namespace=memory_namespace,
+        guard=guard,
     )
     bus = InMemorySubscriptionBus()
     notifier = ChangeNotifier(engine.store, bus, memory_namespace, poll_interval)
@@ -309,6 +312,7 @@ def build_server(
     )
     memory = MemoryGraph(engine, memory_namespace)
     register_engine_tools(server, runtime)
+    register_forget_tool(server, runtime)
     register_knowledge_tools(server, runtime)
     register_memory_tools(server, runtime, memory)
     _register_resources(server, runtime, memory)
