@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from aesoperator.cli.app import _emit, _engine, app, err, out
 from aesoperator.engine.forget import ForgetReport
+from aesoperator.security.audit import AuditLog
 
 CLI_KIND = "cli"
 PURGE_RECORD = "forget.purge"
@@ -32,8 +33,6 @@ def _describe(report: ForgetReport, engine: Any) -> None:
 def _audit(engine: Any, arguments: dict[str, Any], report: ForgetReport, started: float) -> None:
     """One `forget` record for the change and, for a purge, a `forget.purge` record of the
     erasure (counts only); arguments are digested under the audit key."""
-    from aesoperator.security.audit import AuditLog
-
     who = f"{CLI_KIND}:{getpass.getuser()}"
     with AuditLog.in_data_dir(engine.settings.data_dir) as log:
         latency = (time.perf_counter() - started) * 1000
