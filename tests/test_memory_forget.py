@@ -146,3 +146,17 @@ def test_cli_forget_asks_first_purges_with_yes_and_audits(make_engine: Callable[
     assert tools[0][:2] == ("forget", "cli") and ("forget.purge", "cli", tools[1][2]) == tools[1]
     assert tools[2][:2] == ("forget", "cli") and tools[2][2] == 1
     assert traces(data) == []
+
+
+def test_a_replica_closing_after_a_purge_elsewhere_saves_nothing_erased(
+    make_engine: Callable[..., Any], tmp_path: Path
+) -> None:
+    data = tmp_path / "shared"
+    writer = make_engine(data)
+    marked, _, _ = _remember_three(writer)
+    reader = make_engine(data)
+    assert marked.id in reader.index and marked.id in reader.keywords
+    writer.forget(AGENT, ids=[marked.id], purge=True)
+    writer.close()
+    reader.close()  # its indexes still held the memory: closing catches up before saving
+    assert traces(data) == []

@@ -84,8 +84,7 @@ def forget(
             if preview.count or preview.relations:
                 typer.confirm("Go ahead?", abort=True, err=True)
         report = engine.forget(agent, **selection)
-        if report.count or report.relations:
-            _audit(engine, {"agent_id": agent, **selection}, report, started)
+        _audit(engine, {"agent_id": agent, **selection}, report, started)
 
     def render() -> None:
         done = {"retire": "retired", "purge": "erased"}[report.mode]

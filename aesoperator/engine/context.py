@@ -122,12 +122,24 @@ class EngineCore(KnowledgeReads):
         some replay), close the keyword index, and close the store whatever happened before."""
         try:
             with self._index_lock:
-                if self._index is not None:
+                if self._index is not None and self._caught_up_for_close(self._index):
                     self._index.save_if_room()
                 if self._keywords is not None:
+                    self._caught_up_for_close(self._keywords)
                     self._keywords.close()
         finally:
             self.store.close()
+
+    def _caught_up_for_close(self, index: VectorIndex | KeywordIndex) -> bool:
+        """Catch `index` up before it is saved at close, so a purge made elsewhere since its last
+        sync is not written back to disk (replaying the erasure rebuilds it); False when the store
+        cannot be read, and then it is not saved (the saved copy is only a head start)."""
+        try:
+            index.sync(self.store, persist=False)
+        except AesopError as exc:
+            log.warning("%s not saved at close: the store could not be read (%s)", index, exc)
+            return False
+        return True
 
     def __enter__(self) -> Self:
         return self

@@ -27,6 +27,7 @@ erasure row and rebuilds from the store.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -37,11 +38,13 @@ from aesoperator.engine.forget_plan import ForgetPlan, ForgetPlanner
 from aesoperator.engine.memory import agent_namespace
 from aesoperator.engine.search import RETIRED_AT
 from aesoperator.engine.stores.base import WriteBatch
-from aesoperator.errors import SchemaError
+from aesoperator.errors import SchemaError, StoreError
 from aesoperator.graph_schema.models import Entity, to_iso, utcnow
 
 if TYPE_CHECKING:
     from aesoperator.engine.context import EngineCore
+
+log = logging.getLogger(__name__)
 
 ForgetMode = Literal["retire", "purge"]
 
@@ -60,6 +63,11 @@ class ForgetReport(BaseModel):
         "forgotten memories mentioned and sessions left empty.",
     )
     relations: int = Field(default=0, description="Relations expired (retire) or deleted (purge).")
+    unscrubbed: str | None = Field(
+        default=None,
+        description="Why the store's files could not be scrubbed yet after a purge (the memories are gone "
+        "from the store; the scrub runs again at the next open or purge), or None.",
+    )
 
     @property
     def count(self) -> int:
@@ -129,7 +137,7 @@ def forget(
     if dry_run or not (plan.episodes or plan.entities or plan.relations):
         return report
     if purge:
-        _purge(engine, plan)
+        report.unscrubbed = _purge(engine, plan)
     else:
         _retire(engine, plan, now)
     return report
@@ -149,7 +157,8 @@ def _retire(engine: EngineCore, plan: ForgetPlan, now: datetime) -> None:
     engine.store.write(batch)  # relations expire at the write's own time, a moment after `now`
 
 
-def _purge(engine: EngineCore, plan: ForgetPlan) -> None:
+def _purge(engine: EngineCore, plan: ForgetPlan) -> str | None:
+    """Erase what `plan` names; returns why the files are not scrubbed yet, or None."""
     erased = [*plan.episodes.values(), *plan.entities.values()]
     engine._erase_caches(erased)
     engine.store.write(
@@ -161,7 +170,12 @@ def _purge(engine: EngineCore, plan: ForgetPlan) -> None:
             erase=True,
         )
     )
-    complete_pending_erasure(engine, caches=False)
+    try:
+        complete_pending_erasure(engine, caches=False)
+    except StoreError as exc:  # e.g. another process reading: the WAL cannot be truncated yet
+        log.warning("erased, but the files are not scrubbed yet: %s", exc)
+        return str(exc)
+    return None
 
 
 def complete_pending_erasure(engine: EngineCore, caches: bool = True) -> bool:
