@@ -16,8 +16,10 @@ from aesoperator.engine.progress import ProgressReporter
 from aesoperator.engine.search import SearchSettings
 from aesoperator.graph_schema.ids import entity_id
 from aesoperator.graph_schema.knowledge import KnowledgeStage
+from aesoperator.graph_schema.models import Entity
 from aesoperator.ingest.documents import DocumentInput, DocumentsMapper, document_records, mention_links
-from aesoperator.ingest.extract.factory import knowledge_stage_for_engine
+from aesoperator.ingest.extract.cache_erase import erase_cached_texts
+from aesoperator.ingest.extract.factory import CACHE_FILE, knowledge_stage_for_engine
 from aesoperator.ingest.local_files import LocalFolderExtractor
 from aesoperator.ingest.mappers.files import FilesMapper
 from aesoperator.ingest.mcp_ingest import WatchEvent, ingest_source, watch_source
@@ -41,6 +43,10 @@ class ContextEngine(EngineCore):
         """The knowledge stage the settings ask for (`extractor`; none for "none"), used by
         ingest and by memory's `remember`."""
         return knowledge_stage_for_engine(self)
+
+    def _erase_caches(self, items: Sequence[Entity]) -> None:
+        """Erase the extraction cache's results for `items`' text and scrub its file."""
+        erase_cached_texts(self.settings.data_dir / "cache" / CACHE_FILE, items)
 
     # -- local data ---------------------------------------------------------------------------
     def ingest_path(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -23,6 +24,8 @@ from aesoperator.config import Settings, load_settings
 from aesoperator.engine import export
 from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
 from aesoperator.engine.embeddings import Embedder, TextEmbedder, embedding_text
+from aesoperator.engine.forget import ForgetReport, complete_pending_erasure
+from aesoperator.engine.forget import forget as forget_memories
 from aesoperator.engine.keyword_index import KeywordIndex
 from aesoperator.engine.knowledge_reads import KnowledgeReads
 from aesoperator.engine.memory import AgentMemory
@@ -106,19 +109,37 @@ class EngineCore(KnowledgeReads):
         """
         settings = settings or load_settings(data_dir=data_dir, graph=graph, **overrides)
         warn_if_loose(settings.data_dir)  # an older data dir may be open to other local users
-        return cls(open_store(settings), settings=settings, embedder=embedder)
+        engine = cls(open_store(settings), settings=settings, embedder=embedder)
+        try:
+            complete_pending_erasure(engine)  # a purge killed after its store transaction
+        except BaseException:
+            engine.close()
+            raise
+        return engine
 
     def close(self) -> None:
         """Save the vector index when the disk has room (the saved copy only spares the next open
         some replay), close the keyword index, and close the store whatever happened before."""
         try:
             with self._index_lock:
-                if self._index is not None:
+                if self._index is not None and self._caught_up_for_close(self._index):
                     self._index.save_if_room()
                 if self._keywords is not None:
+                    self._caught_up_for_close(self._keywords)
                     self._keywords.close()
         finally:
             self.store.close()
+
+    def _caught_up_for_close(self, index: VectorIndex | KeywordIndex) -> bool:
+        """Catch `index` up before it is saved at close, so a purge made elsewhere since its last
+        sync is not written back to disk (replaying the erasure rebuilds it); False when the store
+        cannot be read, and then it is not saved (the saved copy is only a head start)."""
+        try:
+            index.sync(self.store, persist=False)
+        except AesopError as exc:
+            log.warning("%s not saved at close: the store could not be read (%s)", index, exc)
+            return False
+        return True
 
     def __enter__(self) -> Self:
         return self
@@ -542,6 +563,45 @@ class EngineCore(KnowledgeReads):
             What was found, and whether it was applied.
         """
         return self.memory.compact(agent_id, **kwargs)
+
+    def forget(self, agent_id: str | None = None, **kwargs: Any) -> ForgetReport:
+        """Retire memories, or erase them with `purge=True` (see `aesoperator.engine.forget.forget`).
+
+        Args:
+            agent_id: the agent (its namespace is meant unless `namespace` is given).
+            **kwargs: `ids`, `query` or `entity` (exactly one), and `namespace`, `purge`,
+                `dry_run`, `entity_namespaces`.
+
+        Returns:
+            What was forgotten.
+        """
+        return forget_memories(self, agent_id, **kwargs)
+
+    def _erase_caches(self, items: Sequence[Entity]) -> None:
+        """Erase what caches beside the store hold of `items`' text and scrub their files (none in
+        the bare engine; the facade erases the extraction cache)."""
+
+    def _renew_indexes(self) -> None:
+        """After an erasure: rebuild the loaded derived indexes from the store and save them (the
+        new files replace every older generation), and delete every other saved index under
+        `data_dir/index`, which may hold erased text (each is rebuilt when next used)."""
+        root = self.settings.data_dir / "index"
+        with self._index_lock:
+            kept: set[Path] = set()
+            if self._index is not None:
+                self._index.rebuild(self.store, persist=True)
+                kept.add(self._index.directory)
+            if self._keywords is not None and self._keywords.directory is not None:
+                self._keywords.rebuild(self.store, persist=True)
+                kept.add(self._keywords.directory)
+            if root.is_dir():
+                for child in root.iterdir():
+                    if child in kept:
+                        continue
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
 
     # ==========================================================================================
     # -- notebooks and analysis: the graph as networkx, stats as a table ------------------------

@@ -55,7 +55,7 @@ from aesoperator.engine.keyword_files import (
 from aesoperator.engine.keyword_postings import IDF_FLOOR, K1, B, KeywordPostings
 from aesoperator.engine.keyword_vocabulary import MULTI, WORD_MEMO_MAX, KeywordVocabulary
 from aesoperator.engine.query_terms import prune_common_terms
-from aesoperator.engine.stores.base import GraphStore
+from aesoperator.engine.stores.base import ERASED_ID, GraphStore
 from aesoperator.engine.stores.embedded import BM25_WEIGHTS, KEYWORD_MAX_DF, KEYWORD_PRUNE_MIN_DOCS
 from aesoperator.graph_schema.models import Entity
 
@@ -246,6 +246,8 @@ class KeywordIndex(DerivedIndex):
                 break
             for change in changes:
                 cursor = max(cursor, change.seq)
+                if change.id == ERASED_ID:  # what was erased is no longer named in the log
+                    return self._rebuild(store, f"an erasure at seq {change.seq}", persist is not False, started)
                 if change.kind == "entity":
                     changed[change.id] = "remove" if change.op == "delete" else "fetch"
             rows_read += len(changes)

@@ -478,6 +478,18 @@ class AgentMemory:
             if note is not None:
                 r.reasons.append(note)
 
+    def forget(self, agent_id: str, **kwargs: Any) -> Any:
+        """Retire an agent's memories, or erase them with `purge=True` (`aesoperator.engine.forget`).
+
+        Args:
+            agent_id: the agent (its namespace is meant unless `namespace` is given).
+            **kwargs: `ids`, `query` or `entity` (exactly one), and `namespace`, `purge`, `dry_run`.
+
+        Returns:
+            The `ForgetReport`.
+        """
+        return self.engine.forget(agent_id, **kwargs)
+
     def episodes(self, agent_id: str, session_id: str | None = None, namespace: str | None = None) -> list[Episode]:
         """Every episode of an agent (optionally one session), oldest first: a timeline."""
         ns = namespace or agent_namespace(agent_id)

@@ -71,6 +71,11 @@ class StageTimer:
         return {stage: round(ms, 3) for stage, ms in self.ms.items()}
 
 
+# The property a retired (forgotten) entity carries: when it was retired, which is also its
+# `valid_to`. Search and recall leave it out unless asked `as_of` an earlier moment.
+RETIRED_AT = "retired_at"
+
+
 @dataclass(frozen=True, slots=True)
 class SearchRequest:
     """One validated search: what to find and how much of it (see `ContextEngine.search`)."""
@@ -139,12 +144,16 @@ def entity_live(entity: Entity, as_of: datetime | None) -> bool:
     Args:
         entity: the entity.
         as_of: the moment; None means now, when every stored entity counts as live except a
-            retired memory (superseded, corrected, merged or expired) whose `valid_to` has passed.
+            forgotten one (`RETIRED_AT`) and a retired memory (superseded, corrected, merged or
+            expired) whose `valid_to` has passed. A `valid_to` alone does not hide an entity now:
+            a file deleted from a repository stays findable.
 
     Returns:
         True when `valid_from <= as_of < valid_to` (open ends allowed).
     """
     if as_of is None:
+        if RETIRED_AT in entity.properties:
+            return False
         if entity.valid_to is not None and entity.properties.get(RETIRED_REASON_PROPERTY) is not None:
             return entity.valid_to > utcnow()
         return True
@@ -188,6 +197,7 @@ __all__ = [
     "DEFAULT_HOPS",
     "MAX_K",
     "MAX_QUERY_CHARS",
+    "RETIRED_AT",
     "WALK_CHANNEL",
     "ChannelHits",
     "SearchRequest",

@@ -47,7 +47,7 @@ from aesoperator.engine.index_files import (
     store_identity,
     write_bytes_atomic,
 )
-from aesoperator.engine.stores.base import GraphStore
+from aesoperator.engine.stores.base import ERASED_ID, GraphStore
 from aesoperator.engine.vector_files import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -371,6 +371,8 @@ class VectorIndex(DerivedIndex):
                 break
             for change in changes:
                 cursor = max(cursor, change.seq)
+                if change.id == ERASED_ID:  # what was erased is no longer named in the log
+                    return self._rebuild(store, f"an erasure at seq {change.seq}", persist is not False, started)
                 if change.kind == "relation":
                     continue
                 namespace[change.id] = change.namespace

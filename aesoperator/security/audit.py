@@ -9,6 +9,9 @@ One JSON line per call in `<data_dir>/audit.log` (the format is described in `au
 - `args_sha256` is the SHA-256 of the call's arguments as canonical JSON; the arguments themselves
   are never written. (A digest of a short, guessable argument can be confirmed by trying
   candidates; the log proves what was called, it does not hide it from someone who can guess.)
+  For the memory tools (`MEMORY_CONTENT_TOOLS`) every string of the arguments is first replaced
+  by its HMAC under the audit key, so without the key nothing in the log can be tested against a
+  guess of what an agent remembered or erased.
 - `hash` chains the records (`prev` is the previous record's hash), so changing, inserting,
   reordering or removing a record breaks the chain at that record.
 - `mac` signs each record with the audit key, so a record appended by someone who can write the
@@ -56,6 +59,7 @@ from aesoperator.security.audit_format import (
     FORMAT,
     GENESIS,
     KEY_FILE,
+    MEMORY_CONTENT_TOOLS,
     RESTART_TOOL,
     SYSTEM_KIND,
     SYSTEM_PRINCIPAL,
@@ -65,6 +69,7 @@ from aesoperator.security.audit_format import (
     arguments_digest,
     canonical_json,
     create_key,
+    keyed_arguments,
     keyed_fingerprint,
     last_lines,
     mac_matches,
@@ -86,6 +91,7 @@ __all__ = [
     "DECISIONS",
     "GENESIS",
     "KEY_FILE",
+    "MEMORY_CONTENT_TOOLS",
     "AuditLog",
     "Decision",
     "VerifyReport",
@@ -181,6 +187,8 @@ class AuditLog:
         if not math.isfinite(latency) or latency < 0:
             latency = 0.0
         moment = (now or datetime.now(UTC)).astimezone(UTC)
+        if str(tool) in MEMORY_CONTENT_TOOLS:
+            arguments = keyed_arguments(self._signing_key(), arguments)
         fields: dict[str, Any] = {
             "time": _iso(moment),
             "principal": str(principal),
@@ -239,6 +247,10 @@ class AuditLog:
 
     def fingerprint(self, secret: str) -> str:
         """A short, keyed, non-reversible name for a secret such as a rejected bearer token."""
+        return keyed_fingerprint(self._signing_key(), secret)
+
+    def _signing_key(self) -> bytes:
+        """The audit key (made with the first checkpoint of a new log, see `_writing_key`)."""
         key = self._key
         if key is None:
             with self._lock:
@@ -248,7 +260,7 @@ class AuditLog:
                     key = self._writing_key(fd)
                 finally:
                     fcntl.flock(fd, fcntl.LOCK_UN)
-        return keyed_fingerprint(key, secret)
+        return key
 
     def _append_locked(self, fields: dict[str, Any] | None) -> dict[str, Any] | None:
         """Write the record with `fields` (after any record the writer must put first); with

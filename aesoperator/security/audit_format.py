@@ -66,6 +66,33 @@ SIGNED_FIELDS: dict[str, type | tuple[type, ...]] = {"mac": str}
 AGGREGATE_FIELDS: dict[str, type | tuple[type, ...]] = {"count": int, "since": str}
 _RECORD_CONTEXT = b"aesop-audit-record\x00"
 _FINGERPRINT_CONTEXT = b"aesop-audit-fingerprint\x00"
+_ARGUMENT_CONTEXT = b"aesop-audit-argument\x00"
+# Tools whose arguments carry what agents remember (content, the text a memory is looked up or
+# forgotten by, memory-graph names and observations). Their `args_sha256` is the SHA-256 of the
+# arguments with every string replaced by its HMAC under the audit key (`keyed_arguments`), so a
+# record cannot be tested against guesses of the text without the key, and a purge that erases a
+# memory leaves nothing in the log that a guess of its (possibly short) text could be checked
+# against. Records are never rewritten, so the chain and the signatures keep verifying.
+# `forget.purge` is the record a purge adds: who erased in which namespace, when, and how many
+# items (its `result_count`), with no content.
+MEMORY_CONTENT_TOOLS: frozenset[str] = frozenset(
+    {
+        "remember",
+        "recall",
+        "forget",
+        "forget.purge",
+        "update_memory",
+        "memory_history",
+        "create_entities",
+        "create_relations",
+        "add_observations",
+        "delete_entities",
+        "delete_observations",
+        "delete_relations",
+        "search_nodes",
+        "open_nodes",
+    }
+)
 
 
 def canonical_json(value: Any) -> str:
@@ -76,6 +103,19 @@ def canonical_json(value: Any) -> str:
 def arguments_digest(arguments: Any) -> str:
     """SHA-256 (hex) of the canonical JSON of a call's arguments."""
     return hashlib.sha256(canonical_json(arguments).encode("utf-8")).hexdigest()
+
+
+def keyed_arguments(key: bytes, arguments: Any) -> Any:
+    """`arguments` with every string value (at any depth) replaced by `hmac:` and its
+    HMAC-SHA256 under the audit key; keys, numbers, booleans and the structure are kept."""
+    if isinstance(arguments, str):
+        mac = hmac.new(key, _ARGUMENT_CONTEXT + arguments.encode("utf-8", "surrogateescape"), hashlib.sha256)
+        return "hmac:" + mac.hexdigest()
+    if isinstance(arguments, Mapping):
+        return {str(k): keyed_arguments(key, v) for k, v in arguments.items()}
+    if isinstance(arguments, list | tuple):
+        return [keyed_arguments(key, v) for v in arguments]
+    return arguments
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

@@ -4,7 +4,11 @@ A principal's rights come from scope strings (OAuth2 scopes in JWTs, or the scop
 static token or to a stdio configuration):
 
 - `read:<namespace>`   read entities, relations and memories of a namespace (`read:*` = all)
-- `write:<namespace>`  create, change and delete in a namespace (`write:*` = all)
+- `write:<namespace>`  create, change and delete in a namespace (`write:*` = all); forgetting a
+                       memory (retiring it, history kept) is a change
+- `purge:<namespace>`  erase memories of a namespace for good (`forget` with `purge`), which also
+                       needs `write:<namespace>`: a separate scope, so a token that may write
+                       cannot destroy history unless it is given this too (`purge:*` = all)
 - `source:<name>`      see and ingest a source (`source:*` = all)
 - `tool:<name>`        call a tool (`tool:*` = all); without any tool scope every tool allowed by
                        the read/write scopes may be called
@@ -24,16 +28,18 @@ from pydantic import BaseModel, ConfigDict
 from aesoperator.errors import ConfigError, PermissionDenied
 
 ALL = "*"
-_SCOPE_RE = re.compile(r"^(read|write|source|tool):[A-Za-z0-9*._/@:-]{1,128}$")  # ":" allows agent:<id> namespaces
+_SCOPE_RE = re.compile(
+    r"^(read|write|purge|source|tool):[A-Za-z0-9*._/@:-]{1,128}$"
+)  # ":" allows agent:<id> namespaces
 
 
 def validate_scopes(scopes: Sequence[str]) -> list[str]:
-    """Check scope strings against the grammar (`read:`, `write:`, `source:`, `tool:`)."""
+    """Check scope strings against the grammar (`read:`, `write:`, `purge:`, `source:`, `tool:`)."""
     bad = [s for s in scopes if not _SCOPE_RE.match(s)]
     if bad:
         raise ConfigError(
-            f"invalid scope(s) {bad}: write read:<namespace>, write:<namespace>, source:<name> or tool:<name> "
-            "(use * for all)"
+            f"invalid scope(s) {bad}: write read:<namespace>, write:<namespace>, purge:<namespace>, source:<name> "
+            "or tool:<name> (use * for all)"
         )
     return list(dict.fromkeys(scopes))
 
@@ -45,6 +51,7 @@ class Principal(BaseModel):
     kind: Literal["static", "jwt", "stdio", "anonymous"] = "static"
     read: frozenset[str] = frozenset()
     write: frozenset[str] = frozenset()
+    purge: frozenset[str] = frozenset()
     sources: frozenset[str] = frozenset()
     tools: frozenset[str] = frozenset({ALL})
     scopes: tuple[str, ...] = ()
@@ -53,6 +60,7 @@ class Principal(BaseModel):
     def from_scopes(cls, principal_id: str, scopes: Iterable[str], kind: str = "static") -> Principal:
         read: set[str] = set()
         write: set[str] = set()
+        purge: set[str] = set()
         sources: set[str] = set()
         tools: set[str] = set()
         kept: list[str] = []
@@ -60,7 +68,7 @@ class Principal(BaseModel):
             prefix, _, rest = scope.partition(":")
             if not rest:
                 continue  # scopes of other resource servers are ignored, not errors
-            target = {"read": read, "write": write, "source": sources, "tool": tools}.get(prefix)
+            target = {"read": read, "write": write, "purge": purge, "source": sources, "tool": tools}.get(prefix)
             if target is None:
                 continue
             target.add(rest)
@@ -70,6 +78,7 @@ class Principal(BaseModel):
             kind=kind,  # type: ignore[arg-type]
             read=frozenset(read | write),  # writing a namespace implies reading it
             write=frozenset(write),
+            purge=frozenset(purge),
             sources=frozenset(sources),
             tools=frozenset(tools or {ALL}),
             scopes=tuple(kept),
@@ -77,7 +86,7 @@ class Principal(BaseModel):
 
     @classmethod
     def full_access(cls, principal_id: str = "local", kind: str = "stdio") -> Principal:
-        return cls.from_scopes(principal_id, ["read:*", "write:*", "source:*", "tool:*"], kind)
+        return cls.from_scopes(principal_id, ["read:*", "write:*", "purge:*", "source:*", "tool:*"], kind)
 
     # -- checks ---------------------------------------------------------------------------------
     def can_call(self, tool: str) -> bool:
@@ -105,6 +114,15 @@ class Principal(BaseModel):
     def require_write(self, namespace: str) -> None:
         if ALL not in self.write and namespace not in self.write:
             raise PermissionDenied(f"principal {self.id!r} may not write namespace {namespace!r}")
+
+    def require_purge(self, namespace: str) -> None:
+        """Erasing needs `purge:<namespace>` and `write:<namespace>`."""
+        self.require_write(namespace)
+        if ALL not in self.purge and namespace not in self.purge:
+            raise PermissionDenied(
+                f"principal {self.id!r} may not erase (purge) in namespace {namespace!r}: that needs the scope "
+                f"purge:{namespace} besides write:{namespace}; without it, forget retires memories instead"
+            )
 
     def can_see_source(self, source: str) -> bool:
         return ALL in self.sources or source in self.sources

@@ -61,6 +61,7 @@ from aesoperator.serve.tools_engine import (
     register_engine_tools,
     visible_stats,
 )
+from aesoperator.serve.tools_forget import register_forget_tool
 from aesoperator.serve.tools_knowledge import register_knowledge_tools
 from aesoperator.serve.tools_memory_compat import register_memory_tools
 from aesoperator.serve.tools_memory_updates import register_memory_update_tools
@@ -88,7 +89,8 @@ A knowledge graph of the user's sources (code, documents, databases, issues) and
   prompt-ready `context`. Follow up with `get_entities` / `neighbors` on the ids it returns.
 - `remember` stores an event for an agent (agent_id, session_id); `recall` finds relevant earlier events
   (what holds now; `as_of` for an earlier time). `update_memory` corrects one; `memory_history` shows
-  every version of a memory, a fact or what is known about an entity.
+  every version of a memory, a fact or what is known about an entity; `forget` retires events that are
+  no longer true (or erases them, with purge).
 - `sources` says what is ingested and how fresh it is.
 - The memory-server tools (create_entities, add_observations, read_graph, search_nodes, ...) keep a
   small knowledge graph of their own, with the same shapes as the official memory server.
@@ -270,6 +272,7 @@ def build_server(
         engine=engine,
         resolve_principal=principal_resolver or _default_resolver,
         memory_namespace=memory_namespace,
+        guard=guard,
     )
     bus = InMemorySubscriptionBus()
     notifier = ChangeNotifier(engine.store, bus, memory_namespace, poll_interval)
@@ -316,6 +319,7 @@ def build_server(
     )
     memory = MemoryGraph(engine, memory_namespace)
     register_engine_tools(server, runtime)
+    register_forget_tool(server, runtime)
     register_knowledge_tools(server, runtime)
     register_memory_tools(server, runtime, memory)
     register_memory_update_tools(server, runtime)

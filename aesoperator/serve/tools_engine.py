@@ -31,6 +31,7 @@ from aesoperator.graph_schema.models import Entity, Episode, Relation, from_iso,
 from aesoperator.ingest.extract.llm_sampling import sampling_warnings
 from aesoperator.ingest.registry import SourceRegistry, source_status
 from aesoperator.security.envelope import current_call, report_count
+from aesoperator.security.guard import CallGuard
 from aesoperator.security.principal import Principal
 from aesoperator.serve.schemas import (
     MAX_CONTENT_CHARS,
@@ -76,6 +77,7 @@ class Runtime:
     engine: ContextEngine
     resolve_principal: Callable[[], Principal]
     memory_namespace: str = "memory-graph"
+    guard: CallGuard | None = None  # for records beyond the call's own (a purge's erasure record)
     _source_cache: dict[tuple[str, ...] | None, tuple[int, float, set[str], bool]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -20,6 +20,10 @@ from aesoperator.graph_schema.models import Direction, Entity, Relation
 
 ChangeKind = Literal["entity", "relation", "vector"]
 ChangeOp = Literal["upsert", "delete"]
+# What an erasing batch (`WriteBatch.erase`) leaves in the change log: every row that named an
+# erased item names this instead, and one more row with this id tells the derived indexes that
+# replaying the log cannot remove what was erased, so they rebuild from the store.
+ERASED_ID = "~erased"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,11 @@ class WriteBatch:
     delete_source_items: Sequence[tuple[str, str]] = ()  # (source, key)
     allow_namespace_moves: bool = False
     movable_ids: frozenset[str] = frozenset()
+    # An erasure (right to erasure): the deleted entities and relations leave no trace in the
+    # store. Change-log rows naming them are rewritten to ERASED_ID and an ERASED_ID row is
+    # appended; history versions of the batch's upserted entities that name them are dropped; the
+    # store notes that its files still hold freed bytes until `scrub_erased` runs.
+    erase: bool = False
 
     def may_move(self, item_id: str) -> bool:
         """Whether this batch may move the stored item `item_id` to another namespace."""
@@ -267,6 +276,20 @@ class GraphStore(Protocol):
         ...
 
     def stats(self) -> StoreStats: ...
+
+    # erasure ------------------------------------------------------------------------------
+    def relations_of(self, ids: Sequence[str]) -> list[Relation]:
+        """Every stored relation from or to these entities, expired ones included."""
+        ...
+
+    def erasure_pending(self) -> bool:
+        """Whether an erasing write committed whose freed bytes `scrub_erased` has not yet removed."""
+        ...
+
+    def scrub_erased(self) -> bool:
+        """Remove what committed erasures left in the store's files (freed pages, journals, stale
+        index segments), as far as the backend allows; returns whether any erasure was pending."""
+        ...
 
     def close(self) -> None: ...
 

@@ -33,6 +33,7 @@ from aesoperator.engine.stores.base import (
     WriteResult,
     WriteShortcutsMixin,
 )
+from aesoperator.engine.stores.embedded_erase import is_pending, scrub
 from aesoperator.engine.stores.embedded_rows import (
     ENTITY_COLUMNS,
     RELATION_COLUMNS,
@@ -156,8 +157,21 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
     def _write(self, batch: WriteBatch, expire_at: datetime | None = None) -> WriteResult:
         if batch.is_empty():
             return WriteResult(seq=self.last_seq())
+        if batch.erase:
+            with self._secure_delete("erase"), self._transaction("erase a batch", "BEGIN IMMEDIATE") as conn:
+                return apply_batch(conn, batch, utcnow(), expire_at)
         with self._transaction("write a batch", "BEGIN IMMEDIATE") as conn:
             return apply_batch(conn, batch, utcnow(), expire_at)
+
+    @contextmanager
+    def _secure_delete(self, action: str) -> Iterator[sqlite3.Connection]:
+        """SQLite overwrites deleted content with zeros while this is held (see embedded_erase)."""
+        with self._guard(action) as conn:
+            conn.execute("PRAGMA secure_delete = ON").fetchall()
+            try:
+                yield conn
+            finally:
+                conn.execute("PRAGMA secure_delete = OFF").fetchall()
 
     def __enter__(self) -> EmbeddedGraphStore:
         return self
@@ -547,6 +561,33 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
             last_seq=last_seq,
             backend=self.backend,
         )
+
+    # erasure ------------------------------------------------------------------------------
+    def relations_of(self, ids: Sequence[str]) -> list[Relation]:
+        """Every stored relation from or to these entities, expired ones included."""
+        found: dict[str, Relation] = {}
+        sql = (
+            f"SELECT {RELATION_COLUMNS} FROM relations WHERE src IN (SELECT value FROM json_each(?1)) "
+            f"UNION SELECT {RELATION_COLUMNS} FROM relations WHERE dst IN (SELECT value FROM json_each(?1))"
+        )
+        with self._read("read relations of entities") as conn:
+            for part in chunks(list(dict.fromkeys(ids))):
+                for row in conn.execute(sql, (json_list(part),)):
+                    found[row[0]] = row_to_relation(row)
+        return [found[k] for k in sorted(found)]
+
+    def erasure_pending(self) -> bool:
+        with self._guard("read the erasure state") as conn:
+            return is_pending(conn)
+
+    def scrub_erased(self) -> bool:
+        """Rebuild the full-text index, VACUUM and truncate the WAL after committed erasures, so no
+        freed page, old index segment or journal frame holds erased bytes (see `embedded_erase`)."""
+        with self._secure_delete("scrub erased data") as conn:
+            if not is_pending(conn):
+                return False
+            scrub(conn, str(self.db_path))
+            return True
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from aesoperator.engine.stores.base import WriteBatch, WriteResult, namespace_conflict
+from aesoperator.engine.stores.embedded_erase import mark_erased
 from aesoperator.engine.stores.embedded_rows import (
     ENTITY_COLUMNS,
     ENTITY_PROV_INDEX,
@@ -398,4 +399,7 @@ def apply_batch(
     if prepared.vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, prepared.vectors)
     writer.source_items(batch)
-    return writer.result(writer.log_changes())
+    seq = writer.log_changes()
+    if batch.erase:
+        seq = mark_erased(conn, writer.changes, prepared.entities)
+    return writer.result(seq)

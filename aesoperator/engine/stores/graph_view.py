@@ -20,6 +20,7 @@ from typing import Any
 
 import networkx as nx
 
+from aesoperator.engine.stores.base import ERASED_ID
 from aesoperator.engine.stores.embedded_rows import chunks, json_list
 from aesoperator.graph_schema.models import Direction
 
@@ -101,6 +102,9 @@ class NetworkxGraphView:
                 entity_ids[item_id] = None
             elif kind == "relation":
                 relation_ids[item_id] = None
+        if ERASED_ID in entity_ids:  # rows naming erased items were rewritten: they cannot be replayed
+            self.load(conn)
+            return count
         self._refresh_entities(conn, list(entity_ids))
         self._refresh_relations(conn, list(relation_ids))
         self.applied_seq = head

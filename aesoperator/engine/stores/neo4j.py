@@ -56,6 +56,8 @@ from aesoperator.engine.stores.neo4j_connection import (
     open_driver,
     shown_uri,
 )
+from aesoperator.engine.stores.neo4j_erase import clear_pending, request_checkpoint
+from aesoperator.engine.stores.neo4j_erase import is_pending as erasure_is_pending
 from aesoperator.engine.stores.neo4j_reads import (
     HOP_PATTERNS,
     READ_CHUNK,
@@ -378,6 +380,39 @@ class Neo4jGraphStore(WriteShortcutsMixin):
 
     def stats(self) -> StoreStats:
         return self._read("compute statistics", lambda tx: store_stats(tx, self.backend))
+
+    # erasure ------------------------------------------------------------------------------
+    def relations_of(self, ids: Sequence[str]) -> list[Relation]:
+        """Every stored relation from or to these entities, expired ones included."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+
+        def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
+            return [
+                dict(r)
+                for r in tx.run(
+                    "UNWIND $ids AS id MATCH (:Entity {id: id})-[r]-(:Entity) WHERE r.id IS NOT NULL "
+                    "RETURN DISTINCT r {.*} AS r, type(r) AS type, startNode(r).id AS src, endNode(r).id AS dst",
+                    ids=wanted,
+                )
+            ]
+
+        rows = self._read("read relations of entities", work)
+        return sorted((row_to_relation(row) for row in rows), key=lambda r: r.id)
+
+    def erasure_pending(self) -> bool:
+        return self._read("read the erasure state", erasure_is_pending)
+
+    def scrub_erased(self) -> bool:
+        """Ask the server for a checkpoint after committed erasures and clear the pending mark.
+        Neo4j's store files and transaction logs are the server's to reclaim (see `neo4j_erase`)."""
+        if not self.erasure_pending():
+            return False
+        with self._guard("request a checkpoint"), self._session() as session:
+            request_checkpoint(session)
+        with self._guard("clear the erasure state"), self._session() as session:
+            return bool(session.execute_write(clear_pending))
 
     def close(self) -> None:
         if self._closed:

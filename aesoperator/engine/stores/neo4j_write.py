@@ -27,6 +27,7 @@ import numpy as np
 from neo4j import ManagedTransaction
 
 from aesoperator.engine.stores.base import WriteBatch, WriteResult, namespace_conflict
+from aesoperator.engine.stores.neo4j_erase import mark_erased
 from aesoperator.engine.stores.neo4j_rows import (
     chunks,
     entity_key,
@@ -515,4 +516,8 @@ def apply_batch(tx: ManagedTransaction, batch: WriteBatch, now: str, expire_at: 
     if vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, vectors)
     writer.source_items(batch)
+    if batch.erase:
+        marker = mark_erased(tx, writer.changes, entities, now)
+        if marker is not None:
+            writer._change(marker["kind"], marker["id"], marker["op"], marker["namespace"])
     return writer.result(writer.log_changes())
