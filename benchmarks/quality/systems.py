@@ -18,17 +18,21 @@ from typing import Any
 
 from aesoperator import ContextEngine
 from aesoperator.engine.memory import agent_namespace
+from aesoperator.engine.search_settings import SearchSettings
 from benchmarks.quality.datasets import Dataset, Question
 
 K = 20
 
 # name -> keyword arguments of ContextEngine.search
+# The baselines are the plain channels: no graph and no conversation windows.
+_PLAIN = SearchSettings(window_weight=0.0)
 ENGINE_SYSTEMS: dict[str, dict[str, Any]] = {
-    "bm25": {"channels": ("keyword",), "hops": 0, "mmr_lambda": 1.0},
-    "vector": {"channels": ("vector",), "hops": 0, "mmr_lambda": 1.0},
-    # the first stage alone: no walk channel, no graph expansion
-    "hybrid": {"channels": ("vector", "keyword", "name"), "hops": 0, "mmr_lambda": 1.0},
-    "engine": {"hops": 2},  # the full pipeline: the walk channel and two-hop graph expansion
+    "bm25": {"channels": ("keyword",), "hops": 0, "mmr_lambda": 1.0, "preset": _PLAIN},
+    "vector": {"channels": ("vector",), "hops": 0, "mmr_lambda": 1.0, "preset": _PLAIN},
+    # the first stage alone: no walk or bridge channel, no graph expansion, no windows
+    "hybrid": {"channels": ("vector", "keyword", "name"), "hops": 0, "mmr_lambda": 1.0, "preset": _PLAIN},
+    # the full pipeline: bridge channel, two-hop graph expansion, conversation windows
+    "engine": {"hops": 2},
 }
 
 
