@@ -136,7 +136,7 @@ def bridge_candidates(
         sources: the store (the hits' mentions) and the keyword index.
         candidates: the first stage's loaded candidates, best first.
         hits: the channel lists (for the index position).
-        request: the search (untyped searches with a graph depth of at least one).
+        request: the search (with a graph depth of at least one; its types filter the second passes).
         settings: `bridge_weight` (0: off), `bridge_hits`, `bridge_entities`.
         timer: receives `bridge`.
 
@@ -144,7 +144,7 @@ def bridge_candidates(
         The bridge channel's (item, score) list and the bridge behind each item, or None when off.
     """
     off = BRIDGE_CHANNEL not in request.channels or settings.bridge_weight <= 0 or request.hops <= 0
-    if off or request.type_filter is not None or sources.keyword_index is None or not candidates:
+    if off or sources.keyword_index is None or not candidates:
         return None
     top = candidates[: settings.bridge_hits]
     top_ids = {c.id for c in top}
@@ -172,7 +172,8 @@ def bridge_candidates(
                     f"{request.query} {bridge.name}",
                     request.n_candidates,
                     namespaces=request.namespaces,
-                    include_extracted=False,
+                    types=request.types,
+                    include_extracted=request.type_filter is not None,
                 ),
             )
             for bridge in chosen
