@@ -46,7 +46,7 @@ from aesoperator.engine.stores.embedded_rows import (
 )
 from aesoperator.engine.stores.embedded_schema import configure, create_schema
 from aesoperator.engine.stores.embedded_write import apply_batch
-from aesoperator.engine.stores.graph_view import NetworkxGraphView
+from aesoperator.engine.stores.graph_view import NetworkxGraphView, Traversal
 from aesoperator.engine.stores.out_of_space import reraise_if_out_of_space
 from aesoperator.errors import StoreError
 from aesoperator.graph_schema.models import Direction, Entity, Relation, to_iso, utcnow
@@ -257,18 +257,34 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         if limit <= 0:
             return Links()
         with self._read("traverse the graph") as conn:
-            self.view.catch_up(conn)
-            walk = self.view.traverse(
-                list(ids),
-                max(depth, 0),
-                relation_types,
-                "both",
-                to_iso(as_of),
-                to_iso(utcnow()) or "",
-                namespaces,
-                limit,
-            )
+            walk = self._traverse(conn, ids, depth, relation_types, "both", as_of, namespaces, limit, ())
         return Links(hops=walk.hops, edges=walk.edges)
+
+    def _traverse(
+        self,
+        conn: sqlite3.Connection,
+        ids: Sequence[str],
+        depth: int,
+        relation_types: Sequence[str] | None,
+        direction: Direction,
+        as_of: datetime | None,
+        namespaces: Sequence[str] | None,
+        limit: int,
+        skip_prefixes: Sequence[str],
+    ) -> Traversal:
+        """The graph view's breadth-first walk, caught up with the store first."""
+        self.view.catch_up(conn)
+        return self.view.traverse(
+            list(ids),
+            max(depth, 0),
+            relation_types,
+            direction,
+            to_iso(as_of),
+            to_iso(utcnow()) or "",
+            namespaces,
+            limit,
+            tuple(skip_prefixes),
+        )
 
     def neighbors(
         self,
@@ -296,18 +312,7 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         if limit <= 0:
             return Subgraph()
         with self._read("traverse the graph") as conn:
-            self.view.catch_up(conn)
-            walk = self.view.traverse(
-                list(ids),
-                max(depth, 0),
-                relation_types,
-                direction,
-                to_iso(as_of),
-                to_iso(utcnow()) or "",
-                namespaces,
-                limit,
-                tuple(skip_prefixes),
-            )
+            walk = self._traverse(conn, ids, depth, relation_types, direction, as_of, namespaces, limit, skip_prefixes)
             entities = self._load_entities(conn, list(walk.hops))
             relations = self._load_relations(conn, walk.relation_ids)
         return Subgraph(
