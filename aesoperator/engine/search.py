@@ -31,7 +31,9 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from aesoperator.engine import retrieval
+from aesoperator.engine.candidates import sort_desc
 from aesoperator.engine.query_terms import name_candidates
+from aesoperator.engine.query_time import time_window
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.retrieval import Candidate
 from aesoperator.engine.search_graph import (
@@ -63,7 +65,7 @@ from aesoperator.engine.search_settings import SEARCH_PRESETS, SearchPreset, Sea
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.graph_schema.facts import retirement_note
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
-from aesoperator.graph_schema.models import Entity, Relation
+from aesoperator.graph_schema.models import Entity, Relation, utcnow
 
 
 def _without_extracted(ranked: list[tuple[str, float]], request: SearchRequest) -> list[tuple[str, float]]:
@@ -181,6 +183,45 @@ def load_candidates(
         return keep_candidates(candidates, entities, request)[: request.n_candidates], entities
 
 
+def time_candidates(
+    candidates: list[Candidate],
+    entities: dict[str, Entity],
+    request: SearchRequest,
+    settings: SearchSettings,
+    timer: StageTimer,
+) -> list[Candidate]:
+    """Stage 6b: time words (`query_time`): when the query names a period ("in May 2023",
+    "last week"), candidates dated in it (their `valid_from`, else when they were recorded) gain
+    `time_boost` times their score.
+
+    Args:
+        candidates: candidates, best first.
+        entities: their entities by id.
+        request: the search (its query; `as_of` anchors "last week").
+        settings: `time_boost` (0: off).
+        timer: receives `time`.
+
+    Returns:
+        The candidates, best first.
+    """
+    if settings.time_boost <= 0 or not candidates:
+        return candidates
+    with timer.stage("time"):
+        window = time_window(request.query, request.as_of or utcnow())
+        if window is None:
+            return candidates
+        out = []
+        for cand in candidates:
+            entity = entities.get(cand.id)
+            moment = None if entity is None else entity.valid_from or entity.created_at
+            if moment is not None and window.holds(moment):
+                cand = cand.copy()
+                cand.score *= 1.0 + settings.time_boost
+                cand.reasons.append(f"dated in the period the query names ({window.label})")
+            out.append(cand)
+        return sort_desc(out)
+
+
 def rerank_candidates(
     sources: SearchSources,
     candidates: list[Candidate],
@@ -292,6 +333,7 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
             bridge_reasons(bridged[1], candidates, entities)
     candidates, relations = expand_candidates(sources, candidates, entities, hits, request, settings, timer)
     candidates = window_candidates(sources, candidates, entities, request, settings, timer)
+    candidates = time_candidates(candidates, entities, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)
     return pack_candidates(chosen, entities, relations, request, len(candidates), timer)
 

@@ -51,6 +51,9 @@ class SearchSettings:
     # sequences linked by NEXT (a session's turns) are touched. 0.5 over two turns: of the LoCoMo
     # questions whose gold turns all missed the top 10, 52% had one next to a hit, 65% within two.
     window_weight: float = 0.5
+    # Time words ("in May 2023", "last week"): candidates dated in the period gain this share of
+    # their score (0: off).
+    time_boost: float = 1.0
     window_span: int = 2  # turns away a hit lends its score to (weight**d at distance d)
 
     def __post_init__(self) -> None:
@@ -68,6 +71,8 @@ class SearchSettings:
             raise ConfigError(f"expansion_relevance_weight must be in [0, 1], got {self.expansion_relevance_weight}")
         if self.hops is not None and not 0 <= self.hops <= MAX_HOPS:
             raise ConfigError(f"hops must be 0 to {MAX_HOPS} or None, got {self.hops}")
+        if not (self.time_boost >= 0 and math.isfinite(self.time_boost)):
+            raise ConfigError(f"time_boost must be a finite number >= 0, got {self.time_boost}")
         if not 0 <= self.window_weight <= 1:
             raise ConfigError(f"window_weight must be in [0, 1], got {self.window_weight}")
         if not 1 <= self.window_span <= 5:
