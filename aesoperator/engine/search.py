@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aesoperator.config import DEFAULT_TOKEN_BUDGET
 from aesoperator.engine import retrieval
 from aesoperator.engine.entity_walk import WALK_RELATIONS, WalkResult, walk_items
 from aesoperator.engine.query_terms import name_candidates
@@ -103,7 +104,7 @@ class SearchRequest:
     namespaces: list[str] | None = None
     types: list[str] | None = None
     as_of: datetime | None = None
-    token_budget: int = 2000
+    token_budget: int = DEFAULT_TOKEN_BUDGET
     channels: tuple[str, ...] = CHANNELS
     mmr_lambda: float = 1.0
     recency_half_life_days: float | None = None
@@ -142,6 +143,7 @@ class SearchSources:
     embedder: Callable[[], TextEmbedder]
     vector_index: Callable[[int], VectorIndex]
     keyword_index: Callable[[int], KeywordIndex] | None  # None: the store answers keywords
+    count_tokens: Callable[[str], int] = retrieval.estimate_tokens  # the budget's tokenizer
 
 
 @dataclass(slots=True)
@@ -502,8 +504,11 @@ def pack_candidates(
     request: SearchRequest,
     considered: int,
     timer: StageTimer,
+    count_tokens: Callable[[str], int] = retrieval.estimate_tokens,
 ) -> SearchResult:
-    """Stage 6: fit the chosen hits and the triples among them into the token budget.
+    """Stage 6: fit the chosen hits and the triples among them into the token budget, as the
+    text `SearchResult.context_text()` gives (its token count under `count_tokens` is at most
+    the budget).
 
     Args:
         chosen: the reranked candidates.
@@ -512,12 +517,14 @@ def pack_candidates(
         request: the search (query and token budget).
         considered: how many candidates reached reranking (the rest count as dropped).
         timer: receives `pack`; its timings go into the result.
+        count_tokens: the token counter the budget is in.
 
     Returns:
         The search result.
     """
     with timer.stage("pack"):
-        pack = retrieval.pack_context(chosen, entities, relations, request.token_budget)
+        hits, triples = retrieval.candidate_hits(chosen, entities, relations)
+        pack = retrieval.fit_context(hits, triples, request.token_budget, count_tokens=count_tokens)
     return SearchResult(
         query=request.query,
         hits=pack.hits,
@@ -525,6 +532,7 @@ def pack_candidates(
         tokens_used=pack.tokens_used,
         token_budget=request.token_budget,
         dropped=pack.dropped + max(0, considered - len(chosen)),
+        left_out=pack.dropped,
         timings_ms=timer.rounded(),
     )
 
@@ -559,7 +567,7 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
             walk_reasons(walk, candidates, entities)
     candidates, relations = expand_candidates(sources, candidates, entities, hits, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)
-    return pack_candidates(chosen, entities, relations, request, len(candidates), timer)
+    return pack_candidates(chosen, entities, relations, request, len(candidates), timer, sources.count_tokens)
 
 
 __all__ = [
