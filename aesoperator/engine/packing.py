@@ -25,6 +25,8 @@ from aesoperator.engine.results import ContextPack, SearchHit, Triple
 from aesoperator.graph_schema.models import Entity, Relation
 
 ELLIPSIS = " …"
+MIN_HIT_CHARS = 2000
+MAX_HIT_CHARS = 20_000
 
 _LETTERS = re.compile(r"[^\W\d_]+")
 _DIGITS = re.compile(r"\d+")
@@ -123,6 +125,20 @@ def triple_line(triple: Triple) -> str:
         "- subject TYPE object", by names, with when it held if known.
     """
     return fact_line(triple)
+
+
+def hit_chars(token_budget: int) -> int:
+    """The longest text one hit keeps before packing, for a budget: about a third of it (at four
+    characters a token), at least 2,000 and at most 20,000 characters. One long passage then
+    cannot crowd out the rest of a small budget, and a large budget still gets whole passages.
+
+    Args:
+        token_budget: the packing budget in tokens.
+
+    Returns:
+        A number of characters.
+    """
+    return min(MAX_HIT_CHARS, max(MIN_HIT_CHARS, token_budget * 4 // 3))
 
 
 def _hit(cand: Candidate, ent: Entity, max_chars_per_hit: int) -> SearchHit:
@@ -440,6 +456,7 @@ __all__ = [
     "entity_hits",
     "estimate_tokens",
     "fit_context",
+    "hit_chars",
     "hit_header",
     "pack_context",
     "pack_hits",

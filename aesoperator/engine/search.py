@@ -35,6 +35,7 @@ import numpy as np
 from aesoperator.config import DEFAULT_TOKEN_BUDGET
 from aesoperator.engine import retrieval
 from aesoperator.engine.entity_walk import WALK_RELATIONS, WalkResult, walk_items
+from aesoperator.engine.packing import hit_chars
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.retrieval import Candidate
@@ -523,7 +524,7 @@ def pack_candidates(
         The search result.
     """
     with timer.stage("pack"):
-        hits, triples = retrieval.candidate_hits(chosen, entities, relations)
+        hits, triples = retrieval.candidate_hits(chosen, entities, relations, hit_chars(request.token_budget))
         pack = retrieval.fit_context(hits, triples, request.token_budget, count_tokens=count_tokens)
     return SearchResult(
         query=request.query,
