@@ -79,6 +79,15 @@ def test_a_chunk_that_bridges_two_excerpts_makes_them_one() -> None:
     assert set(layout.block_of.values()) == {0}
 
 
+def test_a_chunk_shortened_to_fit_keeps_its_whole_lines_and_says_which() -> None:
+    cut = chunk(11, 20).model_copy(
+        update={"text": "\n".join(FILE_LINES[10:14]) + "\nsrc/mod.py line 15: the …", "truncated": True}
+    )
+    layout = Layout.of([chunk(1, 10), cut])
+    assert [b.ref for b in layout.blocks] == ["src/mod.py#L1-L14"]
+    assert layout.blocks[0].text == "\n".join(FILE_LINES[0:14])
+
+
 def test_chunks_that_disagree_where_they_overlap_stay_apart() -> None:
     changed = chunk(5, 12).model_copy(update={"id": "changed", "text": "\n".join(["edited"] * 8)})
     assert len(Layout.of([chunk(1, 10), changed]).blocks) == 2
@@ -198,7 +207,8 @@ def test_fit_context_never_exceeds_the_budget_under_its_counter(
     assert pack.dropped == len(unique) - len(pack.hits)
     flat = " ".join(text.split())
     for h in pack.hits:  # every included hit's text is in the context (joined or folded, not lost)
-        assert " ".join(h.text.split()) in flat
+        shown = h.text.split("\n")[:-1] if h.truncated and h.type == "Chunk" else [h.text]  # a cut chunk: whole lines
+        assert " ".join(" ".join(shown).split()) in flat
     if pack.note:
         assert text.endswith(pack.note) and str(pack.dropped) in pack.note
 

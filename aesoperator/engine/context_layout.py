@@ -8,7 +8,8 @@ reasons, namespaces, fetch times, content hashes (they stay in the structured re
 Deduplication happens here, so that the packer and the renderer agree on it:
 
 - overlapping or adjacent chunks of one file become one excerpt with one line range
-  (`path#L12-L80`), placed where the best of them ranked;
+  (`path#L12-L80`), placed where the best of them ranked (a chunk shortened to fit the budget
+  keeps its whole lines, and its range says which);
 - a hit whose text already appears in an earlier block (the same passage reached through another
   entity, a document and its chunk) adds no block;
 - an entity's facts are grouped under it.
@@ -178,13 +179,20 @@ def _block_for(hit: HitView) -> Block:
     when = when_text(hit.valid_from, hit.valid_to, with_time=hit.type == "Episode")
     lines = line_range(hit.properties)
     split = text.split("\n")
-    if lines is not None and not hit.truncated and len(split) == lines[2] - lines[1] + 1:
+    if lines is not None and hit.truncated:  # shortened: its whole lines are an excerpt, the cut line is not
         path, start, _ = lines
-        return Block(
-            (hit.id,), hit.type, title, ref, when, text, (hit.source, hit.namespace, path), start, tuple(split),
-            _one_line(text),
-        )  # fmt: skip
-    return Block((hit.id,), hit.type, title, ref, when, text, flat=_one_line(text))
+        split = split[:-1]
+        if not split:
+            return Block((hit.id,), hit.type, title, f"{path}#L{start}", when, text, flat=_one_line(text))
+        ref = _lines_ref(path, start, start + len(split) - 1)
+        text = "\n".join(split)
+    elif lines is None or len(split) != lines[2] - lines[1] + 1:
+        return Block((hit.id,), hit.type, title, ref, when, text, flat=_one_line(text))
+    path, start, _ = lines
+    return Block(
+        (hit.id,), hit.type, title, ref, when, text, (hit.source, hit.namespace, path), start, tuple(split),
+        _one_line(text),
+    )  # fmt: skip
 
 
 def _joinable(a: Block, b: Block) -> bool:
