@@ -95,14 +95,17 @@ def test_chunks_that_disagree_where_they_overlap_stay_apart() -> None:
 
 def test_a_passage_reached_through_two_entities_is_shown_once() -> None:
     passage = "Marguerite Okafor runs the night shift and maintains the battery banks of the station."
-    doc = hit("doc", f"Staff\n{passage}\nTobias is the head baker.")
-    again = hit("chunk", passage, type_="Chunk")
+    doc = hit("doc", f"Staff\n{passage}\nTobias is the head baker.", provenance=Provenance(uri="docs:staff"))
+    again = hit("chunk", passage, type_="Chunk", provenance=Provenance(uri="docs:staff#2"))
     layout = Layout.of([doc, again, hit("doc", "the same id twice")])
     assert len(layout.blocks) == 1 and layout.block_of == {"doc": 0, "chunk": 0}
     text = fit_context([doc, again], [], 500).to_text()
     assert text.count("Marguerite Okafor") == 1
     # a short entity description keeps its own block even when a passage contains it
     assert len(Layout.of([doc, hit("person", "Tobias", type_="Person")]).blocks) == 2
+    # the same text from another item is shown once too; a passage of another item that only contains it is not
+    copy = hit("copy", passage, provenance=Provenance(uri="elsewhere:1"))
+    assert len(Layout.of([again, copy]).blocks) == 1 and len(Layout.of([doc, copy]).blocks) == 2
 
 
 def test_facts_are_grouped_under_the_first_ranked_entity() -> None:

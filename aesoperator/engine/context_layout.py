@@ -10,8 +10,9 @@ Deduplication happens here, so that the packer and the renderer agree on it:
 - overlapping or adjacent chunks of one file become one excerpt with one line range
   (`path#L12-L80`), placed where the best of them ranked (a chunk shortened to fit the budget
   keeps its whole lines, and its range says which);
-- a hit whose text already appears in an earlier block (the same passage reached through another
-  entity, a document and its chunk) adds no block;
+- a hit whose text already appears in an earlier block of the same item (source and URI without
+  its fragment: a document and its chunk), or repeats an earlier block's text exactly (the same
+  passage reached through another entity or source), adds no block;
 - an entity's facts are grouped under it.
 
 The module works on anything shaped like a `SearchHit` / `Triple` (`HitView`, `TripleView`), so
@@ -165,10 +166,14 @@ class Block:
     first_line: int = 0
     lines: tuple[str, ...] = ()
     flat: str = field(default="", compare=False)  # the text with whitespace collapsed, for containment
+    origin: tuple[str, str] = field(default=("", ""), compare=False)  # (source, item URI): where repeats come from
 
 
 def _block_for(hit: HitView) -> Block:
     text = hit.text
+    uri = hit.provenance.uri.split("#", 1)[0] if hit.provenance else ""
+    lines = line_range(hit.properties)
+    origin = (hit.source, uri or (f"path:{lines[0]}" if lines else f"id:{hit.id}"))
     title = _one_line(hit.name)
     ref = source_ref(hit)
     if hit.type == "Chunk":  # its name is "path › heading" or "path #3": the reference says the path
@@ -177,21 +182,22 @@ def _block_for(hit: HitView) -> Block:
     if title and (title == ref or _one_line(text).startswith(title.rstrip("…").rstrip())):
         title = ""  # the text starts with the name (a memory named by its first words)
     when = when_text(hit.valid_from, hit.valid_to, with_time=hit.type == "Episode")
-    lines = line_range(hit.properties)
     split = text.split("\n")
     if lines is not None and hit.truncated:  # shortened: its whole lines are an excerpt, the cut line is not
         path, start, _ = lines
         split = split[:-1]
         if not split:
-            return Block((hit.id,), hit.type, title, f"{path}#L{start}", when, text, flat=_one_line(text))
+            return Block(
+                (hit.id,), hit.type, title, f"{path}#L{start}", when, text, flat=_one_line(text), origin=origin
+            )
         ref = _lines_ref(path, start, start + len(split) - 1)
         text = "\n".join(split)
     elif lines is None or len(split) != lines[2] - lines[1] + 1:
-        return Block((hit.id,), hit.type, title, ref, when, text, flat=_one_line(text))
+        return Block((hit.id,), hit.type, title, ref, when, text, flat=_one_line(text), origin=origin)
     path, start, _ = lines
     return Block(
         (hit.id,), hit.type, title, ref, when, text, (hit.source, hit.namespace, path), start, tuple(split),
-        _one_line(text),
+        _one_line(text), origin,
     )  # fmt: skip
 
 
@@ -230,16 +236,23 @@ def _join(a: Block, b: Block) -> Block:
 class Layout:
     """The blocks of a context, built hit by hit in relevance order (see the module docstring).
 
-    `copy()` is cheap (blocks are immutable), so a packer can try a hit and keep or drop it."""
+    `copy()` is cheap (blocks are immutable), so a packer can try a hit and keep or drop it.
+    Joins are looked for among the excerpts of the same file, repeats among blocks with the same
+    text or from the same item (source and URI without its fragment), so adding a hit costs
+    about the same however many blocks there are."""
 
     def __init__(self) -> None:
         self.blocks: list[Block] = []
         self.block_of: dict[str, int] = {}
+        self._by_origin: dict[tuple[str, str], list[int]] = {}
+        self._by_text: dict[str, int] = {}
 
     def copy(self) -> Layout:
         other = Layout()
         other.blocks = list(self.blocks)
         other.block_of = dict(self.block_of)
+        other._by_origin = dict(self._by_origin)  # lists are replaced, never appended to
+        other._by_text = dict(self._by_text)
         return other
 
     def add(self, hit: HitView) -> int:
@@ -252,32 +265,43 @@ class Layout:
         if hit.id in self.block_of:
             return self.block_of[hit.id]
         new = _block_for(hit)
-        for i, block in enumerate(self.blocks):
-            if _joinable(block, new):
-                return self._grow(i, _join(block, new))
+        near = self._by_origin.get(new.origin, [])
+        if new.file is not None:
+            for i in near:
+                if _joinable(self.blocks[i], new):
+                    return self._grow(i, _join(self.blocks[i], new))
         if len(new.flat) >= MIN_FOLD_CHARS:
-            for i, block in enumerate(self.blocks):
-                if new.flat in block.flat:
-                    self.blocks[i] = replace(block, hit_ids=block.hit_ids + new.hit_ids)
+            same = self._by_text.get(new.flat)
+            for i in ([same] if same is not None else []) + near:
+                if new.flat in self.blocks[i].flat:
+                    self.blocks[i] = replace(self.blocks[i], hit_ids=self.blocks[i].hit_ids + new.hit_ids)
                     self.block_of[hit.id] = i
                     return i
+        index = len(self.blocks)
         self.blocks.append(new)
-        self.block_of[hit.id] = len(self.blocks) - 1
-        return len(self.blocks) - 1
+        self.block_of[hit.id] = index
+        self._by_origin[new.origin] = [*near, index]
+        self._by_text.setdefault(new.flat, index)
+        return index
 
     def _grow(self, index: int, grown: Block) -> int:
-        """Put `grown` at `index`, then absorb later excerpts it now overlaps or touches."""
+        """Put `grown` at `index`, then absorb later excerpts it now overlaps or touches. (Text
+        keys of the block before it grew stay: the grown text still contains them.)"""
         self.blocks[index] = grown
         absorbed = False
-        for j in range(len(self.blocks) - 1, index, -1):
-            if _joinable(self.blocks[index], self.blocks[j]):
+        for j in sorted(self._by_origin.get(grown.origin, []), reverse=True):
+            if j > index and _joinable(self.blocks[index], self.blocks[j]):
                 self.blocks[index] = _join(self.blocks[index], self.blocks.pop(j))
                 absorbed = True
         if absorbed:  # blocks after the absorbed ones moved up
-            self.block_of = {hid: i for i, b in enumerate(self.blocks) for hid in b.hit_ids}
+            self.block_of, self._by_origin, self._by_text = {}, {}, {}
+            for i, block in enumerate(self.blocks):
+                self.block_of.update(dict.fromkeys(block.hit_ids, i))
+                self._by_origin[block.origin] = [*self._by_origin.get(block.origin, []), i]
+                self._by_text.setdefault(block.flat, i)
         else:
-            for hid in grown.hit_ids:
-                self.block_of[hid] = index
+            self.block_of.update(dict.fromkeys(grown.hit_ids, index))
+        self._by_text.setdefault(self.blocks[index].flat, index)
         return index
 
     @classmethod

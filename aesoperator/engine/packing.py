@@ -228,7 +228,11 @@ class _Costs:
         return cost
 
     def block(self, position: int, block: Block) -> int:
-        return self.of(header_line(position, block)) + self.of(block.text)
+        """A block as it is rendered: header, newline, text, and the blank line before it (the
+        whitespace is free for `estimate_tokens`, not for a subword tokenizer)."""
+        head = header_line(position, block)
+        body = f"{head}\n{block.text}" if block.text else head
+        return self.of(body) + (self.of(BLOCK_SEPARATOR) if position > 1 else 0)
 
     def after(self, after: Layout, changed: int) -> list[int]:
         """The block costs of `after`: the kept layout with one hit added to block `changed`."""
@@ -300,7 +304,8 @@ def pack_hits(
             costs.keep(after)
             chosen.append(hit)
             continue
-        head_cost = costs.of(hit_header(len(layout.blocks) + 1, hit))
+        head_cost = costs.of(hit_header(len(layout.blocks) + 1, hit) + "\n")
+        head_cost += costs.of(BLOCK_SEPARATOR) if layout.blocks else 0
         allowed = token_budget - costs.total - head_cost
         if allowed > 0 and (allowed >= min_fragment_tokens or not chosen):
             short = _fit(hit.text, allowed, count_tokens)
@@ -329,7 +334,7 @@ def pack_hits(
     with_facts: set[int] = set()
     for _, triple in ordered:
         block = min(layout.block_of[triple.src], layout.block_of[triple.dst])
-        cost = costs.of(fact_line(triple)) + (0 if block in with_facts else costs.of(FACTS_HEADER))
+        cost = costs.of("\n" + fact_line(triple)) + (0 if block in with_facts else costs.of("\n" + FACTS_HEADER))
         if used + cost <= token_budget:
             stated.append(triple)
             with_facts.add(block)
@@ -426,16 +431,24 @@ def fit_context(
     """
     if token_budget < 0:
         raise ValueError(f"token_budget must be >= 0, got {token_budget}")
+    counted: dict[str, int] = {}
+
+    def count(text: str) -> int:  # the passes below count the same pieces again
+        cost = counted.get(text)
+        if cost is None:
+            cost = counted[text] = count_tokens(text)
+        return cost
+
     target = token_budget
     while True:
-        pack = pack_hits(hits, triples, target, count_tokens=count_tokens, min_fragment_tokens=min_fragment_tokens)
+        pack = pack_hits(hits, triples, target, count_tokens=count, min_fragment_tokens=min_fragment_tokens)
         if pack.dropped:
-            reserve = count_tokens(BLOCK_SEPARATOR + note(max(pack.dropped, len(hits))))
+            reserve = count(BLOCK_SEPARATOR + note(max(pack.dropped, len(hits))))
             noted = pack_hits(
                 hits,
                 triples,
                 max(0, target - reserve),
-                count_tokens=count_tokens,
+                count_tokens=count,
                 min_fragment_tokens=min_fragment_tokens,
             )
             if noted.hits or not pack.hits:
