@@ -177,7 +177,14 @@ def profile_lines(profile: EntityProfile) -> list[str]:
             for r in profile.relations
         ],
     )
-    section("Mentioned in:", [f"- {m.item_type} {m.item_name}: {_excerpt(m.text)}" for m in profile.mentions])
+    section(
+        "Mentioned in:",
+        [
+            f"- {m.item_type} {_excerpt(m.item_name, 120)}"
+            + (f' (as "{_excerpt(m.text, 80)}")' if m.text and m.text.casefold() != name.casefold() else "")
+            for m in profile.mentions
+        ],
+    )
     section("Merges:", [merge_line(m) for m in profile.merges])
     return lines
 
