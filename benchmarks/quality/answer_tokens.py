@@ -35,15 +35,24 @@ def _stats(values: Sequence[int]) -> dict[str, float]:
 
 
 def load_memory_graph(engine: Any, ds: Dataset) -> None:
-    """The dataset's items in the engine's memory graph, as the reference server is loaded."""
+    """The dataset's items in the engine's memory graph, as the reference server is loaded (an
+    observation longer than the server's limit of 10,000 characters is stored as consecutive
+    pieces; a handful of SciFact abstracts are)."""
     from aesoperator.serve.memory_graph import MemoryGraph
-    from aesoperator.serve.schemas import MemoryEntity
+    from aesoperator.serve.schemas import MAX_OBSERVATION_CHARS, MemoryEntity
 
     graph = MemoryGraph(engine, embed=False)  # substring search and reads: no vectors needed
     items = memory_items(ds)
     for start in range(0, len(items), 500):
         graph.create_entities(
-            [MemoryEntity(name=n, entityType=t, observations=[o]) for n, t, o in items[start : start + 500]]
+            [
+                MemoryEntity(
+                    name=n,
+                    entityType=t,
+                    observations=[o[i : i + MAX_OBSERVATION_CHARS] for i in range(0, len(o), MAX_OBSERVATION_CHARS)],
+                )
+                for n, t, o in items[start : start + 500]
+            ]
         )
 
 
