@@ -25,6 +25,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from aesoperator.errors import ConfigError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# Tokens of packed context an answer gets when the call names no budget: ten short passages, or
+# four or five long ones, with their facts.
+DEFAULT_TOKEN_BUDGET = 1500
 SECTIONS = ("sources", "servers")
 
 # A reference to an environment variable inside a configured value: ${NAME}.
@@ -134,7 +137,18 @@ class Settings(BaseSettings):
     )
     file_read_timeout: float = Field(default=10.0, gt=0, description="Seconds one file read may take when ingesting.")
     default_namespace: str = "default"
-    token_budget: int = Field(default=2000, ge=50)
+    token_budget: int = Field(
+        default=DEFAULT_TOKEN_BUDGET,
+        ge=50,
+        description="Tokens of packed context a search, and every MCP answer's text, gets when the call names no budget.",
+    )
+    token_counter: Literal["cl100k", "estimate"] = Field(
+        default="cl100k",
+        description=(
+            "How budgets are counted: 'cl100k' is the tokenizer of the GPT-4 family (shipped in a package,"
+            " nothing downloaded); 'estimate' is a fast approximation that errs high."
+        ),
+    )
     vector_exact_max: int = Field(
         default=100_000,
         ge=1,

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aesoperator.cli.app import _emit, _engine, _looks_like_path, _parse_time, app, out, state
+from aesoperator.engine.packing import fit_context
 from aesoperator.errors import AesopError
 
 
@@ -88,7 +89,9 @@ def search(
     namespace: Annotated[list[str] | None, typer.Option(help="Only these namespaces (repeatable).")] = None,
     as_of: Annotated[str | None, typer.Option(help="Answer as of this time (ISO).")] = None,
     budget: Annotated[int | None, typer.Option(help="Token budget for the context.")] = None,
-    context: Annotated[bool, typer.Option("--context", help="Print the packed context text.")] = False,
+    context: Annotated[
+        bool, typer.Option("--context", help="Print the packed context text (what MCP `search` answers with).")
+    ] = False,
     about: Annotated[
         str | None, typer.Option("--about", help="Only items that mention this entity (a name or an id).")
     ] = None,
@@ -101,11 +104,16 @@ def search(
             result = engine.search_about(
                 about, query, k=k, namespaces=namespace, hops=hops, types=type_, as_of=_parse_time(as_of)
             )
+            # packed as MCP `search_about` packs it
+            packed = fit_context(
+                result.hits, [], budget or engine.settings.token_budget, count_tokens=engine.count_tokens
+            ).to_text()
         else:
             assert query is not None
             result = engine.search(
                 query, k=k, hops=hops, types=type_, namespaces=namespace, as_of=_parse_time(as_of), token_budget=budget
             )
+            packed = result.context_text()
 
     def render() -> None:
         if not result.hits:
@@ -119,11 +127,11 @@ def search(
             out.print(f"   {snippet}")
         if context:
             out.rule("context")
-            out.print(result.context_text(), markup=False)
+            out.print(packed, markup=False, highlight=False, soft_wrap=True)
         stages = ", ".join(f"{s} {v:.1f}" for s, v in result.timings_ms.items())
         out.print(f"[dim]{result.tokens_used}/{result.token_budget} tokens · ms: {stages}[/]")
 
-    _emit(result.model_dump(mode="json"), render)
+    _emit({**result.model_dump(mode="json"), "context": packed}, render)
 
 
 @app.command()

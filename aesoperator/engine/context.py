@@ -12,7 +12,7 @@ import hashlib
 import logging
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -42,6 +42,7 @@ from aesoperator.engine.search import (
     run_search,
 )
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
+from aesoperator.engine.tokens import token_counter
 from aesoperator.engine.vectors import SyncReport, VectorIndex
 from aesoperator.errors import AesopError
 from aesoperator.graph_schema.ids import content_hash
@@ -78,6 +79,7 @@ class EngineCore(KnowledgeReads):
         self._keywords: KeywordIndex | None = None
         self._index_lock = threading.RLock()
         self._memory: AgentMemory | None = None
+        self._counter: Callable[[str], int] | None = None
         self.search_settings = SearchSettings()
 
     # -- construction -------------------------------------------------------------------------
@@ -456,6 +458,23 @@ class EngineCore(KnowledgeReads):
         )
         return run_search(self._search_sources(), request, tuning)
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens `text` is under the counter the settings name (`token_counter`), the
+        one every token budget is kept in (the tokenizer is loaded on first use).
+
+        Args:
+            text: any text.
+
+        Returns:
+            Its token count.
+
+        Raises:
+            ConfigError: the tokenizer's data is missing or damaged.
+        """
+        if self._counter is None:
+            self._counter = token_counter(self.settings.token_counter)
+        return self._counter(text)
+
     def _search_sources(self) -> SearchSources:
         """The store and derived indexes, as the search stages read them."""
         return SearchSources(
@@ -463,6 +482,7 @@ class EngineCore(KnowledgeReads):
             embedder=lambda: self.embedder,
             vector_index=self._vector_index,
             keyword_index=self._keyword_index if self.settings.keyword_index == "memory" else None,
+            count_tokens=self.count_tokens,
         )
 
     # -- knowledge: items about an entity (entities, merges, code symbols: `KnowledgeReads`) ----

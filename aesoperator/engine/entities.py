@@ -326,11 +326,15 @@ class EntityCatalog:
                 type=item.type,
                 name=item.name,
                 text=item.text[:500],
+                truncated=len(item.text) > 500,
                 score=float(n),
                 reasons=[f"mentions {summary.name} ({n}×)"],
                 namespace=item.namespace,
                 source=item.source,
                 provenance=item.provenance,
+                properties=dict(item.properties),
+                valid_from=item.valid_from,
+                valid_to=item.valid_to,
             )
             for item_id, n in ranked
             if (item := items.get(item_id)) is not None

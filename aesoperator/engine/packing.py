@@ -1,6 +1,9 @@
 """Packing, the last stage of the retrieval pipeline: fit the chosen entities, and the relations
-between them, into a token budget (`pack_context`), counting tokens with a cheap, deterministic
-estimate (`estimate_tokens`) and shortening long texts at sentence or word boundaries.
+between them, into a token budget (`pack_context` from candidates, `pack_hits` from hits,
+`fit_context` with the note on what was left out and the budget checked on the whole text),
+laid out as `context_layout` says, counting tokens with a cheap, deterministic estimate
+(`estimate_tokens`) or a real tokenizer (`tokens.py`), and shortening long texts at sentence or
+word boundaries.
 """
 
 from __future__ import annotations
@@ -9,10 +12,21 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from aesoperator.engine.candidates import Candidate
+from aesoperator.engine.context_layout import (
+    BLOCK_SEPARATOR,
+    FACTS_HEADER,
+    Block,
+    Layout,
+    fact_line,
+    header_line,
+    left_out_note,
+)
 from aesoperator.engine.results import ContextPack, SearchHit, Triple
 from aesoperator.graph_schema.models import Entity, Relation
 
 ELLIPSIS = " …"
+MIN_HIT_CHARS = 2000
+MAX_HIT_CHARS = 20_000
 
 _LETTERS = re.compile(r"[^\W\d_]+")
 _DIGITS = re.compile(r"\d+")
@@ -89,20 +103,16 @@ def _fit(text: str, allowed: int, count_tokens: Callable[[str], int]) -> str:
 
 
 def hit_header(position: int, hit: SearchHit) -> str:
-    """The line that introduces a hit in `ContextPack.to_text`.
+    """The line that introduces a hit that has a block of its own in `ContextPack.to_text`.
 
     Args:
-        position: the hit's 1-based position in the context.
+        position: the block's 1-based position in the context.
         hit: the hit.
 
     Returns:
-        "[position] type name (uri or source)".
+        "[position] Type title (source reference, when)" (see `context_layout.header_line`).
     """
-    origin = hit.provenance.uri if hit.provenance else hit.source
-    return f"[{position}] {hit.type} {hit.name} ({origin})"
-
-
-FACTS_HEADER = "Facts:"
+    return header_line(position, Layout.of([hit]).blocks[0])
 
 
 def triple_line(triple: Triple) -> str:
@@ -112,9 +122,244 @@ def triple_line(triple: Triple) -> str:
         triple: the triple.
 
     Returns:
-        "- subject predicate object", by names.
+        "- subject TYPE object", by names, with when it held if known.
     """
-    return f"- {triple.src_name} {triple.type} {triple.dst_name}"
+    return fact_line(triple)
+
+
+def hit_chars(token_budget: int) -> int:
+    """The longest text one hit keeps before packing, for a budget: about a third of it (at four
+    characters a token), at least 2,000 and at most 20,000 characters. One long passage then
+    cannot crowd out the rest of a small budget, and a large budget still gets whole passages.
+
+    Args:
+        token_budget: the packing budget in tokens.
+
+    Returns:
+        A number of characters.
+    """
+    return min(MAX_HIT_CHARS, max(MIN_HIT_CHARS, token_budget * 4 // 3))
+
+
+def _hit(cand: Candidate, ent: Entity, max_chars_per_hit: int) -> SearchHit:
+    text, truncated = ent.text, False
+    if len(text) > max_chars_per_hit:
+        text, truncated = _shorten(text, max_chars_per_hit), True
+        if not text:  # nothing but leading whitespace fits: keep a hard cut
+            text = ent.text[: max_chars_per_hit - len(ELLIPSIS)] + ELLIPSIS
+    return SearchHit(
+        id=ent.id,
+        type=ent.type,
+        name=ent.name,
+        text=text,
+        score=cand.score,
+        reasons=list(cand.reasons),
+        hop=cand.hop,
+        namespace=ent.namespace,
+        source=ent.source,
+        provenance=ent.provenance,
+        properties=dict(ent.properties),
+        valid_from=ent.valid_from,
+        valid_to=ent.valid_to,
+        truncated=truncated,
+    )
+
+
+def candidate_hits(
+    candidates: Sequence[Candidate],
+    entities: Mapping[str, Entity],
+    relations: Sequence[Relation],
+    max_chars_per_hit: int = 2000,
+) -> tuple[list[SearchHit], list[Triple]]:
+    """Candidates as hits (best first, unknown and repeated ids skipped, texts longer than
+    `max_chars_per_hit` shortened at a boundary), and the relations between two of them as
+    triples (deduplicated by (src, type, dst)).
+
+    Args:
+        candidates: the chosen candidates, best first.
+        entities: their entities by id.
+        relations: relations that may become triples.
+        max_chars_per_hit: longest text of one hit before shortening (>= 8).
+
+    Returns:
+        The hits and the triples among them.
+
+    Raises:
+        ValueError: `max_chars_per_hit` is below 8.
+    """
+    if max_chars_per_hit < 8:
+        raise ValueError(f"max_chars_per_hit must be at least 8, got {max_chars_per_hit}")
+    hits: list[SearchHit] = []
+    seen: set[str] = set()
+    for cand in candidates:
+        if cand.id in entities and cand.id not in seen:
+            seen.add(cand.id)
+            hits.append(_hit(cand, entities[cand.id], max_chars_per_hit))
+    triples: dict[tuple[str, str, str], Triple] = {}
+    for rel in relations:
+        key = (rel.src, rel.type, rel.dst)
+        if rel.src in seen and rel.dst in seen and key not in triples:
+            triples[key] = Triple(
+                src=rel.src,
+                src_name=entities[rel.src].name,
+                type=rel.type,
+                dst=rel.dst,
+                dst_name=entities[rel.dst].name,
+                valid_from=rel.valid_from,
+                valid_to=rel.valid_to,
+            )
+    return hits, list(triples.values())
+
+
+class _Costs:
+    """Token costs of a layout's blocks (header line plus text), kept up to date as hits are
+    added; each distinct string is counted once."""
+
+    def __init__(self, count_tokens: Callable[[str], int]) -> None:
+        self.count = count_tokens
+        self._seen: dict[str, int] = {}
+        self.blocks: list[int] = []
+        self.total = 0
+
+    def of(self, text: str) -> int:
+        cost = self._seen.get(text)
+        if cost is None:
+            cost = self._seen[text] = self.count(text)
+        return cost
+
+    def block(self, position: int, block: Block) -> int:
+        """A block as it is rendered: header, newline, text, and the blank line before it (the
+        whitespace is free for `estimate_tokens`, not for a subword tokenizer)."""
+        head = header_line(position, block)
+        body = f"{head}\n{block.text}" if block.text else head
+        return self.of(body) + (self.of(BLOCK_SEPARATOR) if position > 1 else 0)
+
+    def after(self, after: Layout, changed: int) -> list[int]:
+        """The block costs of `after`: the kept layout with one hit added to block `changed`."""
+        if len(after.blocks) == len(self.blocks) + 1:  # a new block at the end
+            return [*self.blocks, self.block(len(after.blocks), after.blocks[-1])]
+        if len(after.blocks) == len(self.blocks):  # a block grew (joined) or took a repeat (folded)
+            costs = list(self.blocks)
+            costs[changed] = self.block(changed + 1, after.blocks[changed])
+            return costs
+        return [self.block(i + 1, b) for i, b in enumerate(after.blocks)]  # excerpts absorbed others
+
+    def keep(self, costs: list[int]) -> None:
+        self.blocks = costs
+        self.total = sum(costs)
+
+
+def pack_hits(
+    hits: Sequence[SearchHit],
+    triples: Sequence[Triple],
+    token_budget: int,
+    *,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+    min_fragment_tokens: int = 16,
+) -> ContextPack:
+    """Fit hits (best first) and the triples among them into a budget, laid out as
+    `context_layout` does (chunks of one file joined, repeated passages folded).
+
+    Each block costs its header line plus its text; a hit that joins or folds into a block costs
+    what it changes. When a hit does not fit, it is shortened to the room left, if that room holds
+    at least `min_fragment_tokens` of text, or always for the first hit, so a long best hit is cut
+    rather than lost; then packing stops. `dropped` counts the hits left out (repeated ids are
+    skipped, not counted).
+
+    Then come the triples whose two ends are both included, deduplicated by (src, type, dst),
+    ordered by their ends' ranks, then type: as many as fit, each costing its line, plus the
+    "Facts:" line once per block that gets facts. `tokens_used` is the sum of the pieces' counts,
+    never more than `token_budget`; with the default `estimate_tokens` (whitespace is free) it
+    equals ``estimate_tokens(pack.to_text())``.
+
+    Args:
+        hits: the hits, best first.
+        triples: triples that may be stated.
+        token_budget: tokens the context may use (>= 0).
+        count_tokens: the token counter.
+        min_fragment_tokens: least room worth filling with a shortened hit.
+
+    Returns:
+        The hits and triples that fit, the tokens used and how many hits were dropped.
+
+    Raises:
+        ValueError: `token_budget` is negative.
+    """
+    if token_budget < 0:
+        raise ValueError(f"token_budget must be >= 0, got {token_budget}")
+    unique: list[SearchHit] = []  # the first listing of each id
+    listed: set[str] = set()
+    for hit in hits:
+        if hit.id not in listed:
+            listed.add(hit.id)
+            unique.append(hit)
+    costs = _Costs(count_tokens)
+    layout = Layout()
+    chosen: list[SearchHit] = []
+    for hit in unique:
+        trial = layout.copy()
+        after = costs.after(trial, trial.add(hit))
+        if sum(after) <= token_budget:
+            layout = trial
+            costs.keep(after)
+            chosen.append(hit)
+            continue
+        head_cost = costs.of(hit_header(len(layout.blocks) + 1, hit) + "\n")
+        head_cost += costs.of(BLOCK_SEPARATOR) if layout.blocks else 0
+        allowed = token_budget - costs.total - head_cost
+        if allowed > 0 and (allowed >= min_fragment_tokens or not chosen):
+            short = _fit(hit.text, allowed, count_tokens)
+            if short:
+                cut = hit.model_copy(update={"text": short, "truncated": True})
+                trial = layout.copy()
+                after = costs.after(trial, trial.add(cut))
+                if sum(after) <= token_budget:
+                    layout = trial
+                    costs.keep(after)
+                    chosen.append(cut)
+        break
+    used = costs.total
+
+    rank = {hit.id: i for i, hit in enumerate(chosen)}
+    kept: dict[tuple[str, str, str], Triple] = {}
+    for triple in triples:
+        key = (triple.src, triple.type, triple.dst)
+        if triple.src in rank and triple.dst in rank and key not in kept:
+            kept[key] = triple
+    ordered = sorted(
+        kept.items(),
+        key=lambda kv: (min(rank[kv[0][0]], rank[kv[0][2]]), max(rank[kv[0][0]], rank[kv[0][2]]), kv[0]),
+    )
+    stated: list[Triple] = []
+    with_facts: set[int] = set()
+    for _, triple in ordered:
+        block = min(layout.block_of[triple.src], layout.block_of[triple.dst])
+        cost = costs.of("\n" + fact_line(triple)) + (0 if block in with_facts else costs.of("\n" + FACTS_HEADER))
+        if used + cost <= token_budget:
+            stated.append(triple)
+            with_facts.add(block)
+            used += cost
+    return ContextPack(
+        hits=chosen,
+        triples=stated,
+        tokens_used=used,
+        token_budget=token_budget,
+        dropped=len(unique) - len(chosen),
+    )
+
+
+def entity_hits(entities: Sequence[Entity], max_chars_per_hit: int = 2000) -> list[SearchHit]:
+    """Entities (in the order given) as hits to pack, scored 0, texts longer than
+    `max_chars_per_hit` shortened at a boundary.
+
+    Args:
+        entities: the entities.
+        max_chars_per_hit: longest text of one hit before shortening (>= 8).
+
+    Returns:
+        One hit per entity.
+    """
+    return [_hit(Candidate(e.id, 0.0), e, max_chars_per_hit) for e in entities]
 
 
 def pack_context(
@@ -127,20 +372,9 @@ def pack_context(
     count_tokens: Callable[[str], int] = estimate_tokens,
     min_fragment_tokens: int = 16,
 ) -> ContextPack:
-    """Fit candidates (in the given order, best first) and the relations among them into a budget.
-
-    Each hit costs its header line (as `ContextPack.to_text` writes it) plus its text. A text
-    longer than `max_chars_per_hit` is shortened first (at a sentence or word boundary, marked
-    with an ellipsis, `truncated=True`). When a hit does not fit, it is shortened to the room left,
-    if that room holds at least `min_fragment_tokens` of text, or always for the first hit, so a
-    long best hit is cut rather than lost; then packing stops. `dropped` counts the candidates
-    left out (candidates without an entity and repeated ids are skipped, not counted).
-
-    Then come triples for relations whose two endpoints are both hits, deduplicated by
-    (src, type, dst), ordered by their endpoints' positions, then type: as many as fit, each
-    costing its line, and the "Facts:" line once. `tokens_used` is the sum of the pieces'
-    counts, never more than `token_budget`; with the default `estimate_tokens` (whitespace is
-    free) it equals ``estimate_tokens(pack.to_text())``.
+    """Fit candidates (in the given order, best first) and the relations among them into a budget:
+    `candidate_hits`, then `pack_hits`. Candidates without an entity and repeated ids are skipped,
+    not counted as dropped.
 
     Args:
         candidates: the chosen candidates, best first.
@@ -159,88 +393,85 @@ def pack_context(
     """
     if token_budget < 0:
         raise ValueError(f"token_budget must be >= 0, got {token_budget}")
-    if max_chars_per_hit < 8:
-        raise ValueError(f"max_chars_per_hit must be at least 8, got {max_chars_per_hit}")
-    known: list[Candidate] = []
-    seen: set[str] = set()
-    for cand in candidates:
-        if cand.id in entities and cand.id not in seen:
-            seen.add(cand.id)
-            known.append(cand)
-
-    hits: list[SearchHit] = []
-    used = 0
-    for cand in known:
-        ent = entities[cand.id]
-        text = ent.text
-        truncated = False
-        if len(text) > max_chars_per_hit:
-            text, truncated = _shorten(text, max_chars_per_hit), True
-            if not text:  # nothing but leading whitespace fits: keep a hard cut
-                text = ent.text[: max_chars_per_hit - len(ELLIPSIS)] + ELLIPSIS
-        hit = SearchHit(
-            id=ent.id,
-            type=ent.type,
-            name=ent.name,
-            text=text,
-            score=cand.score,
-            reasons=list(cand.reasons),
-            hop=cand.hop,
-            namespace=ent.namespace,
-            source=ent.source,
-            provenance=ent.provenance,
-            properties=dict(ent.properties),
-            truncated=truncated,
-        )
-        head_cost = count_tokens(hit_header(len(hits) + 1, hit))
-        text_cost = count_tokens(text)
-        room = token_budget - used
-        if head_cost + text_cost <= room:
-            hits.append(hit)
-            used += head_cost + text_cost
-            continue
-        allowed = room - head_cost
-        if allowed > 0 and (allowed >= min_fragment_tokens or not hits):
-            short = _fit(text, allowed, count_tokens)
-            if short:
-                hit.text, hit.truncated = short, True
-                hits.append(hit)
-                used += head_cost + count_tokens(short)
-        break
-
-    rank = {hit.id: i for i, hit in enumerate(hits)}
-    chosen: dict[tuple[str, str, str], Relation] = {}
-    for rel in relations:
-        key = (rel.src, rel.type, rel.dst)
-        if rel.src in rank and rel.dst in rank and key not in chosen:
-            chosen[key] = rel
-    ordered = sorted(
-        chosen.items(),
-        key=lambda kv: (min(rank[kv[0][0]], rank[kv[0][2]]), max(rank[kv[0][0]], rank[kv[0][2]]), kv[0]),
-    )
-    triples: list[Triple] = []
-    facts_cost = count_tokens(FACTS_HEADER)
-    for (src, rel_type, dst), rel in ordered:
-        triple = Triple(
-            src=src,
-            src_name=entities[src].name,
-            type=rel_type,
-            dst=dst,
-            dst_name=entities[dst].name,
-            valid_from=rel.valid_from,
-            valid_to=rel.valid_to,
-        )
-        cost = count_tokens(triple_line(triple)) + (0 if triples else facts_cost)
-        if used + cost <= token_budget:
-            triples.append(triple)
-            used += cost
-    return ContextPack(
-        hits=hits,
-        triples=triples,
-        tokens_used=used,
-        token_budget=token_budget,
-        dropped=len(known) - len(hits),
-    )
+    hits, triples = candidate_hits(candidates, entities, relations, max_chars_per_hit)
+    return pack_hits(hits, triples, token_budget, count_tokens=count_tokens, min_fragment_tokens=min_fragment_tokens)
 
 
-__all__ = ["ELLIPSIS", "FACTS_HEADER", "estimate_tokens", "hit_header", "pack_context", "triple_line"]
+def fit_context(
+    hits: Sequence[SearchHit],
+    triples: Sequence[Triple],
+    token_budget: int,
+    *,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+    min_fragment_tokens: int = 16,
+    note: Callable[[int], str] = left_out_note,
+) -> ContextPack:
+    """`pack_hits` plus a note saying what the budget left out, with the budget checked on the
+    whole text: `count_tokens(pack.to_text()) <= token_budget` for any counter, additive over
+    whitespace or not (a subword tokenizer counts a joined text a little differently from its
+    pieces; the budget is then lowered by the excess and the hits packed again).
+
+    The note's room is kept only when something does not fit; when the budget is too small for
+    the note and any hit, the hits win and the note is left out. `tokens_used` is the count of the
+    whole text.
+
+    Args:
+        hits: the hits, best first.
+        triples: triples that may be stated.
+        token_budget: tokens the text may use (>= 0).
+        count_tokens: the token counter.
+        min_fragment_tokens: least room worth filling with a shortened hit.
+        note: the note for a number of hits left out (`left_out_note` by default).
+
+    Returns:
+        The pack, its `note` set when hits were left out.
+
+    Raises:
+        ValueError: `token_budget` is negative.
+    """
+    if token_budget < 0:
+        raise ValueError(f"token_budget must be >= 0, got {token_budget}")
+    counted: dict[str, int] = {}
+
+    def count(text: str) -> int:  # the passes below count the same pieces again
+        cost = counted.get(text)
+        if cost is None:
+            cost = counted[text] = count_tokens(text)
+        return cost
+
+    target = token_budget
+    while True:
+        pack = pack_hits(hits, triples, target, count_tokens=count, min_fragment_tokens=min_fragment_tokens)
+        if pack.dropped:
+            reserve = count(BLOCK_SEPARATOR + note(max(pack.dropped, len(hits))))
+            noted = pack_hits(
+                hits,
+                triples,
+                max(0, target - reserve),
+                count_tokens=count,
+                min_fragment_tokens=min_fragment_tokens,
+            )
+            if noted.hits or not pack.hits:
+                noted.note = note(noted.dropped)
+                pack = noted
+        used = count_tokens(pack.to_text())
+        if used <= token_budget:
+            return pack.model_copy(update={"tokens_used": used, "token_budget": token_budget})
+        if not pack.hits:  # not even the note fits
+            return pack.model_copy(update={"note": "", "tokens_used": 0, "token_budget": token_budget})
+        target = max(0, target - (used - token_budget))
+
+
+__all__ = [
+    "ELLIPSIS",
+    "FACTS_HEADER",
+    "candidate_hits",
+    "entity_hits",
+    "estimate_tokens",
+    "fit_context",
+    "hit_chars",
+    "hit_header",
+    "pack_context",
+    "pack_hits",
+    "triple_line",
+]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from aesoperator.engine.context_layout import Layout, left_out_note, render_context
 from aesoperator.graph_schema.models import Provenance
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ class SearchHit(BaseModel):
     source: str
     provenance: Provenance | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+    valid_from: datetime | None = Field(default=None, description="When what the entity says became true.")
+    valid_to: datetime | None = Field(default=None, description="When it stopped being true (None: still is).")
     truncated: bool = False
 
 
@@ -51,19 +54,12 @@ class ContextPack(BaseModel):
     tokens_used: int = 0
     token_budget: int = 0
     dropped: int = Field(default=0, description="Candidates left out because the budget was spent.")
+    note: str = Field(default="", description="What the budget left out, said at the end of the text.")
 
     def to_text(self) -> str:
-        """The context as plain text for a prompt: passages first, then facts as triples."""
-        lines: list[str] = []
-        for i, hit in enumerate(self.hits, 1):
-            origin = hit.provenance.uri if hit.provenance else hit.source
-            lines.append(f"[{i}] {hit.type} {hit.name} ({origin})")
-            lines.append(hit.text)
-            lines.append("")
-        if self.triples:
-            lines.append("Facts:")
-            lines.extend(f"- {t.src_name} {t.type} {t.dst_name}" for t in self.triples)
-        return "\n".join(lines).strip()
+        """The context as text for a prompt: one block per passage or entity in relevance order,
+        each entity's facts under it, then the note (see `context_layout`)."""
+        return render_context(Layout.of(self.hits), self.triples, self.note)
 
 
 class SearchResult(BaseModel):
@@ -75,11 +71,18 @@ class SearchResult(BaseModel):
     tokens_used: int = 0
     token_budget: int = 0
     dropped: int = 0
+    left_out: int = Field(default=0, description="Hits the token budget left out of the context (of the k chosen).")
     timings_ms: dict[str, float] = Field(default_factory=dict, description="Cost of each retrieval stage.")
 
     def context_text(self) -> str:
+        """The packed context: what MCP `search` answers with as text and `aesop search --context`
+        prints, within `token_budget` tokens."""
         return ContextPack(
-            hits=self.hits, triples=self.triples, tokens_used=self.tokens_used, token_budget=self.token_budget
+            hits=self.hits,
+            triples=self.triples,
+            tokens_used=self.tokens_used,
+            token_budget=self.token_budget,
+            note=left_out_note(self.left_out),
         ).to_text()
 
     # -- notebooks ----------------------------------------------------------------------------

@@ -10,8 +10,9 @@
    (`aesoperator.engine.graph_expansion`).
 3. `apply_recency` favours recent items (agent memories) (this module).
 4. `mmr` picks a relevant but diverse set (this module).
-5. `pack_context` fits the chosen entities, and the relations between them, into a token budget
-   (`aesoperator.engine.packing`).
+5. `candidate_hits` and `fit_context` fit the chosen entities, and the relations between them,
+   into a token budget, laid out for a prompt and saying what was left out
+   (`aesoperator.engine.packing`, `aesoperator.engine.context_layout`).
 
 Every stage's public names can be imported from here. No stage does I/O, touches a store or runs
 a model; each runs in time linear in its input (graph stages in the number of relations times the
@@ -29,7 +30,16 @@ import numpy as np
 
 from aesoperator.engine.candidates import CHANNEL_SCORE_LABELS, GRAPH_CHANNEL, NAME_CHANNEL, Candidate, sort_desc
 from aesoperator.engine.graph_expansion import expand_graph, personalized_pagerank
-from aesoperator.engine.packing import FACTS_HEADER, estimate_tokens, hit_header, pack_context, triple_line
+from aesoperator.engine.packing import (
+    FACTS_HEADER,
+    candidate_hits,
+    estimate_tokens,
+    fit_context,
+    hit_header,
+    pack_context,
+    pack_hits,
+    triple_line,
+)
 
 # -- 1. fusion -------------------------------------------------------------------------------------
 
@@ -262,11 +272,14 @@ __all__ = [
     "NAME_CHANNEL",
     "Candidate",
     "apply_recency",
+    "candidate_hits",
     "estimate_tokens",
     "expand_graph",
+    "fit_context",
     "hit_header",
     "mmr",
     "pack_context",
+    "pack_hits",
     "personalized_pagerank",
     "query_relevance",
     "reciprocal_rank_fusion",

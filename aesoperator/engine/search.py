@@ -27,11 +27,12 @@ re-exported here).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from aesoperator.engine import retrieval
 from aesoperator.engine.candidates import sort_desc
+from aesoperator.engine.packing import hit_chars
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.query_time import time_window
 from aesoperator.engine.results import SearchResult
@@ -265,8 +266,11 @@ def pack_candidates(
     request: SearchRequest,
     considered: int,
     timer: StageTimer,
+    count_tokens: Callable[[str], int] = retrieval.estimate_tokens,
 ) -> SearchResult:
-    """Stage 6: fit the chosen hits and the triples among them into the token budget.
+    """Stage 8: fit the chosen hits and the triples among them into the token budget, as the
+    text `SearchResult.context_text()` gives (its token count under `count_tokens` is at most
+    the budget).
 
     Args:
         chosen: the reranked candidates.
@@ -275,16 +279,18 @@ def pack_candidates(
         request: the search (query and token budget).
         considered: how many candidates reached reranking (the rest count as dropped).
         timer: receives `pack`; its timings go into the result.
+        count_tokens: the token counter the budget is in.
 
     Returns:
         The search result.
     """
     with timer.stage("pack"):
-        pack = retrieval.pack_context(chosen, entities, relations, request.token_budget)
-        for hit in pack.hits:  # a memory that held then but not since says so, and what replaced it
+        hits, triples = retrieval.candidate_hits(chosen, entities, relations, hit_chars(request.token_budget))
+        for hit in hits:  # a memory that held then but not since says so, and what replaced it
             note = retirement_note(hit.properties)
             if note is not None:
                 hit.reasons.append(note)
+        pack = retrieval.fit_context(hits, triples, request.token_budget, count_tokens=count_tokens)
     return SearchResult(
         query=request.query,
         hits=pack.hits,
@@ -292,6 +298,7 @@ def pack_candidates(
         tokens_used=pack.tokens_used,
         token_budget=request.token_budget,
         dropped=pack.dropped + max(0, considered - len(chosen)),
+        left_out=pack.dropped,
         timings_ms=timer.rounded(),
     )
 
@@ -335,7 +342,7 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
     candidates = window_candidates(sources, candidates, entities, request, settings, timer)
     candidates = time_candidates(candidates, entities, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)
-    return pack_candidates(chosen, entities, relations, request, len(candidates), timer)
+    return pack_candidates(chosen, entities, relations, request, len(candidates), timer, sources.count_tokens)
 
 
 __all__ = [

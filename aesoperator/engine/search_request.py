@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aesoperator.engine.retrieval import Candidate
+from aesoperator.config import DEFAULT_TOKEN_BUDGET
+from aesoperator.engine.retrieval import Candidate, estimate_tokens
 from aesoperator.engine.search_settings import MAX_HOPS
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.errors import SchemaError
@@ -86,7 +87,7 @@ class SearchRequest:
     namespaces: list[str] | None = None
     types: list[str] | None = None
     as_of: datetime | None = None
-    token_budget: int = 2000
+    token_budget: int = DEFAULT_TOKEN_BUDGET
     channels: tuple[str, ...] = CHANNELS
     mmr_lambda: float = 1.0
     recency_half_life_days: float | None = None
@@ -125,6 +126,7 @@ class SearchSources:
     embedder: Callable[[], TextEmbedder]
     vector_index: Callable[[int], VectorIndex]
     keyword_index: Callable[[int], KeywordIndex] | None  # None: the store answers keywords
+    count_tokens: Callable[[str], int] = estimate_tokens  # the budget's tokenizer
 
 
 @dataclass(slots=True)

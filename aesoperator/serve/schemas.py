@@ -85,6 +85,16 @@ Namespaces = Annotated[
     ),
 ]
 AsOf = Annotated[datetime | None, Field(description="Answer as of this moment (ISO 8601); default: now.")]
+MIN_TOKEN_BUDGET = 50
+MAX_TOKEN_BUDGET = 100_000
+TokenBudget = Annotated[
+    int | None,
+    Field(
+        ge=MIN_TOKEN_BUDGET,
+        le=MAX_TOKEN_BUDGET,
+        description="Tokens the answer's text may use (default: the server's token_budget setting).",
+    ),
+]
 
 
 # -- engine tool outputs ---------------------------------------------------------------------------
@@ -100,10 +110,13 @@ class SearchOutput(BaseModel):
     triples: list[Triple] = Field(
         default_factory=list, description="Relations between hits as (subject, type, object)."
     )
-    context: str = Field(description="Hits and facts packed as prompt-ready text within the token budget.")
+    context: str = Field(
+        description="Hits and facts packed as prompt-ready text within the token budget (the answer's text part)."
+    )
     tokens_used: int = 0
     token_budget: int = 0
     dropped: int = Field(default=0, description="Candidates left out by the budget or k.")
+    left_out: int = Field(default=0, description="Hits the token budget left out of the context.")
 
 
 class EntityOut(Entity):
@@ -308,5 +321,6 @@ __all__ = [
     "SourcesOutput",
     "StatsOut",
     "SuccessOutput",
+    "TokenBudget",
     "entity_uri",
 ]

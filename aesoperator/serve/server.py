@@ -6,8 +6,9 @@
   `update_memory` and `memory_history` (tools_memory_updates.py)
   and the official memory server's nine tools (tools_memory_compat.py), each with typed input and
   output schemas;
-- resources: `entity://{id}` (one entity as JSON), `stats://graph` (store statistics) and
-  `memory://knowledge-graph` (the memory-server graph, as that server offers it);
+- resources: `entity://{id}` (one entity as JSON, then as packed context text within the
+  default token budget), `stats://graph` (store statistics) and `memory://knowledge-graph` (the
+  memory-server graph, as that server offers it);
 - resource subscriptions: `subscriptions/listen` (protocol 2026-07-28) and `resources/subscribe`
   (earlier protocol versions). Updates are driven by the store's change log, polled in the
   background, so writes made by other processes (an `aesop ingest` next door) notify too.
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer, ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
@@ -41,6 +43,7 @@ from mcp_types import (
     INVALID_PARAMS,
     Completion,
     EmptyResult,
+    InputRequiredResult,
     ResourceTemplateReference,
     SubscribeRequestParams,
     UnsubscribeRequestParams,
@@ -52,8 +55,9 @@ from aesoperator.security.failures import classify
 from aesoperator.security.guard import CallGuard
 from aesoperator.security.principal import Principal
 from aesoperator.serve.memory_graph import DEFAULT_MEMORY_NAMESPACE, MemoryGraph
+from aesoperator.serve.packed_text import entities_text
 from aesoperator.serve.sampling_bridge import host_sampling
-from aesoperator.serve.schemas import ENTITY_URI_TEMPLATE, MEMORY_GRAPH_URI, STATS_URI
+from aesoperator.serve.schemas import ENTITY_URI_TEMPLATE, MEMORY_GRAPH_URI, STATS_URI, EntityOut
 from aesoperator.serve.tools_engine import (
     Runtime,
     entity_out,
@@ -85,8 +89,9 @@ _ENTITY_TEMPLATE = UriTemplate.parse(ENTITY_URI_TEMPLATE)
 
 INSTRUCTIONS = """\
 A knowledge graph of the user's sources (code, documents, databases, issues) and of agents' memories.
-- `search` first: it returns ranked entities with reasons and provenance, relations as triples and a
-  prompt-ready `context`. Follow up with `get_entities` / `neighbors` on the ids it returns.
+- `search` first: its text is the packed context (passages and entities, most relevant first, with
+  short source references and dates, cut to `token_budget`); its structured content has the ranked
+  hits with ids, reasons and provenance. Follow up with `get_entities` / `neighbors` on those ids.
 - `remember` stores an event for an agent (agent_id, session_id); `recall` finds relevant earlier events
   (what holds now; `as_of` for an earlier time). `update_memory` corrects one; `memory_history` shows
   every version of a memory, a fact or what is known about an entity; `forget` retires events that are
@@ -242,7 +247,20 @@ class AesopMCPServer(MCPServer[Any]):
             )
 
     async def read_resource(self, uri: Any, context: Context[Any, Any] | None = None) -> Any:
-        return await self.calls.read_resource(str(uri), lambda: super(AesopMCPServer, self).read_resource(uri, context))
+        async def read() -> Any:
+            contents = await super(AesopMCPServer, self).read_resource(uri, context)
+            if entity_id_from_uri(str(uri)) is None or isinstance(contents, InputRequiredResult):
+                return contents
+            return await anyio.to_thread.run_sync(self._with_context_text, list(contents))
+
+        return await self.calls.read_resource(str(uri), read)
+
+    def _with_context_text(self, contents: list[ReadResourceContents]) -> list[ReadResourceContents]:
+        """An entity's JSON followed by the entity as packed context, for a model to read."""
+        entity = EntityOut.model_validate_json(contents[0].content)
+        rt = self.runtime
+        text = entities_text([entity], [], rt.budget(None), rt.count_tokens, "ask with get_entities and a token_budget")
+        return [*contents, ReadResourceContents(content=text, mime_type="text/plain")]
 
 
 def _default_resolver() -> Principal:

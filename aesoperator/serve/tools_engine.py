@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from aesoperator.engine.memory import agent_namespace
@@ -33,6 +33,15 @@ from aesoperator.ingest.registry import SourceRegistry, source_status
 from aesoperator.security.envelope import current_call, report_count
 from aesoperator.security.guard import CallGuard
 from aesoperator.security.principal import Principal
+from aesoperator.serve.packed_text import (
+    entities_text,
+    episode_hit,
+    fit_lines,
+    hits_text,
+    source_line,
+    tool_answer,
+    with_tail,
+)
 from aesoperator.serve.schemas import (
     MAX_CONTENT_CHARS,
     MAX_FILTERS,
@@ -56,6 +65,7 @@ from aesoperator.serve.schemas import (
     SourceOut,
     SourcesOutput,
     StatsOut,
+    TokenBudget,
     TypeName,
     entity_uri,
 )
@@ -87,6 +97,13 @@ class Runtime:
 
     def count(self, n: int) -> None:
         report_count(n)
+
+    def budget(self, asked: int | None) -> int:
+        """The token budget of an answer's text: the one asked for, else the engine's setting."""
+        return asked if asked is not None else self.engine.settings.token_budget
+
+    def count_tokens(self, text: str) -> int:
+        return self.engine.count_tokens(text)
 
 
 # -- conversions -------------------------------------------------------------------------------------
@@ -186,6 +203,8 @@ def hit_from_entity(entity: Entity, reason: str) -> Hit:
         namespace=entity.namespace,
         source=entity.source,
         provenance=entity.provenance,
+        valid_from=entity.valid_from,
+        valid_to=entity.valid_to,
     )
 
 
@@ -245,13 +264,13 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         ] = None,
         namespaces: Namespaces = None,
         as_of: AsOf = None,
-        token_budget: Annotated[
-            int | None, Field(ge=50, le=100_000, description="Token budget for the packed context.")
-        ] = None,
-    ) -> SearchOutput:
-        """Hybrid search (meaning, keywords, exact names, then graph expansion). Returns ranked entities
-        with the reasons they were chosen and their provenance, relations between them as triples, and
-        the whole packed as prompt-ready context text."""
+        token_budget: TokenBudget = None,
+    ) -> Annotated[CallToolResult, SearchOutput]:
+        """Hybrid search (meaning, keywords, exact names, then graph expansion). The text is the packed
+        context: the chosen passages and entities, most relevant first, each with a short source
+        reference and when it was true, their facts under them, cut to the token budget and saying what
+        was left out. The structured content has the ranked hits with the reasons they were chosen,
+        their provenance and ids (for get_entities / neighbors), and the relations as triples."""
         ns = rt.principal().read_namespaces(namespaces)
         result = rt.engine.search(
             query,
@@ -268,7 +287,7 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             for h in result.hits
         ]
         rt.count(len(hits))
-        return SearchOutput(
+        output = SearchOutput(
             query=result.query,
             hits=hits,
             triples=result.triples,
@@ -276,7 +295,9 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             tokens_used=result.tokens_used,
             token_budget=result.token_budget,
             dropped=result.dropped,
+            left_out=result.left_out,
         )
+        return tool_answer(output, output.context)
 
     @tool(server, "recall", title="Recall an agent's memories", annotations=READ_ONLY)
     def recall(
@@ -290,9 +311,11 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         ] = None,
         as_of: AsOf = None,
         include_entities: Annotated[bool, Field(description="Also return the entities each episode mentions.")] = True,
-    ) -> RecallOutput:
+        token_budget: TokenBudget = None,
+    ) -> Annotated[CallToolResult, RecallOutput]:
         """Episodes an agent remembered that are relevant to the query (by meaning, words, names and
-        recency), across sessions, with the entities each one mentions."""
+        recency), across sessions, with the entities each one mentions. The text lists them most
+        relevant first (who said what, the session, when, what it names) within the token budget."""
         principal = rt.principal()
         if namespaces:
             scoped: list[str] | None = principal.read_namespaces(namespaces)
@@ -327,7 +350,11 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             for r in result.episodes
         ]
         rt.count(len(episodes))
-        return RecallOutput(query=query, agent_id=agent_id, episodes=episodes)
+        recalled = [
+            episode_hit(e.episode, e.score, [h.name for h in e.entities] if include_entities else []) for e in episodes
+        ]
+        text, _ = hits_text(recalled, [], rt.budget(token_budget), rt.count_tokens, "episode")
+        return tool_answer(RecallOutput(query=query, agent_id=agent_id, episodes=episodes), text)
 
     @tool(server, "remember", title="Remember an event", annotations=WRITES)
     def remember(
@@ -344,7 +371,7 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         namespace: Annotated[
             Label | None, Field(description="Where to store it (default: the agent's namespace, agent:<id>).")
         ] = None,
-    ) -> RememberOutput:
+    ) -> Annotated[CallToolResult, RememberOutput]:
         """Store one memory event for an agent. It is linked to its session and to the entities it
         names, so later recall and search can follow those links."""
         principal = rt.principal()
@@ -368,11 +395,17 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             problems = "; ".join(str(e.get("msg", "invalid")) for e in exc.errors()[:3])
             raise SchemaError(f"cannot remember this event: {problems}") from None
         rt.count(1)
-        return RememberOutput(episode=episode, uri=entity_uri(episode.id), warnings=sampling_warnings())
+        warnings = sampling_warnings()
+        where = f"session {episode.session_id}, " if episode.session_id else ""
+        said = "\n".join([f"Remembered {episode.id} ({where}namespace {episode.namespace}).", *warnings])
+        return tool_answer(RememberOutput(episode=episode, uri=entity_uri(episode.id), warnings=warnings), said)
 
     @tool(server, "get_entities", title="Get entities by id", annotations=READ_ONLY)
-    def get_entities(ids: EntityIds, namespaces: Namespaces = None) -> GetEntitiesOutput:
-        """Full entities (text, properties, provenance, validity) for the given ids. Ids that do not
+    def get_entities(
+        ids: EntityIds, namespaces: Namespaces = None, token_budget: TokenBudget = None
+    ) -> Annotated[CallToolResult, GetEntitiesOutput]:
+        """Full entities (text, properties, provenance, validity) for the given ids, in the structured
+        content; the text shows them in the order asked, within the token budget. Ids that do not
         exist or are outside the caller's namespaces are listed under `missing`."""
         ns = rt.principal().read_namespaces(namespaces)
         entities = rt.engine.get_entities(list(dict.fromkeys(ids)), ns)
@@ -381,7 +414,20 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         if not entities:
             raise SchemaError(f"no entity found for id(s) {_preview(missing)} (unknown, or outside your namespaces)")
         rt.count(len(entities))
-        return GetEntitiesOutput(entities=[entity_out(e) for e in readable_entities(rt, entities)], missing=missing)
+        shown = readable_entities(rt, entities)
+        order = {eid: i for i, eid in enumerate(dict.fromkeys(ids))}
+        budget = rt.budget(token_budget)
+        tail = f"Not found or not readable: {_preview(missing)}" if missing else ""
+        text = entities_text(
+            sorted(shown, key=lambda e: order.get(e.id, len(order))),
+            [],
+            budget - (rt.count_tokens(tail) + 1 if tail else 0),
+            rt.count_tokens,
+            "ask with a larger token_budget or fewer ids",
+        )
+        if tail:
+            text = with_tail(text, tail, budget, rt.count_tokens)
+        return tool_answer(GetEntitiesOutput(entities=[entity_out(e) for e in shown], missing=missing), text)
 
     @tool(server, "neighbors", title="Explore an entity's neighbourhood", annotations=READ_ONLY)
     def neighbors(
@@ -396,9 +442,11 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
         as_of: AsOf = None,
         namespaces: Namespaces = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="At most this many entities.")] = 100,
-    ) -> NeighborsOutput:
+        token_budget: TokenBudget = None,
+    ) -> Annotated[CallToolResult, NeighborsOutput]:
         """Entities reachable from the seeds within `depth` hops along live relations, with the
-        relations followed. Only the caller's namespaces are traversed."""
+        relations followed. Only the caller's namespaces are traversed. The text shows the seeds
+        first, then nearer before farther, each entity's relations under it, within the token budget."""
         ns = rt.principal().read_namespaces(namespaces)
         seeds = list(dict.fromkeys(ids))
         sub = rt.engine.neighbors(seeds, depth, relation_types, direction, _utc(as_of), ns, limit)
@@ -407,12 +455,16 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             raise SchemaError(f"no entity found for id(s) {_preview(missing)} (unknown, or outside your namespaces)")
         ordered = readable_entities(rt, sorted(sub.entities.values(), key=lambda e: (sub.hops.get(e.id, 0), e.id)))
         rt.count(len(ordered))
-        return NeighborsOutput(
+        # both ends are returned entities, so both are readable
+        followed = [r for r in sub.relations if r.src in sub.entities and r.dst in sub.entities]
+        output = NeighborsOutput(
             entities=[entity_out(e, sub.hops.get(e.id)) for e in ordered],
-            # both ends are returned entities, so both are readable
-            relations=[relation_out(r) for r in sub.relations if r.src in sub.entities and r.dst in sub.entities],
+            relations=[relation_out(r) for r in followed],
             missing=missing,
         )
+        hint = "ask with a larger token_budget, a smaller depth or fewer relation_types"
+        text = entities_text(ordered, followed, rt.budget(token_budget), rt.count_tokens, hint)
+        return tool_answer(output, text)
 
     @tool(server, "sources", title="What is ingested and how fresh", annotations=READ_ONLY)
     def sources(
@@ -420,7 +472,8 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             list[Annotated[Printable, Field(min_length=1, max_length=64)]] | None,
             Field(max_length=MAX_FILTERS, description="Only these sources (default: every source you may see)."),
         ] = None,
-    ) -> SourcesOutput:
+        token_budget: TokenBudget = None,
+    ) -> Annotated[CallToolResult, SourcesOutput]:
         """Sources the store holds data from: how each is declared, how many items, entities and
         relations it brought, quarantined items, and when it was last ingested successfully."""
         principal = rt.principal()
@@ -435,7 +488,11 @@ def register_engine_tools(server: MCPServer[Any], rt: Runtime) -> None:
             if principal.can_see_source(name) and _source_readable(rt, name, readable)
         ]
         rt.count(len(out))
-        return SourcesOutput(sources=out, stats=visible_stats(rt.engine.stats(), principal), complete=complete)
+        text = fit_lines(
+            [source_line(s) for s in out], rt.budget(token_budget), rt.count_tokens, "source", "ask for them by name"
+        )
+        output = SourcesOutput(sources=out, stats=visible_stats(rt.engine.stats(), principal), complete=complete)
+        return tool_answer(output, text)
 
 
 def _preview(ids: Sequence[str], most: int = 5) -> str:

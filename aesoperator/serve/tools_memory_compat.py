@@ -4,18 +4,26 @@
 `delete_observations`, `delete_relations`, `read_graph`, `search_nodes` and `open_nodes` take and
 return exactly what `@modelcontextprotocol/server-memory` takes and returns, so an agent set up for
 that server can use this one instead. How the graph is kept is described in `memory_graph.py`.
+
+`read_graph`, `search_nodes` and `open_nodes` also take optional `offset`, `limit` and
+`token_budget` arguments, for graphs too large to read whole: a page of the entities (with the
+relations touching them) as JSON, or, with a budget, as packed context that fits it and says where
+the next page starts. Without them the answers are byte for byte the memory server's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import pydantic_core
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from aesoperator.engine.context_layout import left_out_note
+from aesoperator.engine.packing import fit_context
 from aesoperator.serve.memory_graph import MemoryGraph
+from aesoperator.serve.packed_text import memory_hits, tool_answer
 from aesoperator.serve.schemas import (
     MAX_MEMORY_ITEMS,
     MAX_QUERY_CHARS,
@@ -29,6 +37,7 @@ from aesoperator.serve.schemas import (
     ObservationAddition,
     ObservationDeletion,
     SuccessOutput,
+    TokenBudget,
 )
 from aesoperator.serve.tools_engine import tool
 
@@ -56,6 +65,72 @@ def _result(structured: BaseModel, shown: Any = None) -> CallToolResult:
 
 def _dump(items: Sequence[BaseModel]) -> list[Any]:
     return [i.model_dump(mode="json", by_alias=True) for i in items]
+
+
+PAGE_META_KEY = "aesoperator/page"
+Offset = Annotated[
+    int | None, Field(ge=0, description="Skip this many entities first (optional; not in the original memory server).")
+]
+Limit = Annotated[
+    int | None,
+    Field(ge=1, le=MAX_MEMORY_ITEMS, description="At most this many entities (optional; default: all of them)."),
+]
+
+
+def _touching(relations: Sequence[MemoryRelation], names: set[str]) -> list[MemoryRelation]:
+    return [r for r in relations if r.from_ in names or r.to in names]
+
+
+def _paged(
+    result: MemoryGraphOutput,
+    offset: int | None,
+    limit: int | None,
+    token_budget: int | None,
+    count_tokens: Callable[[str], int],
+) -> CallToolResult:
+    """The memory server's answer when no paging argument is given; else one page of it.
+
+    A page is the entities from `offset` (at most `limit`) and the relations touching them. With
+    `token_budget`, its text is packed context (each entity's observations and relations under
+    it) cut to the budget, and the page holds the entities the text shows; without, the text is
+    the page as JSON, as the memory server writes it. `_meta["aesoperator/page"]` says where the
+    page starts, how many entities it holds, how many there are and where the next page starts.
+    """
+    if offset is None and limit is None and token_budget is None:
+        return _result(result)
+    start = offset or 0
+    page = result.entities[start : start + limit if limit is not None else None]
+    after = len(result.entities) - start - len(page)  # beyond the page
+    if token_budget is None:
+        shown = page
+        structured = MemoryGraphOutput(entities=shown, relations=_touching(result.relations, {e.name for e in shown}))
+        text = pydantic_core.to_json(structured.model_dump(mode="json", by_alias=True), indent=2).decode("utf-8")
+    else:
+        hits = memory_hits(page, _touching(result.relations, {e.name for e in page}))
+
+        def note(dropped: int) -> str:
+            return left_out_note(
+                dropped + after, "entity", f"ask with offset={start + len(page) - dropped} or a larger token_budget"
+            )
+
+        budget = token_budget - (count_tokens("\n\n" + note(0)) if after else 0)
+        pack = fit_context(hits, [], max(0, budget), count_tokens=count_tokens, note=note)
+        if not pack.dropped and after:
+            pack.note = note(0)
+        by_name = {e.name: e for e in page}
+        shown = [by_name[h.id] for h in pack.hits]
+        structured = MemoryGraphOutput(entities=shown, relations=_touching(result.relations, {e.name for e in shown}))
+        text = pack.to_text()
+    following = start + len(shown)
+    meta = {
+        PAGE_META_KEY: {
+            "offset": start,
+            "returned": len(shown),
+            "total": len(result.entities),
+            "next_offset": following if following < len(result.entities) else None,
+        }
+    }
+    return tool_answer(structured, text, meta)
 
 
 def register_memory_tools(server: MCPServer[Any], rt: Runtime, graph: MemoryGraph) -> None:
@@ -134,12 +209,14 @@ def register_memory_tools(server: MCPServer[Any], rt: Runtime, graph: MemoryGrap
         return _result(SuccessOutput(success=True, message=message), message)
 
     @tool(server, "read_graph", title="Read Graph", annotations=_READ)
-    def read_graph() -> Annotated[CallToolResult, MemoryGraphOutput]:
+    def read_graph(
+        offset: Offset = None, limit: Limit = None, token_budget: TokenBudget = None
+    ) -> Annotated[CallToolResult, MemoryGraphOutput]:
         """Read the entire knowledge graph"""
         can_read()
         result = graph.read_graph()
         rt.count(len(result.entities))
-        return _result(result)
+        return _paged(result, offset, limit, token_budget, rt.count_tokens)
 
     @tool(server, "search_nodes", title="Search Nodes", annotations=_READ)
     def search_nodes(
@@ -150,12 +227,15 @@ def register_memory_tools(server: MCPServer[Any], rt: Runtime, graph: MemoryGrap
                 description="The search query to match against entity names, types, and observation content",
             ),
         ],
+        offset: Offset = None,
+        limit: Limit = None,
+        token_budget: TokenBudget = None,
     ) -> Annotated[CallToolResult, MemoryGraphOutput]:
         """Search for nodes in the knowledge graph based on a query"""
         can_read()
         result = graph.search_nodes(query)
         rt.count(len(result.entities))
-        return _result(result)
+        return _paged(result, offset, limit, token_budget, rt.count_tokens)
 
     @tool(server, "open_nodes", title="Open Nodes", annotations=_READ)
     def open_nodes(
@@ -163,12 +243,15 @@ def register_memory_tools(server: MCPServer[Any], rt: Runtime, graph: MemoryGrap
             list[MemoryLookupName],
             Field(max_length=MAX_MEMORY_ITEMS, description="An array of entity names to retrieve"),
         ],
+        offset: Offset = None,
+        limit: Limit = None,
+        token_budget: TokenBudget = None,
     ) -> Annotated[CallToolResult, MemoryGraphOutput]:
         """Open specific nodes in the knowledge graph by their names"""
         can_read()
         result = graph.open_nodes(names)
         rt.count(len(result.entities))
-        return _result(result)
+        return _paged(result, offset, limit, token_budget, rt.count_tokens)
 
 
 __all__ = ["register_memory_tools"]

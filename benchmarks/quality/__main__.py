@@ -1,13 +1,16 @@
-"""python -m benchmarks.quality [--data DIR] [--json OUT] [--smoke]
+"""python -m benchmarks.quality [--data DIR] [--json OUT] [--smoke] [--budgets 500,1000] [--answer-tokens]
 
 Ingests each dataset through the engine's normal API (documents as entities, conversation turns
 as episodes), asks every question with each system and reports recall@k, nDCG@10 and MRR of the
-gold evidence per dataset and per question category, with plots.
+gold evidence per dataset and per question category, with plots; evidence recall within token
+budgets (`budgets.py`, on by default); and, with `--answer-tokens`, the tokens of each MCP tool's
+answer next to the reference memory server's (`answer_tokens.py`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import json
 import os
@@ -24,9 +27,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from benchmarks.quality import answer_tokens, budgets
 from benchmarks.quality.datasets import Dataset, Question, load_all
 from benchmarks.quality.metrics import mean, score
-from benchmarks.quality.systems import ENGINE_SYSTEMS, MemoryServerBaseline, ranker
+from benchmarks.quality.systems import ENGINE_SYSTEMS, MemoryServerBaseline, ranker, searcher
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO.parent / "shared" / "evaldata"
@@ -165,6 +169,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         bar.advance(task)
                 result = evaluate(rankings, ds.questions)
                 result["ms_per_query"] = round((time.perf_counter() - t0) * 1000 / max(1, len(ds.questions)), 2)
+                if args.budgets:
+                    with _progress() as bar:
+                        task = bar.add_task(f"{ds.name} · {system} · budgets", total=len(ds.questions))
+                        result["evidence"] = budgets.measure_search(
+                            searcher(engine, ds, system),
+                            ds,
+                            ds.questions,
+                            engine.count_tokens,
+                            args.budgets,
+                            functools.partial(bar.advance, task),
+                        )
                 entry["systems"][system] = result
             if baseline_cmd is not None:
                 baseline = MemoryServerBaseline(baseline_cmd)
@@ -175,7 +190,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         rankings = baseline.run(ds, ds.questions, functools.partial(bar.advance, task))
                     result = evaluate(rankings, ds.questions)
                     result["ms_per_query"] = round((time.perf_counter() - t0) * 1000 / max(1, len(ds.questions)), 2)
+                    if args.budgets:
+                        result["evidence"] = budgets.measure_found(
+                            baseline.found, ds, ds.questions, engine.count_tokens, args.budgets
+                        )
                     entry["systems"]["memory-server"] = result
+                    if args.answer_tokens:
+                        answer_tokens.load_memory_graph(engine, ds)
+                        entry["answer_tokens"] = {
+                            "ours": asyncio.run(
+                                answer_tokens.measure_ours(engine, ds, ds.questions, engine.count_tokens)
+                            ),
+                            "reference": answer_tokens.reference_stats(baseline.answers, engine.count_tokens),
+                        }
                 finally:
                     baseline.close()
         finally:
@@ -230,6 +257,9 @@ def markdown(report: dict[str, Any]) -> str:
                 cells = [f"{res['by_category'].get(c, {}).get('recall@10', 0):.3f}" for c in cats]
                 lines.append(f"| {system} | " + " | ".join(cells) + " |")
             lines.append("")
+        lines += budgets.markdown(name, entry)
+        if "answer_tokens" in entry:
+            lines += answer_tokens.markdown(name, entry["answer_tokens"]["ours"], entry["answer_tokens"]["reference"])
         for (ds_name, metric), refs in PUBLISHED.items():
             if ds_name == name:
                 for label, value, source in refs:
@@ -278,7 +308,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a few questions per dataset, seconds not minutes")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--json", default=None, help="also write the JSON report here")
+    parser.add_argument(
+        "--budgets",
+        default=",".join(str(b) for b in budgets.BUDGETS),
+        help="token budgets for evidence recall within a budget ('' to skip)",
+    )
+    parser.add_argument(
+        "--answer-tokens",
+        action="store_true",
+        help="also count the tokens of each MCP tool's answer, ours and the reference memory server's",
+    )
+    parser.add_argument("--tag", default=None, help="name of the report files (default quality-latest)")
     args = parser.parse_args(argv)
+    args.budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -290,10 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.partial is not None:
         args.partial.unlink(missing_ok=True)
     report["command"] = "python -m benchmarks.quality " + " ".join(argv if argv is not None else sys.argv[1:])
-    tag = "quality-smoke" if args.smoke else "quality-latest"
+    tag = args.tag or ("quality-smoke" if args.smoke else "quality-latest")
     (out / f"{tag}.json").write_text(json.dumps(report, indent=2))
     md = markdown(report)
-    if not args.smoke:
+    if not args.smoke and args.tag is None:  # the plot is of the full run
         report["plots"] = plot(report, out)
         md += "\n" + "\n".join(f"![{p}]({p})" for p in report["plots"]) + "\n"
     (out / f"{tag}.md").write_text(md)
