@@ -77,7 +77,9 @@ def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
         assert run["phases"][phase]["seconds"] >= 0, phase
 
     names = {(t["name"], t["backend"], t.get("size")) for t in result["targets"]}
-    assert len(names) == 3 + 6  # scale targets, then search_nodes and our two searches x two kinds of query
+    # scale targets, search_nodes and our two searches x two kinds of query, what extraction adds
+    assert len(names) == 3 + 6 + 1
+    assert any("extraction" in name for name, _, _ in names)
     assert all(isinstance(t["met"], bool) for t in result["targets"])
     assert "Beside the reference memory server" in (out / "speed-latest.md").read_text()
 
