@@ -184,12 +184,15 @@ class AgentMemory:
         """
         stored: list[Episode] = []
         introduced: set[str] = set()  # namespaces where extraction created entities (or saw acronyms)
+        created: set[str] = set()  # the entities it created: resolution compares only them when few
         for start in range(0, len(episodes), batch_size):
             batch = episodes[start : start + batch_size]
-            stored.extend(self._remember_batch(batch, detect_mentions, mention_namespaces, extract, introduced))
+            stored.extend(
+                self._remember_batch(batch, detect_mentions, mention_namespaces, extract, introduced, created)
+            )
         knowledge = self.engine.knowledge if extract else None
         if knowledge is not None and introduced:  # with nothing new there is nothing new to merge
-            knowledge.resolve(sorted(introduced))
+            knowledge.resolve(sorted(introduced), new_ids=sorted(created))
         return stored
 
     def _prepare(self, episode: Episode, detect: bool, mention_ns: Sequence[str] | None) -> tuple[Episode, Entity]:
@@ -249,6 +252,7 @@ class AgentMemory:
         mention_ns: Sequence[str] | None,
         extract: bool = True,
         introduced: set[str] | None = None,
+        created: set[str] | None = None,
     ) -> list[Episode]:
         everything = [self._prepare(e, detect, mention_ns) for e in episodes]
         repeated = self._count_repeats(everything, {i for i, e in enumerate(episodes) if e.id})
@@ -281,6 +285,8 @@ class AgentMemory:
             if introduced is not None:
                 introduced.update(e.namespace for e in found)
                 introduced.update(r.namespace for rs in batch.relations.values() for r in rs if r.type == "ACRONYM_OF")
+            if created is not None:
+                created.update(new)
             for ep, entity in prepared:
                 extracted = batch.relations.get(entity.id, [])
                 facts.extend((r, entity) for r in extracted if is_fact_type(r.type))  # placed on timelines below

@@ -125,6 +125,8 @@ class KnowledgeStage(Protocol):
         """An ingest starts: per-ingest limits (an LLM token budget) start afresh."""
         ...
 
-    def resolve(self, namespaces: Sequence[str]) -> int:
-        """Run entity resolution within each namespace; returns how many merges were recorded."""
+    def resolve(self, namespaces: Sequence[str], new_ids: Sequence[str] | None = None) -> int:
+        """Run entity resolution within each namespace; returns how many merges were recorded.
+        `new_ids`: the entities created since these namespaces were last resolved, when the caller
+        knows them (a few let the resolver compare just those); None: compare everything."""
         ...

@@ -183,10 +183,10 @@ class TimedResolution:
         self.seconds = 0.0
         inner = knowledge.resolve
 
-        def resolve(namespaces: Any) -> int:
+        def resolve(namespaces: Any, new_ids: Any = None) -> int:
             started = time.perf_counter()
             try:
-                return int(inner(namespaces))
+                return int(inner(namespaces, new_ids))
             finally:
                 self.seconds += time.perf_counter() - started
 

@@ -15,6 +15,13 @@ organisations, places, systems, projects, concepts and events — whether a sour
 
 A merge is a SAME_AS relation carrying the rule, its score and the evidence; `unmerge` expires it
 and records NOT_SAME_AS, which the resolver respects from then on.
+
+After a `remember` only a few entities are new, and everything else was resolved before: then the
+new ones are compared with candidates fetched by key (exact and keyword name matches, and the
+SAME_AS clusters those belong to) instead of the whole namespace. Limits of that incremental run,
+which a full scan (every ingest) does not have: an acronym is matched to its expansion only when a
+text defined it or the expansion is the new one; a new entity with an e-mail, login or URL key
+falls back to the full scan, since the store has no lookup by property.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ FUZZY_MIN = 92.0
 EMBED_FUZZY_FLOOR = 80.0
 EMBED_MIN = 0.92
 MIN_FUZZY_CHARS = 6
+INCREMENTAL_MAX = 32  # more new entities than this (an ingest) and one full scan is cheaper
+INCREMENTAL_K = 50  # keyword candidates per new name: the fuzzy and embedding rules' pool
 _GITHUB_PROFILE = re.compile(r"^https?://github\.com/([A-Za-z0-9-]{1,39})/?$")
 _ACRONYM = re.compile(r"^[A-Z][A-Z0-9&]{1,7}$")
 _STOP = frozenset(["of", "the", "and", "for", "in", "on", "to", "with", "a", "an", "by", "at", "from"])
@@ -321,13 +330,58 @@ class EntityResolver:
             out.extend(e for e in batch if canonical_entity_type(e.type) in RESOLVABLE_TYPES)
         return out
 
-    def decide(self, namespace: str) -> list[MergeDecision]:
-        """The merges the cascade adds in `namespace` (nothing is written)."""
-        entities = self._entities(namespace)
+    def _incremental(
+        self, namespace: str, new_ids: Sequence[str], links: Sequence[tuple[str, str, str]]
+    ) -> list[Entity] | None:
+        """The new entities and the stored ones they could merge with, or None when a full scan
+        is needed (too many new ones, or one with an exact key no store lookup can find)."""
+        ids = set(new_ids) | {x for a, b, _ in links for x in (a, b)}
+        if not ids:
+            return []  # nothing new here
+        if len(ids) > INCREMENTAL_MAX:
+            return None
+        types = type_spellings(RESOLVABLE_TYPES)
+        new = [
+            e
+            for e in self.store.get_entities(sorted(ids), [namespace])
+            if canonical_entity_type(e.type) in RESOLVABLE_TYPES
+        ]
+        if any(exact_keys(e) for e in new):
+            return None
+        names: set[str] = set()
+        for e in new:
+            own = normalize_name(e.name)
+            names |= names_of(e) | {e.name.strip(), own.replace(" ", "")} | login_patterns(e.name)
+            if len(own.split()) >= 2:
+                names.add(_content_initials(own))  # an acronym already stored for this expansion
+        found = {i for hits in self.store.name_lookup(sorted(names), [namespace], types).values() for i in hits}
+        for e in new:  # near names (fuzzy, embedding) and names listing this one as an alias
+            found.update(i for i, _ in self.store.keyword_search(e.name, INCREMENTAL_K, [namespace], types))
+        # whole SAME_AS clusters, so refusals and qualifier conflicts see every member as a full scan would
+        found |= set(
+            self.store.neighbor_links(sorted(found), depth=3, relation_types=["SAME_AS"], namespaces=[namespace]).hops
+        )
+        found -= {e.id for e in new}
+        old = [
+            e
+            for e in self.store.get_entities(sorted(found), [namespace])
+            if canonical_entity_type(e.type) in RESOLVABLE_TYPES
+        ]
+        return new + old
+
+    def decide(self, namespace: str, new_ids: Sequence[str] | None = None) -> list[MergeDecision]:
+        """The merges the cascade adds in `namespace` (nothing is written). With `new_ids` (the
+        entities created since the namespace was last resolved), only pairs with a new entity are
+        proposed, among candidates fetched by key, unless there are too many to make that cheaper."""
+        acronym_links = self._acronyms.pop(namespace, [])
+        subset = self._incremental(namespace, new_ids, acronym_links) if new_ids is not None else None
+        entities = self._entities(namespace) if subset is None else subset
         if len(entities) < 2:
             return []
-        acronym_links = self._acronyms.pop(namespace, [])
         proposed = candidate_pairs(entities, acronym_links)
+        if subset is not None:  # pairs of old entities were decided when they were new
+            fresh = set(new_ids or ()) | {x for a, b, _ in acronym_links for x in (a, b)}
+            proposed = [d for d in proposed if d.a in fresh or d.b in fresh]
         # Decisions already taken about these pairs (merges, and refusals after an unmerge): their
         # ids follow from the pair, so they are read directly rather than by a graph traversal.
         pair_ids = {
@@ -380,10 +434,12 @@ class EntityResolver:
             d.a, d.b, "embedding", round(cosine, 3), f"{d.evidence}; name embeddings cosine {cosine:.3f}"
         )
 
-    def resolve(self, namespaces: Sequence[str]) -> int:
+    def resolve(self, namespaces: Sequence[str], new_ids: Sequence[str] | None = None) -> int:
+        """Resolve each namespace; `new_ids`: the entities created since they were last resolved
+        (None: unknown, every entity is compared with every other)."""
         written = 0
         for ns in sorted(set(namespaces)):
-            decisions = self.decide(ns)
+            decisions = self.decide(ns, new_ids)
             if not decisions:
                 continue
             at = to_iso(utcnow())

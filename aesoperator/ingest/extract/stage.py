@@ -304,7 +304,7 @@ class KnowledgeExtractionStage:
     def begin_run(self) -> None:
         self.extractor.begin_run()
 
-    def resolve(self, namespaces: Sequence[str]) -> int:
+    def resolve(self, namespaces: Sequence[str], new_ids: Sequence[str] | None = None) -> int:
         if self.resolver is None:
             return 0
-        return self.resolver.resolve(namespaces)
+        return self.resolver.resolve(namespaces, new_ids)
