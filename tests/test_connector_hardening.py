@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import stat
 import sys
@@ -54,6 +55,8 @@ def special_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     (root / "leak.md").symlink_to(tmp_path / "salary.md")
     yield root
     listener.close()
+    if (root / "archive").is_dir():
+        remove_deep_tree(root / "archive")
 
 
 def deep_tree(root: Path, depth: int = DEPTH) -> None:
@@ -72,6 +75,23 @@ def deep_tree(root: Path, depth: int = DEPTH) -> None:
         os.close(out)
     finally:
         os.close(fd)
+
+
+def remove_deep_tree(root: Path) -> None:
+    """Remove what `deep_tree` made without recursing 1,100 levels (shutil.rmtree, and pytest's
+    clean-up of old temporary folders, would exceed Python's recursion limit): each round lifts
+    the subtree below `root/d` one level up and removes the emptied directory."""
+    top = root / "d"
+    lifted = root / "lifted"
+    while top.is_dir():
+        below = top / "d"
+        if below.is_dir():
+            os.rename(below, lifted)
+            shutil.rmtree(top)
+            os.rename(lifted, top)
+        else:
+            shutil.rmtree(top)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def connector(root: Path, *extra: str) -> SourceDefinition:
@@ -150,9 +170,12 @@ def test_connector_tools_never_read_fifos_sockets_or_devices(special_root: Path)
     assert out["many"].endswith(f"{root / 'plan.md'}:\n# Plan\nShip the retention dashboard.\n\n")
 
 
-def test_connector_walks_a_1100_level_tree_up_to_its_depth_limit(tmp_path: Path) -> None:
+def test_connector_walks_a_1100_level_tree_up_to_its_depth_limit(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     root = tmp_path / "deep"
     deep_tree(root)
+    request.addfinalizer(lambda: remove_deep_tree(root))
 
     async def body(conn: McpClientConnection) -> dict[str, Any]:
         return {

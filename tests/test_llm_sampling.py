@@ -125,7 +125,8 @@ async def test_remember_extracts_with_the_clients_model_and_caches_it(make_engin
         kim = await profile(client, "Kim Lee")
         assert kim is not None and kim["entity"]["type"] == "Person"
         assert {m["extractor"] for m in kim["mentions"]} == {SAMPLED_BY}
-        works = [r for r in kim["relations"] if r["type"] == "WORKS_FOR"]
+        # the model's WORKS_FOR is remembered as the fact WORKS_AT (graph_schema.facts)
+        works = [r for r in kim["relations"] if r["type"] == "WORKS_AT"]
         assert works and works[0]["other_name"] == "Acme Bakery" and "works for" in works[0]["evidence"]
         names = await known_names(client)
         assert {"Acme Bakery", "Lisbon"} <= names

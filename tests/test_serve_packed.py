@@ -157,6 +157,14 @@ def test_search_text_never_exceeds_the_budget(
     assert data is not None and data["tokens_used"] <= budget
 
 
+def test_a_budget_with_room_for_a_hit_but_not_the_note_keeps_the_hit(engine: Any) -> None:
+    """Below the room a hit and the left-out note need together, the hit is kept and the note is
+    not added afterwards: the text stays within every budget."""
+    for budget in range(20, 120, 3):
+        result = engine.search("oven night shift", k=5, hops=0, token_budget=budget)
+        assert engine.count_tokens(result.context_text()) <= budget, budget
+
+
 def test_cli_search_context_prints_the_same_packed_text(tmp_path: Path, embedder: Any) -> None:
     import anyio
 

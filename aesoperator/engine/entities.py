@@ -245,7 +245,8 @@ class EntityCatalog:
                         other_id=other,
                         other_name=entity.name,
                         other_type=entity.type,
-                        evidence=str(rel.properties.get("evidence", ""))[:300],
+                        # a fact keeps its sentence apart from its evidence episodes' ids
+                        evidence=str(rel.properties.get("evidence_text") or rel.properties.get("evidence", ""))[:300],
                         item=rel.properties.get("item"),
                     )
                 )

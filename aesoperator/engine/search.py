@@ -298,7 +298,8 @@ def pack_candidates(
         tokens_used=pack.tokens_used,
         token_budget=request.token_budget,
         dropped=pack.dropped + max(0, considered - len(chosen)),
-        left_out=pack.dropped,
+        # the note is in the text only when it fitted: a budget too small for it and a hit keeps the hit
+        left_out=pack.dropped if pack.note else 0,
         timings_ms=timer.rounded(),
     )
 
