@@ -166,7 +166,11 @@ def fuse_channels(
 
 
 def load_candidates(
-    store: GraphStore, candidates: Sequence[Candidate], request: SearchRequest, timer: StageTimer
+    store: GraphStore,
+    candidates: Sequence[Candidate],
+    request: SearchRequest,
+    timer: StageTimer,
+    known: dict[str, Entity] | None = None,
 ) -> tuple[list[Candidate], dict[str, Entity]]:
     """Stage 3: read the candidates' entities and keep those of the asked types, live at `as_of`.
 
@@ -175,12 +179,16 @@ def load_candidates(
         candidates: fused candidates, best first.
         request: the search.
         timer: receives `load`.
+        known: entities this search has read already (after a second fusion): not read again.
 
     Returns:
         The kept candidates (at most `request.n_candidates`) and the entities read, by id.
     """
     with timer.stage("load"):
-        entities = {e.id: e for e in store.get_entities([c.id for c in candidates], request.namespaces)}
+        entities = dict(known or {})
+        missing = [c.id for c in candidates if c.id not in entities]
+        if missing:
+            entities.update({e.id: e for e in store.get_entities(missing, request.namespaces)})
         return keep_candidates(candidates, entities, request)[: request.n_candidates], entities
 
 
@@ -330,7 +338,7 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
         hits.ranked[BRIDGE_CHANNEL] = bridged[0][: request.n_candidates]
     if WALK_CHANNEL in hits.ranked or BRIDGE_CHANNEL in hits.ranked:
         candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
-        candidates, entities = load_candidates(sources.store, candidates, request, timer)
+        candidates, entities = load_candidates(sources.store, candidates, request, timer, known=entities)
         if walk is not None:
             with timer.stage("walk"):
                 pairs = [walk.bridges[c.id] for c in candidates if c.id in walk.bridges]
