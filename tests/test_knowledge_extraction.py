@@ -51,6 +51,17 @@ def test_code_gets_only_contacts_and_dates() -> None:
     assert {m.type for m in mentions} == {"Person", "IssueRef"} and not definitions
 
 
+def test_decorators_are_not_handles() -> None:
+    """A line that is only `@name` or `@name(...)` is a decorator in code; a handle in prose is
+    followed by words, or stands inside a line."""
+    code = "class Box:\n    @property\n    def size(self) -> int: ...\n@dataclass(frozen=True)\nclass A: ...\n"
+    mentions, _ = rule_mentions(code, CODE)
+    assert not [m for m in mentions if m.text.startswith("@")]
+    prose = "@alice please review this.\nThanks, ping @bob-k when done.\n"
+    found = {m.text for m in rule_mentions(prose, PROSE)[0]}
+    assert {"@alice", "@bob-k"} <= found
+
+
 def test_sentences_respect_abbreviations() -> None:
     text = "Dr. Smith met Mr. Jones. They talked, e.g. about NATO! Then left.\n\nNew paragraph"
     spans = [text[a:b] for a, b in sentence_spans(text)]

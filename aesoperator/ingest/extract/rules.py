@@ -137,6 +137,18 @@ def _mention(start: int, end: int, text: str, type_: str, key: str, confidence: 
     return Mention(start, end, text, type_, key, f"{RULES}:{rule}", confidence)
 
 
+def _is_decorator(text: str, start: int, end: int) -> bool:
+    """Whether `@name` at text[start:end] opens its line and is followed by "(" or nothing: a
+    decorator in code (`@property`, `@dataclass(frozen=True)`), not a person's handle, which prose
+    follows with words ("@alice please review")."""
+    line_start = text.rfind("\n", 0, start) + 1
+    if text[line_start:start].strip():
+        return False
+    line_end = text.find("\n", end)
+    rest = text[end : len(text) if line_end < 0 else line_end]
+    return rest.startswith("(") or not rest.strip()
+
+
 def contact_mentions(text: str) -> list[Mention]:
     """E-mail addresses, URLs, @handles and issue references: they make sense in code too."""
     out: list[Mention] = []
@@ -153,7 +165,7 @@ def contact_mentions(text: str) -> list[Mention]:
         return all(end <= a or start >= b for a, b in taken)
 
     for m in HANDLE.finditer(text):
-        if free(*m.span()):
+        if free(*m.span()) and not _is_decorator(text, *m.span()):
             out.append(_mention(m.start(), m.end(), m.group(), "Person", login_key(m.group(1)), 0.6, "handle"))
     for m in ISSUE.finditer(text):
         if free(*m.span()):
