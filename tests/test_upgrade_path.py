@@ -128,6 +128,7 @@ def test_an_upgrade_runs_in_place_and_keeps_a_copy(tmp_path: Path) -> None:
         conn.close()
     copy = backup_path(db, STORE_SCHEMA_VERSION)
     assert schema_of(copy) == STORE_SCHEMA_VERSION
+    assert not list(tmp_path.glob("*.partial")), "the copy is renamed into place once whole"
     old = sqlite3.connect(copy)
     try:
         assert "importance" not in columns(old, "entities")

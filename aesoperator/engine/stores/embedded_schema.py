@@ -8,6 +8,7 @@ the triggers below keep the index in step inside the same transaction as every w
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -159,12 +160,9 @@ def create_schema(
     """Create missing tables in one transaction and check the stored schema version: a store of an
     earlier schema is upgraded in place (after a copy of it is saved, see `backup_before_upgrade`),
     one of a later schema is refused with what to do."""
-    stored = stored_schema_version(conn)
-    if stored is not None and stored < current:
-        backup_before_upgrade(conn, stored)
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")  # the write lock first: processes opening an old store upgrade it once
     try:
-        stored = stored_schema_version(conn)  # again, inside the write lock: another process may have upgraded
+        stored = stored_schema_version(conn)
         if stored is not None and stored > current:
             raise StoreError(
                 f"the store {database_path(conn)} was written by a newer aesoperator (schema {stored}; "
@@ -172,6 +170,7 @@ def create_schema(
                 "(pip install --upgrade aesoperator)"
             )
         if stored is not None and stored < current:
+            backup_before_upgrade(conn, stored)
             _upgrade(conn, stored, current, upgrades)
         for statement in DDL:
             conn.execute(statement)
@@ -217,16 +216,29 @@ def backup_path(db_path: Path, stored: int) -> Path:
 
 
 def backup_before_upgrade(conn: sqlite3.Connection, stored: int) -> Path:
-    """Copy the database (a consistent snapshot, through SQLite's backup API) to
-    `graph.sqlite.schema-N.bak` before it is upgraded from schema N; an existing copy is kept."""
+    """Copy the database to `graph.sqlite.schema-N.bak` before it is upgraded from schema N; an
+    existing copy is kept.
+
+    Called while `conn` holds the write lock and before it writes: the copy is read through a
+    second connection (WAL lets it read the committed state meanwhile) with SQLite's backup API,
+    into a temporary file renamed into place once whole, so a crash never leaves half a copy.
+    """
     source = database_path(conn)
     target = backup_path(source, stored)
-    if not target.exists():
-        create_private_file(target)
-        copy = sqlite3.connect(str(target))
+    if target.exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    create_private_file(partial)
+    reader = sqlite3.connect(str(source), timeout=30.0)
+    try:
+        copy = sqlite3.connect(str(partial))
         try:
-            conn.backup(copy)
+            reader.backup(copy)
         finally:
             copy.close()
-        log.warning("upgrading the store %s from schema %d: its previous state is saved in %s", source, stored, target)
+    finally:
+        reader.close()
+    os.replace(partial, target)
+    log.warning("upgrading the store %s from schema %d: its previous state is saved in %s", source, stored, target)
     return target
