@@ -14,8 +14,8 @@ gigabytes) on every run would take many minutes, so the proof has two halves:
   pip checks that each requirement is satisfied, installs the wheel itself, and the `aesop` it
   puts in the new environment's bin runs from the new environment's copy of the package.
 
-Selected with `-m packaging`; about a minute and a half here (most of it pip's install and the
-model loads of the three `aesop` processes).
+Selected with `-m packaging`: 1 to 3 minutes here depending on the load (about 50 s of CPU), most
+of it pip's install and the model loads of the `aesop` processes.
 """
 
 from __future__ import annotations
