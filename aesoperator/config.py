@@ -236,6 +236,12 @@ class Settings(BaseSettings):
         description="`aesop memory compact` also merges episodes of a session whose embeddings are this similar.",
     )
 
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        # MCP hosts pass AESOP_DATA_DIR=~/.aesop from their JSON config without a shell to expand it
+        return value.expanduser()
+
     @field_validator("graph")
     @classmethod
     def _check_graph(cls, value: str) -> str:

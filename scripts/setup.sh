@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install aesoperator into it.
-#   scripts/setup.sh          the engine (embedded store, CLI)
-#   scripts/setup.sh --dev    plus everything the tests need (linters, Java + Maven for the local Neo4j)
+#   scripts/setup.sh          the engine (embedded store, CLI, MCP server): the core install
+#   scripts/setup.sh --dev    plus every extra and what the tests need (linters, build, Java + Maven for the local Neo4j)
+# Extras on top of the core install: pip install -e '.[neo4j]' (or documents, explorer, otel, notebooks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +27,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 
 if [[ $dev == 1 ]]; then
-  "${PIP[@]}" -e ".[dev,neo4j-fast]"
+  "${PIP[@]}" -e ".[dev]"   # dev names every extra
 else
-  "${PIP[@]}" -e ".[neo4j-fast]"
+  "${PIP[@]}" -e .
 fi
 
 if [[ $dev == 1 ]]; then

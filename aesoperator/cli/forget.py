@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import getpass
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from aesoperator.cli.app import _emit, _engine, app, err, out
-from aesoperator.engine.forget import ForgetReport
-from aesoperator.security.audit import AuditLog
+
+if TYPE_CHECKING:
+    from aesoperator.engine.forget import ForgetReport
 
 CLI_KIND = "cli"
 PURGE_RECORD = "forget.purge"
@@ -34,6 +35,8 @@ def _audit(engine: Any, arguments: dict[str, Any], report: ForgetReport, started
     """One `forget` record for the change and, for a purge, a `forget.purge` record of the
     erasure (counts only); arguments are digested under the audit key."""
     who = f"{CLI_KIND}:{getpass.getuser()}"
+    from aesoperator.security.audit import AuditLog
+
     with AuditLog.in_data_dir(engine.settings.data_dir) as log:
         latency = (time.perf_counter() - started) * 1000
         log.append(

@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from aesoperator.cli.app import _emit, _engine, _looks_like_path, _parse_time, app, out, state
-from aesoperator.engine.packing import fit_context
 from aesoperator.errors import AesopError
 
 
@@ -105,6 +104,8 @@ def search(
                 about, query, k=k, namespaces=namespace, hops=hops, types=type_, as_of=_parse_time(as_of)
             )
             # packed as MCP `search_about` packs it
+            from aesoperator.engine.packing import fit_context
+
             packed = fit_context(
                 result.hits, [], budget or engine.settings.token_budget, count_tokens=engine.count_tokens
             ).to_text()

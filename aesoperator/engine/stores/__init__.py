@@ -14,6 +14,7 @@ from aesoperator.engine.stores.base import (
     WriteResult,
 )
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
+from aesoperator.errors import ConfigError
 
 __all__ = [
     "Change",
@@ -38,10 +39,20 @@ def open_store(settings: Settings) -> GraphStore:
 
     Raises:
         StoreError: the store cannot be opened or reached.
+        ConfigError: the graph is a Neo4j URI and the `neo4j` extra is not installed.
     """
     if settings.uses_neo4j:
-        # Deferred: the Neo4j driver costs more to import than the rest of the engine.
-        from aesoperator.engine.stores.neo4j import Neo4jGraphStore
+        # Deferred: the Neo4j driver costs more to import than the rest of the engine, and it is
+        # an optional extra.
+        try:
+            from aesoperator.engine.stores.neo4j import Neo4jGraphStore
+        except ModuleNotFoundError as exc:
+            if exc.name != "neo4j" and not (exc.name or "").startswith("neo4j."):
+                raise
+            raise ConfigError(
+                f"the graph is the Neo4j database {settings.graph}, but the Neo4j driver is not installed: "
+                "pip install 'aesoperator[neo4j]' (or use the embedded store: drop --graph / AESOP_GRAPH)"
+            ) from None
 
         return Neo4jGraphStore(
             settings.graph,

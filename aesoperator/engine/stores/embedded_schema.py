@@ -7,11 +7,28 @@ the triggers below keep the index in step inside the same transaction as every w
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
+from aesoperator.engine.data_dir import create_private_file
 from aesoperator.errors import StoreError
+from aesoperator.version import __version__
+
+log = logging.getLogger(__name__)
 
 STORE_SCHEMA_VERSION = 1
+
+# How a data dir written by an earlier release is brought up to date, in place, when it is opened:
+# UPGRADES[n] turns a store at schema n into schema n + 1 (ALTER TABLE, a data rewrite...). Every
+# schema from 1 up to the current one has its step (tests/test_upgrade_path.py checks it). The steps
+# run in the same transaction that records the new version, after a copy of the database is saved
+# next to it, so an upgrade that fails leaves the store as it was. The tables and indexes the DDL
+# below creates with IF NOT EXISTS need no step.
+Upgrade = Callable[[sqlite3.Connection], None]
+UPGRADES: Mapping[int, Upgrade] = {}
 # How FTS5 cuts name and text into terms; the in-memory keyword index reuses it (fts_terms.py).
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
@@ -128,21 +145,100 @@ def configure(conn: sqlite3.Connection) -> None:
         raise StoreError(f"could not switch the store to WAL mode (journal_mode is {mode!r})")
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
-    """Create missing tables in one transaction and check the stored schema version."""
-    conn.execute("BEGIN IMMEDIATE")
+def stored_schema_version(conn: sqlite3.Connection) -> int | None:
+    """The schema version recorded in the store, or None for a new (empty) database."""
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if has_meta is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def create_schema(
+    conn: sqlite3.Connection, *, current: int = STORE_SCHEMA_VERSION, upgrades: Mapping[int, Upgrade] = UPGRADES
+) -> None:
+    """Create missing tables in one transaction and check the stored schema version: a store of an
+    earlier schema is upgraded in place (after a copy of it is saved, see `backup_before_upgrade`),
+    one of a later schema is refused with what to do."""
+    conn.execute("BEGIN IMMEDIATE")  # the write lock first: processes opening an old store upgrade it once
     try:
+        stored = stored_schema_version(conn)
+        if stored is not None and stored > current:
+            raise StoreError(
+                f"the store {database_path(conn)} was written by a newer aesoperator (schema {stored}; "
+                f"aesoperator {__version__} reads schema {current} and older): upgrade aesoperator to open it "
+                "(pip install --upgrade aesoperator)"
+            )
+        if stored is not None and stored < current:
+            backup_before_upgrade(conn, stored)
+            _upgrade(conn, stored, current, upgrades)
         for statement in DDL:
             conn.execute(statement)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(STORE_SCHEMA_VERSION),))
-        elif int(row[0]) > STORE_SCHEMA_VERSION:
-            raise StoreError(
-                f"the store was written by a newer version (schema {row[0]}, this one reads "
-                f"{STORE_SCHEMA_VERSION}): upgrade aesoperator to open it"
+        if stored != current:
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(current),),
+            )
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES ('written_by', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (f"aesoperator {__version__}",),
             )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _upgrade(conn: sqlite3.Connection, stored: int, current: int, upgrades: Mapping[int, Upgrade]) -> None:
+    missing = [n for n in range(stored, current) if n not in upgrades]
+    if missing:
+        raise StoreError(
+            f"the store {database_path(conn)} has schema {stored} and aesoperator {__version__} has no upgrade "
+            f"from schema {missing[0]}: open it with the release that wrote it, `aesop migrate --to` a Neo4j "
+            "database or export what you need, then ingest into a new data dir"
+        )
+    for version in range(stored, current):
+        log.info("upgrading the store %s from schema %d to %d", database_path(conn), version, version + 1)
+        upgrades[version](conn)
+
+
+def database_path(conn: sqlite3.Connection) -> Path:
+    """The file of the connection's main database."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return Path(row[2])
+
+
+def backup_path(db_path: Path, stored: int) -> Path:
+    """Where the copy of a store taken before its upgrade from schema `stored` is kept."""
+    return db_path.with_name(f"{db_path.name}.schema-{stored}.bak")
+
+
+def backup_before_upgrade(conn: sqlite3.Connection, stored: int) -> Path:
+    """Copy the database to `graph.sqlite.schema-N.bak` before it is upgraded from schema N; an
+    existing copy is kept.
+
+    Called while `conn` holds the write lock and before it writes: the copy is read through a
+    second connection (WAL lets it read the committed state meanwhile) with SQLite's backup API,
+    into a temporary file renamed into place once whole, so a crash never leaves half a copy.
+    """
+    source = database_path(conn)
+    target = backup_path(source, stored)
+    if target.exists():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    create_private_file(partial)
+    reader = sqlite3.connect(str(source), timeout=30.0)
+    try:
+        copy = sqlite3.connect(str(partial))
+        try:
+            reader.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        reader.close()
+    os.replace(partial, target)
+    log.warning("upgrading the store %s from schema %d: its previous state is saved in %s", source, stored, target)
+    return target

@@ -93,7 +93,7 @@ def _check_version(stored: int | None) -> None:
     if stored is not None and stored > STORE_SCHEMA_VERSION:
         raise StoreError(
             f"the Neo4j database was written by a newer version (schema {stored}, this one reads "
-            f"{STORE_SCHEMA_VERSION}): upgrade aesoperator to open it"
+            f"{STORE_SCHEMA_VERSION}): upgrade aesoperator to open it (pip install --upgrade aesoperator)"
         )
 
 
