@@ -41,8 +41,9 @@ from aesoperator.engine.search import (
     SearchSources,
     run_search,
 )
-from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
+from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, WriteBatch, open_store
 from aesoperator.engine.tokens import token_counter
+from aesoperator.engine.vector_policy import has_vector, without_vectors
 from aesoperator.engine.vectors import SyncReport, VectorIndex
 from aesoperator.errors import AesopError
 from aesoperator.graph_schema.ids import content_hash
@@ -239,7 +240,8 @@ class EngineCore(KnowledgeReads):
         Args:
             entities: entities to insert or update.
             relations: relations to insert or update.
-            embed: embed the entities' text (`embedding_text`) and store the vectors with them.
+            embed: embed the entities' text (`embedding_text`) and store the vectors with them
+                (of the entities `vector_policy.has_vector` admits; code symbols get none).
 
         Returns:
             The store's change-log position after the write.
@@ -250,14 +252,19 @@ class EngineCore(KnowledgeReads):
             StoreError: the store failed.
         """
         vectors: dict[str, tuple[str, np.ndarray]] = {}
-        if embed and entities:
-            texts = [embedding_text(e) for e in entities]
+        embedded = [e for e in entities if has_vector(e)]
+        if embed and embedded:
+            texts = [embedding_text(e) for e in embedded]
             matrix = self.embedder.embed(texts)
-            vectors = {e.id: (content_hash(t), matrix[i]) for i, (e, t) in enumerate(zip(entities, texts, strict=True))}
-        result = self.store.upsert(
-            entities, relations, vectors=vectors, vector_model=self.embedder.model_name if vectors else None
+            vectors = {e.id: (content_hash(t), matrix[i]) for i, (e, t) in enumerate(zip(embedded, texts, strict=True))}
+        batch = WriteBatch(
+            entities=list(entities),
+            relations=list(relations),
+            vectors=vectors,
+            vector_model=self.embedder.model_name if vectors else None,
+            delete_vector_ids=without_vectors(entities),
         )
-        return result.seq
+        return self.store.write(batch).seq
 
     def delete(self, entity_ids: Sequence[str]) -> int:
         """Delete entities, their relations and vectors from the store.
@@ -293,7 +300,8 @@ class EngineCore(KnowledgeReads):
 
     def embed_missing(self, batch_size: int = 512, progress: ProgressReporter | None = None) -> int:
         """Embed every entity whose stored vector is missing or was computed from other text
-        (after an ingest with embedding off, or a change of model).
+        (after an ingest with embedding off, or a change of model), and drop the stored vectors of
+        entities that get none (`vector_policy.has_vector`: code symbols an earlier version embedded).
 
         Args:
             batch_size: entities read and embedded per batch.
@@ -311,14 +319,17 @@ class EngineCore(KnowledgeReads):
             progress.start("embed", self.store.stats().entities)
         try:
             for batch in self.store.iter_entities(batch_size=batch_size):
-                texts = {e.id: embedding_text(e) for e in batch}
+                texts = {e.id: embedding_text(e) for e in batch if has_vector(e)}
                 stored = self.store.vector_hashes(list(texts), model)
                 todo = [i for i, t in texts.items() if stored.get(i) != content_hash(t)]
+                vectors: dict[str, tuple[str, np.ndarray]] = {}
                 if todo:
                     matrix = self.embedder.embed([texts[i] for i in todo])
                     vectors = {i: (content_hash(texts[i]), matrix[row]) for row, i in enumerate(todo)}
-                    self.store.upsert(vectors=vectors, vector_model=model)
                     done += len(todo)
+                self.store.write(
+                    WriteBatch(vectors=vectors, vector_model=model, delete_vector_ids=without_vectors(batch))
+                )
                 if progress is not None:
                     progress.advance(len(batch))
         finally:

@@ -22,6 +22,7 @@ from aesoperator.engine.embeddings import TextEmbedder, embedding_text
 from aesoperator.engine.entity_vectors import context_vectors
 from aesoperator.engine.progress import NoProgress, ProgressReporter
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
+from aesoperator.engine.vector_policy import has_vector
 from aesoperator.errors import AesopError, MappingError, SourceError, StoreError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.knowledge import KnowledgeStage
@@ -60,6 +61,7 @@ class IngestReport:
     entities_written: int = 0
     relations_written: int = 0
     vectors_written: int = 0
+    vectors_deleted: int = 0  # of entities that get no vector (code symbols) but held one
     entities_deleted: int = 0
     relations_expired: int = 0
     texts_embedded: int = 0
@@ -84,6 +86,7 @@ class IngestReport:
         self.entities_written += result.entities_written
         self.relations_written += result.relations_written
         self.vectors_written += result.vectors_written
+        self.vectors_deleted += result.vectors_deleted
         self.entities_deleted += result.entities_deleted
         self.relations_expired += result.relations_expired
         self.batches += 1
@@ -372,6 +375,8 @@ class IngestPipeline:
             relations=list(pending.relations.values()),
             vectors=vectors,
             vector_model=model,
+            # Code symbols get no vector (`vector_policy`): one an earlier version stored goes.
+            delete_vector_ids=[eid for eid, e in pending.entities.items() if not has_vector(e)],
             delete_entity_ids=sorted((pending.delete_entity_ids | set(pruned)) - set(pending.entities)),
             expire_relation_ids=sorted(retired),
             source_items=pending.items,
@@ -447,7 +452,7 @@ class IngestPipeline:
             return {}, None
         t0 = time.perf_counter()
         model = self.embedder.model_name
-        texts = {eid: embedding_text(e) for eid, e in pending.entities.items()}
+        texts = {eid: embedding_text(e) for eid, e in pending.entities.items() if has_vector(e)}
         hashes = {eid: content_hash(t) for eid, t in texts.items()}
         stored = self.store.vector_hashes(list(texts), model)
         todo = [eid for eid in texts if stored.get(eid) != hashes[eid]]

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from aesoperator.engine.embeddings import embedding_text
 from aesoperator.engine.stores.base import WriteBatch
+from aesoperator.engine.vector_policy import has_vector, without_vectors
 from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.ids import (
     MEMORY_GRAPH_HOME,
@@ -281,7 +282,7 @@ class MemoryGraph:
     ) -> None:
         vectors: dict[str, Any] = {}
         model: str | None = None
-        embeddable = [e for e in entities if not self._is_placeholder(e)]
+        embeddable = [e for e in entities if has_vector(e)]  # placeholders get none
         if self.embed and embeddable:
             texts = [embedding_text(e) for e in embeddable]
             matrix = self.engine.embedder.embed(texts)
@@ -294,6 +295,7 @@ class MemoryGraph:
             relations=list(relations),
             vectors=vectors,
             vector_model=model,
+            delete_vector_ids=without_vectors(entities),
             delete_entity_ids=list(delete_entity_ids),
             expire_relation_ids=list(expire_relation_ids),
         )

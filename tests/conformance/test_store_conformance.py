@@ -478,6 +478,30 @@ def test_vectors_round_trip_bit_exact(store: GraphStore) -> None:
     assert store.stats().vectors == 12
 
 
+def test_delete_vector_ids_drops_vectors_of_every_model_and_keeps_the_entities(store: GraphStore) -> None:
+    store.upsert([ent("a"), ent("b", namespace="ns2"), ent("c")])
+    store.upsert(vectors={i: (f"h-{i}", vec(n)) for n, i in enumerate("abc")}, vector_model=MODEL)
+    store.upsert(vectors={"a": ("h-a2", vec(9))}, vector_model="other-model")
+    seq = store.last_seq()
+    result = store.write(WriteBatch(delete_vector_ids=["a", "b", "b", "no-such-entity"]))
+    assert result.vectors_deleted == 2 and result.entities_deleted == 0
+    assert store.vector_hashes(["a", "b", "c"], MODEL) == {"c": "h-c"}
+    assert store.vector_hashes(["a"], "other-model") == {}
+    assert [e.id for e in store.get_entities(["a", "b", "c"])] == ["a", "b", "c"]
+    assert sorted((c.kind, c.id, c.op, c.namespace) for c in store.changes_since(seq)) == [
+        ("vector", "a", "delete", "default"),
+        ("vector", "b", "delete", "ns2"),
+    ]
+    assert store.stats().vectors == 1
+    # nothing left to drop: the write changes nothing
+    seq = store.last_seq()
+    assert store.write(WriteBatch(delete_vector_ids=["a", "b"])).vectors_deleted == 0
+    assert store.changes_since(seq) == []
+    # a batch that drops an entity's vector and stores a new one keeps the new one
+    store.write(WriteBatch(vectors={"c": ("h-c2", vec(5))}, vector_model=MODEL, delete_vector_ids=["c"]))
+    assert store.vector_hashes(["c"], MODEL) == {"c": "h-c2"}
+
+
 def test_vectors_need_a_stored_entity(store: GraphStore) -> None:
     with pytest.raises(SchemaError):
         store.upsert(vectors={"ghost": ("h", vec(1))}, vector_model=MODEL)

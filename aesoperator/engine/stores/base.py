@@ -55,6 +55,9 @@ class WriteBatch:
     vectors: Mapping[str, tuple[str, np.ndarray]] = field(default_factory=dict)
     vector_model: str | None = None
     delete_entity_ids: Sequence[str] = ()
+    # Entities whose stored vectors (of every model) are dropped while the entities stay: what
+    # `vector_policy.has_vector` leaves out but an earlier version of the engine embedded.
+    delete_vector_ids: Sequence[str] = ()
     delete_relation_ids: Sequence[str] = ()
     expire_relation_ids: Sequence[str] = ()
     source_items: Sequence[SourceItemState] = ()
@@ -77,6 +80,7 @@ class WriteBatch:
             or self.relations
             or self.vectors
             or self.delete_entity_ids
+            or self.delete_vector_ids
             or self.delete_relation_ids
             or self.expire_relation_ids
             or self.source_items
@@ -101,6 +105,7 @@ class WriteResult:
     entities_written: int = 0
     relations_written: int = 0
     vectors_written: int = 0
+    vectors_deleted: int = 0  # by `delete_vector_ids` (an entity's deletion takes its vectors too)
     entities_deleted: int = 0
     relations_deleted: int = 0
     relations_expired: int = 0

@@ -315,6 +315,20 @@ class SqliteBatch:
         self.changes.extend(("relation", i, "upsert", row[1]) for i, row in live.items())
         self._count("relations_expired", len(live))
 
+    def delete_vectors(self, ids: Sequence[str]) -> None:
+        """Drop the stored vectors (every model) of `ids`; the entities stay."""
+        with_vectors = _rows_by_id(
+            self.conn,
+            "SELECT DISTINCT v.entity_id, e.namespace FROM vectors v JOIN entities e ON e.id = v.entity_id "
+            "WHERE v.entity_id IN (SELECT value FROM json_each(?))",
+            list(dict.fromkeys(ids)),
+        )
+        if not with_vectors:
+            return
+        self.conn.executemany("DELETE FROM vectors WHERE entity_id = ?", [(i,) for i in with_vectors])
+        self.changes.extend(("vector", i, "delete", row[1]) for i, row in with_vectors.items())
+        self._count("vectors_deleted", len(with_vectors))
+
     def store_vectors(self, model: str, vectors: dict[str, tuple[str, bytes, int]]) -> None:
         if not vectors:
             return
@@ -396,6 +410,7 @@ def apply_batch(
     writer.upsert_entities(prepared.entities, batch.may_move)
     writer.upsert_relations(prepared.relations, batch.may_move)
     writer.expire_relations(batch.expire_relation_ids, to_iso(expire_at) or writer.now)
+    writer.delete_vectors(batch.delete_vector_ids)
     if prepared.vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, prepared.vectors)
     writer.source_items(batch)

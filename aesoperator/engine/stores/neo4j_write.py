@@ -429,6 +429,24 @@ class CypherBatch:
             )
         self._count("relations_expired", len(live))
 
+    def delete_vectors(self, ids: Sequence[str]) -> None:
+        """Drop the stored vectors (every model) of `ids`; the entities stay."""
+        if not ids:
+            return
+        with_vectors: dict[str, str] = {}
+        for r in self._fetch(
+            "UNWIND $ids AS id MATCH (v:_Vector {entity_id: id}) MATCH (e:Entity {id: id}) "
+            "RETURN DISTINCT id, e.namespace AS ns",
+            list(dict.fromkeys(ids)),
+        ):
+            with_vectors[r["id"]] = r["ns"]
+        if not with_vectors:
+            return
+        self._unwind("UNWIND $rows AS id MATCH (v:_Vector {entity_id: id}) DELETE v", list(with_vectors))
+        for eid, ns in with_vectors.items():
+            self._change("vector", eid, "delete", ns)
+        self._count("vectors_deleted", len(with_vectors))
+
     def store_vectors(self, model: str, vectors: dict[str, tuple[str, bytes, int]]) -> None:
         if not vectors:
             return
@@ -513,6 +531,7 @@ def apply_batch(tx: ManagedTransaction, batch: WriteBatch, now: str, expire_at: 
     writer.upsert_entities(entities, batch.may_move)
     writer.upsert_relations(relations, batch.may_move)
     writer.expire_relations(batch.expire_relation_ids, expire_at)
+    writer.delete_vectors(batch.delete_vector_ids)
     if vectors and batch.vector_model:
         writer.store_vectors(batch.vector_model, vectors)
     writer.source_items(batch)

@@ -33,10 +33,9 @@ SYMBOL_TYPES: dict[SymbolKind, str] = {
     SymbolKind.CONSTRUCTOR: "Method",
 }
 MAX_LINKS_PER_FILE = 5_000
-# A symbol's text (what is embedded and keyword-indexed) is its signature and the first paragraph of
-# its docstring: the whole docstring and body are in the chunk that DEFINES it. Long docstrings
-# made symbols the costliest texts of a code ingest (a few hundred tokens each, and every batch
-# padded to the longest); the summary keeps what says what the symbol is for.
+# A symbol's text (what is keyword-indexed; symbols get no vector, see `vector_policy`) is its
+# signature and the first paragraph of its docstring: the whole docstring and body are in the chunk
+# that DEFINES it, and that chunk is embedded.
 MAX_SUMMARY_CHARS = 300
 MAX_SIGNATURE_CHARS = 500
 
