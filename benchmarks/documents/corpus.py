@@ -247,3 +247,133 @@ def build_corpus(folder: Path) -> Path:
     for name, write in WRITERS.items():
         write(folder / name)
     return folder
+
+
+# -- files that must be quarantined, one per failure kind ----------------------------------------------
+def encrypted_pdf(password: str = "harbour") -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    buffer = io.BytesIO()
+    write_pdf_to(buffer, [("Sealed", ["Nobody reads this without the password."])])
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(buffer.getvalue())))
+    writer.encrypt(user_password=password, owner_password=password, algorithm="AES-256")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def write_pdf_to(buffer: io.BytesIO, pages: list[tuple[str, list[str]]]) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "out.pdf"
+        write_pdf(path, pages)
+        buffer.write(path.read_bytes())
+
+
+def pdf_bytes(pages: list[tuple[str, list[str]]]) -> bytes:
+    buffer = io.BytesIO()
+    write_pdf_to(buffer, pages)
+    return buffer.getvalue()
+
+
+def many_pages_pdf(count: int) -> bytes:
+    """A real PDF of `count` short pages, written by pypdf from one reportlab page."""
+    from pypdf import PdfReader, PdfWriter
+
+    page = PdfReader(io.BytesIO(pdf_bytes([("Long report", ["A page of a very long report."])]))).pages[0]
+    writer = PdfWriter()
+    for _ in range(count):
+        writer.add_page(page)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def scanned_pdf() -> bytes:
+    """Two pages that hold only an image: what a scanner makes."""
+    import tempfile
+
+    from PIL import Image
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "scan.pdf"
+        pdf = canvas.Canvas(str(path), pagesize=A4, invariant=1)
+        image = Image.new("L", (200, 280), color=235)
+        for _ in range(2):
+            pdf.drawImage(ImageReader(image), 40, 40, width=500, height=700)
+            pdf.showPage()
+        pdf.save()
+        return path.read_bytes()
+
+
+def encrypted_docx(password: str = "harbour") -> bytes:
+    """A password-protected .docx as Word writes it (OOXML inside an OLE2 container)."""
+    import docx
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    plain = io.BytesIO()
+    document = docx.Document()
+    document.add_paragraph("Salaries of the harbour staff.")
+    document.save(plain)
+    plain.seek(0)
+    out = io.BytesIO()
+    OOXMLFile(plain).encrypt(password, out)
+    return out.getvalue()
+
+
+def docx_bytes(paragraphs: list[str]) -> bytes:
+    import docx
+
+    document = docx.Document()
+    for text in paragraphs:
+        document.add_paragraph(text)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def zip_bomb_docx(uncompressed_bytes: int) -> bytes:
+    """A .docx whose document part inflates to `uncompressed_bytes` of spaces (a few hundred KB
+    compressed): the shape of a zip bomb in Office clothing."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(docx_bytes(["cover"]))) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb,
+    ):
+        for info in source.infolist():
+            if info.filename != "word/document.xml":
+                bomb.writestr(info, source.read(info.filename))
+        part_info = zipfile.ZipInfo("word/document.xml")
+        part_info.compress_type = zipfile.ZIP_DEFLATED
+        with bomb.open(part_info, "w", force_zip64=True) as part:
+            block = b" " * (1 << 20)
+            for _ in range(uncompressed_bytes // len(block)):
+                part.write(block)
+    return out.getvalue()
+
+
+def many_entries_zip(entries: int) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(docx_bytes(["cover"]))) as source, zipfile.ZipFile(out, "w") as crowded:
+        for info in source.infolist():
+            crowded.writestr(info, source.read(info.filename))
+        for i in range(entries):
+            crowded.writestr(f"word/media/pad{i}.bin", b"")
+    return out.getvalue()
+
+
+def big_sheet_xlsx(rows: int, columns: int) -> bytes:
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Readings")
+    sheet.append([f"col{c}" for c in range(columns)])
+    for r in range(rows):
+        sheet.append([r * columns + c for c in range(columns)])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -114,6 +114,8 @@ class PdfLoader:
             from pypdf.errors import FileNotDecryptedError, PdfReadError
         except ImportError:
             raise missing_library("PDF", "pypdf") from None
+        if b"%PDF-" not in data[:1024]:
+            raise corrupt(WHAT, "not a PDF at all: it has no %PDF- header")
         if b"%%EOF" not in data[-2048:]:
             raise truncated(WHAT, "no %%EOF marker at its end")
         logging.getLogger("pypdf").setLevel(logging.ERROR)  # recoverable quirks are not news
