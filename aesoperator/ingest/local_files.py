@@ -31,6 +31,7 @@ from aesoperator.ingest.loaders.model import LoaderLimits
 from aesoperator.ingest.loaders.registry import document_format
 from aesoperator.ingest.loaders.sniff import DOCUMENT_SUFFIXES
 from aesoperator.ingest.mappers.document_files import document_content_hash
+from aesoperator.ingest.pipeline import LIMITS_KEY
 from aesoperator.ingest.records import SkippedRecord, SourceRecord
 
 DEFAULT_MAX_DOCUMENT_BYTES = 50_000_000
@@ -213,8 +214,15 @@ class LocalFolderExtractor:
             return SourceRecord(
                 key=rel,
                 kind="file",
-                content_hash=document_content_hash(raw, fmt, self.document_limits),
-                payload={"path": rel, "data": raw, "format": fmt, "size": len(raw), "mtime": content.mtime},
+                content_hash=document_content_hash(raw, fmt),
+                payload={
+                    "path": rel,
+                    "data": raw,
+                    "format": fmt,
+                    "size": len(raw),
+                    "mtime": content.mtime,
+                    LIMITS_KEY: self.document_limits.signature(),
+                },
                 uri=path.as_uri(),
             )
         if b"\x00" in raw[:8192]:

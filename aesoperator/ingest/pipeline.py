@@ -34,23 +34,28 @@ SOURCE_IDENTITY_KEY = "__source__"
 RESOLVE_PENDING_KEY = "__resolve_pending__"
 QUARANTINE_PREFIX = "__quarantine__/"
 RESERVED_PREFIX = "__"
+# A record's payload may name the limits it was read under (documents): an item quarantined for
+# being over a limit is read again when they change.
+LIMITS_KEY = "limits"
 
 
 def quarantine_key(key: str) -> str:
     return QUARANTINE_PREFIX + key
 
 
-def settled_quarantine(state: SourceItemState | None, content_hash: str) -> str | None:
+def settled_quarantine(state: SourceItemState | None, record: SourceRecord) -> str | None:
     """The reason an item is quarantined, when reading it again cannot help: the entry says its
-    cause lies in the item itself (a damaged or password-protected document) and the item is
-    unchanged since. None otherwise."""
-    if state is None or state.content_hash != content_hash or not state.cursor:
+    cause lies in the item itself (a damaged or password-protected document), the item is
+    unchanged since and so are the limits it was over. None otherwise."""
+    if state is None or state.content_hash != record.content_hash or not state.cursor:
         return None
     try:
         info = json.loads(state.cursor)
     except ValueError:
         return None
     if not isinstance(info, dict) or not info.get("settled"):
+        return None
+    if LIMITS_KEY in info and info[LIMITS_KEY] != record.payload.get(LIMITS_KEY):
         return None
     return str(info.get("reason", ""))
 
@@ -224,7 +229,7 @@ class IngestPipeline:
                     report.records_seen += 1
                     seen.add(record.key)
                     before = previous.get(record.key)
-                    settled = settled_quarantine(previous.get(quarantine_key(record.key)), record.content_hash)
+                    settled = settled_quarantine(previous.get(quarantine_key(record.key)), record)
                     if settled is not None:  # unchanged since it was quarantined: not read again
                         report.records_unchanged += 1
                         report.skipped.append(SkippedRecord(record.key, f"{settled} (quarantined; unchanged since)"))
@@ -327,6 +332,8 @@ class IngestPipeline:
             if isinstance(exc, DocumentError):
                 entry["kind"] = exc.kind
                 entry["settled"] = not exc.retry
+                if exc.kind == "too-large":
+                    entry[LIMITS_KEY] = record.payload.get(LIMITS_KEY)
             info = json.dumps(entry)
             pending.items.append(SourceItemState(source, quarantine_key(record.key), record.content_hash, cursor=info))
             report.stage_seconds["map"] += time.perf_counter() - t0

@@ -44,7 +44,8 @@ MIME_TYPES: dict[str, str] = {
     "application/xhtml+xml": HTML,
     "application/epub+zip": EPUB,
 }
-DOCUMENT_SUFFIXES = frozenset(EXTENSIONS)
+LEGACY_OFFICE_SUFFIXES = frozenset({".doc", ".xls", ".ppt"})  # read only to say they are not read
+DOCUMENT_SUFFIXES = frozenset(EXTENSIONS) | LEGACY_OFFICE_SUFFIXES
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _HTML_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")
 
@@ -86,7 +87,7 @@ def sniff(name: str, data: bytes, mime_type: str | None = None) -> str | None:
             return found
         return by_name if by_name in (DOCX, PPTX, XLSX, EPUB) else None  # a damaged container: its loader says why
     if data.startswith(_OLE2_MAGIC):
-        return OLE2 if by_name in (DOCX, PPTX, XLSX) or suffix in (".doc", ".xls", ".ppt") else None
+        return OLE2 if by_name in (DOCX, PPTX, XLSX) or suffix in LEGACY_OFFICE_SUFFIXES else None
     if _looks_like_html(data[:4096]):
         return HTML
     if by_name in TEXT_FORMATS:

@@ -23,11 +23,12 @@ from aesoperator.ingest.loaders.registry import LOADERS_VERSION, load_document
 UNIT_LABELS = {"page": "p.", "slide": "slide ", "sheet": "sheet ", "chapter": "ch. "}
 
 
-def document_content_hash(data: bytes, fmt: str, limits: LoaderLimits) -> str:
-    """Changes with the file's bytes, the loaders' version and the limits (a file quarantined for
-    a limit is read again once the limit is raised)."""
+def document_content_hash(data: bytes, fmt: str) -> str:
+    """Changes with the file's bytes and the loaders' version. (The limits are not part of it:
+    raising one must not read every document again; the record's payload carries them, and a
+    file quarantined for a limit is read again when they change.)"""
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    return content_hash(f"document|{fmt}|{LOADERS_VERSION}|{limits.signature()}|{digest}")
+    return content_hash(f"document|{fmt}|{LOADERS_VERSION}|{digest}")
 
 
 def fragment(chunk: DocumentChunk) -> str:
