@@ -128,7 +128,12 @@ def test_format_is_told_by_magic_bytes(tmp_path: Path) -> None:
     assert document_format("slides.zip", written(tmp_path, "roadmap.pptx")) == "pptx"
     assert document_format("book", written(tmp_path, "atlas.epub")) == "epub"
     assert document_format("error.pdf", c.SAVED_PAGE.encode()) == "html"  # an HTML page saved as .pdf
+    assert document_format("page", c.SAVED_PAGE.encode()) == "html"  # saved without an extension
     assert document_format("notes.txt", b"plain words") is None
+    # source code that mentions the magic is still code
+    code = b'"""Checks."""\nMAGIC = b"%PDF-"\nPAGE = "<html><body>"\n'
+    assert document_format("sniff.py", code) is None
+    assert document_format("page.md", b"<html><body>notes</body></html>") is None
     assert document_format("logo.png", b"\x89PNG\r\n\x1a\n" + bytes(100)) is None
 
 

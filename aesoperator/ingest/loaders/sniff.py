@@ -1,7 +1,9 @@
 """Which document format a file is, from its first bytes (and, for text formats, its name).
 
 Magic bytes win over the extension: a PDF saved as `report.bin` is a PDF, an HTML error page
-saved as `report.pdf` is HTML. Zip containers are told apart by their entries (`word/document.xml`,
+saved as `report.pdf` is HTML. Text and code files are never taken for documents: only a file
+that starts with `%PDF-` is a PDF whatever its name, and HTML is recognised by content only in a
+file with no extension or a document's extension. Zip containers are told apart by their entries (`word/document.xml`,
 `ppt/presentation.xml`, `xl/workbook.xml`, EPUB's `mimetype`). An OLE2 compound file under an
 Office extension is an encrypted Office file (Office wraps password-protected OOXML in OLE2) or
 a legacy binary one (.doc/.xls/.ppt), which is not read.
@@ -79,8 +81,8 @@ def sniff(name: str, data: bytes, mime_type: str | None = None) -> str | None:
     (plain text and code, images, unknown binaries)."""
     suffix = posixpath.splitext(name)[1].lower()
     by_name = EXTENSIONS.get(suffix) or MIME_TYPES.get((mime_type or "").split(";")[0].strip().lower())
-    if data.startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
-        return PDF
+    if data.startswith(b"%PDF-") or (by_name == PDF and b"%PDF-" in data[:1024]):
+        return PDF  # readers accept a little junk before the header, but only in a file named as a PDF
     if data.startswith(b"PK\x03\x04"):
         found = _zip_format(data)
         if found is not None:
@@ -88,8 +90,8 @@ def sniff(name: str, data: bytes, mime_type: str | None = None) -> str | None:
         return by_name if by_name in (DOCX, PPTX, XLSX, EPUB) else None  # a damaged container: its loader says why
     if data.startswith(_OLE2_MAGIC):
         return OLE2 if by_name in (DOCX, PPTX, XLSX) or suffix in LEGACY_OFFICE_SUFFIXES else None
-    if _looks_like_html(data[:4096]):
-        return HTML
+    if (by_name is not None or not suffix) and _looks_like_html(data[:4096]):
+        return HTML  # a page saved without an extension or under another document's name; a .py or .md stays text
     if by_name in TEXT_FORMATS:
         return by_name
     if by_name is not None and by_name != HTML:
