@@ -227,3 +227,19 @@ def test_without_the_library_a_document_is_quarantined_with_the_install_hint(
     later = engine.ingest_path(folder)  # installed since: read again, not left in quarantine
     assert later.records_changed == 1 and later.quarantined == 0
     assert not quarantined(engine.store.source_items("reports"))
+
+
+@pytest.mark.parametrize("name", sorted(c.WRITERS))
+def test_character_ranges_point_at_the_chunk_text(tmp_path: Path, name: str) -> None:
+    from aesoperator.ingest.document_chunks import unit_text
+
+    doc = load(name, written(tmp_path, name))
+    texts = {u.number: unit_text(u) for u in doc.units}
+    for chunk in chunk_document(doc, max_chars=300, overlap_chars=40):
+        span = texts[chunk.unit_number][chunk.char_start : chunk.char_end]
+        if chunk.rows is None:  # prose: the same words, in order
+            assert span.split() == chunk.text.split(), (name, chunk.index)
+        else:  # table rows (after the heading that opens them, if any); the chunk repeats the header row
+            lines = chunk.text.splitlines()
+            assert set(span.splitlines()) - {""} <= set(lines), (name, chunk.index)
+            assert span.splitlines()[-1] == lines[-1], (name, chunk.index)
