@@ -115,6 +115,19 @@ def test_html_main_text_without_page_furniture(tmp_path: Path) -> None:
         assert furniture not in text
 
 
+def test_html_keeps_an_articles_own_header_and_drops_its_share_bar() -> None:
+    page = b"""<html><body class="page-header-fixed"><header class="site-header"><nav>Home Shop</nav></header>
+    <article><header class="article-header"><h1>The Quay</h1><p class="byline">By Ana Reis</p></header>
+    <p>The quay was rebuilt in 1902.</p><div class="share-bar">Share on social media</div></article>
+    <footer>Copyright</footer></body></html>"""
+    blocks = load("quay.html", page).units[0].blocks
+    assert [(b.kind, b.text) for b in blocks] == [
+        ("heading", "The Quay"),
+        ("text", "By Ana Reis"),
+        ("text", "The quay was rebuilt in 1902."),
+    ]
+
+
 def test_epub_chapters_in_spine_order(tmp_path: Path) -> None:
     doc = load("atlas.epub", written(tmp_path, "atlas.epub"))
     assert doc.title == "Atlas of Coasts"

@@ -9,6 +9,7 @@ one that never went through Word's layout is page 1 until its first explicit bre
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
@@ -82,8 +83,6 @@ class DocxLoader:
             raise missing_library("Word", "python-docx") from None
         open_checked_zip(data, WHAT, limits).close()
         try:
-            import io
-
             document = docx.Document(io.BytesIO(data))
             return self._read(document, limits)
         except DocumentError:

@@ -55,8 +55,32 @@ def _is_boilerplate(element: Any) -> bool:
     return bool(label.strip()) and _BOILERPLATE.search(label) is not None
 
 
+_NEVER_DROPPED = frozenset({"html", "body", "main", "article"})
+_KEPT_IN_CONTENT = frozenset({"header", "footer"})  # an article's own header holds its title
+
+
+def _in_content(element: Any) -> bool:
+    return any(a.tag in ("article", "main") for a in element.iterancestors())
+
+
+def _doomed(element: Any) -> bool:
+    tag = element.tag
+    if not isinstance(tag, str) or tag in _NEVER_DROPPED:
+        return False
+    if tag in _KEPT_IN_CONTENT and _in_content(element):
+        return False
+    if tag in _DROP_TAGS:
+        return True
+    if not _is_boilerplate(element):
+        return False
+    if element.get("role") is None and _in_content(element):
+        found = _BOILERPLATE.search(f"{element.get('class') or ''} {element.get('id') or ''}")
+        return found is None or found.group(2).lower() not in _KEPT_IN_CONTENT  # "article-header" stays
+    return True
+
+
 def _strip(root: Any) -> None:
-    doomed = [e for e in root.iter() if isinstance(e.tag, str) and (e.tag in _DROP_TAGS or _is_boilerplate(e))]
+    doomed = [e for e in root.iter() if _doomed(e)]
     for element in doomed:
         if element.getparent() is not None:
             element.drop_tree()
