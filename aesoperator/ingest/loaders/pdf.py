@@ -111,7 +111,7 @@ class PdfLoader:
     def load(self, data: bytes, limits: LoaderLimits) -> LoadedDocument:
         try:
             from pypdf import PdfReader
-            from pypdf.errors import FileNotDecryptedError, PdfReadError
+            from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
         except ImportError:
             raise missing_library("PDF", "pypdf") from None
         if b"%PDF-" not in data[:1024]:
@@ -135,8 +135,8 @@ class PdfLoader:
             raise
         except FileNotDecryptedError:
             raise password_protected(WHAT) from None
-        except ImportError as exc:  # AES needs the `cryptography` package
-            raise missing_library("encrypted PDF", str(exc.name or "cryptography")) from None
+        except (ImportError, DependencyError):  # AES needs the `cryptography` package
+            raise missing_library("encrypted PDF", "cryptography") from None
         except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
             raise corrupt(WHAT, exc) from None
         except RecursionError:
