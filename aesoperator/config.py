@@ -132,6 +132,23 @@ class Settings(BaseSettings):
     chunk_chars: int = Field(default=1200, ge=200, le=20_000)
     chunk_overlap_chars: int = Field(default=150, ge=0, le=5_000)
     max_file_bytes: int = Field(default=2_000_000, ge=1)
+    max_document_bytes: int = Field(
+        default=50_000_000, ge=1, description="Largest document file (PDF, Word, ...) a folder ingest reads."
+    )
+    document_max_pages: int = Field(
+        default=300, ge=1, description="Pages, slides or chapters of one document; a longer one is quarantined."
+    )
+    document_max_uncompressed_bytes: int = Field(
+        default=200_000_000, ge=1, description="What a DOCX/PPTX/XLSX/EPUB's zip entries may add up to, uncompressed."
+    )
+    document_max_zip_entries: int = Field(default=10_000, ge=1, description="Entries of one document's zip container.")
+    document_max_cells: int = Field(
+        default=1_000_000, ge=1, description="Spreadsheet, CSV and table cells read from one document."
+    )
+    document_max_chars: int = Field(default=20_000_000, ge=1, description="Text extracted from one document.")
+    document_chunks_across_units: bool = Field(
+        default=False, description="Let one chunk span pages, slides, sheets or chapters (off: never)."
+    )
     max_dir_depth: int = Field(
         default=128, ge=1, description="Directory levels a folder ingest walks; deeper ones are skipped and reported."
     )

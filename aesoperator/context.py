@@ -20,6 +20,7 @@ from aesoperator.graph_schema.models import Entity
 from aesoperator.ingest.documents import DocumentInput, DocumentsMapper, document_records, mention_links
 from aesoperator.ingest.extract.cache_erase import erase_cached_texts
 from aesoperator.ingest.extract.factory import CACHE_FILE, knowledge_stage_for_engine
+from aesoperator.ingest.loaders.settings import document_limits
 from aesoperator.ingest.local_files import LocalFolderExtractor
 from aesoperator.ingest.mappers.files import FilesMapper
 from aesoperator.ingest.mcp_ingest import WatchEvent, ingest_source, watch_source
@@ -58,11 +59,13 @@ class ContextEngine(EngineCore):
         progress: ProgressReporter | None = None,
         include: Sequence[str] = (),
     ) -> IngestReport:
-        """Ingest a local folder of text, Markdown and code files (incremental and idempotent).
+        """Ingest a local folder of text, Markdown and code files and documents (PDF, Word, PowerPoint,
+        Excel, CSV, saved web pages, EPUB), incrementally and idempotently. A document that cannot
+        be read (password, damage, over a limit, no text layer) is quarantined with the reason.
 
         Args:
-            path: the folder.
-            name: the source name (default: the folder's name).
+            path: the folder, or one file (then the source holds that file only).
+            name: the source name (default: the folder's or the file's name).
             namespace: the namespace to write into (default: settings).
             embed: embed the text (default: `settings.embed_on_ingest`).
             progress: receives the progress of the run.
@@ -76,7 +79,12 @@ class ContextEngine(EngineCore):
             StoreError: the store failed.
         """
         root = Path(path).expanduser().resolve()
-        source = name or root.name or "root"
+        if root.is_file():  # one file: its folder, with only that file taken
+            include = (root.name,)
+            source = name or root.name
+            root = root.parent
+        else:
+            source = name or root.name or "root"
         extractor = LocalFolderExtractor(
             root,
             source,
@@ -84,12 +92,16 @@ class ContextEngine(EngineCore):
             max_file_bytes=self.settings.max_file_bytes,
             max_depth=self.settings.max_dir_depth,
             read_timeout=self.settings.file_read_timeout,
+            max_document_bytes=self.settings.max_document_bytes,
+            document_limits=document_limits(self.settings),
         )
         mapper = FilesMapper(
             source,
             namespace or self.settings.default_namespace,
             chunk_chars=self.settings.chunk_chars,
             overlap_chars=self.settings.chunk_overlap_chars,
+            document_limits=document_limits(self.settings),
+            chunks_across_units=self.settings.document_chunks_across_units,
         )
         use_embedder = self.settings.embed_on_ingest if embed is None else embed
         pipeline = IngestPipeline(

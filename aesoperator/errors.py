@@ -29,6 +29,18 @@ class MappingError(SchemaError, ValueError):
     reason and goes on; any other exception from a mapper is a bug and stops the ingest."""
 
 
+class DocumentError(MappingError):
+    """A document file (PDF, Word, ...) that cannot be read: password-protected, corrupt, truncated,
+    over a size limit, without a text layer, or needing a library that is not installed. The ingest
+    pipeline quarantines it with this message and does not read it again while it is unchanged,
+    unless `retry` says the cause lies outside the file (a missing library)."""
+
+    def __init__(self, message: str, *, kind: str, retry: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry = retry
+
+
 class StoreError(AesopError):
     """The graph store or the vector index could not complete an operation."""
 

@@ -50,7 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "aesoperator"
 # third-party modules the wheel's code may import without the core install providing them:
 # module -> the extra that does (its modules import it only when the feature is used)
-EXTRA_IMPORTS = {"neo4j": "neo4j", "pandas": "notebooks"}
+EXTRA_IMPORTS = {
+    "neo4j": "neo4j",
+    "pandas": "notebooks",
+    **dict.fromkeys(("pypdf", "docx", "pptx", "openpyxl", "lxml"), "documents"),
+}
 DOCUMENTS = {
     "harbour.md": "# Harbour\n\nThe Lindholm pilot boats leave the quay at dawn when the tide turns.\n",
     "orchard.md": "# Orchard\n\nThe quince trees are pruned in February, before the sap rises.\n",

@@ -19,7 +19,8 @@ def ingest(
     source: Annotated[
         str,
         typer.Argument(
-            help="A registered MCP source (see `aesop sources list`) or a folder of text, Markdown or code files. "
+            help="A registered MCP source (see `aesop sources list`), a folder of text, Markdown, code and "
+            "document files (PDF, Word, PowerPoint, Excel, CSV, HTML, EPUB), or one such file. "
             "A bare name that is registered means the source; write ./NAME for a folder of that name."
         ),
     ],
@@ -123,6 +124,10 @@ def search(
         for i, hit in enumerate(result.hits, 1):
             origin = hit.provenance.uri if hit.provenance else hit.source
             out.print(f"[bold]{i}. {hit.name}[/]  [dim]{hit.type} · score {hit.score:.4f} · {origin}[/]")
+            if hit.properties.get("fragment"):  # a document's page, slide, sheet or chapter
+                from aesoperator.engine.context_layout import source_ref
+
+                out.print(f"   [cyan]at:[/] {escape(source_ref(hit))}")
             out.print(f"   [cyan]why:[/] {'; '.join(hit.reasons)}")
             snippet = " ".join(hit.text.split())[:240]
             out.print(f"   {snippet}")

@@ -124,14 +124,23 @@ def _lines_ref(path: str, start: int, end: int) -> str:
     return f"{path}#L{start}" if start == end else f"{path}#L{start}-L{end}"
 
 
+def _place(fragment: str) -> str:
+    """The page, slide, sheet, chapter or rows of a document fragment, without the character range."""
+    kept = [part for part in fragment.split("&") if not part.startswith("char=")]
+    return "&".join(kept) or fragment
+
+
 def source_ref(hit: HitView) -> str:
-    """A short reference to where a hit comes from: `path#L12-L40`, `issue #42`, `PR #7`,
+    """A short reference to where a hit comes from: `path#L12-L40`, `report.pdf#page=12`, `issue #42`, `PR #7`,
     `commit 1a2b3c4d5e`, `session s1`, a URL without its scheme (at most 60 characters), else the
     source's name."""
     props = hit.properties
     lines = line_range(props)
     if lines is not None:
         return _lines_ref(*lines)
+    path, where = props.get("path"), props.get("fragment")
+    if isinstance(path, str) and path and isinstance(where, str) and where:
+        return f"{path}#{_place(where)}"  # a document's page, slide, sheet or chapter
     path = props.get("path")
     if isinstance(path, str) and path:
         return path

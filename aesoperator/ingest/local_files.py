@@ -1,4 +1,8 @@
-"""A local folder as a source: text, Markdown and code files, read straight from disk.
+"""A local folder as a source: text, Markdown and code files, and documents (PDF, Word,
+PowerPoint, Excel, CSV, saved web pages, EPUB), read straight from disk.
+
+A document's format is told by its first bytes, not only its name (`loaders.sniff`); its record
+carries the bytes, which the mapper loads only when the file's content hash changed.
 
 Only regular files inside the folder are read: FIFOs, sockets, device files and symbolic links
 that lead outside the folder are skipped with the reason, every read has a timeout, and
@@ -23,7 +27,14 @@ from aesoperator.ingest.file_access import (
     read_regular,
     walk,
 )
+from aesoperator.ingest.loaders.model import LoaderLimits
+from aesoperator.ingest.loaders.registry import document_format
+from aesoperator.ingest.loaders.sniff import DOCUMENT_SUFFIXES
+from aesoperator.ingest.mappers.document_files import document_content_hash
+from aesoperator.ingest.pipeline import LIMITS_KEY
 from aesoperator.ingest.records import SkippedRecord, SourceRecord
+
+DEFAULT_MAX_DOCUMENT_BYTES = 50_000_000
 
 DEFAULT_EXCLUDES: tuple[str, ...] = (
     ".git",
@@ -88,12 +99,8 @@ TEXT_SUFFIXES: frozenset[str] = frozenset(
         ".cfg",
         ".conf",
         ".xml",
-        ".html",
-        ".htm",
         ".css",
         ".scss",
-        ".csv",
-        ".tsv",
         ".r",
         ".jl",
         ".lua",
@@ -140,6 +147,8 @@ class LocalFolderExtractor:
         max_file_bytes: int = 2_000_000,
         max_depth: int = DEFAULT_MAX_DEPTH,
         read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES,
+        document_limits: LoaderLimits | None = None,
     ) -> None:
         self.root = root.resolve()
         if not self.root.exists():
@@ -152,6 +161,8 @@ class LocalFolderExtractor:
         self.max_file_bytes = max_file_bytes
         self.max_depth = max_depth
         self.read_timeout = read_timeout
+        self.max_document_bytes = max_document_bytes
+        self.document_limits = document_limits or LoaderLimits()
         self.skipped: list[SkippedRecord] = []
 
     def _wanted(self, rel: str, name: str) -> bool:
@@ -160,7 +171,12 @@ class LocalFolderExtractor:
         if self.include:
             return _matches(rel, name, self.include)
         suffix = os.path.splitext(name)[1].lower()
-        return suffix in TEXT_SUFFIXES or name in TEXT_NAMES or name.split(".")[0] in TEXT_NAMES
+        return (
+            suffix in TEXT_SUFFIXES
+            or suffix in DOCUMENT_SUFFIXES
+            or name in TEXT_NAMES
+            or name.split(".")[0] in TEXT_NAMES
+        )
 
     def paths(self) -> Iterator[Path]:
         def keep(name: str, rel: str) -> bool:
@@ -181,12 +197,34 @@ class LocalFolderExtractor:
         if not self._inside(path):
             self.skipped.append(SkippedRecord(rel, "a symbolic link to outside the folder: not read"))
             return None
+        document = os.path.splitext(path.name)[1].lower() in DOCUMENT_SUFFIXES
+        limit = self.max_document_bytes if document else self.max_file_bytes
         try:
-            content = read_regular(path, max_bytes=self.max_file_bytes, timeout=self.read_timeout)
+            content = read_regular(path, max_bytes=limit, timeout=self.read_timeout)
         except UnreadableFile as exc:
-            self.skipped.append(SkippedRecord(rel, str(exc)))
+            setting = "max_document_bytes" if document else "max_file_bytes"
+            reason = str(exc)
+            self.skipped.append(
+                SkippedRecord(rel, f"{reason} (AESOP_{setting.upper()})" if "limit" in reason else reason)
+            )
             return None
         raw = content.data
+        fmt = document_format(path.name, raw)
+        if fmt is not None:
+            return SourceRecord(
+                key=rel,
+                kind="file",
+                content_hash=document_content_hash(raw, fmt),
+                payload={
+                    "path": rel,
+                    "data": raw,
+                    "format": fmt,
+                    "size": len(raw),
+                    "mtime": content.mtime,
+                    LIMITS_KEY: self.document_limits.signature(),
+                },
+                uri=path.as_uri(),
+            )
         if b"\x00" in raw[:8192]:
             self.skipped.append(SkippedRecord(rel, "binary content"))
             return None

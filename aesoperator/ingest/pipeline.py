@@ -23,7 +23,7 @@ from aesoperator.engine.entity_vectors import context_vectors
 from aesoperator.engine.progress import NoProgress, ProgressReporter
 from aesoperator.engine.stores.base import GraphStore, SourceItemState, WriteBatch, WriteResult
 from aesoperator.engine.vector_policy import has_vector
-from aesoperator.errors import AesopError, MappingError, SourceError, StoreError
+from aesoperator.errors import AesopError, DocumentError, MappingError, SourceError, StoreError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.knowledge import KnowledgeStage
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
@@ -35,10 +35,30 @@ SOURCE_IDENTITY_KEY = "__source__"
 RESOLVE_PENDING_KEY = "__resolve_pending__"
 QUARANTINE_PREFIX = "__quarantine__/"
 RESERVED_PREFIX = "__"
+# A record's payload may name the limits it was read under (documents): an item quarantined for
+# being over a limit is read again when they change.
+LIMITS_KEY = "limits"
 
 
 def quarantine_key(key: str) -> str:
     return QUARANTINE_PREFIX + key
+
+
+def settled_quarantine(state: SourceItemState | None, record: SourceRecord) -> str | None:
+    """The reason an item is quarantined, when reading it again cannot help: the entry says its
+    cause lies in the item itself (a damaged or password-protected document), the item is
+    unchanged since and so are the limits it was over. None otherwise."""
+    if state is None or state.content_hash != record.content_hash or not state.cursor:
+        return None
+    try:
+        info = json.loads(state.cursor)
+    except ValueError:
+        return None
+    if not isinstance(info, dict) or not info.get("settled"):
+        return None
+    if LIMITS_KEY in info and info[LIMITS_KEY] != record.payload.get(LIMITS_KEY):
+        return None
+    return str(info.get("reason", ""))
 
 
 def quarantined(states: dict[str, SourceItemState]) -> list[tuple[str, str, str]]:
@@ -212,6 +232,12 @@ class IngestPipeline:
                     report.records_seen += 1
                     seen.add(record.key)
                     before = previous.get(record.key)
+                    settled = settled_quarantine(previous.get(quarantine_key(record.key)), record)
+                    if settled is not None:  # unchanged since it was quarantined: not read again
+                        report.records_unchanged += 1
+                        report.skipped.append(SkippedRecord(record.key, f"{settled} (quarantined; unchanged since)"))
+                        self.progress.advance()
+                        continue
                     if (
                         before is not None
                         and before.content_hash == record.content_hash
@@ -301,10 +327,17 @@ class IngestPipeline:
             item = mapper.map(record)
         except (MappingError, ValidationError) as exc:
             # One malformed item is quarantined with its reason; the rest of the ingest goes on.
-            reason = f"does not fit the schema: {exc}".replace("\n", " ")[:2000]
+            document = isinstance(exc, DocumentError)
+            reason = (str(exc) if document else f"does not fit the schema: {exc}").replace("\n", " ")[:2000]
             report.skipped.append(SkippedRecord(record.key, reason))
             report.quarantined += 1
-            info = json.dumps({"reason": reason, "at": to_iso(utcnow()), "uri": record.uri})
+            entry: dict[str, object] = {"reason": reason, "at": to_iso(utcnow()), "uri": record.uri}
+            if isinstance(exc, DocumentError):
+                entry["kind"] = exc.kind
+                entry["settled"] = not exc.retry
+                if exc.kind == "too-large":
+                    entry[LIMITS_KEY] = record.payload.get(LIMITS_KEY)
+            info = json.dumps(entry)
             pending.items.append(SourceItemState(source, quarantine_key(record.key), record.content_hash, cursor=info))
             report.stage_seconds["map"] += time.perf_counter() - t0
             return

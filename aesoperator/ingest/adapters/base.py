@@ -13,13 +13,24 @@ from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
 
 
 @dataclass(frozen=True, slots=True)
+class BlobContent:
+    """Binary content of a tool result: an embedded blob resource, or image or audio data."""
+
+    data: bytes
+    mime_type: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ToolResult:
-    """A tool call's result, flattened: its text parts joined, its structured content if any."""
+    """A tool call's result, flattened: its text parts joined, its structured content if any, and
+    its binary parts decoded."""
 
     text: str
     structured: Any | None
     is_error: bool
     size: int  # bytes of content received
+    blobs: tuple[BlobContent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

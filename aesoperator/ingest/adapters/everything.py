@@ -3,7 +3,10 @@
 Written for `@modelcontextprotocol/server-everything`, the protocol's reference test server, whose
 listed resources are documents and which can send resource updates; it fits any server whose
 resources are documents. Each listed resource becomes a `Document` (name, description, an
-excerpt) holding its text in `Chunk`s (CONTAINS); binary resources become a Document that
+excerpt) holding its text in `Chunk`s (CONTAINS). A binary resource that is a document file
+(PDF, Word, PowerPoint, Excel, EPUB, ...: told by its bytes, name and MIME type) is loaded and
+chunked by page, slide, sheet or chapter (`mappers.document_files`), its chunks' URIs pointing
+there (`doc://…/report.pdf#page=3&char=…`); other binary resources become a Document that
 describes them.
 
 Options:
@@ -31,6 +34,10 @@ from aesoperator.graph_schema.models import Entity, Provenance, Relation
 from aesoperator.ingest.adapters.base import McpConnection, ResourceContent, ResourceInfo
 from aesoperator.ingest.chunking import chunk_text
 from aesoperator.ingest.client import McpCallError
+from aesoperator.ingest.loaders.model import LoaderLimits
+from aesoperator.ingest.loaders.registry import LOADERS_VERSION, document_format
+from aesoperator.ingest.mappers.document_files import chunk_label, chunk_properties, read_document
+from aesoperator.ingest.pipeline import LIMITS_KEY
 from aesoperator.ingest.records import MappedItem, SkippedRecord, SourceRecord
 from aesoperator.ingest.sources import SourceDefinition
 
@@ -55,7 +62,8 @@ class McpResourceMapper:
     """Pure: a resource or tool record to a Document with its text in Chunks.
 
     Payload: {"uri", "name", "description", "mime_type", "origin": "resource" | "tool",
-    "text": str | None, "blob_bytes": int | None}.
+    "text": str | None, "blob_bytes": int | None}, plus {"data": bytes, "format": str} for a
+    binary resource that is a document file.
     """
 
     kind = "documents"
@@ -74,6 +82,8 @@ class McpResourceMapper:
         mime: str | None = p.get("mime_type")
         text: str | None = p.get("text")
         provenance = Provenance(uri=uri, version=record.content_hash)
+        if "data" in p:
+            return self._document(record, name, description, provenance)
         if text is not None and text.strip():
             summary = f"{name}\n{description}\n{text[:EXCERPT_CHARS]}".replace("\n\n\n", "\n\n")
         else:
@@ -128,6 +138,52 @@ class McpResourceMapper:
                 )
         return item
 
+    def _document(self, record: SourceRecord, name: str, description: str, provenance: Provenance) -> MappedItem:
+        """A document file served as a blob: loaded, chunked by its pages, slides, sheets or chapters."""
+        p = record.payload
+        uri: str = p["uri"]
+        content = read_document(
+            str(p["format"]), p["data"], LoaderLimits(), self.chunk_chars, self.overlap_chars, across_units=False
+        )
+        loaded = content.document
+        document = Entity(
+            id=entity_id(self.source, "doc", uri),
+            type="Document",
+            name=name,
+            text="\n".join(part for part in (name, description, content.preview) if part),
+            properties={
+                "uri": uri,
+                "mime_type": p.get("mime_type"),
+                "origin": p.get("origin", "resource"),
+                "blob_bytes": p.get("blob_bytes"),
+                "format": loaded.format,
+                "units": len(loaded.units),
+                "title": loaded.title,
+            },
+            source=self.source,
+            provenance=provenance,
+            namespace=self.namespace,
+        )
+        item = MappedItem(entities=[document])
+        base = uri.split("#", 1)[0]
+        for chunk in content.chunks:
+            props = {"uri": uri, **chunk_properties(name, loaded.format, chunk)}
+            piece = Entity(
+                id=entity_id(self.source, "chunk", f"{uri}#{chunk.index}"),
+                type="Chunk",
+                name=chunk_label(name, chunk),
+                text=chunk.text,
+                properties=props,
+                source=self.source,
+                provenance=Provenance(uri=f"{base}#{props['fragment']}", version=content_hash(chunk.text)),
+                namespace=self.namespace,
+            )
+            item.entities.append(piece)
+            item.relations.append(
+                Relation(type="CONTAINS", src=document.id, dst=piece.id, source=self.source, namespace=self.namespace)
+            )
+        return item
+
 
 def _tool_calls(raw: Any) -> list[tuple[str, dict[str, Any]]]:
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -178,7 +234,7 @@ class EverythingAdapter:
                 text = content.blob.decode("utf-8")
             except UnicodeDecodeError:
                 text = None
-        payload = {
+        payload: dict[str, Any] = {
             "uri": resource.uri,
             "name": resource.name,
             "description": resource.description,
@@ -191,6 +247,14 @@ class EverythingAdapter:
             content_hash(text) if text is not None else hashlib.blake2b(content.blob or b"", digest_size=16).hexdigest()
         )
         digest = content_hash(json.dumps({**payload, "text": body}, sort_keys=True))
+        if text is None and content.blob is not None:
+            fmt = document_format(resource.name or resource.uri, content.blob, mime)
+            if fmt is None and resource.name != resource.uri:
+                fmt = document_format(resource.uri.rsplit("/", 1)[-1], content.blob, mime)
+            if fmt is not None:  # the bytes go to the mapper, which loads them only if they changed
+                digest = content_hash(f"{digest}|{fmt}|{LOADERS_VERSION}")
+                payload.update(data=content.blob, format=fmt)
+                payload[LIMITS_KEY] = LoaderLimits().signature()
         return SourceRecord(key=resource.uri, kind="resource", content_hash=digest, payload=payload, uri=resource.uri)
 
     async def _read(self, conn: McpConnection, resource: ResourceInfo) -> SourceRecord | None:

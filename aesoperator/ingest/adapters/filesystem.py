@@ -28,8 +28,11 @@ Options:
     max_depth:         directory levels read below a root; deeper directories are skipped with
                        the reason (default 128)
     chunk_chars, overlap_chars: chunking of file text (default 1200 / 150)
+    max_document_bytes, document_*: document files (PDF, Word, ...), see `filesystem_documents`
 
-Binary files (a NUL byte, or mostly undecodable text), empty and oversize files, and anything
+Document files (PDF, Word, PowerPoint, Excel, CSV, HTML, EPUB) are read as bytes with
+`read_media_file` and chunked by page, slide, sheet or chapter (`filesystem_documents`).
+Other binary files (a NUL byte, or mostly undecodable text), empty and oversize files, and anything
 that is not a regular file (FIFOs, sockets, devices: never asked for) are skipped with the reason, and are not read again while their version stays the same. The server reports
 modification times to the second: a file rewritten within the same second with the same size
 and creation time looks unchanged until its next change.
@@ -55,11 +58,19 @@ from aesoperator.errors import ConfigError, SourceError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import Entity, Relation
 from aesoperator.ingest.adapters.base import McpConnection, unchanged
+from aesoperator.ingest.adapters.filesystem_documents import (
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    document_limits,
+    document_record,
+    read_document_bytes,
+    settled_probe,
+)
 from aesoperator.ingest.client import McpCallError
 from aesoperator.ingest.file_access import DEFAULT_MAX_DEPTH, too_deep_reason
+from aesoperator.ingest.loaders.sniff import DOCUMENT_SUFFIXES
 from aesoperator.ingest.local_files import DEFAULT_EXCLUDES, TEXT_NAMES, TEXT_SUFFIXES
 from aesoperator.ingest.mappers.files import FilesMapper
-from aesoperator.ingest.pipeline import QUARANTINE_PREFIX
+from aesoperator.ingest.pipeline import QUARANTINE_PREFIX, settled_quarantine
 from aesoperator.ingest.records import MappedItem, SkippedRecord, SourceRecord
 from aesoperator.ingest.sources import SourceDefinition
 
@@ -281,7 +292,18 @@ class FilesystemAdapter:
             DEFAULT_EXCLUDES if options.get("default_excludes", True) else ()
         )
         self.include: tuple[str, ...] = tuple(definition.include)
-        self.mapper = FilesystemMapper(FilesMapper(name, definition.namespace, chunk_chars, overlap_chars))
+        self.max_document_bytes = _int_option(options, "max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, name)
+        self.document_limits = document_limits(options, name)
+        self.mapper = FilesystemMapper(
+            FilesMapper(
+                name,
+                definition.namespace,
+                chunk_chars,
+                overlap_chars,
+                document_limits=self.document_limits,
+                chunks_across_units=bool(options.get("document_chunks_across_units", False)),
+            )
+        )
         # Mapping settings are part of every version: changing them maps every file again.
         self._settings = f"{VERSION}|{chunk_chars}|{overlap_chars}"
         self.skipped: list[SkippedRecord] = []
@@ -296,7 +318,16 @@ class FilesystemAdapter:
         if self.all_files:
             return True
         suffix = posixpath.splitext(name)[1].lower()
-        return suffix in TEXT_SUFFIXES or name in TEXT_NAMES or name.split(".")[0] in TEXT_NAMES
+        return (
+            suffix in TEXT_SUFFIXES
+            or suffix in DOCUMENT_SUFFIXES
+            or name in TEXT_NAMES
+            or name.split(".")[0] in TEXT_NAMES
+        )
+
+    @staticmethod
+    def is_document(rel: str) -> bool:
+        return posixpath.splitext(rel)[1].lower() in DOCUMENT_SUFFIXES
 
     def wanted_directory(self, rel: str) -> bool:
         return not _matches(rel, posixpath.basename(rel), self.exclude)
@@ -487,6 +518,7 @@ class FilesystemAdapter:
         self, conn: McpConnection, window: list[_Candidate], previous: Mapping[str, SourceItemState]
     ) -> AsyncIterator[SourceRecord]:
         to_read: list[_Candidate] = []
+        documents: list[_Candidate] = []
         decided: dict[str, SourceRecord | None] = {}
         for candidate in window:
             info = candidate.info
@@ -502,6 +534,20 @@ class FilesystemAdapter:
                 self._skip(key, "a link to a directory (not followed)")
             elif not info.is_file:
                 self._skip(key, "not a regular file")
+            elif self.is_document(key):
+                version = self._version(info)
+                uri = _file_uri(candidate.absolute)
+                probe = settled_probe(key, version, uri, self.document_limits)
+                if info.size > self.max_document_bytes:
+                    self._skip(
+                        key, f"{info.size} bytes is over the {self.max_document_bytes} limit (max_document_bytes)"
+                    )
+                elif settled_quarantine(previous.get(QUARANTINE_PREFIX + key), probe) is not None:
+                    decided[key] = probe  # quarantined, and unchanged since: not read again
+                    continue
+                else:
+                    documents.append(candidate)
+                    continue
             elif info.size > self.max_file_bytes:
                 self._skip(key, f"{info.size} bytes is over the {self.max_file_bytes} limit")
             elif info.size == 0:
@@ -516,6 +562,8 @@ class FilesystemAdapter:
                     continue
             decided[key] = None
         texts = await self._read(conn, to_read)
+        for candidate in documents:
+            decided[candidate.path] = await self._document_record(conn, candidate)
         for candidate in window:
             if candidate.path in decided:
                 record = decided[candidate.path]
@@ -523,6 +571,24 @@ class FilesystemAdapter:
                 record = self._file_record(candidate, texts.get(candidate.path))
             if record is not None:
                 yield record
+
+    async def _document_record(self, conn: McpConnection, candidate: _Candidate) -> SourceRecord | None:
+        info = candidate.info
+        assert info is not None
+        try:
+            data, mime_type = await read_document_bytes(conn, candidate.absolute)
+        except (McpCallError, ValueError) as exc:
+            self._skip(candidate.path, f"unreadable: {exc}")
+            return None
+        version = self._version(info)
+        if len(data) != info.size:
+            version += "~"  # it changed while being read: read again next time
+        uri = _file_uri(candidate.absolute)
+        mtime = parse_node_date(info.modified)
+        record = document_record(candidate.path, data, mime_type, version, uri, mtime, self.document_limits)
+        if record is None:
+            self._skip(candidate.path, f"not a document its name says it is: binary content ({info.label})")
+        return record
 
     def _file_record(self, candidate: _Candidate, text: str | Exception | None) -> SourceRecord | None:
         info = candidate.info

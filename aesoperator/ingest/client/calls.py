@@ -12,7 +12,7 @@ import mcp_types as types
 from mcp import Client
 
 from aesoperator.errors import SourceError
-from aesoperator.ingest.adapters.base import ResourceContent, ResourceInfo, ToolInfo, ToolResult
+from aesoperator.ingest.adapters.base import BlobContent, ResourceContent, ResourceInfo, ToolInfo, ToolResult
 from aesoperator.ingest.client.errors import (
     ResponseTooLarge,
     ServerRequestError,
@@ -60,6 +60,7 @@ class ConnectionCalls(ConnectionSessions):
         args = dict(arguments) if arguments is not None else None
         result = await self._call(what, lambda c: c.call_tool(name, args))
         texts: list[str] = []
+        encoded: list[tuple[str, str | None, str | None]] = []  # (base64, mime type, uri)
         size = 0
         for block in result.content:
             if isinstance(block, types.TextContent):
@@ -67,6 +68,7 @@ class ConnectionCalls(ConnectionSessions):
                 size += _text_bytes(block.text)
             elif isinstance(block, types.ImageContent | types.AudioContent):
                 size += _b64_bytes(block.data)
+                encoded.append((block.data, block.mime_type, None))
             elif isinstance(block, types.EmbeddedResource):
                 inner = block.resource
                 if isinstance(inner, types.TextResourceContents):
@@ -74,6 +76,7 @@ class ConnectionCalls(ConnectionSessions):
                     size += _text_bytes(inner.text)
                 else:
                     size += _b64_bytes(inner.blob)
+                    encoded.append((inner.blob, inner.mime_type, str(inner.uri)))
         structured = result.structured_content
         if structured is not None:
             size += len(json.dumps(structured, ensure_ascii=False, default=str).encode("utf-8"))
@@ -87,7 +90,13 @@ class ConnectionCalls(ConnectionSessions):
         text = "\n".join(texts)
         if result.is_error:
             raise ToolCallError(self._label(f"{what} failed: {clip(text) or 'the tool reported an error'}"))
-        return ToolResult(text=text, structured=structured, is_error=False, size=size)
+        blobs: list[BlobContent] = []
+        for data, mime, uri in encoded:
+            try:
+                blobs.append(BlobContent(base64.b64decode(data, validate=True), mime, uri))
+            except ValueError:
+                raise ServerRequestError(self._label(f"{what}: a binary part is not valid base64")) from None
+        return ToolResult(text=text, structured=structured, is_error=False, size=size, blobs=tuple(blobs))
 
     async def _paged(self, what: str, fetch: Callable[[Client, str | None], Awaitable[Any]]) -> list[Any]:
         items: list[Any] = []
