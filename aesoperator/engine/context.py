@@ -190,6 +190,11 @@ class EngineCore(KnowledgeReads):
                 self._index.sync(self.store)
             return self._index
 
+    def loaded_indexes(self) -> tuple[VectorIndex | None, KeywordIndex | None]:
+        """The vector and in-memory keyword indexes as they are now, None for one not loaded yet;
+        never loads or syncs them (metrics and health checks read them without side effects)."""
+        return self._index, self._keywords
+
     @property
     def keywords(self) -> KeywordIndex:
         """The in-memory BM25 index (`keyword_index = "memory"`), caught up with the store's

@@ -41,6 +41,7 @@ from aesoperator.security.audit import DECISIONS, AuditLog
 from aesoperator.security.principal import Principal
 from aesoperator.security.ratelimit import Limit, RateLimiter
 from aesoperator.security.refusals import RefusalRecorder
+from aesoperator.telemetry.requests import current_request_id
 
 log = logging.getLogger("aesoperator.security.guard")
 
@@ -133,11 +134,22 @@ class CallGuard:
                 decision=decision,
                 result_count=result_count or 0,
                 latency_ms=latency_ms,
+                request_id=current_request_id(),
             )
         except OSError as exc:
             log.error("audit record for %s by %s could not be written: %s", tool, principal.id, exc)
             hint = "; free disk space and call again" if out_of_space_errno(exc) is not None else ""
             raise AesopError(f"the audit log could not be written ({exc.strerror or exc}){hint}") from None
+
+    @property
+    def held_refusals(self) -> int:
+        """Refusal answers waiting for their caller's retry time (see `hold`)."""
+        return self._held
+
+    @property
+    def pending_refusals(self) -> int:
+        """Refusals counted but not yet written to the audit log."""
+        return self.refusals.pending() if self.refusals is not None else 0
 
     def refused(self, principal: Principal, tool: str, decision: str = "rate_limited") -> None:
         """Count a refused call; it is written with the others in one aggregate record."""
