@@ -41,6 +41,7 @@ from aesoperator.security.audit import DECISIONS, AuditLog
 from aesoperator.security.principal import Principal
 from aesoperator.security.ratelimit import Limit, RateLimiter
 from aesoperator.security.refusals import RefusalRecorder
+from aesoperator.telemetry.metrics import observe_rate_limited
 from aesoperator.telemetry.requests import current_request_id
 
 log = logging.getLogger("aesoperator.security.guard")
@@ -209,6 +210,7 @@ class CallGuard:
                 self.admit_request(principal, method)
             except RateLimited as exc:
                 self.refused(principal, method)
+                observe_rate_limited(method)
                 retry_after = await self.hold(exc.retry_after)
                 message = f"rate limited: {exc} (retry after {retry_after:.1f} s)"
                 raise MCPError(RATE_LIMITED_ERROR_CODE, message, {"retry_after": retry_after}) from None

@@ -33,7 +33,12 @@ CALLS = Counter(
 ERRORS = Counter(
     "aesop_tool_errors", "Calls that ended in an error or were denied, by tool.", ["tool"], registry=REGISTRY
 )
-RATE_LIMITED = Counter("aesop_rate_limited", "Calls refused by the rate limit, by tool.", ["tool"], registry=REGISTRY)
+RATE_LIMITED = Counter(
+    "aesop_rate_limited",
+    "Calls and protocol requests refused by the rate limit, by tool (or protocol method).",
+    ["tool"],
+    registry=REGISTRY,
+)
 LATENCY = Histogram(
     "aesop_tool_call_duration_seconds",
     "Wall time of MCP calls, by tool (admission, the call and its audit record).",
@@ -75,6 +80,11 @@ def observe_call(tool: str, decision: str, seconds: float) -> None:
         ERRORS.labels(tool).inc()
     elif decision == "rate_limited":
         RATE_LIMITED.labels(tool).inc()
+
+
+def observe_rate_limited(method: str) -> None:
+    """Count one protocol request (initialize, tools/list, ...) refused for its rate."""
+    RATE_LIMITED.labels(tool_label(method)).inc()
 
 
 def observe_ingest_batch(source: str, items: int) -> None:
