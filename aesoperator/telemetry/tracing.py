@@ -15,8 +15,8 @@ names, counts and sizes only, never content (no query text, no arguments, no tok
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from aesoperator.errors import ConfigError
@@ -82,9 +82,10 @@ def _exporter(name: str, environ: Mapping[str, str]) -> Any:
     raise ConfigError(f"OTEL_TRACES_EXPORTER names {name!r}: use otlp, console or none")
 
 
-def configure_tracing(exporter: Any = None, *, environ: Mapping[str, str] | None = None) -> bool:
-    """Turn tracing on, exporting to `exporter` (a SpanExporter, e.g. the SDK's in-memory one)
-    or, without it, to the exporters the `OTEL_*` variables name. Returns whether tracing is on.
+def configure_tracing(exporter: Any = None, *, environ: Mapping[str, str] | None = None, batch: bool = False) -> bool:
+    """Turn tracing on, exporting to `exporter` (a SpanExporter, e.g. the SDK's in-memory one;
+    each span as it ends, or in batches with `batch`) or, without it, to the exporters the
+    `OTEL_*` variables name (in batches). Returns whether tracing is on.
 
     The tracer provider becomes the process's global one, so the MCP SDK's own spans (one per
     protocol message, continuing the client's trace when its request carries a `traceparent`)
@@ -108,7 +109,9 @@ def configure_tracing(exporter: Any = None, *, environ: Mapping[str, str] | None
             "OTEL_* variables turn tracing on but the OpenTelemetry SDK is not installed: "
             "pip install 'aesoperator[otel]', or unset OTEL_TRACES_EXPORTER"
         ) from None
-    processors: list[SpanProcessor] = [SimpleSpanProcessor(exporter)] if exporter is not None else []
+    processors: list[SpanProcessor] = []
+    if exporter is not None:
+        processors.append(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
     processors += [BatchSpanProcessor(_exporter(name, env)) for name in names]
     provider, switch = _global_provider(env)
     switch.replace(processors)
@@ -152,13 +155,8 @@ def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> A
     or None while tracing is off. An exception leaving the block is recorded on the span."""
     if _tracer is None:
         return _NO_SPAN
-    return _open_span(_tracer, name, attributes)
-
-
-@contextmanager
-def _open_span(tracer: Any, name: str, attributes: Mapping[str, AttributeValue] | None) -> Iterator[Any]:
-    with tracer.start_as_current_span(name, attributes=dict(attributes) if attributes else None) as current:
-        yield current
+    started: AbstractContextManager[Any] = _tracer.start_as_current_span(name, attributes=attributes)
+    return started
 
 
 def set_attributes(current: Any, attributes: Mapping[str, AttributeValue]) -> None:
