@@ -99,6 +99,10 @@ def configure_logging(level: str | int = "WARNING", fmt: str = "text", stream: I
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(RequestContextFilter())
     handler.setFormatter(JsonLogFormatter() if fmt == "json" else TextLogFormatter())
+    value = parse_level(level)
+    handler.setLevel(value)
     logger.addHandler(handler)
-    logger.setLevel(parse_level(level))
-    logger.propagate = False
+    # The logger itself is only opened up below the default (warning): left alone otherwise, so
+    # whoever configured the root logger (an application embedding the engine, pytest) still
+    # decides; records still reach the root's handlers too.
+    logger.setLevel(value if value < logging.WARNING else logging.NOTSET)
