@@ -253,6 +253,34 @@ class Settings(BaseSettings):
         description="`aesop memory compact` also merges episodes of a session whose embeddings are this similar.",
     )
 
+    # observability (traces are set by the standard OTEL_* variables, not here)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="warning",
+        description="Level of the logs on stderr; 'info' adds one line per MCP call (AESOP_LOG_LEVEL).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="'json': one JSON object per line with the request id, trace and span ids (AESOP_LOG_FORMAT).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65_535,
+        description=(
+            "Serve Prometheus metrics at http://<metrics_host>:<port>/metrics while `aesop serve` runs"
+            " (0: any free port; unset: no metrics endpoint). A port of its own, apart from the MCP endpoint."
+        ),
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the metrics endpoint: loopback unless `aesop serve --allow-remote` is given.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("data_dir")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -30,7 +30,7 @@ INIT = "__init__"  # the package's own __init__: the public surface, lazy re-exp
 
 # Bottom first. A module may import from its own layer and the layers before it.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "config", "version"),
+    ("errors", "config", "version", "telemetry"),  # telemetry: every layer reports spans, logs, metrics
     ("graph_schema",),
     ("engine",),  # stores, indexes, search, memory, export
     ("ingest",),  # MCP client, pipeline, mappers, extraction
@@ -50,6 +50,7 @@ DEFERRED_FOR_START_UP: dict[tuple[str, str], str] = {
     (PACKAGE, f"{PACKAGE}.config"): "PEP 562 lazy re-export of Settings (pydantic-settings)",
     (PACKAGE, f"{PACKAGE}.graph_schema.models"): "PEP 562 lazy re-export of Entity, Relation, Episode (pydantic)",
     (f"{PACKAGE}.engine.stores", f"{PACKAGE}.engine.stores.neo4j"): "the Neo4j driver, needed only for a URI",
+    (f"{PACKAGE}.telemetry.tracing", f"{PACKAGE}.telemetry.span_switch"): "the OpenTelemetry SDK, only once tracing is on",
 }
 # Modules whose commands each import what they run, so `aesop --help` starts without numpy,
 # FAISS, the MCP SDK or the JWT libraries.

@@ -53,6 +53,7 @@ PACKAGE = "aesoperator"
 EXTRA_IMPORTS = {
     "neo4j": "neo4j",
     "pandas": "notebooks",
+    "opentelemetry": "otel",
     **dict.fromkeys(("pypdf", "docx", "pptx", "openpyxl", "lxml"), "documents"),
 }
 DOCUMENTS = {

@@ -13,8 +13,10 @@ from aesoperator.cli.app import _emit, app, err, out, state
 
 @app.command()
 def doctor() -> None:
-    """Check this installation: the data dir and its files must be open to their owner only
-    (0700 / 0600). Prints each problem in words and the command that fixes it; exit 1 on a problem."""
+    """Check this installation: file modes (data dir, tokens, audit key), versions (package, model,
+    store schema), Neo4j when configured, the vector and keyword indexes against the store, and
+    that every registered source answers. Prints each problem in words and the command that fixes
+    it; exit 1 on a problem."""
     from aesoperator.config import load_settings
     from aesoperator.doctor import run_checks
 

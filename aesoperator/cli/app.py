@@ -101,6 +101,23 @@ def _global(
     state.data_dir = data_dir
     state.graph = graph
     state.as_json = as_json
+    _observe(data_dir, graph)
+
+
+def _observe(data_dir: Path | None, graph: str | None) -> None:
+    """Logs as the settings say (`log_level`, `log_format`) and traces as the `OTEL_*` variables
+    say. Settings that do not load leave the default logs: the command itself reports why."""
+    from aesoperator.config import load_settings
+    from aesoperator.telemetry.logs import configure_logging
+    from aesoperator.telemetry.tracing import configure_tracing
+
+    try:
+        settings = load_settings(data_dir=data_dir, graph=graph)
+    except AesopError:
+        configure_logging()
+    else:
+        configure_logging(settings.log_level, settings.log_format)
+    configure_tracing()
 
 
 @contextmanager

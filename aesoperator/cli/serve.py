@@ -285,6 +285,16 @@ def serve(
     memory_namespace: Annotated[
         str, typer.Option(help="Namespace of the memory-server tools' knowledge graph.")
     ] = "memory-graph",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics, apart from the MCP endpoint "
+            "(default: the metrics_port setting, AESOP_METRICS_PORT; none when unset; 0 = any free port).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the engine to agents over MCP: search, recall, remember, entities, neighbours, sources and
     the memory server's tools. Stdio by default; --http serves streamable HTTP with bearer tokens
@@ -308,7 +318,9 @@ def serve(
             audit=AuditLog.in_data_dir(data_dir, key_path=key_path) if audit else None,
             limiter=RateLimiter(Limit.parse(rate_limit)) if rate_limit else None,
         )
+        metrics = None
         try:
+            metrics = _metrics_endpoint(engine, guard, metrics_port, allow_remote)
             if guard.audit is not None:
                 guard.audit.open_for_writing()  # a missing key stops the server here, not at its first call
             if not http:
@@ -347,4 +359,20 @@ def serve(
             err.print(f"serving MCP at {url}" + (" (no authentication)" if no_auth else ""), highlight=False)
             serve_auth.serve_http(app_, sock)
         finally:
+            if metrics is not None:
+                metrics.stop()
             guard.close()
+
+
+def _metrics_endpoint(engine: Any, guard: Any, port: int | None, allow_remote: bool) -> Any:
+    """The metrics endpoint, started, when a port is given (option or setting); else None."""
+    port = engine.settings.metrics_port if port is None else port
+    if port is None:
+        return None
+    from aesoperator.serve.metrics_endpoint import MetricsEndpoint
+
+    endpoint = MetricsEndpoint(
+        engine, guard, host=engine.settings.metrics_host, port=port, allow_remote=allow_remote
+    ).start()
+    err.print(f"serving metrics at {endpoint.url}", highlight=False)
+    return endpoint

@@ -57,6 +57,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _store_label(settings: Settings) -> str:
+    """Which store the derived indexes under `data_dir/index` belong to."""
+    return "embedded" if not settings.uses_neo4j else settings.graph
+
+
+def vector_index_dir(settings: Settings, model_name: str) -> Path:
+    """Where the FAISS index of `model_name` over the configured store is saved."""
+    # One replica per (store, model): a Neo4j-backed engine keeps its FAISS copy locally.
+    tag = hashlib.blake2b(f"{_store_label(settings)}|{model_name}".encode(), digest_size=6).hexdigest()
+    return settings.data_dir / "index" / tag
+
+
+def keyword_index_dir(settings: Settings) -> Path:
+    """Where the in-memory keyword index over the configured store is saved."""
+    tag = hashlib.blake2b(_store_label(settings).encode(), digest_size=6).hexdigest()
+    return settings.data_dir / "index" / f"keywords-{tag}"
+
+
 class EngineCore(KnowledgeReads):
     """Hybrid retrieval and agent memory over a graph store (no ingest: see `ContextEngine`).
 
@@ -161,13 +179,7 @@ class EngineCore(KnowledgeReads):
         return self._embedder
 
     def _index_dir(self) -> Path:
-        # One replica per (store, model): a Neo4j-backed engine keeps its FAISS copy locally.
-        tag = hashlib.blake2b(f"{self._store_label()}|{self.embedder.model_name}".encode(), digest_size=6).hexdigest()
-        return self.settings.data_dir / "index" / tag
-
-    def _store_label(self) -> str:
-        """Which store the derived indexes under `data_dir/index` belong to."""
-        return "embedded" if not self.settings.uses_neo4j else self.settings.graph
+        return vector_index_dir(self.settings, self.embedder.model_name)
 
     @property
     def index(self) -> VectorIndex:
@@ -191,6 +203,11 @@ class EngineCore(KnowledgeReads):
                 self._index.sync(self.store)
             return self._index
 
+    def loaded_indexes(self) -> tuple[VectorIndex | None, KeywordIndex | None]:
+        """The vector and in-memory keyword indexes as they are now, None for one not loaded yet;
+        never loads or syncs them (metrics and health checks read them without side effects)."""
+        return self._index, self._keywords
+
     @property
     def keywords(self) -> KeywordIndex:
         """The in-memory BM25 index (`keyword_index = "memory"`), caught up with the store's
@@ -200,8 +217,7 @@ class EngineCore(KnowledgeReads):
     def _keyword_index(self, store_seq: int | None) -> KeywordIndex:
         with self._index_lock:
             if self._keywords is None:
-                tag = hashlib.blake2b(self._store_label().encode(), digest_size=6).hexdigest()
-                self._keywords = KeywordIndex(self.settings.data_dir / "index" / f"keywords-{tag}")
+                self._keywords = KeywordIndex(keyword_index_dir(self.settings))
                 self._keywords.sync(self.store)
             elif self._keywords.store_seq != (self.store.last_seq() if store_seq is None else store_seq):
                 self._keywords.sync(self.store)

@@ -67,6 +67,7 @@ from aesoperator.engine.stores.base import GraphStore
 from aesoperator.graph_schema.facts import retirement_note
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation, utcnow
+from aesoperator.telemetry.tracing import AttributeValue, set_attributes, span
 
 
 def _without_extracted(ranked: list[tuple[str, float]], request: SearchRequest) -> list[tuple[str, float]]:
@@ -326,6 +327,19 @@ def run_search(sources: SearchSources, request: SearchRequest, settings: SearchS
     Raises:
         StoreError: the store failed.
     """
+    attributes: dict[str, AttributeValue] = {
+        "aesop.search.query_chars": len(request.query),
+        "aesop.search.k": request.k,
+        "aesop.search.hops": request.hops,
+        "aesop.search.channels": ",".join(request.channels),
+    }
+    with span("search", attributes) as current:
+        result = _run_stages(sources, request, settings)
+        set_attributes(current, {"aesop.search.hits": len(result.hits), "aesop.search.tokens_used": result.tokens_used})
+        return result
+
+
+def _run_stages(sources: SearchSources, request: SearchRequest, settings: SearchSettings) -> SearchResult:
     timer = StageTimer()
     hits = channel_candidates(sources, request, timer)
     candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)

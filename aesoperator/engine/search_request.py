@@ -20,6 +20,7 @@ from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.facts import RETIRED_REASON_PROPERTY
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_SOURCE
 from aesoperator.graph_schema.models import Entity, utcnow
+from aesoperator.telemetry.tracing import span
 
 if TYPE_CHECKING:
     from aesoperator.engine.embeddings import TextEmbedder
@@ -36,7 +37,8 @@ DEFAULT_HOPS = 1
 
 class StageTimer:
     """Wall time per named stage, in milliseconds. Stages nest: time spent in an inner stage is
-    not counted in the outer one, so the stages of one run are disjoint and add up."""
+    not counted in the outer one, so the stages of one run are disjoint and add up. While tracing
+    is on, every stage is also a span (`search.<stage>`)."""
 
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
@@ -55,7 +57,8 @@ class StageTimer:
         started = time.perf_counter()
         self._inner.append(0.0)
         try:
-            yield
+            with span(f"search.{name}"):  # a child of the search's span while tracing is on
+                yield
         finally:
             elapsed = time.perf_counter() - started
             inner = self._inner.pop()

@@ -8,6 +8,7 @@ Embedding of the next batch overlaps with the store write of the previous one.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import time
@@ -30,6 +31,8 @@ from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
 from aesoperator.ingest.extract.code_stage import CodeSymbolStage
 from aesoperator.ingest.extract.prune import lost_mentions, unmentioned
 from aesoperator.ingest.records import Mapper, SkippedRecord, SourceRecord
+from aesoperator.telemetry.metrics import observe_ingest_batch
+from aesoperator.telemetry.tracing import AttributeValue, set_attributes, span
 
 SOURCE_IDENTITY_KEY = "__source__"
 RESOLVE_PENDING_KEY = "__resolve_pending__"
@@ -391,6 +394,22 @@ class IngestPipeline:
     ) -> Future[WriteResult] | None:
         if not pending.items and not pending.entities:
             return in_flight
+        attributes: dict[str, AttributeValue] = {
+            "aesop.ingest.source": pending.items[0].source if pending.items else "",
+            "aesop.ingest.items": len(pending.items),
+            "aesop.ingest.entities": len(pending.entities),
+            "aesop.ingest.relations": len(pending.relations),
+        }
+        with span("ingest.batch", attributes):
+            return self._flush_batch(pending, writer, in_flight, report)
+
+    def _flush_batch(
+        self,
+        pending: _PendingBatch,
+        writer: ThreadPoolExecutor,
+        in_flight: Future[WriteResult] | None,
+        report: IngestReport,
+    ) -> Future[WriteResult] | None:
         if self.knowledge is not None:
             self._extract_knowledge(pending, report)
         vectors, model = self._embed(pending, report)
@@ -418,7 +437,8 @@ class IngestPipeline:
         )
         if in_flight is not None:  # one write at a time, in order
             report.add(in_flight.result())
-        future = writer.submit(self._timed_write, batch, report)
+        # the write runs in the writer thread, its span a child of this batch's
+        future = writer.submit(contextvars.copy_context().run, self._timed_write, batch, report)
         if pruned:
             # The next batch's extraction must see them gone (and add them again if it mentions them).
             report.add(future.result())
@@ -439,7 +459,17 @@ class IngestPipeline:
         assert self.knowledge is not None
         t0 = time.perf_counter()
         items = [pending.entities[eid] for eid in pending.owners if eid in pending.entities]
-        found = self.knowledge.process(items)
+        with span("ingest.extract", {"aesop.ingest.items": len(items)}) as current:
+            found = self.knowledge.process(items)
+            set_attributes(
+                current,
+                {
+                    "aesop.extract.items_extracted": found.items_extracted,
+                    "aesop.extract.items_cached": found.items_from_cache,
+                    "aesop.extract.entities": len(found.entities),
+                    "aesop.extract.failed": len(found.failed),
+                },
+            )
         report.knowledge_items += found.items_extracted
         report.knowledge_items_cached += found.items_from_cache
         report.mentions += found.mentions
@@ -473,8 +503,13 @@ class IngestPipeline:
 
     def _timed_write(self, batch: WriteBatch, report: IngestReport) -> WriteResult:
         t0 = time.perf_counter()
+        sizes = {"aesop.ingest.entities": len(batch.entities), "aesop.ingest.relations": len(batch.relations)}
         try:
-            return self.store.write(batch)
+            with span("ingest.write", sizes):
+                result = self.store.write(batch)
+            if batch.source_items:
+                observe_ingest_batch(batch.source_items[0].source, len(batch.source_items))
+            return result
         finally:
             report.stage_seconds["store"] += time.perf_counter() - t0
 
@@ -483,6 +518,15 @@ class IngestPipeline:
     ) -> tuple[dict[str, tuple[str, np.ndarray]], str | None]:
         if self.embedder is None or not pending.entities:
             return {}, None
+        with span("ingest.embed", {"aesop.ingest.entities": len(pending.entities)}) as current:
+            vectors, model = self._embed_batch(pending, report)
+            set_attributes(current, {"aesop.embed.vectors": len(vectors)})
+        return vectors, model
+
+    def _embed_batch(
+        self, pending: _PendingBatch, report: IngestReport
+    ) -> tuple[dict[str, tuple[str, np.ndarray]], str | None]:
+        assert self.embedder is not None
         t0 = time.perf_counter()
         model = self.embedder.model_name
         texts = {eid: embedding_text(e) for eid, e in pending.entities.items() if has_vector(e)}
@@ -491,7 +535,8 @@ class IngestPipeline:
         todo = [eid for eid in texts if stored.get(eid) != hashes[eid]]
         vectors: dict[str, tuple[str, np.ndarray]] = {}
         if todo:
-            matrix = self.embedder.embed([texts[eid] for eid in todo])
+            with span("ingest.embed.model", {"aesop.embed.texts": len(todo)}):
+                matrix = self.embedder.embed([texts[eid] for eid in todo])
             report.texts_embedded += len(todo)
             for row, eid in enumerate(todo):
                 vectors[eid] = (hashes[eid], matrix[row])

@@ -174,8 +174,11 @@ class AuditLog:
         now: datetime | None = None,
         count: int | None = None,
         since: datetime | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """Write one record (durably, before returning) and return it.
+
+        `request_id` ties the record to the call's log lines and trace (see `aesoperator.telemetry`).
 
         With `count` (and `since`), the record stands for that many calls between `since` and
         `now` (an aggregate of refusals)."""
@@ -199,6 +202,8 @@ class AuditLog:
             "result_count": max(0, int(result_count or 0)),
             "latency_ms": round(latency, 3),
         }
+        if request_id:
+            fields["request_id"] = str(request_id)[:64]
         if count is not None and since is not None:
             fields["count"] = int(count)
             fields["since"] = _iso(since)

@@ -13,6 +13,8 @@ Record (one JSON line, format 2):
   previous record's hash (64 zeros for the first); `seq` counts from 1.
 - `mac` is an HMAC-SHA256 of `hash` under the audit key, so only a key holder can write a record
   that verifies. Format 1 records (before signing) have no `mac`.
+- `request_id` (optional; records written before it have none) is the id the call's log lines
+  and trace carry too.
 - An aggregate record stands for `count` refused calls between `since` and `time` (refusals and
   failed authentications are recorded that way, so a flood cannot fill the disk).
 
@@ -64,6 +66,9 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 SIGNED_FIELDS: dict[str, type | tuple[type, ...]] = {"mac": str}
 AGGREGATE_FIELDS: dict[str, type | tuple[type, ...]] = {"count": int, "since": str}
+# The id that the call's log lines and trace carry too (records written before it have none; it is
+# hashed and signed like every other field, so old and new records verify alike).
+CONTEXT_FIELDS: dict[str, type | tuple[type, ...]] = {"request_id": str}
 _RECORD_CONTEXT = b"aesop-audit-record\x00"
 _FINGERPRINT_CONTEXT = b"aesop-audit-fingerprint\x00"
 _ARGUMENT_CONTEXT = b"aesop-audit-argument\x00"
@@ -149,7 +154,7 @@ def shape_problem(record: Any) -> str | None:
         value = record.get(name)
         if value is None or isinstance(value, bool) or not isinstance(value, kind):
             return f"field {name!r} is missing or has the wrong type"
-    optional = {**SIGNED_FIELDS, **AGGREGATE_FIELDS}
+    optional = {**SIGNED_FIELDS, **AGGREGATE_FIELDS, **CONTEXT_FIELDS}
     for name, kind in optional.items():
         if name in record and (isinstance(record[name], bool) or not isinstance(record[name], kind)):
             return f"field {name!r} has the wrong type"

@@ -18,10 +18,12 @@ audited is reported as failed rather than silently unaudited.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
@@ -33,6 +35,8 @@ from aesoperator.errors import RateLimited
 from aesoperator.security.failures import classify, error_result, resource_error
 from aesoperator.security.guard import CallGuard
 from aesoperator.security.principal import Principal
+from aesoperator.telemetry.metrics import IN_FLIGHT, observe_call
+from aesoperator.telemetry.requests import RequestScope, request_scope
 
 log = logging.getLogger("aesoperator.security.envelope")
 
@@ -63,6 +67,54 @@ def report_count(n: int) -> None:
     state = _CALL.get()
     if state is not None:
         state.result_count = n
+
+
+# -- what is reported of a call: span, log line, metrics ---------------------------------------------
+call_log = logging.getLogger("aesoperator.calls")
+
+
+@dataclass
+class CallOutcome:
+    """How a call ended, filled in as it runs, for its span, log line and metrics."""
+
+    decision: str = "error"
+    count: int = 0
+    principal_kind: str = ANONYMOUS.kind
+    started: float = field(default_factory=time.perf_counter)
+
+
+@contextmanager
+def _in_flight() -> Iterator[None]:
+    IN_FLIGHT.inc()
+    try:
+        yield
+    finally:
+        IN_FLIGHT.dec()
+
+
+def _json_size(value: Any) -> int:
+    try:
+        return len(json.dumps(value, default=str, ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError):
+        return -1
+
+
+def report_call(scope: RequestScope, tool: str, outcome: CallOutcome) -> None:
+    """One finished call: its metrics, its span's attributes and one log line (names, counts and
+    timings only; the audit record is written by the envelope itself)."""
+    seconds = time.perf_counter() - outcome.started
+    observe_call(tool, outcome.decision, seconds)
+    scope.finish(outcome.decision, {"aesop.result_count": outcome.count, "aesop.principal.kind": outcome.principal_kind})
+    level = logging.INFO if outcome.decision == "allow" else logging.WARNING
+    if call_log.isEnabledFor(level):
+        fields = {
+            "tool": tool,
+            "decision": outcome.decision,
+            "result_count": outcome.count,
+            "duration_ms": round(seconds * 1000, 3),
+            "principal_kind": outcome.principal_kind,
+        }
+        call_log.log(level, "%s %s", tool, outcome.decision, extra={"fields": fields})
 
 
 # -- the envelope -----------------------------------------------------------------------------------
@@ -125,7 +177,23 @@ class GuardedCalls:
 
     async def call_tool(self, name: str, arguments: Mapping[str, Any], run: Callable[[], Awaitable[Any]]) -> Any:
         """Run the tool call `run()` inside the envelope; returns its result or an error result.
-        MCP protocol errors raised by the call are re-raised (and recorded as errors)."""
+        MCP protocol errors raised by the call are re-raised (and recorded as errors).
+
+        The call is one request (`aesoperator.telemetry`): its span, log line, metrics and audit
+        record carry the same request id."""
+        outcome = CallOutcome()
+        attributes = {"mcp.method.name": "tools/call", "gen_ai.tool.name": name}
+        with request_scope(f"aesop.call {name[:128]}", attributes) as scope, _in_flight():
+            if scope.span is not None:
+                scope.span.set_attribute("aesop.arguments.bytes", _json_size(arguments))
+            try:
+                return await self._call_tool(name, arguments, run, outcome)
+            finally:
+                report_call(scope, name, outcome)
+
+    async def _call_tool(
+        self, name: str, arguments: Mapping[str, Any], run: Callable[[], Awaitable[Any]], outcome: CallOutcome
+    ) -> Any:
         started = time.perf_counter()
         principal = ANONYMOUS
         state: CallState | None = None
@@ -140,6 +208,7 @@ class GuardedCalls:
                 _CALL.reset(token)
             decision = "error" if isinstance(result, CallToolResult) and result.is_error else "allow"
         except MCPError:
+            outcome.principal_kind = principal.kind
             self.record_quietly(principal, name, arguments, "error", 0, started)
             raise
         except RateLimited as exc:  # answered when the caller may call again, so a flood runs at its rate
@@ -147,20 +216,31 @@ class GuardedCalls:
         except Exception as exc:
             failure = classify(exc, f"tool {name!r}")
             decision, result = failure.decision, error_result(failure.info)
+        count = state.result_count if state else 0
+        outcome.principal_kind, outcome.decision, outcome.count = principal.kind, decision, count
         try:
-            count = state.result_count if state else 0
             if decision == "rate_limited":  # only counted: no I/O
                 self.record(principal, name, arguments, decision, count, started)
             else:  # the record's write and fsync run in a worker thread, not in the event loop
                 await anyio.to_thread.run_sync(self.record, principal, name, arguments, decision, count, started)
         except Exception as exc:  # a call that cannot be audited is reported as failed
+            outcome.decision = "error"
             return error_result(classify(exc, f"tool {name!r}").info)
         return result
 
     async def read_resource(self, uri: str, run: Callable[[], Awaitable[Any]]) -> Any:
         """Run the resource read `run()` inside the envelope. A refusal or failure is raised as the
         resource error the client gets (a permission refusal looks like an unknown resource); a
-        `ResourceError` raised on purpose (not found) and MCP errors pass through."""
+        `ResourceError` raised on purpose (not found) and MCP errors pass through. Like a tool
+        call, one request (its URI, which may name content, stays out of span and log)."""
+        outcome = CallOutcome()
+        with request_scope("aesop.read_resource", {"mcp.method.name": "resources/read"}) as scope, _in_flight():
+            try:
+                return await self._read_resource(uri, run, outcome)
+            finally:
+                report_call(scope, RESOURCE_CALL, outcome)
+
+    async def _read_resource(self, uri: str, run: Callable[[], Awaitable[Any]], outcome: CallOutcome) -> Any:
         started = time.perf_counter()
         principal = ANONYMOUS
         state: CallState | None = None
@@ -191,4 +271,5 @@ class GuardedCalls:
             raise resource_error(failure) from None
         finally:
             count = state.result_count if state else 0
+            outcome.principal_kind, outcome.decision, outcome.count = principal.kind, decision, count
             self.record_quietly(principal, RESOURCE_CALL, {"uri": uri}, decision, count, started)

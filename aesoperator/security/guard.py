@@ -41,6 +41,8 @@ from aesoperator.security.audit import DECISIONS, AuditLog
 from aesoperator.security.principal import Principal
 from aesoperator.security.ratelimit import Limit, RateLimiter
 from aesoperator.security.refusals import RefusalRecorder
+from aesoperator.telemetry.metrics import observe_rate_limited
+from aesoperator.telemetry.requests import current_request_id
 
 log = logging.getLogger("aesoperator.security.guard")
 
@@ -133,11 +135,22 @@ class CallGuard:
                 decision=decision,
                 result_count=result_count or 0,
                 latency_ms=latency_ms,
+                request_id=current_request_id(),
             )
         except OSError as exc:
             log.error("audit record for %s by %s could not be written: %s", tool, principal.id, exc)
             hint = "; free disk space and call again" if out_of_space_errno(exc) is not None else ""
             raise AesopError(f"the audit log could not be written ({exc.strerror or exc}){hint}") from None
+
+    @property
+    def held_refusals(self) -> int:
+        """Refusal answers waiting for their caller's retry time (see `hold`)."""
+        return self._held
+
+    @property
+    def pending_refusals(self) -> int:
+        """Refusals counted but not yet written to the audit log."""
+        return self.refusals.pending() if self.refusals is not None else 0
 
     def refused(self, principal: Principal, tool: str, decision: str = "rate_limited") -> None:
         """Count a refused call; it is written with the others in one aggregate record."""
@@ -197,6 +210,7 @@ class CallGuard:
                 self.admit_request(principal, method)
             except RateLimited as exc:
                 self.refused(principal, method)
+                observe_rate_limited(method)
                 retry_after = await self.hold(exc.retry_after)
                 message = f"rate limited: {exc} (retry after {retry_after:.1f} s)"
                 raise MCPError(RATE_LIMITED_ERROR_CODE, message, {"retry_after": retry_after}) from None
