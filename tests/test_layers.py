@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("context",),  # the facade: ContextEngine = engine + ingest
     ("security",),  # principals, guard, audit, limits: shared by both servers
     ("serve", "connectors"),
+    ("explore",),  # the browser explorer: reads through serve's source views, mounted by the CLI
     ("api", "cli", "notebook", "doctor"),
     (INIT,),
 ]
