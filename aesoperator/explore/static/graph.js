@@ -33,6 +33,7 @@
       this.alpha = 0;
       this.drag = null;
       this.frame = null;
+      this.userMoved = false;
       this._bind();
       this.resize();
     }
@@ -44,7 +45,20 @@
       this.hiddenTypes.clear();
       this.selected = null;
       this.view = { x: 0, y: 0, scale: 1 };
+      this.userMoved = false;
       this._changed();
+    }
+
+    // Zoom and pan so every visible node is in view (until the user pans or zooms).
+    fit() {
+      const nodes = this.visibleNodes();
+      if (!nodes.length) return;
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+      for (const n of nodes) { x0 = Math.min(x0, n.x); y0 = Math.min(y0, n.y); x1 = Math.max(x1, n.x); y1 = Math.max(y1, n.y); }
+      const w = Math.max(1, x1 - x0), h = Math.max(1, y1 - y0);
+      this.view.scale = Math.max(0.2, Math.min(1.6, (this.size.w - 220) / w, (this.size.h - 60) / h));
+      this.view.x = -(x0 + x1) / 2 - 40 / this.view.scale;
+      this.view.y = -(y0 + y1) / 2;
     }
 
     // Merge a neighbourhood (the API's `nodes`, `edges`, `center`) around its center.
@@ -66,6 +80,7 @@
       if (!this.selected) this.selected = data.center;
       this.alpha = 1;
       this._changed();
+      this.draw();
       this._start();
     }
 
@@ -134,6 +149,7 @@
     _tick() {
       this.frame = null;
       this._step();
+      if (!this.userMoved && !this.drag) this.fit();
       this.draw();
       if (this.alpha > 0.02 || this.drag) this._start();
       else this.canvas.dataset.settled = "true";
@@ -273,6 +289,7 @@
           this.alpha = Math.max(this.alpha, 0.2);
           this._start();
         } else {
+          this.userMoved = true;
           this.view.x = this.drag.view.x + dx / this.view.scale;
           this.view.y = this.drag.view.y + dy / this.view.scale;
           this.draw();
@@ -295,6 +312,7 @@
       c.addEventListener("wheel", (ev) => {
         ev.preventDefault();
         const factor = ev.deltaY < 0 ? 1.1 : 1 / 1.1;
+        this.userMoved = true;
         this.view.scale = Math.max(0.2, Math.min(4, this.view.scale * factor));
         this.draw();
       }, { passive: false });
