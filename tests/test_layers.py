@@ -60,6 +60,7 @@ DEFERRED_MODULES: dict[str, str] = {
     f"{PACKAGE}.cli.sources": "each command imports what it runs: `aesop --help` stays fast",
     f"{PACKAGE}.cli.serve": "each command imports what it runs: `aesop --help` stays fast",
     f"{PACKAGE}.cli.admin": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.explore": "each command imports what it runs: `aesop --help` stays fast",
 }
 
 
