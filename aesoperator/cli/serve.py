@@ -354,6 +354,7 @@ def serve(
                 app_ = mount_explorer(
                     app_, engine, sock, guard=guard, verifier=verifier, no_auth=no_auth, no_auth_scopes=given, host=host
                 )
+                err.print(f"graph explorer at {serve_auth.resource_url_for(sock, '/explore/')}", highlight=False)
             err.print(f"serving MCP at {url}" + (" (no authentication)" if no_auth else ""), highlight=False)
             serve_auth.serve_http(app_, sock)
         finally:
