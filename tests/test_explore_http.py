@@ -221,3 +221,30 @@ def test_static_assets_are_only_the_shipped_files(client: httpx.Client) -> None:
 def test_package_data_lists_the_assets() -> None:
     text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8")
     assert '"aesoperator.explore" = ["static/*.html", "static/*.js", "static/*.css", "static/*.svg"]' in text
+
+
+def test_a_big_neighbourhood_is_sampled_and_says_so(client: httpx.Client, app: RunningExplorer) -> None:
+    from aesoperator.explore.queries import GRAPH_NODES
+    from aesoperator.graph_schema.models import Entity, Relation
+
+    hub = Entity(id="bench:hub", type="Concept", name="Hub", text="a hub", namespace="hubs")
+    spokes = [
+        Entity(id=f"bench:spoke:{i}", type="Document", name=f"Spoke {i}", text=f"spoke {i}", namespace="hubs")
+        for i in range(GRAPH_NODES + 80)
+    ]
+    kinds = ("MENTIONS", "REFERENCES", "PART_OF")
+    relations = [Relation(type=kinds[i % 3], src=s.id, dst=hub.id, namespace="hubs") for i, s in enumerate(spokes)]
+    app.engine.upsert([hub, *spokes], relations, embed=False)
+    first = client.get("api/graph", params={"id": hub.id}, headers=auth(app.full_token)).json()
+    again = client.get("api/graph", params={"id": hub.id}, headers=auth(app.full_token)).json()
+    assert first["sampled"] and first["total_neighbours"] == len(spokes)
+    assert len(first["nodes"]) == GRAPH_NODES + 1 and len(first["edges"]) == GRAPH_NODES
+    assert first["nodes"] == again["nodes"]  # the same sample each time
+    shown = {e["type"] for e in first["edges"]}
+    assert shown == set(kinds)  # every relation type is represented
+    only = client.get(
+        "api/graph", params={"id": hub.id, "relation_type": "PART_OF"}, headers=auth(app.full_token)
+    ).json()
+    assert not only["sampled"] and {e["type"] for e in only["edges"]} == {"PART_OF"}
+    # the narrow token cannot reach the hub at all
+    assert client.get("api/graph", params={"id": hub.id}, headers=auth(app.narrow_token)).status_code == 404
