@@ -150,6 +150,12 @@ def test_a_same_origin_resync_runs_and_is_audited(client: httpx.Client, app: Run
         rows = client.get("api/sources", headers=auth(app.full_token)).json()["sources"]
         job = next(s["job"] for s in rows if s["name"] == app.demo.source)
     assert job["state"] == "ok", job
+    row = next(
+        s
+        for s in client.get("api/sources", headers=auth(app.full_token)).json()["sources"]
+        if s["name"] == app.demo.source
+    )
+    assert row["status"] == "ok" and row["last_ok_at"] is not None
     records = audit_records(app)
     resyncs = [r for r in records if r["tool"] == "explore.resync"]
     assert any(r["principal"] == "analyst" and r["decision"] == "allow" for r in resyncs)

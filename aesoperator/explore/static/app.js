@@ -425,7 +425,7 @@
       if (s.quarantined_items.length) {
         quarantine.appendChild(el("ul", { cls: "quarantine" }, s.quarantined_items.map((q) => el("li", { text: q.key + ": " + q.reason }))));
       }
-      const last = (s.status || "never") + (s.last_ok_at ? " · ok " + when(s.last_ok_at) : "") + (s.age_seconds !== null ? " (" + Math.round(s.age_seconds / 60) + " min ago)" : "");
+      const last = (s.status || "no run recorded") + (s.last_ok_at ? " · ok " + when(s.last_ok_at) : "") + (s.age_seconds !== null ? " (" + Math.round(s.age_seconds / 60) + " min ago)" : "");
       return row([s.name, (s.kind || "folder/documents") + " · " + (s.namespace || "-"), s.identity || "", String(s.items), String(s.entities), String(s.relations), last, quarantine, el("div", {}, [button, job])]);
     }));
   }
