@@ -92,9 +92,8 @@ def test_search_shows_scored_hits_with_reasons_and_filters(page: Watched, app: R
     # the namespace filter narrows the results to that namespace
     p.select_option("#f-namespace", "agent:ops")  # type: ignore[attr-defined]
     p.click("#search-form button[type=submit]")  # type: ignore[attr-defined]
-    p.wait_for_function("() => location.hash.includes('namespace=agent')")  # type: ignore[attr-defined]
-    loaded(page, "search")
-    p.wait_for_function("() => document.querySelectorAll('#results li.hit').length > 0")  # type: ignore[attr-defined]
+    p.wait_for_selector("#results[data-params*='namespace=agent']")  # type: ignore[attr-defined]
+    assert p.locator("#results li.hit").count() > 0  # type: ignore[attr-defined]
     spaces = p.eval_on_selector_all(  # type: ignore[attr-defined]
         "#results li.hit .hit-head .score:last-child", "els => els.map(e => e.textContent.split(' · ')[0])"
     )

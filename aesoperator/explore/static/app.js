@@ -6,6 +6,7 @@
 
 (function () {
   const TOKEN_KEY = "aesop-explore-token";
+  const ME_KEY = "aesop-explore-me";
   const state = { me: null, graph: null, graphNotes: new Map(), entityId: null, pollTimer: null };
   window.aesopTimings = {};
 
@@ -81,6 +82,7 @@
   function showError(err, where) {
     if (err instanceof ApiError && err.status === 401) {
       sessionStorage.removeItem(TOKEN_KEY);
+      sessionStorage.removeItem(ME_KEY);
       showLogin("Your token was refused (" + err.message + "). Sign in again.");
       return;
     }
@@ -129,31 +131,58 @@
   }
 
   // -- sign in ----------------------------------------------------------------------------------
+  // The caller (`api/me`) is kept for the tab beside the token, so a page load shows its view at
+  // once and checks the caller again in the background (a refused token leads back to sign-in).
   async function signIn(candidate) {
-    if (candidate !== undefined) sessionStorage.setItem(TOKEN_KEY, candidate);
+    if (candidate !== undefined) {
+      sessionStorage.setItem(TOKEN_KEY, candidate);
+      sessionStorage.removeItem(ME_KEY);
+    }
+    const cached = token() ? sessionStorage.getItem(ME_KEY) : null;
+    if (cached) {
+      try { applyMe(JSON.parse(cached)); } catch (e) { sessionStorage.removeItem(ME_KEY); }
+    }
+    if (state.me) {
+      route();
+      refreshMe(false);
+      return;
+    }
+    if (await refreshMe(candidate !== undefined)) route();
+  }
+
+  async function refreshMe(fresh) {
     try {
-      state.me = await api("me");
+      const me = await api("me");
+      if (token()) sessionStorage.setItem(ME_KEY, JSON.stringify(me));
+      applyMe(me);
+      return true;
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {
         sessionStorage.removeItem(TOKEN_KEY);
-        showLogin(candidate !== undefined ? "That token was refused: " + err.message : "");
-        return;
+        sessionStorage.removeItem(ME_KEY);
+        showLogin(fresh ? "That token was refused: " + err.message : state.me ? "Your token was refused (" + err.message + "). Sign in again." : "");
+        return false;
       }
-      showLogin("");
+      if (!state.me) showLogin("");
       showError(err, "sign in");
-      return;
+      return false;
     }
-    $("who").textContent = state.me.principal + " · reads " + (state.me.all_namespaces ? "every namespace" : state.me.namespaces.join(", ") || "nothing");
+  }
+
+  function applyMe(me) {
+    state.me = me;
+    $("who").textContent = me.principal + " · reads " + (me.all_namespaces ? "every namespace" : me.namespaces.join(", ") || "nothing");
     $("nav").hidden = false;
     $("sign-out").hidden = !token();
-    fillFilters(state.me);
-    route();
+    fillFilters(me);
   }
 
   function fillFilters(me) {
     const ns = $("f-namespace");
+    const chosen = ns.value;
     while (ns.options.length > 1) ns.remove(1);
     for (const name of me.namespaces) ns.appendChild(el("option", { text: name }));
+    ns.value = me.namespaces.includes(chosen) ? chosen : "";
     const types = $("types-list");
     clear(types);
     for (const t of me.entity_types) types.appendChild(el("option", { text: t }));
@@ -191,6 +220,7 @@
       const extra = out.filtered_by_source ? ", " + out.filtered_by_source + " left out by the source filter" : "";
       $("search-status").textContent = out.hits.length + " results in " + Math.round(out.elapsed_ms) + " ms" + extra;
       list.dataset.query = q;
+      list.dataset.params = params.toString();
       done("search");
     } catch (err) {
       $("search-status").textContent = "";
@@ -454,7 +484,7 @@
       const target = "#/search?" + searchParamsFromForm().toString();
       if (location.hash === target) route(); else location.hash = target;
     });
-    $("sign-out").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); showLogin("Signed out."); });
+    $("sign-out").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(ME_KEY); showLogin("Signed out."); });
     $("agent-select").addEventListener("change", () => { location.hash = "#/memory?agent=" + encodeURIComponent($("agent-select").value); });
     $("graph-pin").addEventListener("click", () => { const g = state.graph; if (g && g.selected) { g.togglePin(g.selected); updatePinButton(); } });
     $("graph-open").addEventListener("click", () => { const g = state.graph; if (g && g.selected) location.hash = "#/entity?id=" + encodeURIComponent(g.selected); });
