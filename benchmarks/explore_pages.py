@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -85,6 +86,7 @@ def build_store(data_dir: Path, size: int, real_vectors: int) -> dict[str, Any]:
         "build_seconds": round(time.perf_counter() - started, 1),
     }
     marker.write_text(json.dumps(info))
+    marker.chmod(0o600)  # the data dir holds only owner-only files (aesop doctor checks it)
     return info
 
 
@@ -167,8 +169,10 @@ def main() -> None:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     args = parser.parse_args()
     store = build_store(args.data_dir, args.size, args.real_vectors)
+    load_before = os.getloadavg()[0]
     results = measure(args.data_dir, args.queries, args.chromium)
-    payload = {"store": store, **results, "target_ms": TARGET_MS}
+    load = {"before": round(load_before, 1), "after": round(os.getloadavg()[0], 1), "cores": os.cpu_count()}
+    payload = {"store": store, **results, "target_ms": TARGET_MS, "load_average_1min": load}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "explore-pages-latest.json").write_text(json.dumps(payload, indent=2) + "\n")
     rows = [
@@ -184,7 +188,8 @@ def main() -> None:
     text = (
         f"# Explorer page loads at {store['entities']:,} entities\n\n"
         f"{store['relations']:,} relations, {store['vectors']:,} vectors ({store['real_vectors']:,} real). "
-        f"Headless Chromium over loopback; target {TARGET_MS:.0f} ms.\n\n{table}\n"
+        f"Headless Chromium over loopback; target {TARGET_MS:.0f} ms. Machine load (1-minute average) "
+        f"{load['before']} before and {load['after']} after the run on {load['cores']} cores.\n\n{table}\n"
     )
     (RESULTS / "explore-pages-latest.md").write_text(text)
     print(text)

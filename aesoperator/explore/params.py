@@ -42,7 +42,7 @@ class _Params(BaseModel):
 
 class SearchParams(_Params):
     q: Annotated[str, Field(min_length=1, max_length=10_000)]
-    k: Annotated[int, Field(ge=1, le=100)] = 20
+    k: Annotated[int, Field(ge=1, le=100)] = 10
     hops: Annotated[int | None, Field(ge=0, le=3)] = None
     namespace: Annotated[list[Label], Field(max_length=MAX_FILTERS)] = []
     type: Annotated[list[Label], Field(max_length=MAX_FILTERS)] = []

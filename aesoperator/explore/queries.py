@@ -85,7 +85,7 @@ def search(
     namespaces: Namespaces,
     query: str,
     *,
-    k: int = 20,
+    k: int = 10,
     hops: int | None = None,
     types: Sequence[str] | None = None,
     sources: Sequence[str] | None = None,
