@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("context",),  # the facade: ContextEngine = engine + ingest
     ("security",),  # principals, guard, audit, limits: shared by both servers
     ("serve", "connectors"),
+    ("explore",),  # the browser explorer: reads through serve's source views, mounted by the CLI
     ("api", "cli", "notebook", "doctor"),
     (INIT,),
 ]
@@ -61,6 +62,7 @@ DEFERRED_MODULES: dict[str, str] = {
     f"{PACKAGE}.cli.serve": "each command imports what it runs: `aesop --help` stays fast",
     f"{PACKAGE}.cli.forget": "each command imports what it runs: `aesop --help` stays fast",
     f"{PACKAGE}.cli.admin": "each command imports what it runs: `aesop --help` stays fast",
+    f"{PACKAGE}.cli.explore": "each command imports what it runs: `aesop --help` stays fast",
 }
 
 

@@ -6,7 +6,7 @@ from aesoperator.cli.app import app, err, out, state
 
 # Each module registers its commands on `app` as it is imported: this order is the order `aesop --help` lists them.
 # isort: off
-from aesoperator.cli import ingest_search, memory_updates, forget, knowledge, sources, serve, admin  # noqa: F401
+from aesoperator.cli import ingest_search, memory_updates, forget, knowledge, sources, serve, explore, admin  # noqa: F401
 
 # isort: on
 from aesoperator.cli.serve import AUDIT_EXIT_CODES

@@ -295,6 +295,9 @@ def serve(
             "(default: the metrics_port setting, AESOP_METRICS_PORT; none when unset; 0 = any free port).",
         ),
     ] = None,
+    explore: Annotated[
+        bool, typer.Option(help="With --http, also serve the graph explorer at /explore/ (same tokens).")
+    ] = True,
 ) -> None:
     """Serve the engine to agents over MCP: search, recall, remember, entities, neighbours, sources and
     the memory server's tools. Stdio by default; --http serves streamable HTTP with bearer tokens
@@ -328,6 +331,7 @@ def serve(
                 run_stdio(build_server(engine, guard, resolver, memory_namespace=memory_namespace, warm=warm))
                 return
             app_: Any
+            verifier: Any = None
             sock = serve_auth.bind_socket(host, port, allow_remote=allow_remote)
             url = serve_auth.resource_url_for(sock, path)
             if no_auth:
@@ -356,6 +360,13 @@ def serve(
                 app_ = serve_auth.build_http_app(
                     server, verifier, url, issuers, guard=guard, json_response=False, host=host
                 )
+            if explore:
+                from aesoperator.explore.server import mount_explorer
+
+                app_ = mount_explorer(
+                    app_, engine, sock, guard=guard, verifier=verifier, no_auth=no_auth, no_auth_scopes=given, host=host
+                )
+                err.print(f"graph explorer at {serve_auth.resource_url_for(sock, '/explore/')}", highlight=False)
             err.print(f"serving MCP at {url}" + (" (no authentication)" if no_auth else ""), highlight=False)
             serve_auth.serve_http(app_, sock)
         finally:
