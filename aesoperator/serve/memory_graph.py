@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aesoperator.engine.embed_backlog import EmbeddingBacklog
 from aesoperator.engine.embeddings import embedding_text
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.errors import SchemaError
@@ -84,6 +85,11 @@ class MemoryGraph:
         self._adopted = namespace == MEMORY_GRAPH_HOME  # the home namespace never had other ids
         # (change-log position, listing): search_nodes scans this instead of reading the graph.
         self._listing: tuple[int, _Listing] | None = None
+        # Embedding off the write path (setting `embed_writes`): writes commit without vectors and
+        # the backlog embeds them; it starts now, to catch up with what an earlier process left.
+        self._backlog: EmbeddingBacklog | None = None
+        if embed and engine.settings.embed_writes == "background":
+            self._backlog = engine.embedding_backlog(namespace, self._embeddable)
 
     # -- mapping ------------------------------------------------------------------------------------
     def entity_id(self, name: str) -> str:
@@ -146,6 +152,11 @@ class MemoryGraph:
     @staticmethod
     def _is_placeholder(entity: Entity) -> bool:
         return bool(entity.properties.get("placeholder"))
+
+    @classmethod
+    def _embeddable(cls, entity: Entity) -> bool:
+        """Memory entities get vectors; placeholders (names only relations hold) do not."""
+        return entity.source == MEMORY_GRAPH_SOURCE and not cls._is_placeholder(entity)
 
     @staticmethod
     def _as_memory_entity(entity: Entity) -> MemoryEntity:
@@ -282,7 +293,7 @@ class MemoryGraph:
         vectors: dict[str, Any] = {}
         model: str | None = None
         embeddable = [e for e in entities if not self._is_placeholder(e)]
-        if self.embed and embeddable:
+        if self.embed and embeddable and self._backlog is None:
             texts = [embedding_text(e) for e in embeddable]
             matrix = self.engine.embedder.embed(texts)
             vectors = {
@@ -298,7 +309,9 @@ class MemoryGraph:
             expire_relation_ids=list(expire_relation_ids),
         )
         if not batch.is_empty():
-            self.engine.store.write(batch)
+            result = self.engine.store.write(batch)
+            if self._backlog is not None and embeddable:
+                self._backlog.notify(result.seq)
 
     def _orphaned_placeholders(self, candidates: Iterable[Entity], leaving: set[str], gone: set[str]) -> list[str]:
         """Placeholders among `candidates` whose every live relation is in `leaving` or touches `gone`."""
