@@ -33,6 +33,7 @@ are serialized; separate processes writing the same memory graph at once may int
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -218,6 +219,10 @@ class MemoryGraph:
         if listing is None:
             # Read after taking `seq`: a write in between is replayed (again) by the next call.
             listing = self._full_listing()
+            # The listing is long-lived and large (objects per entity and relation): move what is
+            # alive now out of the collector's reach, so full collections do not walk it again
+            # and again between calls (they were the tail of search_nodes latency).
+            gc.freeze()
         with self._lock:
             self._listing = (seq, listing)
         return listing
@@ -310,7 +315,7 @@ class MemoryGraph:
         )
         if not batch.is_empty():
             result = self.engine.store.write(batch)
-            if self._backlog is not None and embeddable:
+            if self._backlog is not None:  # every write, so a burst of relations also defers it
                 self._backlog.notify(result.seq)
 
     def _orphaned_placeholders(self, candidates: Iterable[Entity], leaving: set[str], gone: set[str]) -> list[str]:
