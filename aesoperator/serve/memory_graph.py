@@ -80,7 +80,7 @@ class MemoryGraph:
     def __init__(self, engine: ContextEngine, namespace: str = DEFAULT_MEMORY_NAMESPACE, embed: bool = True) -> None:
         self.engine = engine
         self.namespace = namespace
-        self.embed = embed
+        self.embed = embed and engine.settings.embed_writes != "off"
         self._lock = threading.RLock()
         self._last_order = 0
         self._adopted = namespace == MEMORY_GRAPH_HOME  # the home namespace never had other ids
@@ -89,7 +89,7 @@ class MemoryGraph:
         # Embedding off the write path (setting `embed_writes`): writes commit without vectors and
         # the backlog embeds them; it starts now, to catch up with what an earlier process left.
         self._backlog: EmbeddingBacklog | None = None
-        if embed and engine.settings.embed_writes == "background":
+        if self.embed and engine.settings.embed_writes == "background":
             self._backlog = engine.embedding_backlog(namespace, self._embeddable)
 
     # -- mapping ------------------------------------------------------------------------------------

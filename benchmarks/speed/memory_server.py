@@ -323,7 +323,10 @@ async def _serve_and_query(
         ref = _Server(ref_conn, _new_child(before))
         before = {p.pid for p in psutil.Process().children()}
         t0 = time.perf_counter()
-        async with open_connection(_definition("aesop-serve", ours_cmd, _child_env())) as ours_conn:
+        embed_writes = str(spec.get("embed_writes", "background"))
+        out["ours_embed_writes"] = embed_writes
+        ours_env = {**_child_env(), "AESOP_EMBED_WRITES": embed_writes}
+        async with open_connection(_definition("aesop-serve", ours_cmd, ours_env)) as ours_conn:
             await ours_conn.connect()
             out["ours_start_seconds"] = round(time.perf_counter() - t0, 3)
             ours = _Server(ours_conn, _new_child(before))
@@ -336,8 +339,9 @@ async def _serve_and_query(
             for tool, args in (("search_nodes", {"query": "no such text 7f3a"}), ("open_nodes", {"names": ["x"]})):
                 await ours.conn.call_tool(tool, args)  # memory-tool reads: they never load the model
             out["ours_server_rss_after_memory_reads_mb"] = _rss_mb(ours.pid)
-            with meter.phase("catch_up_ours"):
-                out["load"]["ours_catch_up"] = await _catch_up(ours, len(graph.entities))
+            if embed_writes == "background":
+                with meter.phase("catch_up_ours"):
+                    out["load"]["ours_catch_up"] = await _catch_up(ours, len(graph.entities))
             servers = {REFERENCE: ref, OURS_NODES: ours, OURS_SEARCH: ours}
             for text in warmup:
                 for name, tool, args, _ in systems:
@@ -466,11 +470,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=parse_size, default=10_000, help="entities (default 10k)")
     p.add_argument("--queries", type=int, default=200, help="questions timed (default 200)")
     p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/evaldata)")
+    p.add_argument(
+        "--embed-writes",
+        choices=("background", "sync", "off"),
+        default="background",
+        help="our server's AESOP_EMBED_WRITES (default background: the job waits for the catch-up before querying)",
+    )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "memory-server-latest")
     args = p.parse_args(argv)
     data_dir = (args.data or datagen.default_data_dir(REPO_ROOT)).resolve()
     with tempfile.TemporaryDirectory(prefix="aesop-memory-server-") as work:
         spec = {
+            "embed_writes": args.embed_writes,
             "size": args.size,
             "work_dir": work,
             "data_dir": str(data_dir),
@@ -501,6 +512,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
         "|---|---:|---:|",
         f"| load through create_entities + create_relations (s) | {ref['seconds']:.1f} | {ours['seconds']:.1f} |",
         f"| ours / reference load time | | {ours['seconds'] / ref['seconds']:.2f}x |",
+        f"| our AESOP_EMBED_WRITES | – | {result.get('ours_embed_writes', 'background')} |",
         f"| background embedding caught up after the load (s) | – | {catch.get('seconds', float('nan')):.1f} |",
         f"| server RSS at start (MB) | – | {result.get('ours_server_rss_start_mb', 0):,.0f} |",
         f"| server RSS after the load (MB) | – | {result.get('ours_server_rss_after_load_mb', 0):,.0f} |",
