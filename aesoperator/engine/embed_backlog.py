@@ -37,7 +37,7 @@ from aesoperator.graph_schema.models import Entity
 log = logging.getLogger(__name__)
 
 CHANGE_PAGE = 5_000  # change-log rows per step; the position is saved after each
-QUIET_SECONDS = 0.3  # start once writes have paused this long ...
+QUIET_SECONDS = 1.0  # start once writes have paused this long ...
 MAX_DELAY_SECONDS = 10.0  # ... or once the oldest waiting write is this old
 RETRY_SECONDS = (1.0, 5.0, 30.0)  # after a failed step (store or model unavailable)
 
