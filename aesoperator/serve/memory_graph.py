@@ -25,6 +25,10 @@ entities and relations in one namespace (default `memory-graph`) under the sourc
 A memory graph kept in another namespace before ids carried the namespace is moved to the scoped
 ids (with its relations and vectors) the first time a `MemoryGraph` on that namespace is used.
 
+Entities are embedded off the write path (setting `embed_writes`, default "background"): a write
+answers once the store commits, and an `EmbeddingBacklog` on this namespace embeds the new and
+changed entities from the change log a moment later (see `aesoperator.engine.embed_backlog`).
+
 Differences, all on input the memory server accepts but cannot represent well: a name repeated
 within one `create_entities` (or a relation within one `create_relations`) call is created once;
 names must not be blank; sizes are bounded (see `schemas.py`). Writes made by one server process
