@@ -128,6 +128,16 @@ class Settings(BaseSettings):
     embedding_model: str = Field(default=DEFAULT_MODEL, description="sentence-transformers model name or path.")
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
     embed_on_ingest: bool = True
+    embed_writes: Literal["background", "sync", "off"] = Field(
+        default="background",
+        description=(
+            "How the memory-server tools (create_entities, add_observations, ...) embed what they write:"
+            " 'background' answers once the store commits and embeds in a background worker that the"
+            " vector index follows within seconds (keyword and name search see the write at once);"
+            " 'sync' embeds before answering, so the vector channel reads its own writes; 'off' never"
+            " embeds them (keyword and name search only, until `aesop rebuild-index` embeds what has no vector)."
+        ),
+    )
     write_batch_size: int = Field(default=1000, ge=1, le=100_000)
     chunk_chars: int = Field(default=1200, ge=200, le=20_000)
     chunk_overlap_chars: int = Field(default=150, ge=0, le=5_000)

@@ -89,6 +89,8 @@ def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
     for side in ("reference", "ours"):
         assert mem["load"][side]["entities_created"] == 200, side
         assert mem["load"][side]["relations_created"] > 0, side
+    assert mem["load"]["ours_catch_up"]["complete"]  # every entity embedded before the queries
+    assert mem["ours_server_rss_start_mb"] > 0
     assert mem["queries"]["question"]["n"] == 20
     assert 0 < mem["queries"]["keyword"]["n"] <= 20
     for kind in ("question", "keyword"):

@@ -263,6 +263,7 @@ def test_memory_graph_kept_under_unscoped_ids_moves_to_scoped_ids(
     assert ("KNOWS", ids["Ada"], ids["Bob"], True) in ends
     assert ("HELPED", ids["Bob"], ids["Ada"], False) in ends  # the history came along
     assert ("MENTIONS", mention.id, ids["Ada"], True) in ends  # so did the episode's link, in its namespace
+    assert engine.wait_for_index(300)  # memory-tool writes are embedded in the background
     assert engine.store.vector_hashes(list(ids.values()), engine.embedder.model_name).keys() == set(ids.values())
     # and the graph works on: the same name is the same entity
     assert graph.create_entities([MemoryEntity(name="Ada", entityType="person", observations=[])]) == []

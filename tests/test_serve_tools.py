@@ -1031,6 +1031,7 @@ def test_tool_arguments_property(
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
     @given(args=arguments_for(tool))
     def check(args: Any) -> None:
+        assert local_engine.wait_for_index(120)  # earlier memory writes' vectors land in the background
         before = local_engine.store.last_seq()
         graph_before = portal.call(client.call_tool, "read_graph", {}).structured_content
         result = portal.call(client.call_tool, name, args)  # never raises: errors are results

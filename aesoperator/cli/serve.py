@@ -279,9 +279,11 @@ def serve(
     jwt_leeway: Annotated[
         float | None, typer.Option("--jwt-leeway", help="Seconds of clock skew allowed on exp/nbf (default 30).")
     ] = None,
-    warm: Annotated[
-        bool, typer.Option(help="Load the embedding model and vector index at start rather than on the first search.")
-    ] = True,
+    warm: Annotated[bool, typer.Option(help="Sync the vector index at start rather than on the first search.")] = True,
+    load_model: Annotated[
+        bool,
+        typer.Option(help="Load the embedding model at start (about 1 GB) rather than on the first call that embeds."),
+    ] = False,
     memory_namespace: Annotated[
         str, typer.Option(help="Namespace of the memory-server tools' knowledge graph.")
     ] = "memory-graph",
@@ -328,7 +330,11 @@ def serve(
                 guard.audit.open_for_writing()  # a missing key stops the server here, not at its first call
             if not http:
                 resolver = serve_auth.stdio_principal_resolver(given)
-                run_stdio(build_server(engine, guard, resolver, memory_namespace=memory_namespace, warm=warm))
+                run_stdio(
+                    build_server(
+                        engine, guard, resolver, memory_namespace=memory_namespace, warm=warm, load_model=load_model
+                    )
+                )
                 return
             app_: Any
             verifier: Any = None
@@ -340,7 +346,9 @@ def serve(
                     if given
                     else Principal.full_access("local", "static")
                 )
-                server = build_server(engine, guard, lambda: local, memory_namespace=memory_namespace, warm=warm)
+                server = build_server(
+                    engine, guard, lambda: local, memory_namespace=memory_namespace, warm=warm, load_model=load_model
+                )
                 app_ = http_app(server, host=host, path=path)
             else:
                 jwt = serve_auth.jwt_options(
@@ -354,7 +362,12 @@ def serve(
                 )
                 verifier = serve_auth.build_verifier(data_dir, resource_url=url, **jwt)
                 server = build_server(
-                    engine, guard, serve_auth.http_principal_resolver(), memory_namespace=memory_namespace, warm=warm
+                    engine,
+                    guard,
+                    serve_auth.http_principal_resolver(),
+                    memory_namespace=memory_namespace,
+                    warm=warm,
+                    load_model=load_model,
                 )
                 issuers = [jwt["jwt_issuer"]] if jwt["jwt_issuer"] else []
                 app_ = serve_auth.build_http_app(

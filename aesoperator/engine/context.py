@@ -12,6 +12,7 @@ import hashlib
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,11 +24,13 @@ import numpy as np
 from aesoperator.config import Settings, load_settings
 from aesoperator.engine import export
 from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
+from aesoperator.engine.embed_backlog import EmbeddingBacklog, backlog_state_name
 from aesoperator.engine.embeddings import Embedder, TextEmbedder, embedding_text
 from aesoperator.engine.forget import ForgetReport, complete_pending_erasure
 from aesoperator.engine.forget import forget as forget_memories
 from aesoperator.engine.keyword_index import KeywordIndex
 from aesoperator.engine.knowledge_reads import KnowledgeReads
+from aesoperator.engine.lazy_embedder import LazyEmbedder
 from aesoperator.engine.memory import AgentMemory
 from aesoperator.engine.progress import ProgressReporter
 from aesoperator.engine.results import SearchResult
@@ -94,6 +97,8 @@ class EngineCore(KnowledgeReads):
         self._knowledge = knowledge
         self._knowledge_loaded = knowledge is not None
         self._embedder = embedder
+        self._embedder_lock = threading.RLock()  # the backlog reads `embedder` while holding it
+        self._backlogs: dict[str, EmbeddingBacklog] = {}
         self._index: VectorIndex | None = None
         self._keywords: KeywordIndex | None = None
         self._index_lock = threading.RLock()
@@ -142,6 +147,7 @@ class EngineCore(KnowledgeReads):
         """Save the vector index when the disk has room (the saved copy only spares the next open
         some replay), close the keyword index, and close the store whatever happened before."""
         try:
+            self._stop_backlogs()
             with self._index_lock:
                 if self._index is not None and self._caught_up_for_close(self._index):
                     self._index.save_if_room()
@@ -173,10 +179,78 @@ class EngineCore(KnowledgeReads):
     # -- components ---------------------------------------------------------------------------
     @property
     def embedder(self) -> TextEmbedder:
-        """The text embedder, created from the settings on first use."""
+        """The text embedder: a `LazyEmbedder` that builds the configured one (`_build_embedder`)
+        when something first needs the model, so an engine that never embeds never loads it."""
         if self._embedder is None:
-            self._embedder = Embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
+            with self._embedder_lock:
+                if self._embedder is None:
+                    self._embedder = LazyEmbedder(self._build_embedder)
         return self._embedder
+
+    def _build_embedder(self) -> TextEmbedder:
+        """The embedder the settings name (called once, on first need)."""
+        return Embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
+
+    # -- embedding off the write path -----------------------------------------------------------
+    def embedding_backlog(self, namespace: str, accept: Callable[[Entity], bool]) -> EmbeddingBacklog:
+        """The background worker that embeds `namespace`'s entities picked by `accept` after they
+        are written without vectors (started on first call; one per namespace). It first catches
+        up with what an earlier process wrote and did not embed.
+
+        Args:
+            namespace: the namespace whose entity writes it follows.
+            accept: which entities get a vector (the others are left without).
+
+        Returns:
+            The running backlog; call `notify()` on it after each write.
+        """
+        with self._embedder_lock:
+            backlog = self._backlogs.get(namespace)
+            if backlog is None:
+                name = backlog_state_name(namespace, self._store_label(), self.embedder.model_name)
+                backlog = EmbeddingBacklog(
+                    self.store,
+                    lambda: self.embedder,
+                    namespace,
+                    accept,
+                    make_private_dir(self.settings.data_dir / "index") / name,
+                    batch_size=self.settings.embedding_batch_size,
+                )
+                self._backlogs[namespace] = backlog
+            return backlog
+
+    def wait_for_index(self, timeout: float | None = 60.0) -> bool:
+        """Wait until every entity written before this call that is embedded in the background
+        has its vector stored, then bring the vector index up to date: a search after it sees
+        those writes on the vector channel too.
+
+        Args:
+            timeout: seconds to wait at most (None: as long as it takes).
+
+        Returns:
+            Whether everything was embedded in time (the index is refreshed either way).
+
+        Raises:
+            StoreError: the store failed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._embedder_lock:
+            backlogs = list(self._backlogs.values())
+        caught_up = True
+        for backlog in backlogs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            caught_up = backlog.wait(left) and caught_up
+        if self._index is not None or backlogs:
+            self.refresh_index()
+        return caught_up
+
+    def _stop_backlogs(self) -> None:
+        """Stop the background embedders after the batch in hand; what they leave is embedded by
+        the next open, from the change log."""
+        with self._embedder_lock:
+            backlogs, self._backlogs = list(self._backlogs.values()), {}
+        for backlog in backlogs:
+            backlog.close()
 
     def _index_dir(self) -> Path:
         return vector_index_dir(self.settings, self.embedder.model_name)

@@ -25,6 +25,10 @@ entities and relations in one namespace (default `memory-graph`) under the sourc
 A memory graph kept in another namespace before ids carried the namespace is moved to the scoped
 ids (with its relations and vectors) the first time a `MemoryGraph` on that namespace is used.
 
+Entities are embedded off the write path (setting `embed_writes`, default "background"): a write
+answers once the store commits, and an `EmbeddingBacklog` on this namespace embeds the new and
+changed entities from the change log a moment later (see `aesoperator.engine.embed_backlog`).
+
 Differences, all on input the memory server accepts but cannot represent well: a name repeated
 within one `create_entities` (or a relation within one `create_relations`) call is created once;
 names must not be blank; sizes are bounded (see `schemas.py`). Writes made by one server process
@@ -33,11 +37,13 @@ are serialized; separate processes writing the same memory graph at once may int
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aesoperator.engine.embed_backlog import EmbeddingBacklog
 from aesoperator.engine.embeddings import embedding_text
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.engine.vector_policy import has_vector, without_vectors
@@ -79,12 +85,17 @@ class MemoryGraph:
     def __init__(self, engine: ContextEngine, namespace: str = DEFAULT_MEMORY_NAMESPACE, embed: bool = True) -> None:
         self.engine = engine
         self.namespace = namespace
-        self.embed = embed
+        self.embed = embed and engine.settings.embed_writes != "off"
         self._lock = threading.RLock()
         self._last_order = 0
         self._adopted = namespace == MEMORY_GRAPH_HOME  # the home namespace never had other ids
         # (change-log position, listing): search_nodes scans this instead of reading the graph.
         self._listing: tuple[int, _Listing] | None = None
+        # Embedding off the write path (setting `embed_writes`): writes commit without vectors and
+        # the backlog embeds them; it starts now, to catch up with what an earlier process left.
+        self._backlog: EmbeddingBacklog | None = None
+        if self.embed and engine.settings.embed_writes == "background":
+            self._backlog = engine.embedding_backlog(namespace, self._embeddable)
 
     # -- mapping ------------------------------------------------------------------------------------
     def entity_id(self, name: str) -> str:
@@ -148,6 +159,11 @@ class MemoryGraph:
     def _is_placeholder(entity: Entity) -> bool:
         return bool(entity.properties.get("placeholder"))
 
+    @classmethod
+    def _embeddable(cls, entity: Entity) -> bool:
+        """Memory entities get vectors; placeholders (names only relations hold) do not."""
+        return entity.source == MEMORY_GRAPH_SOURCE and not cls._is_placeholder(entity)
+
     @staticmethod
     def _as_memory_entity(entity: Entity) -> MemoryEntity:
         props = entity.properties
@@ -208,6 +224,10 @@ class MemoryGraph:
         if listing is None:
             # Read after taking `seq`: a write in between is replayed (again) by the next call.
             listing = self._full_listing()
+            # The listing is long-lived and large (objects per entity and relation): move what is
+            # alive now out of the collector's reach, so full collections do not walk it again
+            # and again between calls (they were the tail of search_nodes latency).
+            gc.freeze()
         with self._lock:
             self._listing = (seq, listing)
         return listing
@@ -283,7 +303,7 @@ class MemoryGraph:
         vectors: dict[str, Any] = {}
         model: str | None = None
         embeddable = [e for e in entities if has_vector(e)]  # placeholders get none
-        if self.embed and embeddable:
+        if self.embed and embeddable and self._backlog is None:
             texts = [embedding_text(e) for e in embeddable]
             matrix = self.engine.embedder.embed(texts)
             vectors = {
@@ -300,7 +320,9 @@ class MemoryGraph:
             expire_relation_ids=list(expire_relation_ids),
         )
         if not batch.is_empty():
-            self.engine.store.write(batch)
+            result = self.engine.store.write(batch)
+            if self._backlog is not None:  # every write, so a burst of relations also defers it
+                self._backlog.notify(result.seq)
 
     def _orphaned_placeholders(self, candidates: Iterable[Entity], leaving: set[str], gone: set[str]) -> list[str]:
         """Placeholders among `candidates` whose every live relation is in `leaving` or touches `gone`."""

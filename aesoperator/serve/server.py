@@ -278,14 +278,17 @@ def build_server(
     token_verifier: TokenVerifier | None = None,
     auth: AuthSettings | None = None,
     warm: bool = True,
+    load_model: bool = False,
 ) -> AesopMCPServer:
     """The engine's MCP server. Serve it with `run_stdio(server)` or `http_app(server)`.
 
     `principal_resolver` says who is calling (on HTTP, from the verified bearer token); without it
     every call has full access, which is right for a stdio server started by the user. `guard`
     admits and records every call. `token_verifier` and `auth` turn on bearer-token checks for
-    HTTP (the MCP SDK's auth settings). With `warm`, the embedding model is loaded and the vector
-    index synced in the background when serving starts, so the first search does not wait."""
+    HTTP (the MCP SDK's auth settings). With `warm`, the vector index is synced in the background
+    when serving starts; with `load_model` too, the embedding model is loaded then, so the first
+    search does not wait for it (without, the model is loaded by the first call that embeds: a
+    server used only through the memory-server tools never loads it)."""
     runtime = Runtime(
         engine=engine,
         resolve_principal=principal_resolver or _default_resolver,
@@ -298,11 +301,12 @@ def build_server(
     warmed = threading.Event()
 
     def warm_up() -> None:
-        """Load the embedding model and bring the vector index up to date before the first search."""
+        """Bring the vector index up to date (and load the model, if asked) before the first search."""
         try:
-            load = getattr(engine.embedder, "load", None)
-            if callable(load):
-                load()
+            if load_model:
+                load = getattr(engine.embedder, "load", None)
+                if callable(load):
+                    load()
             engine.refresh_index()
         except Exception:
             log.warning("warming up the engine failed; the first search will retry", exc_info=True)

@@ -7,7 +7,10 @@ One job per size (`kind: memory_server`), on a fresh data directory:
    (`datagen.memory_graph`);
 2. they are loaded into the reference server and into `aesop serve --stdio` with the same
    `create_entities` / `create_relations` calls (500 items per call, the tools' limit), over the
-   same MCP client; ours embeds every entity as it stores it, as it always does;
+   same MCP client; ours answers once its store commits and embeds in the background, and the
+   job then waits (polling the `sources` tool's vector count) until every entity has its vector,
+   timing that catch-up apart; our server's RSS is read at start, right after the load (before
+   anything needs the model) and after the queries;
 3. the same queries go, round-robin, to the reference `search_nodes`, our `search_nodes` and our
    `search` tool (hybrid, query embedding included), then, with the server stopped, to
    `ContextEngine.search` in this process on the same data directory.
@@ -40,6 +43,8 @@ from benchmarks.speed.measure import PhaseMeter, progress, summarize
 REFERENCE_PACKAGE = "@modelcontextprotocol/server-memory"
 LOAD_BATCH = 500  # items per create_entities / create_relations call: the tools' limit
 WARMUP_CALLS = 5
+CATCH_UP_TIMEOUT_S = 3600.0
+CATCH_UP_POLL_S = 0.5
 CALL_TIMEOUT_S = 600.0
 MAX_RESPONSE_BYTES = 500_000_000  # a keyword the reference matches everywhere returns the graph
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -215,6 +220,35 @@ async def _load(server: _Server, graph: datagen.MemoryGraphData, what: str) -> d
     }
 
 
+async def _catch_up(server: _Server, entities: int) -> dict[str, Any]:
+    """Wait until the server's store holds a vector for each of `entities` (the background
+    embedding has caught up); returns how long that took after the load was answered."""
+    t0 = time.perf_counter()
+    c0 = _process_cpu(server.pid)
+    vectors = 0
+    with progress() as bar:
+        task = bar.add_task("ours: background embedding", total=entities)
+        while time.perf_counter() - t0 < CATCH_UP_TIMEOUT_S:
+            stats = _payload(await server.conn.call_tool("sources", {})).get("stats", {})
+            vectors = int(stats.get("vectors") or 0)
+            bar.update(task, completed=min(vectors, entities))
+            if vectors >= entities:
+                break
+            await asyncio.sleep(CATCH_UP_POLL_S)
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": round(seconds, 3),
+        "vectors": vectors,
+        "entities_per_s": round(entities / seconds, 1) if seconds else None,
+        "server_cpu_seconds": round(_process_cpu(server.pid) - c0, 3),
+        "complete": vectors >= entities,
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    return round(psutil.Process(pid).memory_info().rss / 1024**2, 1)
+
+
 def _payload(result: Any) -> Any:
     if isinstance(result.structured, dict):
         return result.structured
@@ -289,14 +323,25 @@ async def _serve_and_query(
         ref = _Server(ref_conn, _new_child(before))
         before = {p.pid for p in psutil.Process().children()}
         t0 = time.perf_counter()
-        async with open_connection(_definition("aesop-serve", ours_cmd, _child_env())) as ours_conn:
+        embed_writes = str(spec.get("embed_writes", "background"))
+        out["ours_embed_writes"] = embed_writes
+        ours_env = {**_child_env(), "AESOP_EMBED_WRITES": embed_writes}
+        async with open_connection(_definition("aesop-serve", ours_cmd, ours_env)) as ours_conn:
             await ours_conn.connect()
             out["ours_start_seconds"] = round(time.perf_counter() - t0, 3)
             ours = _Server(ours_conn, _new_child(before))
+            out["ours_server_rss_start_mb"] = _rss_mb(ours.pid)
             with meter.phase("load_reference"):
                 out["load"] = {"reference": await _load(ref, graph, "reference")}
             with meter.phase("load_ours"):
-                out["load"]["ours"] = await _load(ours, graph, "ours (embeds every entity)")
+                out["load"]["ours"] = await _load(ours, graph, "ours")
+            out["ours_server_rss_after_load_mb"] = _rss_mb(ours.pid)  # before the model is needed
+            for tool, args in (("search_nodes", {"query": "no such text 7f3a"}), ("open_nodes", {"names": ["x"]})):
+                await ours.conn.call_tool(tool, args)  # memory-tool reads: they never load the model
+            out["ours_server_rss_after_memory_reads_mb"] = _rss_mb(ours.pid)
+            if embed_writes == "background":
+                with meter.phase("catch_up_ours"):
+                    out["load"]["ours_catch_up"] = await _catch_up(ours, len(graph.entities))
             servers = {REFERENCE: ref, OURS_NODES: ours, OURS_SEARCH: ours}
             for text in warmup:
                 for name, tool, args, _ in systems:
@@ -305,8 +350,8 @@ async def _serve_and_query(
             for kind in KINDS:
                 with meter.phase(f"mcp_{kind}"):
                     measured[kind] = await _query_round_robin(servers, systems, queries[kind], f"{kind} queries, MCP")
-            out["ours_server_rss_mb"] = round(psutil.Process(ours.pid).memory_info().rss / 1024**2, 1)
-            out["reference_server_rss_mb"] = round(psutil.Process(ref.pid).memory_info().rss / 1024**2, 1)
+            out["ours_server_rss_mb"] = _rss_mb(ours.pid)
+            out["reference_server_rss_mb"] = _rss_mb(ref.pid)
     return measured
 
 
@@ -411,3 +456,86 @@ def run_memory_server_job(spec: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(work / "aesop", ignore_errors=True)
         shutil.rmtree(work / "reference", ignore_errors=True)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run this job alone: `python -m benchmarks.speed.memory_server --size 10k`; writes the raw
+    result as JSON and a short summary (load, catch-up, RSS, `search_nodes` ratios) as Markdown."""
+    import argparse
+    import tempfile
+
+    from benchmarks.speed.runner import parse_size
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed.memory_server", description=main.__doc__)
+    p.add_argument("--size", type=parse_size, default=10_000, help="entities (default 10k)")
+    p.add_argument("--queries", type=int, default=200, help="questions timed (default 200)")
+    p.add_argument("--data", type=Path, default=None, help="evaluation data folder (default ../shared/evaldata)")
+    p.add_argument(
+        "--embed-writes",
+        choices=("background", "sync", "off"),
+        default="background",
+        help="our server's AESOP_EMBED_WRITES (default background: the job waits for the catch-up before querying)",
+    )
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "memory-server-latest")
+    args = p.parse_args(argv)
+    data_dir = (args.data or datagen.default_data_dir(REPO_ROOT)).resolve()
+    with tempfile.TemporaryDirectory(prefix="aesop-memory-server-") as work:
+        spec = {
+            "embed_writes": args.embed_writes,
+            "size": args.size,
+            "work_dir": work,
+            "data_dir": str(data_dir),
+            "queries": args.queries,
+            "k": 10,
+            "hops": 1,
+        }
+        result = run_memory_server_job(spec)
+    result["command"] = "python -m benchmarks.speed.memory_server " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    args.out.with_suffix(".md").write_text(summary_markdown(result))
+    print(summary_markdown(result))
+    return 0
+
+
+def summary_markdown(result: dict[str, Any]) -> str:
+    load = result["load"]
+    ref, ours, catch = load["reference"], load["ours"], load.get("ours_catch_up", {})
+    lines = [
+        f"# Memory-server tools beside the reference, {result['entities']:,} entities",
+        "",
+        f"Command: `{result.get('command', '')}`",
+        "",
+        "| what | reference | ours |",
+        "|---|---:|---:|",
+        f"| load through create_entities + create_relations (s) | {ref['seconds']:.1f} | {ours['seconds']:.1f} |",
+        f"| ours / reference load time | | {ours['seconds'] / ref['seconds']:.2f}x |",
+        f"| our AESOP_EMBED_WRITES | – | {result.get('ours_embed_writes', 'background')} |",
+        f"| background embedding caught up after the load (s) | – | {catch.get('seconds', float('nan')):.1f} |",
+        f"| server RSS at start (MB) | – | {result.get('ours_server_rss_start_mb', 0):,.0f} |",
+        f"| server RSS after the load (MB) | – | {result.get('ours_server_rss_after_load_mb', 0):,.0f} |",
+        f"| server RSS after memory-tool reads (MB) | – | {result.get('ours_server_rss_after_memory_reads_mb', 0):,.0f} |",
+        f"| server RSS after the queries (MB) | {result.get('reference_server_rss_mb', 0):,.0f} | "
+        f"{result.get('ours_server_rss_mb', 0):,.0f} |",
+        "",
+        "| queries | system | p50 (ms) | p95 (ms) | p99 (ms) | reference/ours p50 | reference/ours p95 |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind in KINDS:
+        q = result["queries"][kind]
+        for name in (REFERENCE, OURS_NODES, OURS_SEARCH):
+            wall = q["systems"][name]["wall_ms"]
+            ratio = q["ratios"].get(name, {})
+            r50 = f"{ratio['p50']:.2f}x" if ratio.get("p50") else "–"
+            r95 = f"{ratio['p95']:.2f}x" if ratio.get("p95") else "–"
+            lines.append(
+                f"| {kind} ({q['n']}) | {SYSTEM_LABELS[name]} | {wall['p50']:.1f} | {wall['p95']:.1f} | "
+                f"{wall['p99']:.1f} | {r50} | {r95} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,6 +31,16 @@ def _label(n: int) -> str:
     return str(n)
 
 
+def _catch_up(load: dict[str, Any]) -> str:
+    caught = load.get("ours_catch_up")
+    if not caught:
+        return ""
+    return (
+        f"; the background embedding then took {caught['seconds']:.1f} s more "
+        f"({caught['entities_per_s']:,.0f} entities/s) before the queries started"
+    )
+
+
 def _fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}"
 
@@ -103,8 +113,10 @@ def markdown(results: dict[str, Any], h2: str) -> list[str]:
         lines.append(
             f"- {_label(run['size'])}: {run['entities']:,} entities, {run['relations']:,} relations. Loading through "
             f"the tools took {ld['reference']['seconds']:.1f} s on the reference and {ld['ours']['seconds']:.1f} s on "
-            f"ours (which embeds every entity: {ld['ours']['entities_per_s']:,.0f} entities/s). Server RSS after the "
-            f"queries: reference {run.get('reference_server_rss_mb', 0):,.0f} MB, ours "
+            f"ours, which answers once its store commits{_catch_up(ld)}. Our server's RSS: "
+            f"{run.get('ours_server_rss_start_mb', 0):,.0f} MB at start, "
+            f"{run.get('ours_server_rss_after_memory_reads_mb', 0):,.0f} MB after the load and memory-tool reads. "
+            f"Server RSS after the queries: reference {run.get('reference_server_rss_mb', 0):,.0f} MB, ours "
             f"{run.get('ours_server_rss_mb', 0):,.0f} MB (started in {run.get('ours_start_seconds', 0):.1f} s). "
             "`search_nodes` result counts agree on "
             + ", ".join(f"{run['queries'][k]['search_nodes_same_count']}/{run['queries'][k]['n']} {k}" for k in KINDS)

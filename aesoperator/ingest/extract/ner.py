@@ -18,9 +18,8 @@ import re
 import threading
 import unicodedata
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
-
-from spacy.lang.en.stop_words import STOP_WORDS
 
 from aesoperator.errors import ConfigError
 from aesoperator.graph_schema.knowledge import Mention
@@ -88,6 +87,15 @@ def latin_share(text: str) -> float:
 _WORD = re.compile(r"[A-Za-z][\w'-]*")
 
 
+@cache
+def _stop_words() -> frozenset[str]:
+    """spaCy's English stop words, imported on first use: importing spaCy imports thinc and torch
+    (hundreds of MB), which a server that never extracts must not pay for."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
+
+
 def _title(word: str) -> bool:
     return word[0].isupper() and word[1:2].islower()
 
@@ -99,7 +107,8 @@ def likely_names(sentence: str) -> bool:
     words = _WORD.findall(sentence)
     if len(words) > 1 and _title(words[0]) and _title(words[1]):
         return True
-    return any(_title(w) and w.lower() not in STOP_WORDS for w in words[1:])
+    stop_words = _stop_words()
+    return any(_title(w) and w.lower() not in stop_words for w in words[1:])
 
 
 def ner_pieces(text: str, budget: int) -> list[tuple[int, int]]:
