@@ -23,7 +23,8 @@ import numpy as np
 from aesoperator.config import Settings, load_settings
 from aesoperator.engine import export
 from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
-from aesoperator.engine.embeddings import Embedder, TextEmbedder, embedding_text
+from aesoperator.engine.embedder_factory import make_embedder
+from aesoperator.engine.embeddings import TextEmbedder, embedding_text
 from aesoperator.engine.forget import ForgetReport, complete_pending_erasure
 from aesoperator.engine.forget import forget as forget_memories
 from aesoperator.engine.keyword_index import KeywordIndex
@@ -43,6 +44,7 @@ from aesoperator.engine.search import (
 )
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, open_store
 from aesoperator.engine.tokens import token_counter
+from aesoperator.engine.vector_backend import check_vector_backend
 from aesoperator.engine.vectors import SyncReport, VectorIndex
 from aesoperator.errors import AesopError
 from aesoperator.graph_schema.ids import content_hash
@@ -156,7 +158,7 @@ class EngineCore(KnowledgeReads):
     def embedder(self) -> TextEmbedder:
         """The text embedder, created from the settings on first use."""
         if self._embedder is None:
-            self._embedder = Embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
+            self._embedder = make_embedder(self.settings)
         return self._embedder
 
     def _index_dir(self) -> Path:
@@ -178,14 +180,18 @@ class EngineCore(KnowledgeReads):
         with self._index_lock:
             if self._index is None:
                 directory = make_private_dir(self._index_dir())
-                self._index = VectorIndex(
+                index = VectorIndex(
                     directory,
                     self.embedder.model_name,
                     self.embedder.dim,
                     exact_max=self.settings.vector_exact_max,
                     nprobe=self.settings.vector_nprobe,
                 )
-                self._index.sync(self.store)
+                index.sync(self.store)
+                # Checked at every open until it passes: a store embedded by another backend is
+                # refused, never searched with part of its vectors.
+                check_vector_backend(self.store, self.embedder.model_name, len(index))
+                self._index = index
             elif self._index.store_seq != (self.store.last_seq() if store_seq is None else store_seq):
                 self._index.sync(self.store)
             return self._index
