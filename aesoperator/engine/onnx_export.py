@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -182,7 +183,10 @@ def _export_fp32(model_dir: Path, target: Path) -> list[str]:
 
     sample = tuple(torch.ones(2, 8, dtype=torch.long) for _ in inputs)
     axes = {name: {0: "batch", 1: "tokens"} for name in [*inputs, "token_states"]}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer's notes on shapes it fixes concern inputs without an attention mask; this
+        # export always takes one, and the tests compare its vectors with torch's.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             TokenStates(),
             sample,
