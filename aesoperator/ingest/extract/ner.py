@@ -14,13 +14,12 @@ a script the model was not trained on (it learnt English) is not given to it.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
-
-from spacy.lang.en.stop_words import STOP_WORDS
 
 from aesoperator.errors import ConfigError
 from aesoperator.graph_schema.knowledge import Mention
@@ -53,6 +52,15 @@ LABEL_TYPES: dict[str, str] = {
 
 _lock = threading.Lock()
 _models: dict[str, Any] = {}
+
+
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    """spaCy's English stop words, imported on first use: importing spaCy (and torch through
+    thinc) costs seconds that a process which only searches should not pay."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
 
 
 def load_model(package: str = MODEL_PACKAGE) -> Any:
@@ -99,7 +107,7 @@ def likely_names(sentence: str) -> bool:
     words = _WORD.findall(sentence)
     if len(words) > 1 and _title(words[0]) and _title(words[1]):
         return True
-    return any(_title(w) and w.lower() not in STOP_WORDS for w in words[1:])
+    return any(_title(w) and w.lower() not in _stop_words() for w in words[1:])
 
 
 def ner_pieces(text: str, budget: int) -> list[tuple[int, int]]:
