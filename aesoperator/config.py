@@ -127,6 +127,25 @@ class Settings(BaseSettings):
     )
     embedding_model: str = Field(default=DEFAULT_MODEL, description="sentence-transformers model name or path.")
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    embedding_backend: Literal["onnx", "onnx-int8", "torch"] = Field(
+        default="onnx",
+        description=(
+            "What runs the embedding model: 'onnx' (ONNX Runtime, fp32; exported once and cached), 'onnx-int8'"
+            " (int8 weights: faster, vectors a little further from torch's) or 'torch' (sentence-transformers)."
+            " Vectors are stored per backend: after a switch, `aesop rebuild-index` re-embeds the store."
+        ),
+    )
+    embedding_device: str = Field(
+        default="auto",
+        description="'auto' (a GPU when one is usable, else the CPU), 'cpu', 'cuda' or 'cuda:N'.",
+    )
+    embedding_onnx_cache_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where ONNX exports of embedding models are cached (default: the user cache dir,"
+            " ~/.cache/aesoperator/onnx, or <data_dir>/models/onnx when that is not writable)."
+        ),
+    )
     embed_on_ingest: bool = True
     embed_writes: Literal["background", "sync", "off"] = Field(
         default="background",

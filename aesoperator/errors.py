@@ -15,6 +15,10 @@ class ConfigError(AesopError):
     """Settings or a config file are invalid."""
 
 
+class EmbeddingBackendMismatch(ConfigError):
+    """The store's vectors were made by another embedding backend than the configured one."""
+
+
 class SourceError(AesopError):
     """A data source (an MCP server, a folder, a database) misbehaved or could not be read."""
 

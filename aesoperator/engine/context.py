@@ -25,7 +25,8 @@ from aesoperator.config import Settings, load_settings
 from aesoperator.engine import export
 from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
 from aesoperator.engine.embed_backlog import EmbeddingBacklog, backlog_state_name
-from aesoperator.engine.embeddings import Embedder, TextEmbedder, embedding_text
+from aesoperator.engine.embedder_factory import make_embedder
+from aesoperator.engine.embeddings import TextEmbedder, embedding_text
 from aesoperator.engine.forget import ForgetReport, complete_pending_erasure
 from aesoperator.engine.forget import forget as forget_memories
 from aesoperator.engine.keyword_index import KeywordIndex
@@ -46,6 +47,7 @@ from aesoperator.engine.search import (
 )
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, WriteBatch, open_store
 from aesoperator.engine.tokens import token_counter
+from aesoperator.engine.vector_backend import check_vector_backend
 from aesoperator.engine.vector_policy import has_vector, without_vectors
 from aesoperator.engine.vectors import SyncReport, VectorIndex
 from aesoperator.errors import AesopError
@@ -188,8 +190,9 @@ class EngineCore(KnowledgeReads):
         return self._embedder
 
     def _build_embedder(self) -> TextEmbedder:
-        """The embedder the settings name (called once, on first need)."""
-        return Embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
+        """The embedder the settings name (called once, on first need): the ONNX Runtime one by
+        default, torch when asked for or when onnx cannot run (`embedder_factory.make_embedder`)."""
+        return make_embedder(self.settings)
 
     # -- embedding off the write path -----------------------------------------------------------
     def embedding_backlog(self, namespace: str, accept: Callable[[Entity], bool]) -> EmbeddingBacklog:
@@ -265,14 +268,18 @@ class EngineCore(KnowledgeReads):
         with self._index_lock:
             if self._index is None:
                 directory = make_private_dir(self._index_dir())
-                self._index = VectorIndex(
+                index = VectorIndex(
                     directory,
                     self.embedder.model_name,
                     self.embedder.dim,
                     exact_max=self.settings.vector_exact_max,
                     nprobe=self.settings.vector_nprobe,
                 )
-                self._index.sync(self.store)
+                index.sync(self.store)
+                # Checked at every open until it passes: a store embedded by another backend is
+                # refused, never searched with part of its vectors.
+                check_vector_backend(self.store, self.embedder.model_name, len(index))
+                self._index = index
             elif self._index.store_seq != (self.store.last_seq() if store_seq is None else store_seq):
                 self._index.sync(self.store)
             return self._index

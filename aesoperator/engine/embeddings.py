@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -104,6 +104,19 @@ def available_cores() -> int:
 def default_num_threads() -> int:
     """Torch intra-op threads: one per available core, capped (small models gain little past 8)."""
     return min(available_cores(), MAX_DEFAULT_THREADS)
+
+
+def torch_device(device: str) -> str:
+    """The torch device for a setting: "auto" is CUDA or Apple's MPS when torch sees one, else
+    the CPU; anything else is passed through."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 def bundled_model_dir() -> Path:
@@ -240,13 +253,17 @@ class Embedder:
     core, at most 8). Torch's setting is process-wide, so the last embedder to load decides it.
     `query_num_threads` is used for single queries: one short text gains nothing from a second
     thread, and spinning worker threads stall badly when other work holds the cores.
+    `device` "auto" runs on a GPU when torch sees one (CUDA, or Apple's MPS), else on the CPU.
+
+    Subclasses run the same model another way (`OnnxEmbedder`) by overriding `_load`,
+    `_encode_locked` and `_encode_query_locked`; the caches and counters stay here.
     """
 
     def __init__(
         self,
         model_name: str = DEFAULT_MODEL,
         batch_size: int = 64,
-        device: str = "cpu",
+        device: str = "auto",
         cache_size: int = 50_000,
         num_threads: int | None = None,
         query_num_threads: int = 1,
@@ -267,7 +284,7 @@ class Embedder:
         self.device = device
         self.num_threads = num_threads if num_threads is not None else default_num_threads()
         self.query_num_threads = min(query_num_threads, self.num_threads)
-        self._model: SentenceTransformer | None = None
+        self._model: Any = None  # what `_load` returns: a SentenceTransformer here
         self._dim: int | None = None
         if self._resolved.kind != "hub":
             self._dim = _dim_from_files(Path(self._resolved.location))
@@ -316,7 +333,8 @@ class Embedder:
             raise ConfigError("the embedding model does not report its output dimension")
         return value
 
-    def _load(self) -> SentenceTransformer:
+    def _load(self) -> Any:
+        """The loaded model (loaded now if needed), handed back to `_encode_locked`."""
         model = self._model
         if model is not None:
             return model
@@ -331,7 +349,7 @@ class Embedder:
             try:
                 model = SentenceTransformer(
                     self._resolved.location,
-                    device=self.device,
+                    device=torch_device(self.device),
                     local_files_only=True,
                 )
             except Exception as exc:
@@ -362,7 +380,7 @@ class Embedder:
             )
             return model
 
-    def _encode_locked(self, model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+    def _encode_locked(self, model: Any, texts: list[str]) -> np.ndarray:
         """Run the model; the caller holds `_encode_lock`."""
         out = model.encode(
             texts,
@@ -437,19 +455,23 @@ class Embedder:
                 self._queries_from_cache += 1
                 return hit.copy()
         model = self._load()
-        import torch  # loaded with the model
-
         with self._encode_lock:
-            torch.set_num_threads(self.query_num_threads)
-            try:
-                row = self._encode_locked(model, [text])[0].copy()
-            finally:
-                torch.set_num_threads(self.num_threads)
+            row = self._encode_query_locked(model, text)
         row.flags.writeable = False
         with self._cache_lock:
             self._query_cache.put(key, row)
             self._queries_encoded += 1
         return row.copy()
+
+    def _encode_query_locked(self, model: Any, text: str) -> np.ndarray:
+        """One text on `query_num_threads` threads; the caller holds `_encode_lock`."""
+        import torch  # loaded with the model
+
+        torch.set_num_threads(self.query_num_threads)
+        try:
+            return self._encode_locked(model, [text])[0].copy()
+        finally:
+            torch.set_num_threads(self.num_threads)
 
     # -- counters -----------------------------------------------------------------------------
     def stats(self) -> EmbedderStats:

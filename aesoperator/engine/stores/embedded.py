@@ -539,6 +539,11 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         with self._guard("list vector models") as conn:
             return [r[0] for r in conn.execute("SELECT DISTINCT model FROM vectors ORDER BY model")]
 
+    def vector_count(self, model: str) -> int:
+        """How many vectors of `model` are stored (beyond the protocol)."""
+        with self._guard("count vectors") as conn:
+            return int(conn.execute("SELECT count(*) FROM vectors WHERE model = ?", (model,)).fetchone()[0])
+
     def stats(self) -> StoreStats:
         now = to_iso(utcnow())
         with self._read("compute statistics") as conn:

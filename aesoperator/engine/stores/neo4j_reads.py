@@ -450,3 +450,17 @@ def store_stats(tx: ManagedTransaction, backend: str) -> StoreStats:
         last_seq=last_seq(tx),
         backend=backend,
     )
+
+
+def vector_count(tx: ManagedTransaction, model: str) -> int:
+    """How many vectors of `model` are stored.
+
+    Args:
+        tx: A read transaction.
+        model: the embedding model's storage name.
+
+    Returns:
+        The count.
+    """
+    record = tx.run("MATCH (v:_Vector) WHERE v.model = $model RETURN count(v) AS n", model=model).single()
+    return int(record["n"]) if record is not None else 0

@@ -1,0 +1,72 @@
+"""The embedder the settings ask for: ONNX Runtime when it can run, torch otherwise.
+
+`embedding_backend = "onnx"` (or "onnx-int8") uses `OnnxEmbedder`; when onnxruntime is missing,
+the model's pipeline cannot run on onnx, or the export cannot be made or written, the reason is
+logged and the torch `Embedder` is used instead. Its vectors are stored under another key, so a
+store filled by the other backend is caught by `vector_backend.check_vector_backend` rather than
+mixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from aesoperator.config import Settings
+from aesoperator.engine.embeddings import Embedder
+from aesoperator.engine.onnx_export import user_cache_dir
+from aesoperator.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _writable(directory: Path) -> bool:
+    """Whether `directory` exists and is writable, or could be created."""
+    current = directory
+    while not current.exists():
+        if current.parent == current:
+            return False
+        current = current.parent
+    return current.is_dir() and os.access(current, os.W_OK | os.X_OK)
+
+
+def onnx_cache_dir(settings: Settings) -> Path:
+    """Where exports are cached: the setting, else the user cache dir when writable, else the data dir."""
+    if settings.embedding_onnx_cache_dir is not None:
+        return settings.embedding_onnx_cache_dir.expanduser()
+    user = user_cache_dir()
+    return user if _writable(user) else settings.data_dir / "models" / "onnx"
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """The configured embedder; the ONNX one has its export ready (made now if not cached).
+
+    Args:
+        settings: the engine settings (`embedding_model`, `embedding_backend`, `embedding_device`,
+            `embedding_batch_size`, `embedding_onnx_cache_dir`).
+
+    Returns:
+        An `OnnxEmbedder`, or the torch `Embedder` when the backend is "torch" or onnx cannot run.
+
+    Raises:
+        ConfigError: the model itself is not available.
+    """
+    if settings.embedding_backend != "torch":
+        from aesoperator.engine.onnx_embeddings import OnnxEmbedder
+
+        try:
+            embedder = OnnxEmbedder(
+                settings.embedding_model,
+                batch_size=settings.embedding_batch_size,
+                device=settings.embedding_device,
+                precision="int8" if settings.embedding_backend == "onnx-int8" else "fp32",
+                cache_dir=onnx_cache_dir(settings),
+            )
+            embedder.ensure_export()
+            return embedder
+        except ConfigError as exc:
+            log.warning("embedding with torch instead of %s: %s", settings.embedding_backend, exc)
+    return Embedder(
+        settings.embedding_model, batch_size=settings.embedding_batch_size, device=settings.embedding_device
+    )
