@@ -51,7 +51,10 @@ DEFERRED_FOR_START_UP: dict[tuple[str, str], str] = {
     (PACKAGE, f"{PACKAGE}.config"): "PEP 562 lazy re-export of Settings (pydantic-settings)",
     (PACKAGE, f"{PACKAGE}.graph_schema.models"): "PEP 562 lazy re-export of Entity, Relation, Episode (pydantic)",
     (f"{PACKAGE}.engine.stores", f"{PACKAGE}.engine.stores.neo4j"): "the Neo4j driver, needed only for a URI",
-    (f"{PACKAGE}.telemetry.tracing", f"{PACKAGE}.telemetry.span_switch"): "the OpenTelemetry SDK, only once tracing is on",
+    (
+        f"{PACKAGE}.telemetry.tracing",
+        f"{PACKAGE}.telemetry.span_switch",
+    ): "the OpenTelemetry SDK, only once tracing is on",
 }
 # Modules whose commands each import what they run, so `aesop --help` starts without numpy,
 # FAISS, the MCP SDK or the JWT libraries.

@@ -210,7 +210,7 @@ class EngineCore(KnowledgeReads):
         with self._embedder_lock:
             backlog = self._backlogs.get(namespace)
             if backlog is None:
-                name = backlog_state_name(namespace, self._store_label(), self.embedder.model_name)
+                name = backlog_state_name(namespace, _store_label(self.settings), self.embedder.model_name)
                 backlog = EmbeddingBacklog(
                     self.store,
                     lambda: self.embedder,

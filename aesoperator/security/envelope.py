@@ -104,7 +104,9 @@ def report_call(scope: RequestScope, tool: str, outcome: CallOutcome) -> None:
     timings only; the audit record is written by the envelope itself)."""
     seconds = time.perf_counter() - outcome.started
     observe_call(tool, outcome.decision, seconds)
-    scope.finish(outcome.decision, {"aesop.result_count": outcome.count, "aesop.principal.kind": outcome.principal_kind})
+    scope.finish(
+        outcome.decision, {"aesop.result_count": outcome.count, "aesop.principal.kind": outcome.principal_kind}
+    )
     level = logging.INFO if outcome.decision == "allow" else logging.WARNING
     if call_log.isEnabledFor(level):
         fields = {
