@@ -55,6 +55,9 @@ class SearchSettings:
     # their score (0: off).
     time_boost: float = 1.0
     window_span: int = 2  # turns away a hit lends its score to (weight**d at distance d)
+    # A passage longer than its share of the token budget shows the sentences that matter for the
+    # query (False: its first lines, and only the last hit that fits is cut).
+    excerpts: bool = True
 
     def __post_init__(self) -> None:
         if self.fusion not in ("rrf", "score"):
