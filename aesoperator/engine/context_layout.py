@@ -282,7 +282,9 @@ class Layout:
                     return self._grow(i, _join(self.blocks[i], new))
         if len(new.flat) >= MIN_FOLD_CHARS:
             same = self._by_text.get(new.flat)
-            for i in ([same] if same is not None else []) + near:
+            # an excerpt is a repeat only within its own item: two items' excerpts can be alike
+            alike = [same] if same is not None and not getattr(hit, "excerpt_ranges", None) else []
+            for i in alike + near:
                 if new.flat in self.blocks[i].flat:
                     self.blocks[i] = replace(self.blocks[i], hit_ids=self.blocks[i].hit_ids + new.hit_ids)
                     self.block_of[hit.id] = i

@@ -390,10 +390,18 @@ def _cut(hit: SearchHit, allowed: int, query: QueryTerms | None, costs: _Costs) 
     """The hit with its text within `allowed` tokens: the sentences that matter for the query
     when there is one and the hit is a passage, else its start; None if nothing fits."""
     if query is not None and _excerptable(hit):
-        shown = excerpt(hit.text, allowed, query, costs.of, orient=not _titled(hit))
-        if shown is not None:
+        plain = costs.of(hit_header(1, hit))
+        room = allowed
+        while room > 0:  # the ranges lengthen the header: the text gets what they leave
+            shown = excerpt(hit.text, room, query, costs.of, orient=not _titled(hit))
+            if shown is None:
+                break
             update = {"text": shown.text, "truncated": True, "excerpt_ranges": list(shown.ranges)}
-            return hit.model_copy(update=update)
+            cut = hit.model_copy(update=update)
+            longer = costs.of(hit_header(1, cut)) - plain
+            if costs.of(shown.text) + longer <= allowed:
+                return cut
+            room = min(room - 1, allowed - longer)
     short = _fit(hit.text, allowed, costs.of)
     return hit.model_copy(update={"text": short, "truncated": True}) if short else None
 
