@@ -112,11 +112,15 @@ def render(text: str, chosen: Sequence[Sentence]) -> Excerpt:
     return Excerpt(body, tuple((a, b) for a, b in runs))
 
 
-@dataclass(frozen=True, slots=True)
 class QueryTerms:
-    """The query's terms and their weights, for scoring the sentences of a set of passages."""
+    """The query's terms and their weights, for scoring the sentences of a set of passages. The
+    sentences of a text and their scores are worked out once and remembered (a search packs its
+    hits several times)."""
 
-    weights: Mapping[str, float]
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        self.weights = dict(weights)
+        self._scored: dict[str, tuple[list[Sentence], list[float]]] = {}
+        self._excerpts: dict[tuple[str, int, bool, int | None], Excerpt | None] = {}
 
     @classmethod
     def of(cls, query: str, passages: Sequence[str]) -> QueryTerms:
@@ -135,20 +139,38 @@ class QueryTerms:
         if not wanted:
             return cls({})
         counts: dict[str, int] = dict.fromkeys(wanted, 0)
+        found: dict[str, tuple[list[Sentence], list[set[str]]]] = {}
         total = 0
         for text in passages:
-            for sentence in sentences(text):
-                total += 1
-                for term in wanted.intersection(_terms(text[sentence.start : sentence.end])):
+            if text in found:
+                spans, terms = found[text]
+            else:
+                spans = sentences(text)
+                terms = [wanted.intersection(_terms(text[s.start : s.end])) for s in spans]
+                found[text] = (spans, terms)
+            total += len(spans)
+            for present in terms:
+                for term in present:
                     counts[term] += 1
         idf = {t: math.log((total - n + 0.5) / (n + 0.5)) for t, n in counts.items() if n}
-        return cls({t: w for t, w in idf.items() if w > 0})
+        made = cls({t: w for t, w in idf.items() if w > 0})
+        for text, (spans, terms) in found.items():
+            made._scored[text] = (spans, [sum(made.weights.get(t, 0.0) for t in present) for present in terms])
+        return made
 
     def score(self, sentence: str) -> float:
         """The sum of the weights of the query terms the sentence has (each once)."""
         if not self.weights:
             return 0.0
         return sum(self.weights.get(t, 0.0) for t in set(_terms(sentence)))
+
+    def scored(self, text: str) -> tuple[list[Sentence], list[float]]:
+        """The sentences of `text` and their scores."""
+        known = self._scored.get(text)
+        if known is None:
+            spans = sentences(text)
+            known = self._scored[text] = (spans, [self.score(text[s.start : s.end]) for s in spans])
+        return known
 
 
 def excerpt(
@@ -171,7 +193,7 @@ def excerpt(
         text: the passage.
         allowed: tokens the excerpt may use.
         query: the query's terms.
-        count_tokens: the token counter.
+        count_tokens: the token counter (one counter per `QueryTerms`: answers are remembered).
         orient: show the first sentence too.
         limit: most sentences to show (None: as many as fit).
 
@@ -179,9 +201,23 @@ def excerpt(
         The excerpt, or None when no query term is in the text or not even its best sentence fits
         (the caller then shortens the text from its start).
     """
-    spans = sentences(text)
-    scored = [(query.score(text[s.start : s.end]), i) for i, s in enumerate(spans)]
-    order = [i for score, i in sorted(scored, key=lambda si: (-si[0], si[1])) if score > 0]
+    key = (text, allowed, orient, limit)
+    if key not in query._excerpts:
+        query._excerpts[key] = _select(text, allowed, query, count_tokens, orient, limit)
+    return query._excerpts[key]
+
+
+def _select(
+    text: str,
+    allowed: int,
+    query: QueryTerms,
+    count_tokens: Callable[[str], int],
+    orient: bool,
+    limit: int | None,
+) -> Excerpt | None:
+    spans, scores = query.scored(text)
+    ranked = sorted(range(len(spans)), key=lambda i: (-scores[i], i))
+    order = [i for i in ranked if scores[i] > 0]
     if not order:
         return None
     if orient and order[0] != 0:

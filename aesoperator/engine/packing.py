@@ -391,9 +391,10 @@ def _cut(hit: SearchHit, allowed: int, query: QueryTerms | None, costs: _Costs) 
     when there is one and the hit is a passage, else its start; None if nothing fits."""
     if query is not None and _excerptable(hit):
         plain = costs.of(hit_header(1, hit))
+        orient = not _titled(hit)
         room = allowed
         while room > 0:  # the ranges lengthen the header: the text gets what they leave
-            shown = excerpt(hit.text, room, query, costs.of, orient=not _titled(hit))
+            shown = excerpt(hit.text, room, query, costs.of, orient=orient)
             if shown is None:
                 break
             update = {"text": shown.text, "truncated": True, "excerpt_ranges": list(shown.ranges)}
