@@ -15,6 +15,9 @@ Deduplication happens here, so that the packer and the renderer agree on it:
   passage reached through another entity or source), adds no block;
 - an entity's facts are grouped under it.
 
+A hit whose text is a query-focused excerpt (`excerpts.py`) says in its reference which characters
+of the entity's text it shows (`chars 0-120,840-1102`); the cuts are marked with "…" in the text.
+
 The module works on anything shaped like a `SearchHit` / `Triple` (`HitView`, `TripleView`), so
 the result models can render themselves with it.
 """
@@ -191,6 +194,13 @@ def _block_for(hit: HitView) -> Block:
     if title and (title == ref or _one_line(text).startswith(title.rstrip("…").rstrip())):
         title = ""  # the text starts with the name (a memory named by its first words)
     when = when_text(hit.valid_from, hit.valid_to, with_time=hit.type == "Episode")
+    shown = getattr(hit, "excerpt_ranges", None)
+    if shown:  # a query-focused excerpt: the reference says which characters it shows
+        ranges = "chars " + ",".join(f"{a}-{b}" for a, b in shown)
+        return Block(
+            (hit.id,), hit.type, title, f"{ref}, {ranges}" if ref else ranges, when, text, flat=_one_line(text),
+            origin=origin,
+        )  # fmt: skip
     split = text.split("\n")
     if lines is not None and hit.truncated:  # shortened: its whole lines are an excerpt, the cut line is not
         path, start, _ = lines
@@ -281,7 +291,9 @@ class Layout:
                     return self._grow(i, _join(self.blocks[i], new))
         if len(new.flat) >= MIN_FOLD_CHARS:
             same = self._by_text.get(new.flat)
-            for i in ([same] if same is not None else []) + near:
+            # an excerpt is a repeat only within its own item: two items' excerpts can be alike
+            alike = [same] if same is not None and not getattr(hit, "excerpt_ranges", None) else []
+            for i in alike + near:
                 if new.flat in self.blocks[i].flat:
                     self.blocks[i] = replace(self.blocks[i], hit_ids=self.blocks[i].hit_ids + new.hit_ids)
                     self.block_of[hit.id] = i

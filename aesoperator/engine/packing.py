@@ -20,7 +20,9 @@ from aesoperator.engine.context_layout import (
     fact_line,
     header_line,
     left_out_note,
+    line_range,
 )
+from aesoperator.engine.excerpts import QueryTerms, allot, excerpt
 from aesoperator.engine.results import ContextPack, SearchHit, Triple
 from aesoperator.graph_schema.models import Entity, Relation
 
@@ -256,9 +258,15 @@ def pack_hits(
     *,
     count_tokens: Callable[[str], int] = estimate_tokens,
     min_fragment_tokens: int = 16,
+    query: QueryTerms | None = None,
 ) -> ContextPack:
     """Fit hits (best first) and the triples among them into a budget, laid out as
     `context_layout` does (chunks of one file joined, repeated passages folded).
+
+    With `query`, the hits first get their shares of the budget (`excerpts.allot`: the whole text
+    when it fits its share, a larger share for a better rank) and a hit longer than its share is
+    cut to it: to the sentences that matter for the query (`excerpts.excerpt`), or from its start
+    when no query term is in it or it is an excerpt of a file by lines.
 
     Each block costs its header line plus its text; a hit that joins or folds into a block costs
     what it changes. When a hit does not fit, it is shortened to the room left, if that room holds
@@ -278,6 +286,8 @@ def pack_hits(
         token_budget: tokens the context may use (>= 0).
         count_tokens: the token counter.
         min_fragment_tokens: least room worth filling with a shortened hit.
+        query: the query's terms, for excerpts (None: a hit is only cut from its start, when it
+            is the last that fits).
 
     Returns:
         The hits and triples that fit, the tokens used and how many hits were dropped.
@@ -294,6 +304,8 @@ def pack_hits(
             listed.add(hit.id)
             unique.append(hit)
     costs = _Costs(count_tokens)
+    if query is not None:
+        unique = _excerpted(unique, token_budget, query, costs, min_fragment_tokens)
     layout = Layout()
     chosen: list[SearchHit] = []
     for hit in unique:
@@ -308,9 +320,8 @@ def pack_hits(
         head_cost += costs.of(BLOCK_SEPARATOR) if layout.blocks else 0
         allowed = token_budget - costs.total - head_cost
         if allowed > 0 and (allowed >= min_fragment_tokens or not chosen):
-            short = _fit(hit.text, allowed, count_tokens)
-            if short:
-                cut = hit.model_copy(update={"text": short, "truncated": True})
+            cut = _cut(hit, allowed, query, costs)
+            if cut is not None:
                 trial = layout.copy()
                 after = costs.after(trial, trial.add(cut))
                 if sum(after) <= token_budget:
@@ -346,6 +357,63 @@ def pack_hits(
         token_budget=token_budget,
         dropped=len(unique) - len(chosen),
     )
+
+
+def _excerpted(
+    hits: list[SearchHit], token_budget: int, query: QueryTerms, costs: _Costs, min_fragment_tokens: int
+) -> list[SearchHit]:
+    """The hits, each cut to its share of the budget (see `pack_hits`)."""
+    heads: list[int] = []
+    whole: list[int] = []
+    floors: list[int] = []
+    for position, hit in enumerate(hits, 1):
+        head = costs.of(hit_header(position, hit) + "\n") + (costs.of(BLOCK_SEPARATOR) if position > 1 else 0)
+        heads.append(head)
+        whole.append(head + costs.of(hit.text))
+        # the smallest excerpt worth showing: the best sentence, or a fragment from the start
+        best = excerpt(hit.text, 10**9, query, costs.of, orient=False, limit=1) if _excerptable(hit) else None
+        floors.append(head + (costs.of(best.text) if best is not None else min_fragment_tokens))
+    if sum(whole) <= token_budget:
+        return hits
+    shares = allot(whole, floors, token_budget)
+    out: list[SearchHit] = []
+    for hit, head, cost, share in zip(hits, heads, whole, shares, strict=True):
+        allowed = share - head
+        if share >= cost or allowed <= 0:  # whole, or no share: packed (or left out) as it is
+            out.append(hit)
+            continue
+        out.append(_cut(hit, allowed, query, costs) or hit)
+    return out
+
+
+def _cut(hit: SearchHit, allowed: int, query: QueryTerms | None, costs: _Costs) -> SearchHit | None:
+    """The hit with its text within `allowed` tokens: the sentences that matter for the query
+    when there is one and the hit is a passage, else its start; None if nothing fits."""
+    if query is not None and _excerptable(hit):
+        plain = costs.of(hit_header(1, hit))
+        orient = not _titled(hit)
+        room = allowed
+        while room > 0:  # the ranges lengthen the header: the text gets what they leave
+            shown = excerpt(hit.text, room, query, costs.of, orient=orient)
+            if shown is None:
+                break
+            update = {"text": shown.text, "truncated": True, "excerpt_ranges": list(shown.ranges)}
+            cut = hit.model_copy(update=update)
+            longer = costs.of(hit_header(1, cut)) - plain
+            if costs.of(shown.text) + longer <= allowed:
+                return cut
+            room = min(room - 1, allowed - longer)
+    short = _fit(hit.text, allowed, costs.of)
+    return hit.model_copy(update={"text": short, "truncated": True}) if short else None
+
+
+def _excerptable(hit: SearchHit) -> bool:
+    """A passage, not an excerpt of a file by lines (whose blocks join by line range)."""
+    return line_range(hit.properties) is None and hit.excerpt_ranges is None
+
+
+def _titled(hit: SearchHit) -> bool:
+    return bool(Layout.of([hit]).blocks[0].title)
 
 
 def entity_hits(entities: Sequence[Entity], max_chars_per_hit: int = 2000) -> list[SearchHit]:
@@ -405,6 +473,7 @@ def fit_context(
     count_tokens: Callable[[str], int] = estimate_tokens,
     min_fragment_tokens: int = 16,
     note: Callable[[int], str] = left_out_note,
+    query: QueryTerms | None = None,
 ) -> ContextPack:
     """`pack_hits` plus a note saying what the budget left out, with the budget checked on the
     whole text: `count_tokens(pack.to_text()) <= token_budget` for any counter, additive over
@@ -422,6 +491,9 @@ def fit_context(
         count_tokens: the token counter.
         min_fragment_tokens: least room worth filling with a shortened hit.
         note: the note for a number of hits left out (`left_out_note` by default).
+        query: the query's terms: hits longer than their share of the budget become excerpts
+            of the sentences that matter for it (see `pack_hits`); None keeps every hit whole
+            but the last.
 
     Returns:
         The pack, its `note` set when hits were left out.
@@ -441,7 +513,9 @@ def fit_context(
 
     target = token_budget
     while True:
-        pack = pack_hits(hits, triples, target, count_tokens=count, min_fragment_tokens=min_fragment_tokens)
+        pack = pack_hits(
+            hits, triples, target, count_tokens=count, min_fragment_tokens=min_fragment_tokens, query=query
+        )
         if pack.dropped:
             reserve = count(BLOCK_SEPARATOR + note(max(pack.dropped, len(hits))))
             noted = pack_hits(
@@ -450,6 +524,7 @@ def fit_context(
                 max(0, target - reserve),
                 count_tokens=count,
                 min_fragment_tokens=min_fragment_tokens,
+                query=query,
             )
             if noted.hits or not pack.hits:
                 noted.note = note(noted.dropped)

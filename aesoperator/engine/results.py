@@ -32,6 +32,11 @@ class SearchHit(BaseModel):
     valid_from: datetime | None = Field(default=None, description="When what the entity says became true.")
     valid_to: datetime | None = Field(default=None, description="When it stopped being true (None: still is).")
     truncated: bool = False
+    excerpt_ranges: list[tuple[int, int]] | None = Field(
+        default=None,
+        description="When `text` is a query-focused excerpt: the [start, end) character ranges of the entity's"
+        " text it shows, in order (the cuts between them are marked with '…').",
+    )
 
 
 class Triple(BaseModel):

@@ -32,7 +32,8 @@ from datetime import datetime
 
 from aesoperator.engine import retrieval
 from aesoperator.engine.candidates import sort_desc
-from aesoperator.engine.packing import hit_chars
+from aesoperator.engine.excerpts import QueryTerms
+from aesoperator.engine.packing import MAX_HIT_CHARS, hit_chars
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.query_time import time_window
 from aesoperator.engine.results import SearchResult
@@ -276,10 +277,13 @@ def pack_candidates(
     considered: int,
     timer: StageTimer,
     count_tokens: Callable[[str], int] = retrieval.estimate_tokens,
+    excerpts: bool = False,
 ) -> SearchResult:
     """Stage 8: fit the chosen hits and the triples among them into the token budget, as the
     text `SearchResult.context_text()` gives (its token count under `count_tokens` is at most
-    the budget).
+    the budget). With `excerpts`, a hit longer than its share of the budget shows the sentences
+    that matter for the query (`packing.pack_hits`); without, texts are first cut to
+    `hit_chars(budget)` characters and only the last hit that fits is cut further.
 
     Args:
         chosen: the reranked candidates.
@@ -289,17 +293,20 @@ def pack_candidates(
         considered: how many candidates reached reranking (the rest count as dropped).
         timer: receives `pack`; its timings go into the result.
         count_tokens: the token counter the budget is in.
+        excerpts: cut long hits to query-focused excerpts.
 
     Returns:
         The search result.
     """
     with timer.stage("pack"):
-        hits, triples = retrieval.candidate_hits(chosen, entities, relations, hit_chars(request.token_budget))
+        longest = MAX_HIT_CHARS if excerpts else hit_chars(request.token_budget)
+        hits, triples = retrieval.candidate_hits(chosen, entities, relations, longest)
         for hit in hits:  # a memory that held then but not since says so, and what replaced it
             note = retirement_note(hit.properties)
             if note is not None:
                 hit.reasons.append(note)
-        pack = retrieval.fit_context(hits, triples, request.token_budget, count_tokens=count_tokens)
+        query = QueryTerms.of(request.query, [h.text for h in hits]) if excerpts and request.query.strip() else None
+        pack = retrieval.fit_context(hits, triples, request.token_budget, count_tokens=count_tokens, query=query)
     return SearchResult(
         query=request.query,
         hits=pack.hits,
@@ -365,7 +372,9 @@ def _run_stages(sources: SearchSources, request: SearchRequest, settings: Search
     candidates = window_candidates(sources, candidates, entities, request, settings, timer)
     candidates = time_candidates(candidates, entities, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)
-    return pack_candidates(chosen, entities, relations, request, len(candidates), timer, sources.count_tokens)
+    return pack_candidates(
+        chosen, entities, relations, request, len(candidates), timer, sources.count_tokens, settings.excerpts
+    )
 
 
 __all__ = [

@@ -55,6 +55,10 @@ class SearchSettings:
     # their score (0: off).
     time_boost: float = 1.0
     window_span: int = 2  # turns away a hit lends its score to (weight**d at distance d)
+    # True: a passage longer than its share of the token budget shows the sentences that matter for
+    # the query. Off by default: on the development splits it lowered whole-item evidence recall at
+    # 1,000 tokens on three of four sets and made packing 5-6x slower (benchmarks/README.md).
+    excerpts: bool = False
 
     def __post_init__(self) -> None:
         if self.fusion not in ("rrf", "score"):

@@ -155,6 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tempfile.mkdtemp(prefix=f"aesop-quality-{ds.name}-"))
         engine = ContextEngine.open(settings=Settings(data_dir=workdir))
         entry: dict[str, Any] = {"questions": len(ds.questions), "notes": ds.notes[:20], "systems": {}}
+        # gold items for which the dataset names the evidence sentences (the rest count whole)
+        entry["sentence_evidence"] = sum(len(q.evidence) for q in ds.questions)
         try:
             entry["ingest_seconds"] = round(ingest(engine, ds), 2)
             entry["items"] = len(ds.docs) or len(ds.turns)

@@ -4,8 +4,16 @@ tokens (cl100k), next to recall@k.
 
 Each engine system answers with `ContextEngine.search(question, k=20, token_budget=B)` and its
 `context_text()` — the text MCP `search` answers with. The memory-server baseline's
-`search_nodes` entities go through the same packer (`fit_context`). An item counts when its whole
-text, whitespace collapsed, is in the context: a passage the packer had to shorten does not.
+`search_nodes` entities go through the same packer (`fit_context`).
+
+Two figures, side by side, so that neither stands alone:
+
+- whole item: an item counts when its whole text, whitespace collapsed, is in the context (a
+  passage the packer shortened or excerpted does not);
+- evidence sentences: where the dataset names the sentences that are the evidence (SciFact's
+  rationale sentences, HotpotQA's supporting facts), an item counts when every sentence of one of
+  its evidence sets is in the context; an item without them (LoCoMo, MuSiQue, SciFact claims whose
+  cited abstract has no rationale) counts only whole, as in the first figure.
 """
 
 from __future__ import annotations
@@ -34,20 +42,50 @@ def gold_texts(ds: Dataset) -> dict[tuple[str | None, str], str]:
 
 
 def evidence_share(context: str, question: Question, texts: dict[tuple[str | None, str], str]) -> float:
-    """The share of the question's gold items whose text is in `context`."""
+    """The share of the question's gold items whose whole text is in `context`."""
     flat = normalise(context)
     found = [texts.get((question.scope, g), "\0") in flat for g in question.gold]
     return sum(found) / len(found) if found else 0.0
 
 
-def summarise(rows: Sequence[tuple[Question, float]]) -> dict[str, Any]:
-    by_category: dict[str, list[float]] = defaultdict(list)
-    for q, share in rows:
-        by_category[q.category].append(share)
+def sentence_share(context: str, question: Question, texts: dict[tuple[str | None, str], str]) -> float:
+    """The share of the question's gold items whose evidence is in `context`: every sentence of
+    one of its evidence sets when the dataset names them, else the whole text."""
+    flat = normalise(context)
+
+    def found(key: str) -> bool:
+        sets = question.evidence.get(key)
+        if not sets:
+            return texts.get((question.scope, key), "\0") in flat
+        return any(all(normalise(sentence) in flat for sentence in evidence) for evidence in sets)
+
+    hits = [found(g) for g in question.gold]
+    return sum(hits) / len(hits) if hits else 0.0
+
+
+Row = tuple[Question, float, float]  # the question, its whole-item share, its evidence-sentence share
+
+
+def summarise(rows: Sequence[Row]) -> dict[str, Any]:
+    by_category: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for q, whole, sentences in rows:
+        by_category[q.category].append((whole, sentences))
     return {
-        "overall": mean(s for _, s in rows) if rows else 0.0,
-        "by_category": {c: {"n": len(v), "evidence_recall": mean(v)} for c, v in sorted(by_category.items())},
+        "overall": mean(r[1] for r in rows) if rows else 0.0,
+        "overall_sentences": mean(r[2] for r in rows) if rows else 0.0,
+        "by_category": {
+            c: {
+                "n": len(v),
+                "evidence_recall": mean(w for w, _ in v),
+                "evidence_recall_sentences": mean(s for _, s in v),
+            }
+            for c, v in sorted(by_category.items())
+        },
     }
+
+
+def _row(context: str, q: Question, texts: dict[tuple[str | None, str], str]) -> Row:
+    return q, evidence_share(context, q, texts), sentence_share(context, q, texts)
 
 
 def measure_search(
@@ -61,7 +99,7 @@ def measure_search(
     """Evidence recall of one engine system at each budget, the tokens its contexts used, and how
     far the fast estimate (`estimate_tokens`) is from the real count on those contexts."""
     texts = gold_texts(ds)
-    rows: dict[int, list[tuple[Question, float]]] = defaultdict(list)
+    rows: dict[int, list[Row]] = defaultdict(list)
     used: dict[int, list[int]] = defaultdict(list)
     ratios: list[float] = []
     for q in questions:
@@ -70,7 +108,7 @@ def measure_search(
             tokens = count(context)
             if tokens > budget:
                 raise AssertionError(f"context of {tokens} tokens over a budget of {budget} for {q.qid}")
-            rows[budget].append((q, evidence_share(context, q, texts)))
+            rows[budget].append(_row(context, q, texts))
             used[budget].append(tokens)
             if tokens:
                 ratios.append(estimate_tokens(context) / tokens)
@@ -91,7 +129,7 @@ def measure_found(
     """Evidence recall of the memory-server baseline: its `search_nodes` entities, best first as it
     listed them, packed by the engine's packer."""
     texts = gold_texts(ds)
-    rows: dict[int, list[tuple[Question, float]]] = defaultdict(list)
+    rows: dict[int, list[Row]] = defaultdict(list)
     used: dict[int, list[int]] = defaultdict(list)
     for q in questions:
         hits = [
@@ -108,7 +146,7 @@ def measure_found(
         ]
         for budget in budgets:
             context = fit_context(hits, [], budget, count_tokens=count).to_text()
-            rows[budget].append((q, evidence_share(context, q, texts)))
+            rows[budget].append(_row(context, q, texts))
             used[budget].append(count(context))
     return {
         "by_budget": {str(b): {**summarise(rows[b]), "tokens_mean": mean(used[b]) if used[b] else 0} for b in budgets}
@@ -127,15 +165,9 @@ def _spread(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def markdown(name: str, entry: dict[str, Any]) -> list[str]:
-    """The evidence-recall tables of one dataset: per system, and per category at 1,000 tokens."""
-    systems = {s: r for s, r in entry["systems"].items() if "evidence" in r}
-    if not systems:
-        return []
-    budgets = list(next(iter(systems.values()))["evidence"]["by_budget"])
+def _budget_table(systems: dict[str, Any], budgets: list[str], figure: str, title: str) -> list[str]:
     lines = [
-        f"Evidence recall within a token budget ({name}): share of gold items whose whole text is in the packed"
-        " context (cl100k tokens), next to recall@10:",
+        title,
         "",
         "| system | recall@10 | " + " | ".join(f"evidence@{b}" for b in budgets) + " | tokens used @1000 | gap @1000 |",
         "|---" * (len(budgets) + 4) + "|",
@@ -143,19 +175,44 @@ def markdown(name: str, entry: dict[str, Any]) -> list[str]:
     for system, res in systems.items():
         by_budget = res["evidence"]["by_budget"]
         r10 = res["overall"].get("recall@10", 0.0)
-        cells = [f"{by_budget[b]['overall']:.3f}" for b in budgets]
+        cells = [f"{by_budget[b].get(figure, 0.0):.3f}" for b in budgets]
         at_1000 = by_budget.get("1000", {})
-        gap = f"{at_1000.get('overall', 0.0) - r10:+.3f}" if at_1000 else "-"
+        gap = f"{at_1000.get(figure, 0.0) - r10:+.3f}" if at_1000 else "-"
         lines.append(
             f"| {system} | {r10:.3f} | " + " | ".join(cells) + f" | {at_1000.get('tokens_mean', 0):.0f} | {gap} |"
         )
     lines.append("")
+    return lines
+
+
+def markdown(name: str, entry: dict[str, Any]) -> list[str]:
+    """The evidence-recall tables of one dataset: per system, and per category at 1,000 tokens."""
+    systems = {s: r for s, r in entry["systems"].items() if "evidence" in r}
+    if not systems:
+        return []
+    budgets = list(next(iter(systems.values()))["evidence"]["by_budget"])
+    lines = _budget_table(
+        systems,
+        budgets,
+        "overall",
+        f"Evidence recall within a token budget ({name}), whole item: share of gold items whose whole text is in"
+        " the packed context (cl100k tokens), next to recall@10:",
+    )
+    if entry.get("sentence_evidence"):
+        lines += _budget_table(
+            systems,
+            budgets,
+            "overall_sentences",
+            f"Evidence recall within a token budget ({name}), evidence sentences: share of gold items whose"
+            " evidence sentences (every sentence of one of its evidence sets; the whole text for an item the"
+            " dataset gives none for) are in the packed context, next to recall@10:",
+        )
     cats = sorted(
         {c for r in systems.values() for c in r["evidence"]["by_budget"].get("1000", {}).get("by_category", {})}
     )
     if len(cats) > 1:
         lines += [
-            "evidence@1000 by category (recall@10 in brackets):",
+            "evidence@1000 by category, whole item (recall@10 in brackets):",
             "",
             "| system | " + " | ".join(cats) + " |",
             "|---" * (len(cats) + 1) + "|",

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import json
 import re
+import tokenize
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +43,10 @@ class Question:
     gold: set[str]
     category: str
     scope: str | None = None  # for conversations: which conversation the question is about
+    # Where the dataset names the sentences that hold the evidence: gold key -> evidence sets, each
+    # a list of sentence texts that together are the evidence (any one set is enough). A gold key
+    # without an entry is evidence as a whole item.
+    evidence: dict[str, list[list[str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,19 +96,46 @@ def load_hotpotqa(folder: Path) -> Dataset:
     for path in _questions_files(folder, "questions_*.json"):
         for q in json.loads(path.read_text()):
             gold = {t for t, _ in q["supporting_facts"] if t in titles}
+            # a title's supporting facts are one evidence set: the question needs all of them
+            facts: dict[str, list[str]] = {}
+            for title, index in q["supporting_facts"]:
+                if title in titles and isinstance(index, int) and 0 <= index < len(corpus[title]):
+                    facts.setdefault(title, []).append(corpus[title][index])
             if gold:
-                ds.questions.append(Question(q["_id"], q["question"], gold, q.get("type", "all")))
+                evidence = {t: [sentences] for t, sentences in facts.items()}
+                ds.questions.append(Question(q["_id"], q["question"], gold, q.get("type", "all"), evidence=evidence))
     return ds
+
+
+def _string_list(text: str) -> list[str]:
+    """The strings of a list written as Python (`['a', 'b']`) or as numpy prints one (`['a'\n 'b']`,
+    no commas: `ast.literal_eval` would glue the sentences together), each stripped; [] if none."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return []
+    out: list[str] = []
+    for token in tokens:
+        if token.type == tokenize.STRING:
+            try:
+                value = ast.literal_eval(token.string)
+            except (ValueError, SyntaxError):
+                return []
+            if isinstance(value, str):
+                out.append(value.strip())
+    return out
 
 
 def load_scifact(folder: Path) -> Dataset:
     ds = Dataset("scifact", "documents")
+    sentences_of: dict[str, list[str]] = {}
     with open(folder / "corpus.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            try:
-                sentences = ast.literal_eval(row["abstract"])
-                abstract = " ".join(s.strip() for s in sentences)
-            except (ValueError, SyntaxError):
+            sentences = _string_list(row["abstract"])
+            if sentences:
+                abstract = " ".join(sentences)
+                sentences_of[row["doc_id"]] = sentences
+            else:
                 abstract = row["abstract"]
             ds.docs.append(Doc(row["doc_id"], row["title"], abstract))
     seen: dict[str, Question] = {}
@@ -115,6 +148,17 @@ def load_scifact(folder: Path) -> Dataset:
                     seen[row["id"]].gold |= cited
                 elif cited:
                     seen[row["id"]] = Question(row["id"], row["claim"], cited, "claim")
+                else:
+                    continue
+                # a row with an evidence document gives one rationale: sentences of its abstract
+                doc, indices = (
+                    (row["evidence_doc_id"] or "").strip(),
+                    re.findall(r"\d+", row["evidence_sentences"] or ""),
+                )
+                abstract_sentences = sentences_of.get(doc, [])
+                rationale = [abstract_sentences[int(i)] for i in indices if int(i) < len(abstract_sentences)]
+                if doc in seen[row["id"]].gold and rationale and len(rationale) == len(indices):
+                    seen[row["id"]].evidence.setdefault(doc, []).append(rationale)
     ds.questions = list(seen.values())
     return ds
 
