@@ -35,7 +35,7 @@ fi
 # Export the default embedding model to ONNX now (needs torch, installed above), so the first
 # search does not pay the export; it is cached in ~/.cache/aesoperator/onnx. A failure here is not
 # fatal: the engine retries the export on first use and falls back to torch if it cannot.
-HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python -m aesoperator.engine.onnx_embeddings \
+HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python -m aesoperator.engine.embedder_factory \
   || echo "warning: the ONNX export of the embedding model failed; the engine will retry it on first use" >&2
 
 if [[ $dev == 1 ]]; then

@@ -225,8 +225,18 @@ def test_static_assets_are_only_the_shipped_files(client: httpx.Client) -> None:
 
 
 def test_package_data_lists_the_assets() -> None:
-    text = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(encoding="utf-8")
-    assert '"aesoperator.explore" = ["static/*.html", "static/*.js", "static/*.css", "static/*.svg"]' in text
+    import tomllib
+    from fnmatch import fnmatch
+
+    root = Path(__file__).resolve().parent.parent
+    package_data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
+        "package-data"
+    ]
+    patterns = [*package_data.get("aesoperator.explore", []), *package_data.get("*", [])]
+    assets = sorted((root / "aesoperator" / "explore" / "static").iterdir())
+    assert assets
+    unshipped = [a.name for a in assets if not any(fnmatch(f"static/{a.name}", p) for p in patterns)]
+    assert unshipped == []
 
 
 def test_a_big_neighbourhood_is_sampled_and_says_so(client: httpx.Client, app: RunningExplorer) -> None:

@@ -443,7 +443,8 @@ def test_renderer_ships_in_the_package() -> None:
     script = resources.files("aesoperator.notebook").joinpath("static", "graph_view.js")
     assert script.is_file()
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = config["tool"]["setuptools"]["package-data"]["aesoperator.notebook"]
+    package_data = config["tool"]["setuptools"]["package-data"]
+    patterns = [*package_data.get("aesoperator.notebook", []), *package_data.get("*", [])]
     assert any(fnmatch("static/graph_view.js", p) for p in patterns)
     text = script.read_text(encoding="utf-8")
     assert "http://www.w3.org/2000/svg" in text  # the SVG namespace: a name, not a download

@@ -13,9 +13,10 @@ import logging
 import os
 from pathlib import Path
 
-from aesoperator.config import Settings
+from aesoperator.config import Settings, load_settings
 from aesoperator.engine.embeddings import Embedder
-from aesoperator.engine.onnx_export import user_cache_dir
+from aesoperator.engine.onnx_embeddings import OnnxEmbedder
+from aesoperator.engine.onnx_export import Precision, user_cache_dir
 from aesoperator.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,6 @@ def make_embedder(settings: Settings) -> Embedder:
         ConfigError: the model itself is not available.
     """
     if settings.embedding_backend != "torch":
-        from aesoperator.engine.onnx_embeddings import OnnxEmbedder
-
         try:
             embedder = OnnxEmbedder(
                 settings.embedding_model,
@@ -70,3 +69,16 @@ def make_embedder(settings: Settings) -> Embedder:
     return Embedder(
         settings.embedding_model, batch_size=settings.embedding_batch_size, device=settings.embedding_device
     )
+
+
+def main() -> None:
+    """Export the configured model for the configured backend now (`python -m
+    aesoperator.engine.embedder_factory`, run by scripts/setup.sh) so the first search does not pay it."""
+    settings = load_settings()
+    precision: Precision = "int8" if settings.embedding_backend == "onnx-int8" else "fp32"
+    embedder = OnnxEmbedder(settings.embedding_model, precision=precision, cache_dir=onnx_cache_dir(settings))
+    print(f"onnx export of {settings.embedding_model} ({precision}): {embedder.ensure_export()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -271,19 +271,3 @@ class OnnxEmbedder(Embedder):
             f"OnnxEmbedder(model_name={self._model_name!r}, precision={self.precision!r}, "
             f"export={str(self.export_dir)!r}, batch_size={self.batch_size}, loaded={self.loaded})"
         )
-
-
-def main() -> None:
-    """Export the configured model for the configured onnx backend (`python -m
-    aesoperator.engine.onnx_embeddings`, run by scripts/setup.sh)."""
-    from aesoperator.config import load_settings
-    from aesoperator.engine.embedder_factory import onnx_cache_dir
-
-    settings = load_settings()
-    precision: Precision = "int8" if settings.embedding_backend == "onnx-int8" else "fp32"
-    embedder = OnnxEmbedder(settings.embedding_model, precision=precision, cache_dir=onnx_cache_dir(settings))
-    print(f"onnx export of {settings.embedding_model} ({precision}): {embedder.ensure_export()}")
-
-
-if __name__ == "__main__":
-    main()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aesoperator.ingest.loaders.model import Block, DocumentUnit, LoadedDocument, TableRow
+from aesoperator.ingest.loaders.model import DocumentBlock, DocumentUnit, LoadedDocument, TableRow
 
 BLOCK_JOIN = "\n\n"
 CELL_JOIN = " | "
@@ -52,7 +52,7 @@ def row_text(row: TableRow) -> str:
     return CELL_JOIN.join(row.cells)
 
 
-def block_text(block: Block) -> str:
+def block_text(block: DocumentBlock) -> str:
     if block.kind != "table":
         return block.text
     lines = [row_text(r) for r in ((block.header,) if block.header else ()) + block.rows]
@@ -87,7 +87,7 @@ def _split_long(text: str, start: int, max_chars: int, overlap: int) -> list[tup
     return out
 
 
-def _table_pieces(block: Block, start: int, max_chars: int, heading: str | None) -> list[_Piece]:
+def _table_pieces(block: DocumentBlock, start: int, max_chars: int, heading: str | None) -> list[_Piece]:
     header = row_text(block.header) if block.header else ""
     pieces: list[_Piece] = []
     offset = start + (len(header) + 1 if header else 0)

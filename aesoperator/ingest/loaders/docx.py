@@ -15,7 +15,7 @@ from typing import Any
 
 from aesoperator.errors import DocumentError
 from aesoperator.ingest.loaders.model import (
-    Block,
+    DocumentBlock,
     DocumentUnit,
     LoadedDocument,
     LoaderLimits,
@@ -113,12 +113,14 @@ class DocxLoader:
                 rows = [r for r in rows if any(r.cells)]
                 if rows:
                     budget.take(" ".join(c for r in rows for c in r.cells))
-                    units[-1].blocks.append(Block("table", header=rows[0], rows=tuple(rows[1:])))
+                    units[-1].blocks.append(DocumentBlock("table", header=rows[0], rows=tuple(rows[1:])))
             else:
                 text = budget.take(item.text.strip())
                 if text:
                     level = _heading_level(item)
-                    units[-1].blocks.append(Block("heading", text, level=level) if level else Block("text", text))
+                    units[-1].blocks.append(
+                        DocumentBlock("heading", text, level=level) if level else DocumentBlock("text", text)
+                    )
             for _ in range(count):
                 page += 1
                 units.append(DocumentUnit("page", page))

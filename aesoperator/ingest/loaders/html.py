@@ -14,7 +14,7 @@ from typing import Any
 
 from aesoperator.errors import DocumentError
 from aesoperator.ingest.loaders.model import (
-    Block,
+    DocumentBlock,
     DocumentUnit,
     LoadedDocument,
     LoaderLimits,
@@ -106,7 +106,7 @@ def _link_list(element: Any) -> bool:
     return linked / total >= LINK_LIST_RATIO
 
 
-def _table(element: Any) -> Block | None:
+def _table(element: Any) -> DocumentBlock | None:
     rows: list[TableRow] = []
     for i, tr in enumerate(element.iter("tr"), 1):
         cells = tuple(_text(c) for c in tr if isinstance(c.tag, str) and c.tag in ("td", "th"))
@@ -114,7 +114,7 @@ def _table(element: Any) -> Block | None:
             rows.append(TableRow(cells, number=i))
     if not rows:
         return None
-    return Block("table", header=rows[0], rows=tuple(rows[1:]))
+    return DocumentBlock("table", header=rows[0], rows=tuple(rows[1:]))
 
 
 _INLINE = frozenset(
@@ -122,10 +122,10 @@ _INLINE = frozenset(
 )
 
 
-def html_blocks(root: Any, budget: TextBudget, max_cells: int) -> list[Block]:
+def html_blocks(root: Any, budget: TextBudget, max_cells: int) -> list[DocumentBlock]:
     """The blocks of an already stripped element, in document order. The walk is iterative, so
     deeply nested markup cannot exhaust the stack; an element's tail text joins its parent's flow."""
-    blocks: list[Block] = []
+    blocks: list[DocumentBlock] = []
     loose: list[str] = []
     cells = 0
 
@@ -133,7 +133,7 @@ def html_blocks(root: Any, budget: TextBudget, max_cells: int) -> list[Block]:
         text = " ".join(" ".join(loose).split())
         loose.clear()
         if text:
-            blocks.append(Block("text", budget.take(text)))
+            blocks.append(DocumentBlock("text", budget.take(text)))
 
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
@@ -149,7 +149,7 @@ def html_blocks(root: Any, budget: TextBudget, max_cells: int) -> list[Block]:
             flush()
             text = _text(element)
             if text:
-                blocks.append(Block("heading", budget.take(text), level=_HEADINGS[tag]))
+                blocks.append(DocumentBlock("heading", budget.take(text), level=_HEADINGS[tag]))
         elif tag == "table":
             flush()
             table = _table(element)
@@ -165,7 +165,7 @@ def html_blocks(root: Any, budget: TextBudget, max_cells: int) -> list[Block]:
             flush()
             text = _text(element)
             if text:
-                blocks.append(Block("text", budget.take(text)))
+                blocks.append(DocumentBlock("text", budget.take(text)))
         else:
             if tag not in _INLINE:
                 flush()

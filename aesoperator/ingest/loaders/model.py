@@ -28,7 +28,7 @@ class TableRow:
 
 
 @dataclass(frozen=True, slots=True)
-class Block:
+class DocumentBlock:
     """A heading (with its level, 1 = top), a paragraph, or a table (header row + body rows)."""
 
     kind: BlockKind
@@ -46,7 +46,7 @@ class DocumentUnit:
     kind: UnitKind
     number: int
     name: str | None = None
-    blocks: list[Block] = field(default_factory=list)
+    blocks: list[DocumentBlock] = field(default_factory=list)
 
     def has_text(self) -> bool:
         return any(b.text.strip() or b.rows for b in self.blocks)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aesoperator.errors import DocumentError
 from aesoperator.ingest.loaders.model import (
-    Block,
+    DocumentBlock,
     DocumentUnit,
     LoadedDocument,
     LoaderLimits,
@@ -79,9 +79,9 @@ def _headings(runs: list[tuple[str, float]], body: float) -> set[str]:
     }
 
 
-def _page_blocks(text: str, titles: dict[str, int], large: set[str]) -> list[Block]:
+def _page_blocks(text: str, titles: dict[str, int], large: set[str]) -> list[DocumentBlock]:
     """A page's lines as headings (outline titles, large type) and the paragraphs between them."""
-    blocks: list[Block] = []
+    blocks: list[DocumentBlock] = []
     paragraph: list[str] = []
     for line in [*text.splitlines(), ""]:
         flat = " ".join(line.split())
@@ -89,10 +89,10 @@ def _page_blocks(text: str, titles: dict[str, int], large: set[str]) -> list[Blo
             paragraph.append(line.rstrip())
             continue
         if paragraph:
-            blocks.append(Block("text", "\n".join(paragraph)))
+            blocks.append(DocumentBlock("text", "\n".join(paragraph)))
             paragraph = []
         if flat:
-            blocks.append(Block("heading", flat, level=titles.get(flat, 1)))
+            blocks.append(DocumentBlock("heading", flat, level=titles.get(flat, 1)))
     return blocks
 
 

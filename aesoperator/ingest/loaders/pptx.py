@@ -13,7 +13,7 @@ from typing import Any
 
 from aesoperator.errors import DocumentError
 from aesoperator.ingest.loaders.model import (
-    Block,
+    DocumentBlock,
     DocumentUnit,
     LoadedDocument,
     LoaderLimits,
@@ -70,7 +70,7 @@ class PptxLoader:
             title = " ".join(title_shape.text_frame.text.split()) if title_shape is not None else ""
             unit = DocumentUnit("slide", number, name=title or None)
             if title:
-                unit.blocks.append(Block("heading", budget.take(title), level=1))
+                unit.blocks.append(DocumentBlock("heading", budget.take(title), level=1))
             for shape in _shapes(slide.shapes):
                 if title_shape is not None and shape.shape_id == title_shape.shape_id:
                     continue
@@ -87,16 +87,16 @@ class PptxLoader:
                     rows = [r for r in rows if any(r.cells)]
                     if rows:
                         budget.take(" ".join(c for r in rows for c in r.cells))
-                        unit.blocks.append(Block("table", header=rows[0], rows=tuple(rows[1:])))
+                        unit.blocks.append(DocumentBlock("table", header=rows[0], rows=tuple(rows[1:])))
                 elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
                     text = "\n".join(p.text.strip() for p in shape.text_frame.paragraphs if p.text.strip())
                     if text:
-                        unit.blocks.append(Block("text", budget.take(text)))
+                        unit.blocks.append(DocumentBlock("text", budget.take(text)))
             if slide.has_notes_slide:
                 notes = slide.notes_slide.notes_text_frame
                 text = notes.text.strip() if notes is not None else ""
                 if text:
-                    unit.blocks.append(Block("text", budget.take(f"Notes: {text}")))
+                    unit.blocks.append(DocumentBlock("text", budget.take(f"Notes: {text}")))
             units.append(unit)
         kept = [u for u in units if u.blocks]
         if not kept:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aesoperator.ingest.loaders.model import (
-    Block,
+    DocumentBlock,
     DocumentUnit,
     LoaderLimits,
     TableRow,
@@ -59,7 +59,7 @@ def table_unit(
             parsed.append(TableRow(tuple(texts), number=row_number))
     unit = DocumentUnit("sheet", number, name=kind_name)
     if parsed:
-        unit.blocks.append(Block("table", header=parsed[0], rows=tuple(parsed[1:])))
+        unit.blocks.append(DocumentBlock("table", header=parsed[0], rows=tuple(parsed[1:])))
     return unit
 
 
