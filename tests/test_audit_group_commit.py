@@ -57,13 +57,15 @@ def _records(log: AuditLog) -> list[dict[str, Any]]:
 
 
 def _on_disk(log: AuditLog, record: dict[str, Any]) -> bool:
-    """Whether the log file holds `record` and the signed checkpoint reaches it."""
+    """Whether the log file holds `record` and the group that wrote it was fsynced (`records_committed`
+    counts records after their fsync; the log is fresh and written by `log` alone)."""
     line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    key = read_key(log.key_path)
-    state, checkpoint = read_checkpoint(log.checkpoint_path, key)
-    return (
-        line in log.path.read_bytes() and state == "ok" and checkpoint is not None and checkpoint.seq >= record["seq"]
-    )
+    return log.records_committed >= record["seq"] and line in log.path.read_bytes()
+
+
+def _checkpoint_reaches(log: AuditLog, record: dict[str, Any]) -> bool:
+    state, checkpoint = read_checkpoint(log.checkpoint_path, read_key(log.key_path))
+    return state == "ok" and checkpoint is not None and checkpoint.seq >= record["seq"]
 
 
 def _writer(data_dir: Path, name: str, threads: int, per_thread: int) -> subprocess.Popen[bytes]:
@@ -75,7 +77,7 @@ def _writer(data_dir: Path, name: str, threads: int, per_thread: int) -> subproc
 def test_concurrent_callers_share_fsyncs_and_each_returns_with_its_record_on_disk(tmp_path: Path) -> None:
     log = AuditLog.in_data_dir(tmp_path)
     start = threading.Barrier(THREADS)
-    mine: dict[int, list[dict[str, Any]]] = {t: [] for t in range(THREADS)}
+    mine: dict[int, list[dict[str, Any]]] = {t: [] for t in range(THREADS - 1)}
     not_on_disk: list[int] = []
 
     def caller(t: int) -> None:
@@ -86,14 +88,23 @@ def test_concurrent_callers_share_fsyncs_and_each_returns_with_its_record_on_dis
                 not_on_disk.append(record["seq"])
             mine[t].append(record)
 
-    threads = [threading.Thread(target=caller, args=(t,)) for t in range(THREADS)]
+    reports: list[Any] = []
+
+    def verifier() -> None:  # verify() never sees the log ahead of its checkpoint, even mid-burst
+        start.wait()
+        for _ in range(5):
+            reports.append(log.verify())
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(THREADS - 1)]
+    threads.append(threading.Thread(target=verifier))
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    total = THREADS * PER_THREAD
+    total = (THREADS - 1) * PER_THREAD
     assert not not_on_disk, f"records {not_on_disk} were returned before they were on disk"
+    assert all(r.ok and not r.warnings for r in reports), [r for r in reports if not r.ok or r.warnings]
     report = log.verify()
     assert report.ok and report.records == total and not report.warnings, report
     on_disk = _records(log)
@@ -106,6 +117,28 @@ def test_concurrent_callers_share_fsyncs_and_each_returns_with_its_record_on_dis
         assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
     assert log.records_committed == total
     assert log.commits < total, "concurrent callers never shared a write"
+
+
+@pytest.mark.parametrize("max_group", [1, 4])
+def test_groups_stay_within_max_group_and_can_wait_for_their_checkpoint(tmp_path: Path, max_group: int) -> None:
+    log = AuditLog.in_data_dir(tmp_path, max_group=max_group, checkpoint_before_answer=True)
+    late: list[int] = []
+
+    def caller(t: int) -> None:
+        for i in range(8):
+            record = log.append(principal=f"c{t}", tool="search", arguments={"i": i}, decision="allow")
+            if not (_on_disk(log, record) and _checkpoint_reaches(log, record)):
+                late.append(record["seq"])
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not late, f"records {late} were returned before they and their checkpoint were on disk"
+    assert log.commits >= 64 / max_group
+    report = log.verify()
+    assert report.ok and report.records == 64 and not report.warnings, report
 
 
 def test_callers_from_the_event_loop_share_fsyncs_through_worker_threads(tmp_path: Path) -> None:

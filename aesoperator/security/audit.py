@@ -164,6 +164,7 @@ class AuditLog:
         key_path: Path | None = None,
         fsync: bool = True,
         max_group: int = MAX_GROUP,
+        checkpoint_before_answer: bool = False,
     ) -> None:
         if max_group < 1:
             raise ValueError(f"max_group must be at least 1, got {max_group}")
@@ -172,6 +173,8 @@ class AuditLog:
         self.key_path = Path(key_path) if key_path else self.path.with_name(KEY_FILE)
         self.fsync = fsync
         self.max_group = max_group  # records in one write at most (1: a write and fsyncs per record)
+        # True: a caller also waits for the checkpoint that covers its record (one more fsync).
+        self.checkpoint_before_answer = checkpoint_before_answer
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._head: _Head | None = None
@@ -306,42 +309,100 @@ class AuditLog:
                 if entry.done:
                     break
                 self._leading = True
+            handed_over = False
             try:
-                self._lead_group()  # a full group may leave this caller's record for the next one
+                handed_over = self._lead_group()  # a full group may leave this caller's record for the next
             finally:
-                with self._queue_changed:
-                    self._leading = False
-                    self._queue_changed.notify_all()
+                if not handed_over:
+                    self._end_lead()
         if entry.error is not None:
             raise entry.error
         assert entry.record is not None
         return entry.record
 
-    def _lead_group(self) -> None:
-        """Write every queued record as one group: one write, one fsync, one checkpoint. Each
-        waiting caller is told its record, or the error that kept the whole group off the disk."""
+    def _lead_group(self) -> bool:
+        """Write the queued records as one group: one write and one fsync of the log, after which
+        each caller of the group is told its record (or, when nothing of the group could be
+        written, the error). The group's checkpoint is then written by a thread of its own, which
+        keeps the locks until it is on disk and then ends the lead (`_finish_group`); with
+        `checkpoint_before_answer` it is written first, and a failure to write it fails the group.
+        Returns whether the lead was handed to that thread."""
         batch: list[_Pending] = []
+        handed_over = False
+        self._lock.acquire()
         try:
-            with self._lock:
-                fd = self._open()
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    batch = self._take_group()  # records that arrived while the flock was awaited join too
-                    key = self._writing_key(fd)
-                    link = self._next_link(fd, key)
-                    written = self._write_group(fd, key, link, [entry.fields for entry in batch])
-                finally:
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                batch = self._take_group()  # records that arrived while the flock was awaited join too
+                key = self._writing_key(fd)
+                link = self._next_link(fd, key)
+                group = [entry.fields for entry in batch]
+                if self.checkpoint_before_answer:
+                    self._tell(batch, self._write_group(fd, key, link, group))
+                else:
+                    written, checkpoint = self._write_records(fd, key, link, group)
+                    self._tell(batch, written)  # on disk: the group's callers may answer
+                    finisher = threading.Thread(
+                        target=self._finish_group, args=(fd, key, checkpoint), name="aesop-audit-checkpoint"
+                    )
+                    try:
+                        finisher.start()  # not a daemon: an interpreter that exits waits for the checkpoint
+                        handed_over = True
+                    except RuntimeError:  # no thread to be had: the leader writes it
+                        self._checkpoint_quietly(key, checkpoint)
+            finally:
+                if not handed_over:
                     fcntl.flock(fd, fcntl.LOCK_UN)
         except BaseException as exc:  # nothing of the group is on disk: each of its callers raises
             with self._queue_changed:
                 if not batch:  # failed before the group was taken (no key, the log cannot be opened)
                     batch, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
                 for entry in batch:
-                    entry.error, entry.done = exc, True
-            return
+                    if not entry.done:
+                        entry.error, entry.done = exc, True
+            return handed_over
+        finally:
+            if not handed_over:
+                self._lock.release()
+        return handed_over
+
+    def _tell(self, batch: list[_Pending], written: list[dict[str, Any]]) -> None:
+        """Give each caller of the group its record and wake them."""
         with self._queue_changed:
             for entry, record in zip(batch, written[len(written) - len(batch) :], strict=True):
                 entry.record, entry.done = record, True
+            self._queue_changed.notify_all()
+
+    def _finish_group(self, fd: int, key: bytes, checkpoint: Checkpoint) -> None:
+        """Write the group's checkpoint, then release the flock and the thread lock taken by its
+        leader and end the lead. Until then no other writer, here or in another process, and no
+        `verify()` sees the log ahead of its checkpoint."""
+        try:
+            self._checkpoint_quietly(key, checkpoint)
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                self._lock.release()
+                self._end_lead()
+
+    def _checkpoint_quietly(self, key: bytes, checkpoint: Checkpoint) -> None:
+        try:
+            write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
+        except OSError as exc:  # the records stand, signed; the next group's checkpoint covers them
+            log.error("audit checkpoint %s could not be written: %s", self.checkpoint_path, exc)
+
+    def settle(self) -> None:
+        """Wait until the checkpoint of the last group written here is on disk (`close()` and
+        every later append or `verify()` wait for it too)."""
+        with self._lock:
+            pass
+
+    def _end_lead(self) -> None:
+        with self._queue_changed:
+            self._leading = False
+            self._queue_changed.notify_all()
 
     def _take_group(self) -> list[_Pending]:
         with self._queue_changed:
@@ -363,15 +424,31 @@ class AuditLog:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _write_group(self, fd: int, key: bytes, link: _Link, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`_write_records`, then the checkpoint, before returning; when the checkpoint cannot be
+        written the records are cut off again and the error is raised."""
+        before = os.fstat(fd).st_size
+        records, checkpoint = self._write_records(fd, key, link, group)
+        if records:
+            try:
+                write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
+            except OSError:
+                self._head = None
+                self._cut_back(fd, before)
+                raise
+        return records
+
+    def _write_records(
+        self, fd: int, key: bytes, link: _Link, group: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], Checkpoint]:
         """Chain, sign and write the records with the fields in `group` (after any record the writer
-        must put first) in one write, fsync once, then rewrite the checkpoint once. Call with the
-        flock held. Returns the records written, the one put first included. On an I/O error the
-        log is cut back to where it was, so none of them is left, and the error is raised."""
+        must put first) in one write, and fsync once. Call with the flock held. Returns the records
+        written, the one put first included, and the checkpoint that covers them. On an I/O error
+        the log is cut back to where it was, so none of them is left, and the error is raised."""
         fields_list = list(group)
         if link.preface is not None:
             fields_list.insert(0, _preface_fields(link.preface))
         if not fields_list:
-            return []
+            return [], Checkpoint(link.seq, link.hash, os.fstat(fd).st_size, signed_from=link.signed_from)
         records: list[dict[str, Any]] = []
         seq, prev = link.seq, link.hash
         for fields in fields_list:
@@ -390,16 +467,14 @@ class AuditLog:
             if self.fsync:
                 os.fsync(fd)
             st = os.fstat(fd)
-            last = records[-1]
-            checkpoint = Checkpoint(last["seq"], last["hash"], st.st_size, signed_from=link.signed_from)
-            write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
         except OSError:
             self._cut_back(fd, before)
             raise
+        last = records[-1]
         self._head = _Head(st.st_ino, st.st_size, last["seq"], last["hash"], link.signed_from)
         self.commits += 1
         self.records_committed += len(records)
-        return records
+        return records, Checkpoint(last["seq"], last["hash"], st.st_size, signed_from=link.signed_from)
 
     def _cut_back(self, fd: int, size: int) -> None:
         """Undo a record that could not be written whole (a full disk, a file size limit, an I/O

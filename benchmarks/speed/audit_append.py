@@ -2,12 +2,14 @@
 checkpoint rewritten and fsynced) on fresh logs in a temporary directory on the data disk's file
 system, with 1, 4 and 16 callers appending at once.
 
-Two ways of writing, measured in alternating rounds of the same run so that the machine's load
-falls on both alike: `one per write` (`max_group=1`: every record its own write, fsync and
-checkpoint, as before group commit) and `group commit` (the default: records that arrive together
-share them). For each: the latency of one `append` as its caller sees it (p50/p95), the wall time
-per record with all callers busy (what the log costs each call at that concurrency) and the log
-fsyncs per record.
+Three ways of writing, measured in alternating rounds of the same run so that the machine's load
+falls on all alike: `one per write` (`max_group=1, checkpoint_before_answer=True`: every record its
+own write, fsync and fsynced checkpoint before the caller returns, as before group commit), `group
+commit, checkpoint first` (records that arrive together share the write and both fsyncs) and
+`group commit` (the default: the same, and the caller returns once its record is fsynced while the
+checkpoint is written behind it, under the log's lock). For each: the latency of one `append` as its
+caller sees it (p50/p95), the wall time per record with all callers busy (what the log costs each
+call at that concurrency) and the log fsyncs per record.
 
     python -m benchmarks.speed.audit_append [--records 192] [--rounds 4] [--callers 1,4,16]
                                             [--dir DIR] [--out FILE]
@@ -26,7 +28,11 @@ from typing import Any
 
 from benchmarks.speed.measure import progress, summarize
 
-MODES = {"one per write": 1, "group commit": None}  # max_group (None: the default)
+MODES: dict[str, dict[str, Any]] = {  # AuditLog options
+    "one per write": {"max_group": 1, "checkpoint_before_answer": True},
+    "group commit, checkpoint first": {"checkpoint_before_answer": True},
+    "group commit": {},
+}
 
 
 def _round(log: Any, callers: int, records: int, times: list[float]) -> float:
@@ -68,11 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     commits: dict[tuple[str, int], int] = dict.fromkeys(times, 0)
     with tempfile.TemporaryDirectory(prefix="aesop-audit-", dir=args.dir) as work:
         logs = {}
-        for mode, max_group in MODES.items():
+        for m, (mode, options) in enumerate(MODES.items()):
             for c in counts:
-                folder = Path(work) / f"{max_group or 'group'}-{c}"
-                kwargs = {} if max_group is None else {"max_group": max_group}
-                logs[mode, c] = AuditLog.in_data_dir(folder, **kwargs)
+                logs[mode, c] = AuditLog.in_data_dir(Path(work) / f"mode{m}-{c}", **options)
         with progress() as bar:
             task = bar.add_task("audit appends", total=args.rounds * len(counts) * len(MODES))
             for r in range(args.rounds):
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         log = logs[mode, c]
                         before = log.commits
                         wall[mode, c] += _round(log, c, args.records, times[mode, c])
+                        log.settle()  # the next round starts with no checkpoint pending
                         written[mode, c] += (args.records // c) * c
                         commits[mode, c] += log.commits - before
                         bar.advance(task)
