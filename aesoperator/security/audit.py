@@ -16,8 +16,8 @@ One JSON line per call in `<data_dir>/audit.log` (the format is described in `au
   reordering or removing a record breaks the chain at that record.
 - `mac` signs each record with the audit key, so a record appended by someone who can write the
   log but not read the key does not verify.
-- Every append also rewrites `audit.checkpoint` (last seq and hash, signed with the key), so
-  records removed at the end, or the whole log and checkpoint removed while the key remains, show.
+- Every group of appends also rewrites `audit.checkpoint` (last seq and hash, signed with the key),
+  so records removed at the end, or the whole log and checkpoint removed while the key remains, show.
 
 The key is `<data_dir>/audit.key` unless the `audit_key_file` setting (`AESOP_AUDIT_KEY_FILE`,
 `aesop serve --audit-key-file`) puts it elsewhere: keep it where the serving user can read it but
@@ -31,14 +31,25 @@ remains, and the append raises; once there is room the next record continues the
 
 The file is opened with O_APPEND and appends hold a thread lock and an exclusive `flock` on the log,
 so several threads and processes can write one log. Records are written by group commit, as a
-database writes its WAL: the first caller to arrive while no write is under way becomes the leader,
-takes every record queued until it holds the `flock`, writes them in one write, fsyncs once,
-rewrites the checkpoint once (fsynced) and then wakes the callers of its group. A caller returns
-only once its own record and a checkpoint covering it are on disk, as with one write per record;
-callers that arrive together share the two fsyncs. The checkpoint is fsynced on every group, not
-less often: it is what shows records removed from the end, and a checkpoint left behind on disk
-by a crash would leave the records after it open to an undetected truncation. `commits` counts
-the groups written (one fsync of the log each). A writer continues the chain from where the checkpoint says it ends: records that do not
+database writes its WAL: the first caller to arrive while no group is being written becomes the
+leader, takes every record queued by the time it holds the `flock` (at most `max_group`), writes
+them in one write and fsyncs once; then every caller of the group returns, each only once its own
+record is on disk. `commits` counts the groups written (one fsync of the log each).
+
+The group's checkpoint is written once per group and always fsynced, but behind the answer: a
+thread of its own writes it while the leader's thread lock and `flock` stay held, and releases them
+once it is on disk. So no other writer, here or in another process, and no `verify()` (which takes
+a shared `flock`) ever sees the log ahead of its checkpoint, and the next group waits for it (while
+it waits, more records queue and join that group). Not fsyncing the checkpoint, or writing it only
+every few groups, would weaken what verification shows: records after the checkpoint on disk can be
+cut off unnoticed. Writing it behind the answer does not: it names the records the group wrote
+whatever happens to the file meanwhile, so a cut in between is still reported. What a crash in
+between leaves (signed records after the checkpoint, which `verify()` accepts with a warning) is
+what a crash between a record and its checkpoint always left; the difference is only that the call
+was answered. `checkpoint_before_answer=True` makes callers wait for the checkpoint too (one more
+fsync each); `settle()` waits for the last one.
+
+A writer continues the chain from where the checkpoint says it ends: records that do not
 match are left as a visible gap rather than papered over, and a writer that finds no valid
 checkpoint first writes a signed `audit.restart` record, which `verify()` reports.
 """
