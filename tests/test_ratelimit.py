@@ -322,6 +322,7 @@ def test_refused_calls_are_counted_then_written_in_aggregate(tmp_path: Path, mon
     flood = Principal.from_scopes("flood", ["read:default", "tool:search"])
     guard.admit(flood, "search")
     guard.record(flood, "search", {"query": "x"}, "allow", 1, 1.0)
+    audit.settle()  # its checkpoint, written behind the answer, is on disk before fsyncs are counted
     fsyncs: list[int] = []
     real_fsync = os.fsync
 
@@ -338,6 +339,7 @@ def test_refused_calls_are_counted_then_written_in_aggregate(tmp_path: Path, mon
     assert guard.refusals is not None and guard.refusals.pending() == 500
 
     guard.flush()
+    audit.settle()
     records = audit.tail(10)
     assert len(records) == 2 and len(fsyncs) == 2  # one record and its checkpoint, for all 500
     aggregate = records[-1]

@@ -16,8 +16,8 @@ One JSON line per call in `<data_dir>/audit.log` (the format is described in `au
   reordering or removing a record breaks the chain at that record.
 - `mac` signs each record with the audit key, so a record appended by someone who can write the
   log but not read the key does not verify.
-- Every append also rewrites `audit.checkpoint` (last seq and hash, signed with the key), so
-  records removed at the end, or the whole log and checkpoint removed while the key remains, show.
+- Every group of appends also rewrites `audit.checkpoint` (last seq and hash, signed with the key),
+  so records removed at the end, or the whole log and checkpoint removed while the key remains, show.
 
 The key is `<data_dir>/audit.key` unless the `audit_key_file` setting (`AESOP_AUDIT_KEY_FILE`,
 `aesop serve --audit-key-file`) puts it elsewhere: keep it where the serving user can read it but
@@ -29,9 +29,27 @@ A record that cannot be written whole (a full disk, a quota, a file size limit, 
 mid-write) is cut off again: the log is truncated back to its previous size, so no partial line
 remains, and the append raises; once there is room the next record continues the chain.
 
-The file is opened with O_APPEND, each record is one write followed by fsync, and appends hold a
-thread lock and an exclusive `flock` on the log, so several threads and processes can write one
-log. A writer continues the chain from where the checkpoint says it ends: records that do not
+The file is opened with O_APPEND and appends hold a thread lock and an exclusive `flock` on the log,
+so several threads and processes can write one log. Records are written by group commit, as a
+database writes its WAL: the first caller to arrive while no group is being written becomes the
+leader, takes every record queued by the time it holds the `flock` (at most `max_group`), writes
+them in one write and fsyncs once; then every caller of the group returns, each only once its own
+record is on disk. `commits` counts the groups written (one fsync of the log each).
+
+The group's checkpoint is written once per group and always fsynced, but behind the answer: a
+thread of its own writes it while the leader's thread lock and `flock` stay held, and releases them
+once it is on disk. So no other writer, here or in another process, and no `verify()` (which takes
+a shared `flock`) ever sees the log ahead of its checkpoint, and the next group waits for it (while
+it waits, more records queue and join that group). Not fsyncing the checkpoint, or writing it only
+every few groups, would weaken what verification shows: records after the checkpoint on disk can be
+cut off unnoticed. Writing it behind the answer does not: it names the records the group wrote
+whatever happens to the file meanwhile, so a cut in between is still reported. What a crash in
+between leaves (signed records after the checkpoint, which `verify()` accepts with a warning) is
+what a crash between a record and its checkpoint always left; the difference is only that the call
+was answered. `checkpoint_before_answer=True` makes callers wait for the checkpoint too (one more
+fsync each); `settle()` waits for the last one.
+
+A writer continues the chain from where the checkpoint says it ends: records that do not
 match are left as a visible gap rather than papered over, and a writer that finds no valid
 checkpoint first writes a signed `audit.restart` record, which `verify()` reports.
 """
@@ -101,6 +119,7 @@ __all__ = [
     "record_hash",
 ]
 
+MAX_GROUP = 256  # records one group commit writes at most: bounds one write's size and a leader's work
 _TAIL_WINDOW = 1000  # records after the checkpoint a writer will confirm by their signatures
 
 
@@ -126,6 +145,16 @@ class _Head:
 
 
 @dataclass
+class _Pending:
+    """A record waiting for its group to be written: its fields, then the record or the error."""
+
+    fields: dict[str, Any]
+    record: dict[str, Any] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+@dataclass
 class _Link:
     """What the next record chains to, and a record the writer must put first, if any."""
 
@@ -145,15 +174,28 @@ class AuditLog:
         checkpoint_path: Path | None = None,
         key_path: Path | None = None,
         fsync: bool = True,
+        max_group: int = MAX_GROUP,
+        checkpoint_before_answer: bool = False,
     ) -> None:
+        if max_group < 1:
+            raise ValueError(f"max_group must be at least 1, got {max_group}")
         self.path = Path(path)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else self.path.with_name(CHECKPOINT_FILE)
         self.key_path = Path(key_path) if key_path else self.path.with_name(KEY_FILE)
         self.fsync = fsync
+        self.max_group = max_group  # records in one write at most (1: a write and fsyncs per record)
+        # True: a caller also waits for the checkpoint that covers its record (one more fsync).
+        self.checkpoint_before_answer = checkpoint_before_answer
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._head: _Head | None = None
         self._key: bytes | None = None
+        # Group commit: records wait in `_queue`; the caller that sets `_leading` writes them all.
+        self._queue: list[_Pending] = []
+        self._queue_changed = threading.Condition()
+        self._leading = False
+        self.commits = 0  # groups written: one write and one fsync of the log each
+        self.records_committed = 0  # records written by those groups
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, *, key_path: Path | None = None, **kwargs: Any) -> AuditLog:
@@ -207,9 +249,7 @@ class AuditLog:
         if count is not None and since is not None:
             fields["count"] = int(count)
             fields["since"] = _iso(since)
-        record = self._append_locked(fields)
-        assert record is not None
-        return record
+        return self._commit(fields)
 
     def open_for_writing(self) -> None:
         """Check, before serving, that records can be signed: creates the key and the first
@@ -267,6 +307,119 @@ class AuditLog:
                     fcntl.flock(fd, fcntl.LOCK_UN)
         return key
 
+    def _commit(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Queue the record with `fields` and return it once it is on disk: written by this
+        caller, if it becomes the leader of the next group, or by the leader of a group it joined."""
+        entry = _Pending(fields)
+        with self._queue_changed:
+            self._queue.append(entry)
+        while True:
+            with self._queue_changed:
+                while self._leading and not entry.done:
+                    self._queue_changed.wait()
+                if entry.done:
+                    break
+                self._leading = True
+            handed_over = False
+            try:
+                handed_over = self._lead_group()  # a full group may leave this caller's record for the next
+            finally:
+                if not handed_over:
+                    self._end_lead()
+        if entry.error is not None:
+            raise entry.error
+        assert entry.record is not None
+        return entry.record
+
+    def _lead_group(self) -> bool:
+        """Write the queued records as one group: one write and one fsync of the log, after which
+        each caller of the group is told its record (or, when nothing of the group could be
+        written, the error). The group's checkpoint is then written by a thread of its own, which
+        keeps the locks until it is on disk and then ends the lead (`_finish_group`); with
+        `checkpoint_before_answer` it is written first, and a failure to write it fails the group.
+        Returns whether the lead was handed to that thread."""
+        batch: list[_Pending] = []
+        handed_over = False
+        self._lock.acquire()
+        try:
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                batch = self._take_group()  # records that arrived while the flock was awaited join too
+                key = self._writing_key(fd)
+                link = self._next_link(fd, key)
+                group = [entry.fields for entry in batch]
+                if self.checkpoint_before_answer:
+                    self._tell(batch, self._write_group(fd, key, link, group))
+                else:
+                    written, checkpoint = self._write_records(fd, key, link, group)
+                    self._tell(batch, written)  # on disk: the group's callers may answer
+                    finisher = threading.Thread(
+                        target=self._finish_group, args=(fd, key, checkpoint), name="aesop-audit-checkpoint"
+                    )
+                    try:
+                        finisher.start()  # not a daemon: an interpreter that exits waits for the checkpoint
+                        handed_over = True
+                    except RuntimeError:  # no thread to be had: the leader writes it
+                        self._checkpoint_quietly(key, checkpoint)
+            finally:
+                if not handed_over:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException as exc:  # nothing of the group is on disk: each of its callers raises
+            with self._queue_changed:
+                if not batch:  # failed before the group was taken (no key, the log cannot be opened)
+                    batch, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+                for entry in batch:
+                    if not entry.done:
+                        entry.error, entry.done = exc, True
+            return handed_over
+        finally:
+            if not handed_over:
+                self._lock.release()
+        return handed_over
+
+    def _tell(self, batch: list[_Pending], written: list[dict[str, Any]]) -> None:
+        """Give each caller of the group its record and wake them."""
+        with self._queue_changed:
+            for entry, record in zip(batch, written[len(written) - len(batch) :], strict=True):
+                entry.record, entry.done = record, True
+            self._queue_changed.notify_all()
+
+    def _finish_group(self, fd: int, key: bytes, checkpoint: Checkpoint) -> None:
+        """Write the group's checkpoint, then release the flock and the thread lock taken by its
+        leader and end the lead. Until then no other writer, here or in another process, and no
+        `verify()` sees the log ahead of its checkpoint."""
+        try:
+            self._checkpoint_quietly(key, checkpoint)
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                self._lock.release()
+                self._end_lead()
+
+    def _checkpoint_quietly(self, key: bytes, checkpoint: Checkpoint) -> None:
+        try:
+            write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
+        except OSError as exc:  # the records stand, signed; the next group's checkpoint covers them
+            log.error("audit checkpoint %s could not be written: %s", self.checkpoint_path, exc)
+
+    def settle(self) -> None:
+        """Wait until the checkpoint of the last group written here is on disk (`close()` and
+        every later append or `verify()` wait for it too)."""
+        with self._lock:
+            pass
+
+    def _end_lead(self) -> None:
+        with self._queue_changed:
+            self._leading = False
+            self._queue_changed.notify_all()
+
+    def _take_group(self) -> list[_Pending]:
+        with self._queue_changed:
+            batch, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+        return batch
+
     def _append_locked(self, fields: dict[str, Any] | None) -> dict[str, Any] | None:
         """Write the record with `fields` (after any record the writer must put first); with
         `fields` None, write only that first record. Returns the last record written."""
@@ -276,48 +429,63 @@ class AuditLog:
             try:
                 key = self._writing_key(fd)
                 link = self._next_link(fd, key)
-                written: dict[str, Any] | None = None
-                if link.preface is not None:
-                    tool, arguments, decision = link.preface
-                    preface = {
-                        "time": _iso(datetime.now(UTC)),
-                        "principal": SYSTEM_PRINCIPAL,
-                        "kind": SYSTEM_KIND,
-                        "tool": tool,
-                        "args_sha256": arguments_digest(arguments),
-                        "decision": decision,
-                        "result_count": int(arguments.get("legacy_records", 0)),
-                        "latency_ms": 0.0,
-                    }
-                    written = self._write(fd, key, link, preface)
-                    link = _Link(written["seq"], written["hash"], link.signed_from)
-                if fields is not None:
-                    written = self._write(fd, key, link, fields)
-                return written
+                written = self._write_group(fd, key, link, [] if fields is None else [fields])
+                return written[-1] if written else None
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _write(self, fd: int, key: bytes, link: _Link, fields: dict[str, Any]) -> dict[str, Any]:
-        record: dict[str, Any] = {"seq": link.seq + 1, **fields, "prev": link.hash}
-        record["hash"] = record_hash(record)
-        record["mac"] = record_mac(key, record["hash"])
-        data = (canonical_json(record) + "\n").encode("utf-8")
+    def _write_group(self, fd: int, key: bytes, link: _Link, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`_write_records`, then the checkpoint, before returning; when the checkpoint cannot be
+        written the records are cut off again and the error is raised."""
+        before = os.fstat(fd).st_size
+        records, checkpoint = self._write_records(fd, key, link, group)
+        if records:
+            try:
+                write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
+            except OSError:
+                self._head = None
+                self._cut_back(fd, before)
+                raise
+        return records
+
+    def _write_records(
+        self, fd: int, key: bytes, link: _Link, group: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], Checkpoint]:
+        """Chain, sign and write the records with the fields in `group` (after any record the writer
+        must put first) in one write, and fsync once. Call with the flock held. Returns the records
+        written, the one put first included, and the checkpoint that covers them. On an I/O error
+        the log is cut back to where it was, so none of them is left, and the error is raised."""
+        fields_list = list(group)
+        if link.preface is not None:
+            fields_list.insert(0, _preface_fields(link.preface))
+        if not fields_list:
+            return [], Checkpoint(link.seq, link.hash, os.fstat(fd).st_size, signed_from=link.signed_from)
+        records: list[dict[str, Any]] = []
+        seq, prev = link.seq, link.hash
+        for fields in fields_list:
+            seq += 1
+            record: dict[str, Any] = {"seq": seq, **fields, "prev": prev}
+            record["hash"] = record_hash(record)
+            record["mac"] = record_mac(key, record["hash"])
+            records.append(record)
+            prev = record["hash"]
+        data = "".join(canonical_json(record) + "\n" for record in records).encode("utf-8")
         before = os.fstat(fd).st_size
         try:
             view = memoryview(data)
             while view:
-                written = os.write(fd, view)
-                view = view[written:]
+                view = view[os.write(fd, view) :]
             if self.fsync:
                 os.fsync(fd)
             st = os.fstat(fd)
-            checkpoint = Checkpoint(record["seq"], record["hash"], st.st_size, signed_from=link.signed_from)
-            write_checkpoint(self.checkpoint_path, checkpoint, key, fsync=self.fsync)
         except OSError:
             self._cut_back(fd, before)
             raise
-        self._head = _Head(st.st_ino, st.st_size, record["seq"], record["hash"], link.signed_from)
-        return record
+        last = records[-1]
+        self._head = _Head(st.st_ino, st.st_size, last["seq"], last["hash"], link.signed_from)
+        self.commits += 1
+        self.records_committed += len(records)
+        return records, Checkpoint(last["seq"], last["hash"], st.st_size, signed_from=link.signed_from)
 
     def _cut_back(self, fd: int, size: int) -> None:
         """Undo a record that could not be written whole (a full disk, a file size limit, an I/O
@@ -473,6 +641,21 @@ class AuditLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _preface_fields(preface: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
+    """The fields of a record the log writes about itself (an upgrade or restart record)."""
+    tool, arguments, decision = preface
+    return {
+        "time": _iso(datetime.now(UTC)),
+        "principal": SYSTEM_PRINCIPAL,
+        "kind": SYSTEM_KIND,
+        "tool": tool,
+        "args_sha256": arguments_digest(arguments),
+        "decision": decision,
+        "result_count": int(arguments.get("legacy_records", 0)),
+        "latency_ms": 0.0,
+    }
 
 
 def _last_record(path: Path) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ Record (one JSON line, format 2):
 - An aggregate record stands for `count` refused calls between `since` and `time` (refusals and
   failed authentications are recorded that way, so a flood cannot fill the disk).
 
-Checkpoint (`audit.checkpoint`, rewritten after every append): the last record's seq and hash,
+Checkpoint (`audit.checkpoint`, rewritten after every group of appends): the last record's seq and hash,
 the log's size, the seq of the first signed record (`signed_from`) and `format`, under an HMAC with
 the same key. Format 1 checkpoints have neither `format` nor `signed_from`.
 """
