@@ -79,6 +79,7 @@ class Replica:
     def start(self) -> Replica:
         """Start the process and wait until it serves."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log, self.url, self.metrics_url = [], "", ""  # a restart reads its own lines only
         argv = aesop_argv(self.data_dir, self.neo4j, "serve", "--http", "--port", "0", "--metrics-port", "0")
         started = time.monotonic()
         self.proc = subprocess.Popen(

@@ -26,6 +26,8 @@ name gets into query text: it must match the strict type-name pattern, and is th
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterable
 
 from neo4j import ManagedTransaction, Session
@@ -64,6 +66,7 @@ DDL: tuple[str, ...] = (
 )
 
 INDEX_WAIT_SECONDS = 300
+SCHEMA_RETRIES = 8
 # What a server says when another process created the same rule between our `IF NOT EXISTS`
 # check and our creation (two replicas opening an empty database at once): already done.
 CONCURRENT_SCHEMA_CODES = frozenset(
@@ -127,11 +130,19 @@ def setup_schema(session: Session) -> None:
 def run_schema_statement(session: Session, statement: str) -> None:
     """Run one `CREATE ... IF NOT EXISTS`, treating a rule another process created at the same
     moment as created: several engine processes may open one empty database together."""
-    try:
-        session.run(statement).consume()
-    except Exception as exc:
-        if str(getattr(exc, "code", "")) not in CONCURRENT_SCHEMA_CODES:
-            raise
+    for attempt in range(SCHEMA_RETRIES):
+        try:
+            session.run(statement).consume()
+            return
+        except Exception as exc:
+            code = str(getattr(exc, "code", ""))
+            if code in CONCURRENT_SCHEMA_CODES:
+                return
+            # Two processes creating schema at once can deadlock on the label lock; the server
+            # aborts one of them, which tries again.
+            if not code.startswith("Neo.TransientError.") or attempt == SCHEMA_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.1)
 
 
 def _indexes_present(session: Session) -> bool:
