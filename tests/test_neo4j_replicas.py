@@ -146,6 +146,21 @@ def test_writes_through_one_replica_are_found_through_the_other_on_every_channel
 
     assert seen_within(vector_only, FRESH_SECONDS) is not None, b.log[-20:]
 
+    # `remember` through A embeds before it answers: B finds the episode by word and by meaning.
+    call(a, ta, "remember", content="Ollivander Pike moved the brass ledger to the east archive", agent_id="clerk")
+
+    def episode_reasons(query: str) -> list[str]:
+        hits = call(b, tb, "search", query=query, k=10, hops=0)["hits"]
+        return next((h["reasons"] for h in hits if "brass ledger" in h["text"]), [])
+
+    assert seen_within(lambda: has_channel(episode_reasons("brass ledger"), "keyword"), FRESH_SECONDS) is not None
+
+    def episode_by_meaning() -> bool:
+        found = episode_reasons("someone relocated an old account book to a storage room")
+        return has_channel(found, "vector") and not has_channel(found, "keyword")
+
+    assert seen_within(episode_by_meaning, FRESH_SECONDS) is not None, b.log[-20:]
+
     # Writes through both, B's first: B's worker wakes while A's write is in the log and not
     # embedded yet. Each entity is still embedded once, by the replica that wrote it.
     def embedded() -> list[float]:
