@@ -14,6 +14,11 @@ killed before the catch-up loses nothing, the next `EmbeddingBacklog` on the sam
 the log from the saved position (or, when the log no longer reaches back, scans the namespace) and
 embeds what has no vector for its current text. Replaying what was already embedded costs no
 encoding: the stored vector's content hash is compared first.
+
+Several processes on one store (server replicas on one Neo4j) each run a backlog; each embeds
+only what it was told of (`notify(seq, ids)`: its own writes) plus everything up to the store's
+position when it started (what a stopped process may have left), so two replicas do not both
+embed one entity. The others' writes only move its position along.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from aesoperator.engine.stores.base import GraphStore
 from aesoperator.errors import AesopError, SchemaError
 from aesoperator.graph_schema.ids import content_hash
 from aesoperator.graph_schema.models import Entity
+from aesoperator.telemetry.metrics import BACKGROUND_EMBEDDED
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +97,10 @@ class EmbeddingBacklog:
         self._cond = threading.Condition()
         self._cursor = self._saved_cursor()
         self._wanted = self._cursor  # a change-log position someone asked to be embedded up to
+        # Which changes are this backlog's to embed: every one up to `_claimed_through`, and of
+        # later ones those of the ids this process wrote (id -> seq of its last such write).
+        self._claimed_through = self._cursor
+        self._own: dict[str, int] = {}
         self._first_wait: float | None = None  # when the oldest unhandled notify came
         self._last_notify = 0.0
         self._stopping = False
@@ -125,10 +135,16 @@ class EmbeddingBacklog:
             log.warning("could not save the embedding backlog position to %s: %s", self.state_file, exc)
 
     # -- API ------------------------------------------------------------------------------------
-    def notify(self, seq: int | None = None) -> None:
-        """Say the store has moved (to `seq`, or to its current position)."""
+    def notify(self, seq: int | None = None, ids: Sequence[str] | None = None) -> None:
+        """Say the store has moved (to `seq`, or to its current position) by a write of this
+        process: of `ids` when given (only those are embedded here), else of everything up to it."""
         target = self.store.last_seq() if seq is None else seq
         with self._cond:
+            if ids is None:
+                self._claimed_through = max(self._claimed_through, target)
+            else:
+                for item_id in ids:
+                    self._own[item_id] = max(self._own.get(item_id, 0), target)
             if target > self._wanted:
                 self._wanted = target
             now = time.monotonic()
@@ -144,6 +160,7 @@ class EmbeddingBacklog:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self._wanted = max(self._wanted, goal)
+            self._claimed_through = max(self._claimed_through, goal)  # someone here needs them all
             self._first_wait = time.monotonic() - self.max_delay_seconds  # no debounce: someone waits
             self._cond.notify_all()
             while self._cursor < goal and not self._stopping:
@@ -216,17 +233,26 @@ class EmbeddingBacklog:
         if not changes:
             self._advance(max(cursor, self.store.last_seq()))
             return
-        ids = list(
-            dict.fromkeys(
-                c.id for c in changes if c.kind == "entity" and c.op != "delete" and c.namespace == self.namespace
+        with self._cond:
+            ids = list(
+                dict.fromkeys(
+                    c.id
+                    for c in changes
+                    if c.kind == "entity"
+                    and c.op != "delete"
+                    and c.namespace == self.namespace
+                    and (c.seq <= self._claimed_through or c.seq <= self._own.get(c.id, -1))
+                )
             )
-        )
         for batch_ids in _chunks(ids, self.batch_size):
             if self._stopping:
                 return  # the page is replayed by the next process
             found = self.store.get_entities(batch_ids, [self.namespace])
             self._embed([e for e in found if self.accept(e)])
-        self._advance(max(c.seq for c in changes))
+        page_end = max(c.seq for c in changes)
+        with self._cond:  # written again after this page: kept for the next one
+            self._own = {i: s for i, s in self._own.items() if s > page_end}
+        self._advance(page_end)
 
     def _advance(self, seq: int) -> None:
         self._save_cursor(seq)
@@ -258,6 +284,7 @@ class EmbeddingBacklog:
             written = len(vectors)
             if vectors:
                 self.store.upsert(vectors=vectors, vector_model=model)
+        BACKGROUND_EMBEDDED.inc(written)
         with self._cond:
             self._embedded += written
             # The vectors just written moved the log: follow it past them so `status` reads idle.

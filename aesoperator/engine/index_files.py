@@ -23,6 +23,7 @@ from aesoperator.engine.data_dir import open_private_write
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.engine.stores.out_of_space import out_of_space_errno, reraise_if_out_of_space
 from aesoperator.errors import StoreError
+from aesoperator.telemetry.metrics import INDEX_SYNCS
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ class DerivedIndex(ABC):
     from the saved position, or rebuild when there is nothing usable or the log has a gap.
     Subclasses say how to load, rebuild and replay."""
 
+    metric_label: str = "index"  # the `index` label of the `aesop_index_syncs` counter
+
     def __init__(self) -> None:
         self.store_seq: int | None = None  # the store change-log position the index reflects
         self.last_sync: SyncReport | None = None
@@ -216,7 +219,13 @@ class DerivedIndex(ABC):
             else:
                 report = self._catch_up(store, persist, started)
             self.last_sync = report
+            self._count(report)
             return report
+
+    def _count(self, report: SyncReport) -> None:
+        """Count the sync, so an operator (or a test) sees whether a replica rebuilt or replayed."""
+        if report.rebuilt or report.changes:
+            INDEX_SYNCS.labels(self.metric_label, "rebuild" if report.rebuilt else "incremental").inc()
 
     def rebuild(self, store: GraphStore, persist: bool = True) -> SyncReport:
         """Rebuild from the store (and save, when `persist`)."""
@@ -224,6 +233,7 @@ class DerivedIndex(ABC):
         with self._sync_lock:
             report = self._rebuild(store, "requested", False, started)
             self.last_sync = report
+            self._count(report)
             if persist:  # asked for: a save that fails is the caller's error
                 self.save()
             return report

@@ -75,6 +75,8 @@ SAVE_AT_CLOSE_AFTER = 20_000
 class KeywordIndex(DerivedIndex):
     """BM25 keyword search over every entity of a store. Thread-safe; `sync(store)` before use."""
 
+    metric_label = "keyword"
+
     def __init__(
         self,
         directory: Path | None,

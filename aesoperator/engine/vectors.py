@@ -82,6 +82,8 @@ class VectorIndex(DerivedIndex):
     (more threads make single queries slower); `search_batch` uses `batch_threads`.
     """
 
+    metric_label = "vector"
+
     def __init__(
         self,
         directory: Path,

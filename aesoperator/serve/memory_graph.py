@@ -322,7 +322,8 @@ class MemoryGraph:
         if not batch.is_empty():
             result = self.engine.store.write(batch)
             if self._backlog is not None:  # every write, so a burst of relations also defers it
-                self._backlog.notify(result.seq)
+                # Only this write's entities: another replica's backlog embeds its own writes.
+                self._backlog.notify(result.seq, [e.id for e in entities])
 
     def _orphaned_placeholders(self, candidates: Iterable[Entity], leaving: set[str], gone: set[str]) -> list[str]:
         """Placeholders among `candidates` whose every live relation is in `leaving` or touches `gone`."""

@@ -53,6 +53,17 @@ INGEST_ITEMS = Counter(
 INGEST_BATCHES = Counter(
     "aesop_ingest_batches", "Ingest batches written in this process, by source.", ["source"], registry=REGISTRY
 )
+INDEX_SYNCS = Counter(
+    "aesop_index_syncs",
+    "Derived-index syncs in this process, by index and how (incremental replay of the change log, or rebuild).",
+    ["index", "how"],
+    registry=REGISTRY,
+)
+BACKGROUND_EMBEDDED = Counter(
+    "aesop_background_embedded",
+    "Entities this process embedded in the background after a write (embed_writes = background).",
+    registry=REGISTRY,
+)
 
 ERROR_DECISIONS = frozenset({"error", "deny"})
 # Tool names come from callers: past this many distinct names, new ones are counted as "other",

@@ -26,6 +26,8 @@ name gets into query text: it must match the strict type-name pattern, and is th
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterable
 
 from neo4j import ManagedTransaction, Session
@@ -64,6 +66,18 @@ DDL: tuple[str, ...] = (
 )
 
 INDEX_WAIT_SECONDS = 300
+SCHEMA_RETRIES = 8
+# What a server says when another process created the same rule between our `IF NOT EXISTS`
+# check and our creation (two replicas opening an empty database at once): already done.
+CONCURRENT_SCHEMA_CODES = frozenset(
+    {
+        "Neo.ClientError.Schema.EquivalentSchemaRuleAlreadyExists",
+        "Neo.ClientError.Schema.ConstraintAlreadyExists",
+        "Neo.ClientError.Schema.IndexAlreadyExists",
+        "Neo.ClientError.Schema.ConstraintWithNameAlreadyExists",
+        "Neo.ClientError.Schema.IndexWithNameAlreadyExists",
+    }
+)
 
 
 def cypher_name(name: str, what: str = "type") -> str:
@@ -108,9 +122,27 @@ def setup_schema(session: Session) -> None:
     if stored == STORE_SCHEMA_VERSION and _indexes_present(session):
         return
     for statement in DDL:
-        session.run(statement).consume()
+        run_schema_statement(session, statement)
     session.run("CALL db.awaitIndexes($seconds)", seconds=INDEX_WAIT_SECONDS).consume()
     session.execute_write(_write_version, STORE_SCHEMA_VERSION)
+
+
+def run_schema_statement(session: Session, statement: str) -> None:
+    """Run one `CREATE ... IF NOT EXISTS`, treating a rule another process created at the same
+    moment as created: several engine processes may open one empty database together."""
+    for attempt in range(SCHEMA_RETRIES):
+        try:
+            session.run(statement).consume()
+            return
+        except Exception as exc:
+            code = str(getattr(exc, "code", ""))
+            if code in CONCURRENT_SCHEMA_CODES:
+                return
+            # Two processes creating schema at once can deadlock on the label lock; the server
+            # aborts one of them, which tries again.
+            if not code.startswith("Neo.TransientError.") or attempt == SCHEMA_RETRIES - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1) + random.random() * 0.1)
 
 
 def _indexes_present(session: Session) -> bool:
@@ -129,11 +161,11 @@ def ensure_relation_types(session: Session, types: Iterable[str]) -> None:
         quoted = cypher_name(name, "relation type")
         constraint = f"{REL_CONSTRAINT_PREFIX}{name}"
         try:
-            session.run(
-                f"CREATE CONSTRAINT {constraint} IF NOT EXISTS FOR ()-[r:{quoted}]-() REQUIRE r.id IS UNIQUE"
-            ).consume()
+            run_schema_statement(
+                session, f"CREATE CONSTRAINT {constraint} IF NOT EXISTS FOR ()-[r:{quoted}]-() REQUIRE r.id IS UNIQUE"
+            )
         except Exception as exc:  # older servers: fall back to an index
             if "Neo.ClientError.Statement.SyntaxError" not in str(getattr(exc, "code", "")):
                 raise
-            session.run(f"CREATE INDEX {constraint} IF NOT EXISTS FOR ()-[r:{quoted}]-() ON (r.id)").consume()
+            run_schema_statement(session, f"CREATE INDEX {constraint} IF NOT EXISTS FOR ()-[r:{quoted}]-() ON (r.id)")
     session.run("CALL db.awaitIndexes($seconds)", seconds=INDEX_WAIT_SECONDS).consume()
