@@ -334,3 +334,37 @@ def test_bad_vectors_are_rejected_whole(tmp_path: Path) -> None:
                 store.upsert([ent("c")], vectors=vectors, vector_model=model)
         assert store.get_entities(["c"]) == []
         assert store.vector_hashes(["a", "b"], "m") == {"a": "h"}
+
+
+def test_unstorable_character_deep_in_a_large_batch_is_named_and_nothing_is_written(tmp_path: Path) -> None:
+    store = EmbeddedGraphStore(tmp_path / "s")
+    entities = [ent(f"e{i}") for i in range(1000)]
+    entities[700] = ent("bad\x00id")
+    with pytest.raises(SchemaError, match=r"entity id 'bad\\x00id' contains U\+0000"):
+        store.write(WriteBatch(entities=entities, relations=[rel("e1", "e2")]))
+    named = [ent(f"n{i}") for i in range(1000)]
+    named[999] = Entity(id="n999", type="Document", name="half \ud800 pair", text="t")
+    with pytest.raises(SchemaError, match=r"name 'half .* contains U\+D800"):
+        store.write(WriteBatch(entities=named))
+    assert store.stats().entities == 0
+    assert store.last_seq() == 0
+    store.close()
+
+
+def test_open_drops_the_index_the_src_type_index_covers(tmp_path: Path) -> None:
+    store = EmbeddedGraphStore(tmp_path / "s")
+    store.write(WriteBatch(entities=[ent("a"), ent("b")], relations=[rel("a", "b")]))
+    store.close()
+    conn = sqlite3.connect(tmp_path / "s" / "graph.sqlite")
+    conn.execute("CREATE INDEX relations_src ON relations(src)")  # as stores written before had it
+    conn.commit()
+    conn.close()
+
+    store = EmbeddedGraphStore(tmp_path / "s")
+    indexes = {r[0] for r in store._conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "relations_src" not in indexes and "relations_src_type" in indexes
+    plan = store._conn.execute("EXPLAIN QUERY PLAN SELECT id FROM relations WHERE src = 'a'").fetchall()
+    assert "relations_src_type" in str(plan)
+    assert [r.id for r in store.relations_of(["a"])] == [rel("a", "b").id]
+    assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384
+    store.close()

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +364,33 @@ def test_server_crash_mid_write_keeps_every_committed_batch(tmp_path: Path) -> N
         store.close()
     finally:
         server.stop()
+
+
+def test_created_and_updated_items_hold_the_same_properties(neo4j_store_factory: StoreFactory, driver: Driver) -> None:
+    """Creates list their properties (one statement for every type); updates set the whole map.
+    Both must leave the same set of properties on a node and on a relationship."""
+    store = neo4j_store_factory()
+    prov = Provenance(uri="https://example.org/p", fetched_at=datetime(2024, 1, 1, tzinfo=UTC), version="v1")
+    full = {"source": "s", "provenance": prov, "valid_from": datetime(2024, 1, 1, tzinfo=UTC),
+            "valid_to": datetime(2030, 1, 1, tzinfo=UTC), "properties": {"k": 1}}  # fmt: skip
+    created = Entity(id="created", type="Person", name="C", text="c", **full)
+    updated = Entity(id="updated", type="Concept", name="U", text="u", **full)
+    link = Relation(type="KNOWS", src="created", dst="updated", **full, expired_at=datetime(2031, 1, 1, tzinfo=UTC))
+    store.upsert([created, updated.model_copy(update={"text": "before"})])
+    store.upsert([updated], [link])  # `updated` through the update path, `link` through the create path
+    store.upsert([], [link.model_copy(update={"properties": {"k": 2}})])  # and `link` updated
+    store.upsert([], [Relation(type="KNOWS", src="updated", dst="created", **full, expired_at=link.expired_at)])
+    with driver.session() as session:
+        nodes = {r["id"]: set(r["keys"]) for r in session.run("MATCH (e:Entity) RETURN e.id AS id, keys(e) AS keys")}
+        labels = {
+            r["id"]: set(r["labels"]) for r in session.run("MATCH (e:Entity) RETURN e.id AS id, labels(e) AS labels")
+        }
+        rels = {
+            r["id"]: set(r["keys"]) for r in session.run("MATCH ()-[r:KNOWS]->() RETURN r.id AS id, keys(r) AS keys")
+        }
+    assert nodes["created"] == nodes["updated"]
+    assert labels == {"created": {"Entity", "Person"}, "updated": {"Entity", "Concept"}}
+    assert len(rels) == 2
+    (updated_keys, created_keys) = (rels[link.id], next(v for k, v in rels.items() if k != link.id))
+    assert updated_keys == created_keys
+    store.close()

@@ -29,6 +29,7 @@ from benchmarks import datagen
 from benchmarks.speed.extraction_share import run_extraction_job
 from benchmarks.speed.measure import PhaseMeter, console, dir_bytes, progress, summarize
 from benchmarks.speed.memory_server import run_memory_server_job
+from benchmarks.speed.write_rate import measure_writes
 
 NOISE_SCALE = 0.01  # per dimension; unit vectors of 384 dims move by about 0.2 (cosine ≈ 0.98)
 RAW_ENCODE_CALL = 1024  # texts per encode() call in the raw measurement (progress granularity)
@@ -360,7 +361,6 @@ def _synthetic_vectors(first_index: int, count: int, sample: np.ndarray, n_real:
 def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
     from aesoperator import ContextEngine
     from aesoperator.engine.embeddings import DEFAULT_MODEL, Embedder
-    from aesoperator.engine.stores.base import WriteBatch
     from aesoperator.graph_schema.ids import content_hash
     from aesoperator.graph_schema.models import Entity
     from aesoperator.ingest.pipeline import embedding_text
@@ -386,52 +386,7 @@ def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
         store = open_store(backend, work, neo)
 
         # (c) entities and relations, no embedding: only store.write is timed.
-        write_s, write_cpu, gen_s, entities, relations = 0.0, 0.0, 0.0, 0, 0
-        batch_ms: list[float] = []
-        batch_rows: list[int] = []
-        with meter.phase("write"), progress() as bar:
-            task = bar.add_task(f"write {size:,} entities → {backend}", total=size)
-            t_wall = time.perf_counter()
-            t_gen = time.perf_counter()
-            for ents, rels in datagen.batches(stream.items(size), batch_size):
-                gen_s += time.perf_counter() - t_gen
-                t0, c0 = time.perf_counter(), time.process_time()
-                store.write(WriteBatch(entities=ents, relations=rels))
-                dt = time.perf_counter() - t0
-                write_cpu += time.process_time() - c0
-                write_s += dt
-                batch_ms.append(dt * 1000)
-                batch_rows.append(len(ents) + len(rels))
-                entities += len(ents)
-                relations += len(rels)
-                bar.advance(task, len(ents))
-                t_gen = time.perf_counter()
-            wall = time.perf_counter() - t_wall
-        rows = entities + relations
-        tenth = max(1, len(batch_ms) // 10)
-        # CPU seconds spent on the writes: this process's, plus the Neo4j server's over the phase
-        # (it is idle while the next batch is generated). On a shared machine wall time stretches
-        # with other work; CPU time much less so.
-        server_cpu = meter.phases["write"].cpu_server_cores or 0.0
-        write_cpu_total = write_cpu + server_cpu * meter.phases["write"].seconds
-        out["write"] = {
-            "path": f"store.write(WriteBatch) in batches of {batch_size} rows (entities + relations)",
-            "entities": entities,
-            "relations": relations,
-            "rows": rows,
-            "batches": len(batch_ms),
-            "write_seconds": round(write_s, 3),
-            "generate_seconds": round(gen_s, 3),
-            "wall_seconds": round(wall, 3),
-            "rows_per_s": round(rows / write_s, 1),
-            "entities_per_s": round(entities / write_s, 1),
-            "wall_rows_per_s": round(rows / wall, 1),
-            "cpu_seconds": round(write_cpu_total, 3),
-            "rows_per_cpu_s": round(rows / write_cpu_total, 1) if write_cpu_total else None,
-            "batch_ms": summarize(batch_ms),
-            "first_tenth_rows_per_s": round(sum(batch_rows[:tenth]) / (sum(batch_ms[:tenth]) / 1000), 1),
-            "last_tenth_rows_per_s": round(sum(batch_rows[-tenth:]) / (sum(batch_ms[-tenth:]) / 1000), 1),
-        }
+        out["write"] = measure_writes(store, stream, size, batch_size, meter)
 
         # Vectors: the real sample, then noisy copies, written through the store like any vector.
         sample = np.load(spec["sample_vectors"])

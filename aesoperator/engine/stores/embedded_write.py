@@ -62,6 +62,10 @@ def _refuse_unstorable(entities: Iterable[Entity], relations: Iterable[Relation]
         labels.append(("source", rel.source))
     keys += [("vector entity id", i) for i in vector_ids]
     for pattern, fields in ((UNSTORABLE_CHARACTERS, keys), (_SURROGATE, labels)):
+        # One search over all the values joined (by a character neither pattern matches) is far
+        # cheaper than one per value; only a batch with a bad value is searched value by value.
+        if pattern.search("\n".join(value for _what, value in fields)) is None:
+            continue
         for what, value in fields:
             found = pattern.search(value)
             if found is not None:

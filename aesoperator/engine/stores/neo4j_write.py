@@ -51,6 +51,27 @@ TYPES_PER_LOOKUP = 40
 CHANGES_PER_NODE = 2000
 
 
+# Creates of every type in one statement: the label or relationship type is dynamic (`$(…)`,
+# Neo4j 5.26+), so one cached plan serves all types, and the properties are listed rather than
+# `SET e = map`, which would put an Eager (the whole batch materialised) into the plan. A null
+# property is not stored, as with `SET e = map`. Types were checked by `check_batch_names`.
+_ENTITY_PROPS = (
+    "id", "type", "name", "name_lower", "text", "properties", "source", "provenance", "namespace",
+    "valid_from", "valid_to", "fp", "updated_at", "seq", "created_at",
+)  # fmt: skip
+_RELATION_PROPS = (
+    "id", "properties", "source", "provenance", "namespace", "valid_from", "valid_to", "expired_at",
+    "recorded_at", "seq",
+)  # fmt: skip
+CREATE_ENTITIES = (
+    "UNWIND $rows AS r CREATE (e:Entity:$(r.type) {" + ", ".join(f"{k}: r.{k}" for k in _ENTITY_PROPS) + "})"
+)
+CREATE_RELATIONS = (
+    "UNWIND $rows AS row MATCH (a:Entity {id: row.src}) MATCH (b:Entity {id: row.dst}) "
+    "CREATE (a)-[r:$(row.type) {" + ", ".join(f"{k}: row.props.{k}" for k in _RELATION_PROPS) + "}]->(b)"
+)
+
+
 def vector_key(model: str, entity_id: str) -> str:
     return f"{model}{VECTOR_KEY_SEP}{entity_id}"
 
@@ -321,8 +342,7 @@ class CypherBatch:
             self._unwind(f"UNWIND $rows AS r MATCH (e:Entity {{id: r.id}}) SET e = r, e:{cypher_name(ent_type)}", rows)
         # New ids were checked absent under the counter lock, so CREATE is safe; the uniqueness
         # constraint on :Entity(id) still guards against any writer that skips the lock.
-        for ent_type, rows in _group(creates).items():
-            self._unwind(f"UNWIND $rows AS r CREATE (e:Entity:{cypher_name(ent_type)}) SET e = r", rows)
+        self._unwind(CREATE_ENTITIES, [props for _t, props in creates])
         self._count("entities_written", len(creates) + len(updates))
 
     def _keep_history(self, updates: list[dict[str, Any]]) -> None:
@@ -402,12 +422,7 @@ class CypherBatch:
             )
         # As for entities: absent ids were checked under the lock, and the per-type uniqueness
         # constraint on `id` still guards.
-        for rel_type, rows in _group(creates).items():
-            self._unwind(
-                "UNWIND $rows AS row MATCH (a:Entity {id: row.src}) MATCH (b:Entity {id: row.dst}) "
-                f"CREATE (a)-[r:{cypher_name(rel_type)}]->(b) SET r = row.props",
-                rows,
-            )
+        self._unwind(CREATE_RELATIONS, [{**row, "type": rel_type} for rel_type, row in creates])
         self._count("relations_written", len(creates) + len(updates))
 
     def expire_relations(self, ids: Sequence[str], at: str) -> None:
