@@ -295,6 +295,17 @@ def test_unreachable_server_is_a_store_error() -> None:
     assert time.monotonic() - started < 60
 
 
+def test_a_server_older_than_5_26_is_refused_by_name() -> None:
+    from aesoperator.engine.stores.neo4j_connection import check_server_agent
+
+    with pytest.raises(StoreError, match=r"is Neo4j/5\.20\.0; aesoperator needs Neo4j 5\.26 or newer"):
+        check_server_agent("Neo4j/5.20.0", "neo4j://127.0.0.1:7687")
+    with pytest.raises(StoreError, match=r"Neo4j/4\.4\.30"):
+        check_server_agent("Neo4j/4.4.30", "neo4j://127.0.0.1:7687")
+    for fine in ("Neo4j/5.26.0", "Neo4j/5.26.12", "Neo4j/2025.01.0", "Neo4j/dev"):
+        check_server_agent(fine, "neo4j://127.0.0.1:7687")
+
+
 def test_invalid_uri_is_a_store_error() -> None:
     with pytest.raises(StoreError, match="invalid Neo4j URI"):
         Neo4jGraphStore("http://127.0.0.1:7474", "neo4j", "pw")

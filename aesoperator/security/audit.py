@@ -145,7 +145,7 @@ class _Head:
 
 
 @dataclass
-class _Pending:
+class _PendingRecord:
     """A record waiting for its group to be written: its fields, then the record or the error."""
 
     fields: dict[str, Any]
@@ -191,7 +191,7 @@ class AuditLog:
         self._head: _Head | None = None
         self._key: bytes | None = None
         # Group commit: records wait in `_queue`; the caller that sets `_leading` writes them all.
-        self._queue: list[_Pending] = []
+        self._queue: list[_PendingRecord] = []
         self._queue_changed = threading.Condition()
         self._leading = False
         self.commits = 0  # groups written: one write and one fsync of the log each
@@ -310,7 +310,7 @@ class AuditLog:
     def _commit(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Queue the record with `fields` and return it once it is on disk: written by this
         caller, if it becomes the leader of the next group, or by the leader of a group it joined."""
-        entry = _Pending(fields)
+        entry = _PendingRecord(fields)
         with self._queue_changed:
             self._queue.append(entry)
         while True:
@@ -338,7 +338,7 @@ class AuditLog:
         keeps the locks until it is on disk and then ends the lead (`_finish_group`); with
         `checkpoint_before_answer` it is written first, and a failure to write it fails the group.
         Returns whether the lead was handed to that thread."""
-        batch: list[_Pending] = []
+        batch: list[_PendingRecord] = []
         handed_over = False
         self._lock.acquire()
         try:
@@ -378,7 +378,7 @@ class AuditLog:
                 self._lock.release()
         return handed_over
 
-    def _tell(self, batch: list[_Pending], written: list[dict[str, Any]]) -> None:
+    def _tell(self, batch: list[_PendingRecord], written: list[dict[str, Any]]) -> None:
         """Give each caller of the group its record and wake them."""
         with self._queue_changed:
             for entry, record in zip(batch, written[len(written) - len(batch) :], strict=True):
@@ -415,7 +415,7 @@ class AuditLog:
             self._leading = False
             self._queue_changed.notify_all()
 
-    def _take_group(self) -> list[_Pending]:
+    def _take_group(self) -> list[_PendingRecord]:
         with self._queue_changed:
             batch, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
         return batch

@@ -54,6 +54,7 @@ from aesoperator.engine.stores.neo4j_connection import (
     home_database,
     neo4j_errors_as_store_errors,
     open_driver,
+    require_server_version,
     shown_uri,
 )
 from aesoperator.engine.stores.neo4j_erase import clear_pending, request_checkpoint
@@ -126,6 +127,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         try:
             with self._guard("connect"):
                 self._driver.verify_connectivity()
+                require_server_version(self._driver, self.uri)
                 self.database = database or home_database(self._driver, self.uri)
                 with self._session() as session:
                     setup_schema(session)

@@ -6,6 +6,7 @@ and what could not be done; an unreachable server says for how long the driver r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +18,8 @@ from aesoperator.errors import SchemaError, StoreError
 BOLT_SCHEMES = frozenset({"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"})
 CONNECT_TIMEOUT_S = 15.0
 RETRY_TIME_S = 30.0
+# Writes set labels and relationship types from parameters (`:$(row.type)`), new in Neo4j 5.26.
+MIN_SERVER_VERSION = (5, 26)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -76,6 +79,31 @@ def open_driver(uri: str, user: str, password: str, connection_timeout: float, m
     except (ValueError, neo4j_errors.ConfigurationError) as exc:
         shown = shown_uri(uri)
         raise StoreError(f"invalid Neo4j URI {shown!r}: {exc}".replace(uri, shown)) from None
+
+
+def require_server_version(driver: Driver, uri: str) -> None:
+    """Refuse a server older than `MIN_SERVER_VERSION` (see `check_server_agent`)."""
+    check_server_agent(driver.get_server_info().agent, uri)
+
+
+def check_server_agent(agent: str, uri: str) -> None:
+    """Refuse a server whose agent string (e.g. "Neo4j/5.26.0") is older than `MIN_SERVER_VERSION`.
+
+    Args:
+        agent: The server's agent string, from the Bolt handshake.
+        uri: The URI as shown in messages.
+
+    Raises:
+        StoreError: The server is too old; the message names both versions.
+    """
+    numbers = re.findall(r"\d+", agent.partition("/")[2])
+    version = tuple(int(n) for n in numbers[:2])
+    if len(version) == 2 and version < MIN_SERVER_VERSION:
+        need = ".".join(map(str, MIN_SERVER_VERSION))
+        raise StoreError(
+            f"Neo4j at {uri} is {agent}; aesoperator needs Neo4j {need} or newer (writes set labels from "
+            f"parameters): upgrade the server, or use the embedded store"
+        )
 
 
 def home_database(driver: Driver, uri: str) -> str:
