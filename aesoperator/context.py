@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aesoperator.engine.context import EngineCore
 from aesoperator.engine.progress import ProgressReporter
@@ -23,11 +24,12 @@ from aesoperator.ingest.extract.factory import CACHE_FILE, knowledge_stage_for_e
 from aesoperator.ingest.loaders.settings import document_limits
 from aesoperator.ingest.local_files import LocalFolderExtractor
 from aesoperator.ingest.mappers.files import FilesMapper
-from aesoperator.ingest.mcp_ingest import WatchEvent, ingest_source, watch_source
 from aesoperator.ingest.pipeline import IngestPipeline, IngestReport
 from aesoperator.ingest.records import SourceRecord
-from aesoperator.ingest.registry import SourceRegistry
 from aesoperator.ingest.sources import SourceDefinition
+
+if TYPE_CHECKING:
+    from aesoperator.ingest.mcp_ingest import WatchEvent
 
 MENTION_LINK_BATCH = 500
 
@@ -200,6 +202,8 @@ class ContextEngine(EngineCore):
         """
         if isinstance(source, SourceDefinition):
             return source
+        from aesoperator.ingest.registry import SourceRegistry
+
         return SourceRegistry.for_settings(self.settings).get(source)
 
     def ingest_source(
@@ -222,6 +226,8 @@ class ContextEngine(EngineCore):
             ConfigError: no source is registered under that name.
             SourceError: the MCP server failed or could not be reached.
         """
+        from aesoperator.ingest.mcp_ingest import ingest_source
+
         return ingest_source(self, self.source_definition(source), progress=progress, embed=embed)
 
     def watch_source(
@@ -245,6 +251,8 @@ class ContextEngine(EngineCore):
             ConfigError: no source is registered under that name.
             SourceError: the MCP server failed for good.
         """
+        from aesoperator.ingest.mcp_ingest import watch_source
+
         watch_source(self, self.source_definition(source), stop=stop, on_event=on_event, progress=progress, embed=embed)
 
 

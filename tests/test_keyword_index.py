@@ -276,6 +276,31 @@ def test_close_saves_after_a_long_replay(
     assert_same_answers(store, third, queries(texts, n=20))
 
 
+def test_close_saves_a_small_index_after_a_replay_a_tenth_its_size(
+    store: EmbeddedGraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small index is saved at close once the rows replayed reach a tenth of its documents (and
+    SAVE_AT_CLOSE_MIN), long before SAVE_AT_CLOSE_AFTER: otherwise every short-lived process on a
+    freshly ingested store (a cold `aesop search`) would replay the same rows again."""
+    monkeypatch.setattr(keyword_module, "SAVE_AT_CLOSE_AFTER", 10**9)
+    monkeypatch.setattr(keyword_module, "SAVE_AT_CLOSE_MIN", 4)
+    texts = corpus_texts()
+    store.upsert(make_entities(texts[:60]))
+    first = KeywordIndex(tmp_path / "kw")
+    first.sync(store)  # a rebuild: saved
+    store.upsert(make_entities(texts[60:63], prefix="a"))
+    first.sync(store)
+    first.close()  # 3 rows replayed, under max(4, 6): not saved
+    second = KeywordIndex(tmp_path / "kw")
+    assert second.sync(store).added == 3
+    store.upsert(make_entities(texts[63:68], prefix="b"))
+    second.sync(store)
+    second.close()  # 8 rows since the load: saved
+    third = KeywordIndex(tmp_path / "kw")
+    report = third.sync(store)
+    assert not report.rebuilt and report.changes == 0 and len(third) == 68
+
+
 def extracted_entities(texts: list[str], per_text: int = 6) -> list[Entity]:
     """Short name documents such as extraction adds: several per passage, named by its words."""
     out = []

@@ -51,6 +51,13 @@ DEFERRED_FOR_START_UP: dict[tuple[str, str], str] = {
     (PACKAGE, f"{PACKAGE}.config"): "PEP 562 lazy re-export of Settings (pydantic-settings)",
     (PACKAGE, f"{PACKAGE}.graph_schema.models"): "PEP 562 lazy re-export of Entity, Relation, Episode (pydantic)",
     (f"{PACKAGE}.engine.stores", f"{PACKAGE}.engine.stores.neo4j"): "the Neo4j driver, needed only for a URI",
+    (f"{PACKAGE}.context", f"{PACKAGE}.ingest.mcp_ingest"): "the MCP SDK (0.5 s), only to ingest an MCP source",
+    (f"{PACKAGE}.context", f"{PACKAGE}.ingest.registry"): "imports every adapter and the MCP SDK: not for a search",
+    (f"{PACKAGE}.ingest.extract.factory", f"{PACKAGE}.ingest.extract.llm"): "httpx, only for the llm extractor",
+    (
+        f"{PACKAGE}.ingest.extract.factory",
+        f"{PACKAGE}.ingest.extract.llm_sampling",
+    ): "the MCP SDK, only for the llm extractor over sampling",
     (
         f"{PACKAGE}.telemetry.tracing",
         f"{PACKAGE}.telemetry.span_switch",

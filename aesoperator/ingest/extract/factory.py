@@ -14,8 +14,6 @@ from aesoperator.errors import ConfigError
 from aesoperator.graph_schema.knowledge import EntityExtractor
 from aesoperator.ingest.extract.cache import ExtractionCache
 from aesoperator.ingest.extract.default import DefaultExtractor
-from aesoperator.ingest.extract.llm import LlmExtractor
-from aesoperator.ingest.extract.llm_sampling import SamplingExtractor
 from aesoperator.ingest.extract.resolve import EntityResolver
 from aesoperator.ingest.extract.stage import KnowledgeExtractionStage
 
@@ -36,9 +34,14 @@ def make_extractor(settings: Settings) -> EntityExtractor | None:
         return DefaultExtractor(use_model=True)
     if kind == "rules":
         return DefaultExtractor(use_model=False)
+    # The llm extractors import an HTTP client (or the MCP SDK): only when asked for.
     if kind == "llm" and settings.llm_transport == "sampling":
+        from aesoperator.ingest.extract.llm_sampling import SamplingExtractor
+
         return SamplingExtractor.from_settings(settings)
     if kind == "llm":
+        from aesoperator.ingest.extract.llm import LlmExtractor
+
         return LlmExtractor.from_settings(settings)
     raise ConfigError(f"unknown extractor {kind!r}: use default, rules, llm or none")
 
