@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aesoperator.engine import keyword_index as keyword_module
@@ -352,3 +353,42 @@ def test_extracted_entities_leave_item_scores_unchanged(
     index.sync(store)
     assert index.search("zyxwv", 5) == [("knowledge:person:zz", pytest.approx(index.search("zyxwv", 5)[0][1]))]
     assert index.search("zyxwv", 5, include_extracted=False) == []
+
+
+def test_batch_postings_equal_the_per_document_counts_to_the_bit() -> None:
+    """The arrays a full rebuild uses give each document the weighted counts, length and distinct
+    terms that the incremental path computes, including words FTS5 cuts into several terms or none
+    (combining marks, emoji) and names that repeat words of the text."""
+    from aesoperator.engine.keyword_vocabulary import MULTI, KeywordVocabulary
+    from aesoperator.engine.stores.embedded import BM25_WEIGHTS
+
+    texts = [
+        *corpus_texts()[:40],
+        "— …",  # no term at all
+        "naïve café ﬁnance — résumé; e\u0301te\u0301 and x\u0308y\u0301z 🙂🙂 data-driven",
+        "Ｆｕｌｌｗｉｄｔｈ text and 東京 タワー, repeated repeated repeated",
+    ]
+    names = [t.split(".")[0][:40] or "untitled" for t in texts]
+    names[3] = texts[3][:60]  # a name that repeats the text's words
+    weights = (BM25_WEIGHTS[0] / 3, BM25_WEIGHTS[1] * 1.1)  # weights that are not small integers
+    terms = FtsTermMaker(FTS_TOKENIZER)
+    try:
+        per_document = KeywordVocabulary(terms, weights)
+        batch_vocabulary = KeywordVocabulary(terms, weights)
+        expected = per_document.documents(
+            [
+                Entity(id=f"d{i}", type="Document", name=n, text=t)
+                for i, (n, t) in enumerate(zip(names, texts, strict=True))
+            ]
+        )
+        batch = batch_vocabulary.batch_postings(names, texts)
+        assert batch_vocabulary.term_str == per_document.term_str  # the same term ids, in the same order
+        assert MULTI in batch_vocabulary.word_ids.values(), "no word of several terms or none was exercised"
+        for doc, (counts, length) in enumerate(expected):
+            mine = batch.docs == doc
+            got = dict(zip(batch.terms[mine].tolist(), batch.freqs[mine].tolist(), strict=True))
+            assert got == {tid: float(np.float32(f)) for tid, f in counts.items()}, doc
+            assert batch.lengths[doc] == length and batch.distinct[doc] == len(counts), doc
+        assert batch.docs.tolist() == sorted(batch.docs.tolist())
+    finally:
+        terms.close()

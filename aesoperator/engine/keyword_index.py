@@ -18,7 +18,6 @@ past a share of the base.
 
 from __future__ import annotations
 
-import array
 import json
 import logging
 import threading
@@ -53,9 +52,9 @@ from aesoperator.engine.keyword_files import (
     write_keyword_file,
 )
 from aesoperator.engine.keyword_postings import IDF_FLOOR, K1, B, KeywordPostings
-from aesoperator.engine.keyword_vocabulary import MULTI, WORD_MEMO_MAX, KeywordVocabulary
+from aesoperator.engine.keyword_vocabulary import MULTI, WORD_MEMO_MAX, BatchPostings, KeywordVocabulary
 from aesoperator.engine.query_terms import prune_common_terms
-from aesoperator.engine.stores.base import ERASED_ID, GraphStore
+from aesoperator.engine.stores.base import ERASED_ID, EntityText, GraphStore
 from aesoperator.engine.stores.embedded import BM25_WEIGHTS, KEYWORD_MAX_DF, KEYWORD_PRUNE_MIN_DOCS
 from aesoperator.graph_schema.models import Entity
 
@@ -75,6 +74,10 @@ SAVE_AT_CLOSE_AFTER = 20_000
 # as much, so replaying a tenth of the index's size again at every open is not worth keeping.
 SAVE_AT_CLOSE_SHARE = 0.10
 SAVE_AT_CLOSE_MIN = 1_000
+
+
+def _empty(dtype: type[np.generic]) -> np.ndarray:
+    return np.zeros(0, dtype=dtype)
 
 
 class KeywordIndex(DerivedIndex):
@@ -125,7 +128,8 @@ class KeywordIndex(DerivedIndex):
             post = self._post
             for entity, (counts, length) in zip(entities, self._vocab.documents(entities), strict=True):
                 post.kill(entity.id)
-                post.add_delta(post.new_doc(entity, length, len(counts)), counts)
+                doc = post.new_doc(entity.id, entity.name, entity.namespace, entity.type, length, len(counts))
+                post.add_delta(doc, counts)
             self._maybe_merge()
             return len(entities)
 
@@ -144,17 +148,19 @@ class KeywordIndex(DerivedIndex):
         ):
             post.merge(len(self._vocab))
 
-    def _bulk_load(
-        self, entities: Sequence[Entity], terms: array.array[int], docs: array.array[int], freqs: array.array[float]
-    ) -> None:
+    def _bulk_load(self, rows: Sequence[EntityText]) -> BatchPostings:
+        """Documents for a page of a full scan; their postings are returned for one install."""
         post = self._post
-        for entity, (counts, length) in zip(entities, self._vocab.documents(entities), strict=True):
-            if entity.id in post.doc_of:
-                post.kill(entity.id)
-            doc = post.new_doc(entity, length, len(counts))
-            terms.extend(counts.keys())
-            docs.extend([doc] * len(counts))
-            freqs.extend(counts.values())
+        batch = self._vocab.batch_postings([r.name for r in rows], [r.text for r in rows])
+        if any(row.id in post.doc_of for row in rows):  # a page read twice: one document at a time
+            for row, length, distinct in zip(rows, batch.lengths.tolist(), batch.distinct.tolist(), strict=True):
+                if row.id in post.doc_of:
+                    post.kill(row.id)
+                post.new_doc(row.id, row.name, row.namespace, row.type, length, distinct)
+        else:
+            ids, types, names, _, namespaces = zip(*rows, strict=True) if rows else ((), (), (), (), ())
+            post.new_docs(ids, names, namespaces, types, batch.lengths, batch.distinct)
+        return batch
 
     # -- searching ----------------------------------------------------------------------------
     def query_terms(self, query: str) -> list[tuple[str, str]]:
@@ -220,12 +226,17 @@ class KeywordIndex(DerivedIndex):
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
         with self._lock:
             self._reset()
-            terms, docs, freqs = array.array("i"), array.array("i"), array.array("f")
-            for batch in store.iter_entities(batch_size=ITER_BATCH):
-                self._bulk_load(batch, terms, docs, freqs)
-            term_arr = np.frombuffer(terms, dtype=np.int32)
-            doc_arr = np.frombuffer(docs, dtype=np.int32)
-            freq_arr = np.frombuffer(freqs, dtype=np.float32)
+            parts: list[BatchPostings] = []
+            firsts: list[int] = []
+            for batch in store.iter_texts(batch_size=ITER_BATCH):
+                firsts.append(len(self._post.ids))
+                parts.append(self._bulk_load(batch))
+            term_arr = np.concatenate([_empty(np.int32), *(p.terms for p in parts)])
+            doc_arr = np.concatenate(
+                [_empty(np.int32), *((p.docs + first).astype(np.int32) for p, first in zip(parts, firsts, strict=True))]
+            )
+            freq_arr = np.concatenate([_empty(np.float32), *(p.freqs for p in parts)])
+            del parts
             live = self._post.live.view()
             if not live.all():  # an id the scan returned twice: keep its last document only
                 keep = live[doc_arr]

@@ -26,7 +26,6 @@ import numpy as np
 
 from aesoperator.engine.keyword_vocabulary import MULTI
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
-from aesoperator.graph_schema.models import Entity
 
 K1 = 1.2
 B = 0.75
@@ -58,6 +57,15 @@ class GrowableColumn:
             self.data = np.concatenate([self.data, np.zeros(len(self.data), dtype=self.data.dtype)])
         self.data[self.size] = value
         self.size += 1
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if end > len(self.data):
+            grown = np.zeros(max(end, 2 * len(self.data)), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = values
+        self.size = end
 
     def view(self) -> np.ndarray:
         return self.data[: self.size]
@@ -151,19 +159,19 @@ class KeywordPostings:
             code = table[value] = len(table)
         return code
 
-    def new_doc(self, entity: Entity, length: int, distinct: int) -> int:
+    def new_doc(self, entity_id: str, name: str, namespace: str, entity_type: str, length: int, distinct: int) -> int:
         doc = len(self.ids)
-        self.ids.append(entity.id)
-        self.doc_of[entity.id] = doc
-        name = entity.name.lower()
-        self.names.append(name)
-        self._add_name(name, doc)
+        self.ids.append(entity_id)
+        self.doc_of[entity_id] = doc
+        lowered = name.lower()
+        self.names.append(lowered)
+        self._add_name(lowered, doc)
         self.lengths.append(length)
         self.live.append(True)
-        self.ns.append(self._code(self.ns_code, entity.namespace))
-        self.types.append(self._code(self.type_code, entity.type))
+        self.ns.append(self._code(self.ns_code, namespace))
+        self.types.append(self._code(self.type_code, entity_type))
         self.nterms.append(distinct)
-        counted = counts_in_statistics(entity.id)
+        counted = counts_in_statistics(entity_id)
         self.counted.append(counted)
         self.live_docs += 1
         self.live_tokens += length
@@ -171,6 +179,39 @@ class KeywordPostings:
             self.counted_docs += 1
             self.counted_tokens += length
         return doc
+
+    def new_docs(
+        self,
+        entity_ids: Sequence[str],
+        names: Sequence[str],
+        namespaces: Sequence[str],
+        entity_types: Sequence[str],
+        lengths: np.ndarray,
+        distinct: np.ndarray,
+    ) -> int:
+        """`new_doc` for a batch of ids none of which has a document yet (a full scan's page),
+        column by column. Returns the first new document's number."""
+        first = len(self.ids)
+        count = len(entity_ids)
+        self.ids.extend(entity_ids)
+        self.doc_of.update(zip(entity_ids, range(first, first + count), strict=True))
+        lowered = [name.lower() for name in names]
+        self.names.extend(lowered)
+        for doc, name in enumerate(lowered, first):
+            self._add_name(name, doc)
+        self.lengths.extend(lengths)
+        self.live.extend(np.ones(count, dtype=np.bool_))
+        self.ns.extend(np.fromiter((self._code(self.ns_code, v) for v in namespaces), np.int32, count))
+        self.types.extend(np.fromiter((self._code(self.type_code, v) for v in entity_types), np.int32, count))
+        self.nterms.extend(distinct)
+        counted = np.fromiter(map(counts_in_statistics, entity_ids), np.bool_, count)
+        self.counted.extend(counted)
+        # Sums of integers: exact in float64, so equal to adding one document at a time.
+        self.live_docs += count
+        self.live_tokens += float(lengths.sum())
+        self.counted_docs += int(counted.sum())
+        self.counted_tokens += float(lengths[counted].sum())
+        return first
 
     def add_delta(self, doc: int, counts: dict[int, float]) -> None:
         """Postings of a new document, into the per-term delta."""

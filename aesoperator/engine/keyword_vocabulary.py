@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
 
 from aesoperator.engine.fts_terms import FtsTermMaker
 from aesoperator.engine.stores.embedded_rows import query_phrases
@@ -17,6 +21,19 @@ from aesoperator.graph_schema.models import Entity
 
 WORD_MEMO_MAX = 2_000_000  # distinct words remembered with their term ids
 MULTI = -1  # in the word and name maps: "several (or no) values, kept in the side table"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPostings:
+    """The postings of a batch of documents, as arrays: one row per (document, term) pair, in
+    document order and then term id order, with its weighted frequency (what `weighted_counts`
+    gives, to the bit); and each document's length in tokens and number of distinct terms."""
+
+    docs: np.ndarray  # int64: the document's position in the batch
+    terms: np.ndarray  # int32 term ids
+    freqs: np.ndarray  # float32
+    lengths: np.ndarray  # int64, per document
+    distinct: np.ndarray  # int64, per document
 
 
 class KeywordVocabulary:
@@ -47,7 +64,8 @@ class KeywordVocabulary:
     def learn(self, word_lists: Sequence[Sequence[str]]) -> None:
         """Give every word not seen yet its term ids (one SQLite round trip for all of them)."""
         known = self.word_ids
-        new = list({w: None for words in word_lists for w in words if w not in known})
+        # Distinct words first (in C), then the membership test on those only; first-seen order.
+        new = [w for w in dict.fromkeys(chain.from_iterable(word_lists)) if w not in known]
         if not new:
             return
         if len(known) + len(new) > WORD_MEMO_MAX:
@@ -95,6 +113,55 @@ class KeywordVocabulary:
         words = [(self.terms.words(e.name), self.terms.words(e.text or "")) for e in entities]
         self.learn([w for pair in words for w in pair])
         return [self.weighted_counts(name, text) for name, text in words]
+
+    def batch_postings(self, names: Sequence[str], texts: Sequence[str]) -> BatchPostings:
+        """`documents` for a whole batch at once, in arrays: one dict lookup per word and numpy for
+        the counting (a full rebuild spends most of its time here)."""
+        name_words = [self.terms.words(name) for name in names]
+        text_words = [self.terms.words(text) for text in texts]
+        # The same order of new words as `documents`, so terms get the same ids.
+        self.learn([words for pair in zip(name_words, text_words, strict=True) for words in pair])
+        try:
+            name_docs, name_ids = self._flat_ids(name_words)
+            text_docs, text_ids = self._flat_ids(text_words)
+        except KeyError:  # the memo was cleared by the batch's own learning: learn it again
+            self.learn([words for pair in zip(name_words, text_words, strict=True) for words in pair])
+            name_docs, name_ids = self._flat_ids(name_words)
+            text_docs, text_ids = self._flat_ids(text_words)
+        n = len(names)
+        width = max(len(self.term_str), 1)
+        keys = np.concatenate([name_docs * width + name_ids, text_docs * width + text_ids])
+        pairs, pair_of = np.unique(keys, return_inverse=True)
+        in_name = np.bincount(pair_of[: len(name_ids)], minlength=len(pairs))
+        in_text = np.bincount(pair_of[len(name_ids) :], minlength=len(pairs))
+        w_name, w_text = self.weights
+        # Text first, then name: the float64 sum `weighted_counts` makes, then float32 as stored.
+        freqs = (in_text * w_text + in_name * w_name).astype(np.float32)
+        docs = pairs // width
+        return BatchPostings(
+            docs=docs,
+            terms=(pairs % width).astype(np.int32),
+            freqs=freqs,
+            lengths=np.bincount(name_docs, minlength=n) + np.bincount(text_docs, minlength=n),
+            distinct=np.bincount(docs, minlength=n),
+        )
+
+    def _flat_ids(self, word_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """(document position, term id) of every term of every list, in order; a word of several
+        terms gives each of them, a word of none gives nothing. Raises KeyError for an unlearned word."""
+        flat = list(chain.from_iterable(word_lists))
+        ids = np.fromiter(map(self.word_ids.__getitem__, flat), dtype=np.int64, count=len(flat))
+        docs = np.repeat(np.arange(len(word_lists), dtype=np.int64), [len(words) for words in word_lists])
+        multi = np.flatnonzero(ids == MULTI)
+        if len(multi):
+            expansions = [self.word_terms[flat[p]] for p in multi.tolist()]
+            reps = np.ones(len(ids), dtype=np.int64)
+            reps[multi] = [len(terms) for terms in expansions]
+            starts = np.cumsum(reps) - reps
+            ids, docs = np.repeat(ids, reps), np.repeat(docs, reps)
+            for position, terms in zip(starts[multi].tolist(), expansions, strict=True):
+                ids[position : position + len(terms)] = terms
+        return docs, ids
 
     def query_terms(self, query: str) -> list[tuple[str, str]]:
         """(query word, FTS5 term) pairs in query order, before pruning. Each word is one phrase of

@@ -433,6 +433,14 @@ def test_iteration_covers_everything_once(store: GraphStore) -> None:
                      for e in p]  # fmt: skip
     assert sorted(pages_of_type) == sorted(e.id for e in entities if e.namespace == "even" and e.type == "Page")
 
+    text_pages = list(store.iter_texts(batch_size=5))
+    assert all(1 <= len(p) <= 5 for p in text_pages)
+    texts = [row for p in text_pages for row in p]
+    assert [row.id for row in texts] == sorted(e.id for e in entities)  # in id order, each once
+    assert [tuple(row) for row in texts] == [
+        (e.id, e.type, e.name, e.text or "", e.namespace) for e in sorted(entities, key=lambda e: e.id)
+    ]
+
     rel_pages = list(store.iter_relations(batch_size=7))
     rel_ids = [r.id for p in rel_pages for r in p]
     assert all(1 <= len(p) <= 7 for p in rel_pages)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -140,6 +140,17 @@ class Links:
     edges: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+class EntityText(NamedTuple):
+    """What the keyword index reads of an entity: no properties, provenance or times, so a full
+    scan skips decoding them (`GraphStore.iter_texts`)."""
+
+    id: str
+    type: str
+    name: str
+    text: str
+    namespace: str
+
+
 @dataclass(frozen=True, slots=True)
 class StoreStats:
     entities: int
@@ -252,6 +263,11 @@ class GraphStore(Protocol):
         namespaces: Sequence[str] | None = None,
         types: Sequence[str] | None = None,
     ) -> Iterator[list[Entity]]: ...
+
+    def iter_texts(self, batch_size: int = 1000) -> Iterator[list[EntityText]]:
+        """Pages of every entity's id, type, name, text ("" for none) and namespace, in id order:
+        `iter_entities` without the columns a text index does not read."""
+        ...
 
     def iter_relations(self, batch_size: int = 1000) -> Iterator[list[Relation]]: ...
 

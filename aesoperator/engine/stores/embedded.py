@@ -24,6 +24,7 @@ from aesoperator.engine.data_dir import create_private_file, make_private_dir
 from aesoperator.engine.query_terms import prune_common_terms
 from aesoperator.engine.stores.base import (
     Change,
+    EntityText,
     GraphStore,
     Links,
     SourceItemState,
@@ -445,6 +446,18 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
                 return
             last = rows[-1][0]
             yield [row_to_entity(r) for r in rows]
+
+    def iter_texts(self, batch_size: int = 1000) -> Iterator[list[EntityText]]:
+        """Pages of every entity's id, type, name, text and namespace in id order (keyset pagination)."""
+        sql = "SELECT id, type, name, coalesce(text, ''), namespace FROM entities WHERE id > ? ORDER BY id LIMIT ?"
+        last = ""
+        while True:
+            with self._guard("iterate entity texts") as conn:
+                rows = conn.execute(sql, (last, _page(batch_size))).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [EntityText._make(r) for r in rows]
 
     def iter_relations(self, batch_size: int = 1000) -> Iterator[list[Relation]]:
         sql = f"SELECT {RELATION_COLUMNS} FROM relations WHERE id > ? ORDER BY id LIMIT ?"

@@ -30,6 +30,7 @@ from neo4j import Driver, ManagedTransaction, Session
 
 from aesoperator.engine.stores.base import (
     Change,
+    EntityText,
     GraphStore,
     Links,
     SourceItemState,
@@ -63,6 +64,7 @@ from aesoperator.engine.stores.neo4j_reads import (
     HOP_PATTERNS,
     READ_CHUNK,
     entity_page,
+    entity_text_page,
     entity_versions,
     keyword_hits,
     load_entities,
@@ -301,6 +303,21 @@ class Neo4jGraphStore(WriteShortcutsMixin):
                 return entity_page(tx, after, batch_size, ns, wanted)
 
             page = self._read("iterate entities", work)
+            if not page:
+                return
+            last = page[-1].id
+            yield page
+
+    def iter_texts(self, batch_size: int = 1000) -> Iterator[list[EntityText]]:
+        """Pages of every entity's id, type, name, text and namespace in id order (keyset pagination)."""
+        last = ""
+        while True:
+            after = last
+
+            def work(tx: ManagedTransaction, after: str = after) -> list[EntityText]:
+                return entity_text_page(tx, after, batch_size)
+
+            page = self._read("iterate entity texts", work)
             if not page:
                 return
             last = page[-1].id

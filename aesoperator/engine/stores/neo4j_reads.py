@@ -16,7 +16,7 @@ from typing import Any
 
 from neo4j import ManagedTransaction
 
-from aesoperator.engine.stores.base import StoreStats, Subgraph
+from aesoperator.engine.stores.base import EntityText, StoreStats, Subgraph
 from aesoperator.engine.stores.neo4j_changes import last_seq, page_size
 from aesoperator.engine.stores.neo4j_rows import (
     chunks,
@@ -332,6 +332,25 @@ def entity_page(
     params = {"ns": namespaces, "types": types, "n": page_size(size), "after": after}
     record = tx.run(cypher, params).single()
     return [] if record is None else [columns_to_entity(row) for row in record[0]]
+
+
+def entity_text_page(tx: ManagedTransaction, after: str, size: int) -> list[EntityText]:
+    """The next page of entities' id, type, name, text and namespace in id order (keyset pagination).
+
+    Args:
+        tx: A read transaction.
+        after: The last id of the previous page ("" for the first).
+        size: Page size.
+
+    Returns:
+        The page, empty at the end.
+    """
+    cypher = (
+        "MATCH (e:Entity) WHERE e.id > $after WITH e ORDER BY e.id LIMIT $n "
+        "RETURN collect([e.id, e.type, e.name, coalesce(e.text, ''), e.namespace]) AS rows"
+    )
+    record = tx.run(cypher, {"n": page_size(size), "after": after}).single()
+    return [] if record is None else [EntityText._make(row) for row in record[0]]
 
 
 def relation_rows_after(tx: ManagedTransaction, after: str, size: int) -> list[dict[str, Any]]:
