@@ -226,16 +226,15 @@ class KeywordIndex(DerivedIndex):
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
         with self._lock:
             self._reset()
-            parts: list[BatchPostings] = []
-            firsts: list[int] = []
+            # Per page: term ids, document numbers (int32, as the index keeps them), frequencies.
+            parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
+                (_empty(np.int32), _empty(np.int32), _empty(np.float32))
+            ]
             for batch in store.iter_texts(batch_size=ITER_BATCH):
-                firsts.append(len(self._post.ids))
-                parts.append(self._bulk_load(batch))
-            term_arr = np.concatenate([_empty(np.int32), *(p.terms for p in parts)])
-            doc_arr = np.concatenate(
-                [_empty(np.int32), *((p.docs + first).astype(np.int32) for p, first in zip(parts, firsts, strict=True))]
-            )
-            freq_arr = np.concatenate([_empty(np.float32), *(p.freqs for p in parts)])
+                first = len(self._post.ids)
+                page = self._bulk_load(batch)
+                parts.append((page.terms, (page.docs + first).astype(np.int32), page.freqs))
+            term_arr, doc_arr, freq_arr = (np.concatenate(column) for column in zip(*parts, strict=True))
             del parts
             live = self._post.live.view()
             if not live.all():  # an id the scan returned twice: keep its last document only
