@@ -355,11 +355,19 @@ def test_extracted_entities_leave_item_scores_unchanged(
     assert index.search("zyxwv", 5, include_extracted=False) == []
 
 
-def test_batch_postings_equal_the_per_document_counts_to_the_bit() -> None:
+@pytest.mark.parametrize("memo_max", [None, 7], ids=["memo", "memo-cleared-mid-batch"])
+def test_batch_postings_equal_the_per_document_counts_to_the_bit(
+    memo_max: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The arrays a full rebuild uses give each document the weighted counts, length and distinct
     terms that the incremental path computes, including words FTS5 cuts into several terms or none
-    (combining marks, emoji) and names that repeat words of the text."""
+    (combining marks, emoji) and names that repeat words of the text; also when the word memo
+    overflows and is cleared while the batch is counted."""
+    from aesoperator.engine import keyword_vocabulary
     from aesoperator.engine.keyword_vocabulary import MULTI, KeywordVocabulary
+
+    if memo_max is not None:
+        monkeypatch.setattr(keyword_vocabulary, "WORD_MEMO_MAX", memo_max)
     from aesoperator.engine.stores.embedded import BM25_WEIGHTS
 
     texts = [
@@ -383,7 +391,8 @@ def test_batch_postings_equal_the_per_document_counts_to_the_bit() -> None:
         )
         batch = batch_vocabulary.batch_postings(names, texts)
         assert batch_vocabulary.term_str == per_document.term_str  # the same term ids, in the same order
-        assert MULTI in batch_vocabulary.word_ids.values(), "no word of several terms or none was exercised"
+        if memo_max is None:
+            assert MULTI in batch_vocabulary.word_ids.values(), "no word of several terms or none was exercised"
         for doc, (counts, length) in enumerate(expected):
             mine = batch.docs == doc
             got = dict(zip(batch.terms[mine].tolist(), batch.freqs[mine].tolist(), strict=True))

@@ -18,6 +18,7 @@ past a share of the base.
 
 from __future__ import annotations
 
+import array
 import json
 import logging
 import threading
@@ -74,10 +75,6 @@ SAVE_AT_CLOSE_AFTER = 20_000
 # as much, so replaying a tenth of the index's size again at every open is not worth keeping.
 SAVE_AT_CLOSE_SHARE = 0.10
 SAVE_AT_CLOSE_MIN = 1_000
-
-
-def _empty(dtype: type[np.generic]) -> np.ndarray:
-    return np.zeros(0, dtype=dtype)
 
 
 class KeywordIndex(DerivedIndex):
@@ -226,16 +223,17 @@ class KeywordIndex(DerivedIndex):
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
         with self._lock:
             self._reset()
-            # Per page: term ids, document numbers (int32, as the index keeps them), frequencies.
-            parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
-                (_empty(np.int32), _empty(np.int32), _empty(np.float32))
-            ]
+            # Growable buffers that numpy then reads in place: no second copy of every posting.
+            terms, docs, freqs = array.array("i"), array.array("i"), array.array("f")
             for batch in store.iter_texts(batch_size=ITER_BATCH):
                 first = len(self._post.ids)
                 page = self._bulk_load(batch)
-                parts.append((page.terms, (page.docs + first).astype(np.int32), page.freqs))
-            term_arr, doc_arr, freq_arr = (np.concatenate(column) for column in zip(*parts, strict=True))
-            del parts
+                terms.frombytes(page.terms.tobytes())
+                docs.frombytes((page.docs + first).astype(np.int32).tobytes())
+                freqs.frombytes(page.freqs.tobytes())
+            term_arr = np.frombuffer(terms, dtype=np.int32)
+            doc_arr = np.frombuffer(docs, dtype=np.int32)
+            freq_arr = np.frombuffer(freqs, dtype=np.float32)
             live = self._post.live.view()
             if not live.all():  # an id the scan returned twice: keep its last document only
                 keep = live[doc_arr]

@@ -269,6 +269,11 @@ class KeywordPostings:
         np.cumsum(np.bincount(terms, minlength=n_terms), out=self.starts[1:])
         self.delta = {}
         self.delta_postings = 0
+        if len(live) == len(self.ids) and live.all():
+            # Nothing to drop (a full rebuild): ids, names, their maps and the columns stand as built.
+            self.dead_postings = 0
+            self._count_uncounted_postings(n_terms)
+            return
         keep_idx = np.flatnonzero(live)
         kept = keep_idx.tolist()
         self.ids = [self.ids[i] for i in kept]
@@ -285,9 +290,15 @@ class KeywordPostings:
 
     def _count_uncounted_postings(self, n_terms: int) -> None:
         """`uncounted_df` from the base CSR (call with an empty delta)."""
-        terms = np.repeat(np.arange(n_terms, dtype=np.int64), np.diff(self.starts))
-        uncounted = ~self.counted.view()[self.docs] if len(self.docs) else np.zeros(0, dtype=np.bool_)
-        self.uncounted_df = np.bincount(terms[uncounted], minlength=n_terms).astype(np.int64)
+        counted = self.counted.view()
+        if counted.all():
+            self.uncounted_df = np.zeros(n_terms, dtype=np.int64)
+            return
+        # The term of each posting of an uncounted document, found from its position in the CSR
+        # (no per-posting term array: that would be 8 bytes for each of tens of millions).
+        positions = np.flatnonzero(~counted[self.docs])
+        terms = np.searchsorted(self.starts, positions, side="right") - 1
+        self.uncounted_df = np.bincount(terms, minlength=n_terms).astype(np.int64)
 
     def _add_name(self, name: str, doc: int) -> None:
         first = self.by_name.setdefault(name, doc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from aesoperator.graph_schema.models import Entity
 
 WORD_MEMO_MAX = 2_000_000  # distinct words remembered with their term ids
 MULTI = -1  # in the word and name maps: "several (or no) values, kept in the side table"
+UNKNOWN = -2  # a word not learned yet (only while a batch is being counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,18 +118,18 @@ class KeywordVocabulary:
     def batch_postings(self, names: Sequence[str], texts: Sequence[str]) -> BatchPostings:
         """`documents` for a whole batch at once, in arrays: one dict lookup per word and numpy for
         the counting (a full rebuild spends most of its time here)."""
+        n = len(names)
         name_words = [self.terms.words(name) for name in names]
         text_words = [self.terms.words(text) for text in texts]
-        # The same order of new words as `documents`, so terms get the same ids.
-        self.learn([words for pair in zip(name_words, text_words, strict=True) for words in pair])
-        try:
-            name_docs, name_ids = self._flat_ids(name_words)
-            text_docs, text_ids = self._flat_ids(text_words)
-        except KeyError:  # the memo was cleared by the batch's own learning: learn it again
-            self.learn([words for pair in zip(name_words, text_words, strict=True) for words in pair])
-            name_docs, name_ids = self._flat_ids(name_words)
-            text_docs, text_ids = self._flat_ids(text_words)
-        n = len(names)
+        name_flat = list(chain.from_iterable(name_words))
+        text_flat = list(chain.from_iterable(text_words))
+        name_docs = np.repeat(np.arange(n, dtype=np.int64), [len(words) for words in name_words])
+        text_docs = np.repeat(np.arange(n, dtype=np.int64), [len(words) for words in text_words])
+        name_ids = self._known_ids(name_flat)
+        text_ids = self._known_ids(text_flat)
+        self._learn_unknown(name_flat, name_docs, name_ids, text_flat, text_docs, text_ids)
+        name_docs, name_ids = self._expand_multi_terms(name_flat, name_docs, name_ids)
+        text_docs, text_ids = self._expand_multi_terms(text_flat, text_docs, text_ids)
         width = max(len(self.term_str), 1)
         keys = np.concatenate([name_docs * width + name_ids, text_docs * width + text_ids])
         pairs, pair_of = np.unique(keys, return_inverse=True)
@@ -146,22 +147,56 @@ class KeywordVocabulary:
             distinct=np.bincount(docs, minlength=n),
         )
 
-    def _flat_ids(self, word_lists: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """(document position, term id) of every term of every list, in order; a word of several
-        terms gives each of them, a word of none gives nothing. Raises KeyError for an unlearned word."""
-        flat = list(chain.from_iterable(word_lists))
-        ids = np.fromiter(map(self.word_ids.__getitem__, flat), dtype=np.int64, count=len(flat))
-        docs = np.repeat(np.arange(len(word_lists), dtype=np.int64), [len(words) for words in word_lists])
+    def _known_ids(self, flat: Sequence[str]) -> np.ndarray:
+        """Each word's memoised term id (or MULTI), UNKNOWN for a word not learned yet."""
+        return np.fromiter(map(self.word_ids.get, flat, repeat(UNKNOWN)), dtype=np.int64, count=len(flat))
+
+    def _learn_unknown(
+        self,
+        name_flat: Sequence[str],
+        name_docs: np.ndarray,
+        name_ids: np.ndarray,
+        text_flat: Sequence[str],
+        text_docs: np.ndarray,
+        text_ids: np.ndarray,
+    ) -> None:
+        """Learn the words `_known_ids` did not know and fill in their ids. They are learned in the
+        order `documents` meets them (each document's name, then its text), so terms get the same ids."""
+        in_name = np.flatnonzero(name_ids == UNKNOWN)
+        in_text = np.flatnonzero(text_ids == UNKNOWN)
+        if not len(in_name) and not len(in_text):
+            return
+        words = [name_flat[p] for p in in_name.tolist()] + [text_flat[p] for p in in_text.tolist()]
+        met = np.argsort(np.concatenate([name_docs[in_name] * 2, text_docs[in_text] * 2 + 1]), kind="stable")
+        self.learn([[words[i] for i in met.tolist()]])
+        # A memo cleared by that learning keeps every term id found before it valid.
+        known = self.word_ids
+        name_ids[in_name] = [known[name_flat[p]] for p in in_name.tolist()]
+        text_ids[in_text] = [known[text_flat[p]] for p in in_text.tolist()]
+
+    def _expand_multi_terms(
+        self, flat: Sequence[str], docs: np.ndarray, ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(document position, term id) of every term: a word of several terms gives each of them,
+        a word of none gives nothing."""
         multi = np.flatnonzero(ids == MULTI)
-        if len(multi):
-            expansions = [self.word_terms[flat[p]] for p in multi.tolist()]
-            reps = np.ones(len(ids), dtype=np.int64)
-            reps[multi] = [len(terms) for terms in expansions]
-            starts = np.cumsum(reps) - reps
-            ids, docs = np.repeat(ids, reps), np.repeat(docs, reps)
-            for position, terms in zip(starts[multi].tolist(), expansions, strict=True):
-                ids[position : position + len(terms)] = terms
+        if not len(multi):
+            return docs, ids
+        expansions = [self._terms_of_multi(flat[p]) for p in multi.tolist()]
+        reps = np.ones(len(ids), dtype=np.int64)
+        reps[multi] = [len(terms) for terms in expansions]
+        starts = np.cumsum(reps) - reps
+        ids, docs = np.repeat(ids, reps), np.repeat(docs, reps)
+        for position, terms in zip(starts[multi].tolist(), expansions, strict=True):
+            ids[position : position + len(terms)] = terms
         return docs, ids
+
+    def _terms_of_multi(self, word: str) -> tuple[int, ...]:
+        terms = self.word_terms.get(word)
+        if terms is None:  # the memo was cleared since the word's id was read: learn it again
+            self.learn([[word]])
+            terms = self.word_terms[word]
+        return terms
 
     def query_terms(self, query: str) -> list[tuple[str, str]]:
         """(query word, FTS5 term) pairs in query order, before pruning. Each word is one phrase of
