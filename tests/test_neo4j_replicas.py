@@ -7,6 +7,7 @@ on restart without rebuilding its indexes."""
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -193,27 +194,17 @@ def test_writes_through_one_replica_are_found_through_the_other_on_every_channel
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for replica, token in ((a, ta), (b, tb)):
+    asked = (("comets", "keyword"), ("astronomers watching icy wanderers in the sky", "vector"))
+    for (replica, token), (query, channel) in itertools.product(((a, ta), (b, tb)), asked):
         assert (
             seen_within(
-                lambda r=replica, t=token: any(
-                    has_channel(reasons_for(r, t, "comets", n), "keyword")
-                    for n in ("Kestrel Observatory", "kestrel.md")
+                lambda r=replica, t=token, q=query, c=channel: any(
+                    has_channel(reasons_for(r, t, q, n), c) for n in ("Kestrel Observatory", "kestrel.md")
                 ),
                 FRESH_SECONDS,
             )
             is not None
-        ), replica.log[-20:]
-        assert (
-            seen_within(
-                lambda r=replica, t=token: any(
-                    has_channel(reasons_for(r, t, "astronomers watching icy wanderers in the sky", n), "vector")
-                    for n in ("Kestrel Observatory", "kestrel.md")
-                ),
-                FRESH_SECONDS,
-            )
-            is not None
-        ), replica.log[-20:]
+        ), (channel, replica.log[-20:])
 
 
 def test_a_killed_replica_catches_up_from_the_change_log_without_rebuilding(fleet: dict[str, Any]) -> None:

@@ -49,6 +49,17 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def neo4j_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The Neo4j options of a job spec (`--neo4j-*`), as the job reads them."""
+    return {
+        "uri": args.neo4j_uri,
+        "user": args.neo4j_user,
+        "password": args.neo4j_password,
+        "database": args.neo4j_database,
+        "java_opts": args.neo4j_java_opts,
+    }
+
+
 def size_label(n: int) -> str:
     if n % 1_000_000 == 0:
         return f"{n // 1_000_000}m"
@@ -271,13 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         "keep_data": args.keep_data,
         "sample_vectors": str(work_root / "sample_vectors.npy"),
         "sample_ids": str(work_root / "sample_ids.json"),
-        "neo4j": {
-            "uri": args.neo4j_uri,
-            "user": args.neo4j_user,
-            "password": args.neo4j_password,
-            "database": args.neo4j_database,
-            "java_opts": args.neo4j_java_opts,
-        },
+        "neo4j": neo4j_spec(args),
     }
     embed: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []

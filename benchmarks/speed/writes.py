@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks import datagen
 from benchmarks.speed.jobs import neo4j_for_job, open_store
 from benchmarks.speed.measure import PhaseMeter, console
-from benchmarks.speed.runner import DEFAULT_OUT, REPO_ROOT, TARGET_WRITE, parse_size, size_label
+from benchmarks.speed.runner import DEFAULT_OUT, REPO_ROOT, TARGET_WRITE, neo4j_spec, parse_size, size_label
 from benchmarks.speed.write_rate import measure_writes
 
 
@@ -83,13 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     "work_dir": str(job_dir),
                     "data_dir": str(data_dir),
                     "result_path": str(job_dir / "result.json"),
-                    "neo4j": {
-                        "uri": args.neo4j_uri,
-                        "user": args.neo4j_user,
-                        "password": args.neo4j_password,
-                        "database": args.neo4j_database,
-                        "java_opts": args.neo4j_java_opts,
-                    },
+                    "neo4j": neo4j_spec(args),
                 }
                 (job_dir / "job.json").write_text(json.dumps(spec))
                 cmd = [sys.executable, "-m", "benchmarks.speed.writes", "--job", str(job_dir / "job.json")]

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -52,6 +53,7 @@ from aesoperator.engine.stores.out_of_space import reraise_if_out_of_space
 from aesoperator.errors import StoreError
 from aesoperator.graph_schema.models import Direction, Entity, Relation, to_iso, utcnow
 
+T = TypeVar("T")
 DB_FILE = "graph.sqlite"
 MAX_ROWS = 1_000_000_000  # upper bound for caller-given limits (SQLite integers are 64-bit)
 # bm25 column weights: a hit in the name counts twice a hit in the text.
@@ -438,37 +440,30 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
             "ORDER BY id LIMIT ?4"
         )
         params = (_optional_list(namespaces), _optional_list(types))
-        last = ""
-        while True:
-            with self._guard("iterate entities") as conn:
-                rows = conn.execute(sql, (last, *params, _page(batch_size))).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield [row_to_entity(r) for r in rows]
+        return self._keyset_pages("iterate entities", sql, params, batch_size, row_to_entity)
 
     def iter_texts(self, batch_size: int = 1000) -> Iterator[list[EntityText]]:
         """Pages of every entity's id, type, name, text and namespace in id order (keyset pagination)."""
         sql = "SELECT id, type, name, coalesce(text, ''), namespace FROM entities WHERE id > ? ORDER BY id LIMIT ?"
-        last = ""
-        while True:
-            with self._guard("iterate entity texts") as conn:
-                rows = conn.execute(sql, (last, _page(batch_size))).fetchall()
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield [EntityText._make(r) for r in rows]
+        return self._keyset_pages("iterate entity texts", sql, (), batch_size, EntityText._make)
 
     def iter_relations(self, batch_size: int = 1000) -> Iterator[list[Relation]]:
         sql = f"SELECT {RELATION_COLUMNS} FROM relations WHERE id > ? ORDER BY id LIMIT ?"
+        return self._keyset_pages("iterate relations", sql, (), batch_size, row_to_relation)
+
+    def _keyset_pages(
+        self, action: str, sql: str, params: tuple[Any, ...], batch_size: int, convert: Callable[[Any], T]
+    ) -> Iterator[list[T]]:
+        """Pages of `sql`'s rows in id order, each page starting after the last id of the one
+        before (`sql` takes the last id first, then `params`, then the page size)."""
         last = ""
         while True:
-            with self._guard("iterate relations") as conn:
-                rows = conn.execute(sql, (last, _page(batch_size))).fetchall()
+            with self._guard(action) as conn:
+                rows = conn.execute(sql, (last, *params, _page(batch_size))).fetchall()
             if not rows:
                 return
             last = rows[-1][0]
-            yield [row_to_relation(r) for r in rows]
+            yield [convert(r) for r in rows]
 
     def iter_vectors(self, model: str, batch_size: int = 4096) -> Iterator[tuple[list[str], list[str], np.ndarray]]:
         """(ids, namespaces, float32 matrix) batches of every stored vector of `model`, in id order."""
