@@ -233,3 +233,31 @@ def test_code_symbols_answer_where_defined_and_what_calls(make_engine: Callable[
     callee = engine.get_entities([any_call.dst])[0]
     callers = [link.symbol.id for r in engine.code_symbol(callee.name) for link in r.incoming if link.type == "CALLS"]
     assert any_call.src in callers
+
+
+def test_a_new_entity_is_made_in_the_items_own_namespace_whatever_order_links_come_in(tmp_path: Path) -> None:
+    """An agent's episode that may link to the shared memory graph (its own namespace listed first
+    among the namespaces it reads) makes its new entities in its own namespace, with ids that name
+    it; and it links to the shared graph's entity once that exists."""
+    from aesoperator.engine.stores.embedded import EmbeddedGraphStore
+    from aesoperator.graph_schema.models import Entity
+    from aesoperator.ingest.extract.stage import KnowledgeExtractionStage
+
+    store = EmbeddedGraphStore(tmp_path / "data")
+    try:
+        stage = KnowledgeExtractionStage(store, DefaultExtractor(use_model=False))
+
+        def episode(eid: str, namespace: str) -> Entity:
+            return Entity(id=eid, type="Episode", name="turn", text="We met Dana Ruiz from NASA.", namespace=namespace)
+
+        agent = stage.process([episode("ep1", "agent:a")], link_namespaces=["agent:a", "memory-graph"])
+        assert agent.entities and {e.namespace for e in agent.entities} == {"agent:a"}
+        assert all("agent:a/" in e.id and "memory-graph" not in e.id for e in agent.entities)
+        shared = stage.process([episode("ep2", "memory-graph")], link_namespaces=["memory-graph"])
+        store.upsert(shared.entities)
+        linked = stage.process([episode("ep3", "agent:a")], link_namespaces=["agent:a", "memory-graph"])
+        assert linked.entities == []  # every mention found the shared graph's entity
+        targets = {r.dst for r in linked.relations["ep3"] if r.type == "MENTIONS"}
+        assert targets == {e.id for e in shared.entities}
+    finally:
+        store.close()

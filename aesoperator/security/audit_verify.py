@@ -90,14 +90,17 @@ class _Walk:
 
 def verify_log(path: Path, checkpoint_path: Path, key_path: Path) -> VerifyReport:
     """Verify the log at `path` with its checkpoint and key (see the module docstring)."""
-    key = read_key(key_path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
+        key = read_key(key_path)
         state, checkpoint = read_checkpoint(checkpoint_path, key)
         return _without_log(key is not None, state, checkpoint, checkpoint_path.name, key_path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # appends hold LOCK_EX: the checkpoint matches what is read
+        # Appends hold LOCK_EX: the checkpoint matches what is read, and the key (made by the first
+        # append) is there if any record is; read before the lock, a first append could come between.
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        key = read_key(key_path)
         state, checkpoint = read_checkpoint(checkpoint_path, key)
         walk = _walk(fd, key, checkpoint if state == "ok" else None)
     finally:

@@ -173,9 +173,10 @@ class KnowledgeExtractionStage:
         speaking = [first_person_as_speaker(e, r) for e, r in zip(chosen, self._extract(texts, batch), strict=True)]
         results = [r for r, _ in speaking]
 
-        # Every entity a mention could stand for, so that stored ones are linked, not rewritten.
+        # Every entity a mention could stand for, so that stored ones are linked, not rewritten; the
+        # item's own namespace last, as that is where a new one is made (its id names that namespace).
         def candidates(entity: Entity, m: Mention) -> list[str]:
-            spaces = [*(link_namespaces or ()), entity.namespace]
+            spaces = [*(ns for ns in link_namespaces or () if ns != entity.namespace), entity.namespace]
             return [knowledge_entity_id(ns, m.type, m.key) for ns in dict.fromkeys(spaces)]
 
         wanted = sorted({c for e, r in zip(chosen, results, strict=True) for m in r.mentions for c in candidates(e, m)})
