@@ -149,14 +149,10 @@ class KeywordIndex(DerivedIndex):
         """Documents for a page of a full scan; their postings are returned for one install."""
         post = self._post
         batch = self._vocab.batch_postings([r.name for r in rows], [r.text for r in rows])
-        if any(row.id in post.doc_of for row in rows):  # a page read twice: one document at a time
-            for row, length, distinct in zip(rows, batch.lengths.tolist(), batch.distinct.tolist(), strict=True):
-                if row.id in post.doc_of:
-                    post.kill(row.id)
-                post.new_doc(row.id, row.name, row.namespace, row.type, length, distinct)
-        else:
-            ids, types, names, _, namespaces = zip(*rows, strict=True) if rows else ((), (), (), (), ())
-            post.new_docs(ids, names, namespaces, types, batch.lengths, batch.distinct)
+        for row in rows:  # an id the scan returned before (pages are in id order, so never within one)
+            post.kill(row.id)
+        ids, types, names, _, namespaces = zip(*rows, strict=True) if rows else ((), (), (), (), ())
+        post.new_docs(ids, names, namespaces, types, batch.lengths, batch.distinct)
         return batch
 
     # -- searching ----------------------------------------------------------------------------
