@@ -368,7 +368,7 @@ class AuditLog:
         except BaseException as exc:  # nothing of the group is on disk: each of its callers raises
             with self._queue_changed:
                 if not batch:  # failed before the group was taken (no key, the log cannot be opened)
-                    batch, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
+                    batch = self._take_group()  # the condition's lock is re-entrant
                 for entry in batch:
                     if not entry.done:
                         entry.error, entry.done = exc, True
