@@ -21,6 +21,7 @@ from __future__ import annotations
 import array
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -175,6 +176,35 @@ class KeywordIndex(DerivedIndex):
         else:
             kept = {key for key in keys if df[key] > 0}
         return [tid for key, tid in known if key in kept]
+
+    def specificity(self, text: str) -> float:
+        """How specific the rarest word of `text` is in the indexed items: log(N/df) / log(N) of its
+        least frequent term, 1 for a word one item holds, near 0 for one nearly every item holds
+        (0 when no word of it is indexed). The self-information of seeing the word, on a fixed scale."""
+        with self._lock:
+            n_docs = self._post.counted_docs
+            if n_docs < 2:
+                return 1.0
+            term_of = self._vocab.term_of
+            dfs = [self._post.raw_df(term_of[t]) for _, t in self.query_terms(text) if t in term_of]
+        dfs = [d for d in dfs if d > 0]
+        if not dfs:
+            return 0.0
+        return max(0.0, min(1.0, math.log(n_docs / min(dfs)) / math.log(n_docs)))
+
+    def score_ceiling(self, query: str) -> float:
+        """The BM25 a document matching every kept query word as strongly as BM25 allows would
+        score: the sum of (k1 + 1) × idf over the words `search` scores (0 when none is indexed).
+        Dividing by it puts scores of different queries on one scale."""
+        with self._lock:
+            n_docs = max(1, self._post.counted_docs)
+            asked = self._scored_terms(query, n_docs)
+            total = 0.0
+            for tid in asked:
+                df = self._post.raw_df(tid)
+                idf = math.log((n_docs - df + 0.5) / (df + 0.5))
+                total += (K1 + 1.0) * (idf if idf > 0 else IDF_FLOOR)
+        return total
 
     def search(
         self,

@@ -352,7 +352,7 @@ def _run_stages(sources: SearchSources, request: SearchRequest, settings: Search
     candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
     candidates, entities = load_candidates(sources.store, candidates, request, timer)
     walk = walk_candidates(sources, candidates, hits, request, settings, timer)
-    bridged = bridge_candidates(sources, candidates, hits, request, settings, timer)
+    bridged = bridge_candidates(sources, candidates, hits, request, settings, timer, entities)
     if walk is not None and walk.ranked:
         hits.ranked[WALK_CHANNEL] = walk.ranked[: request.n_candidates]
     if bridged is not None and bridged[0]:

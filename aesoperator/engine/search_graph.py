@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from aesoperator.engine import retrieval
-from aesoperator.engine.bridges import Bridge, bridge_scores, pick_bridges
+from aesoperator.engine.bridges import Bridge, BridgePass, bridge_scores, pick_bridges, residual_query
 from aesoperator.engine.entity_walk import WALK_RELATIONS, WalkResult, walk_items
 from aesoperator.engine.retrieval import Candidate
 from aesoperator.engine.search_request import (
@@ -29,6 +29,7 @@ from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation
 
 if TYPE_CHECKING:
+    from aesoperator.engine.keyword_index import KeywordIndex
     from aesoperator.engine.vectors import VectorIndex
 
 
@@ -128,17 +129,20 @@ def bridge_candidates(
     request: SearchRequest,
     settings: SearchSettings,
     timer: StageTimer,
+    items: dict[str, Entity],
 ) -> tuple[list[tuple[str, float]], dict[str, Bridge]] | None:
-    """Stage 4b: multi-step retrieval (`bridges`): the keyword index asked again with the query
-    plus each entity the best hits mention and the query does not.
+    """Stage 4b: multi-step retrieval (`bridges`): the keyword index asked again about each entity
+    the best hits mention and the query does not, with the words of the query its hit lacks.
 
     Args:
         sources: the store (the hits' mentions) and the keyword index.
         candidates: the first stage's loaded candidates, best first.
         hits: the channel lists (for the index position).
         request: the search (with a graph depth of at least one; its types filter the second passes).
-        settings: `bridge_weight` (0: off), `bridge_hits`, `bridge_entities`.
+        settings: `bridge_weight` (0: off), `bridge_hits`, `bridge_entities`, `bridge_query`,
+            `bridge_depth`.
         timer: receives `bridge`.
+        items: the loaded candidates' entities by id (the texts of the hits naming bridges).
 
     Returns:
         The bridge channel's (item, score) list and the bridge behind each item, or None when off.
@@ -165,20 +169,34 @@ def bridge_candidates(
         if not chosen:
             return None
         keywords = sources.keyword_index(hits.store_seq)
-        passes = [
-            (
-                bridge,
-                keywords.search(
-                    f"{request.query} {bridge.name}",
-                    request.n_candidates,
-                    namespaces=request.namespaces,
-                    types=request.types,
-                    include_extracted=request.type_filter is not None,
-                ),
-            )
-            for bridge in chosen
-        ]
+        passes = [_second_pass(keywords, bridge, request, settings, items) for bridge in chosen]
         return bridge_scores(passes)
+
+
+def _second_pass(
+    keywords: KeywordIndex, bridge: Bridge, request: SearchRequest, settings: SearchSettings, items: dict[str, Entity]
+) -> BridgePass:
+    """Ask the keyword index about one bridge (`settings.bridge_query`, see `bridges`)."""
+
+    def ask(text: str, k: int) -> list[tuple[str, float]]:
+        return keywords.search(
+            text,
+            k,
+            namespaces=request.namespaces,
+            types=request.types,
+            include_extracted=request.type_filter is not None,
+        )
+
+    hit = items.get(bridge.hit_id)
+    if settings.bridge_query == "query" or hit is None:
+        return BridgePass(bridge, ask(f"{request.query} {bridge.name}", request.n_candidates))
+    residual = f"{bridge.name} {residual_query(request.query, hit.text)}"
+    return BridgePass(
+        bridge,
+        ask(residual, settings.bridge_depth),
+        scale=keywords.score_ceiling(residual),
+        weight=keywords.specificity(bridge.name),
+    )
 
 
 def bridge_reasons(via: dict[str, Bridge], candidates: list[Candidate], entities: dict[str, Entity]) -> None:

@@ -47,6 +47,13 @@ class SearchSettings:
     bridge_weight: float = 1.0
     bridge_hits: int = 5  # best first-stage hits whose entities bridge
     bridge_entities: int = 10  # second passes at most
+    # How a second pass asks: "residual" with the bridge's name plus the query words the hit naming
+    # it lacks (the part of the question the first hop left open), scored against the best BM25 the
+    # pass could reach and weighed by how specific the bridge's name is in the corpus, its first
+    # `bridge_depth` items kept; "query" with the whole query plus the name, scored against the
+    # pass's best (the pipeline before residual passes, kept for comparison).
+    bridge_query: Literal["residual", "query"] = "residual"
+    bridge_depth: int = 3  # items a residual pass keeps: a bridge's own passages come first
     # Conversation windows: share of its best NEXT neighbour's score a turn gains (0: off); only
     # sequences linked by NEXT (a session's turns) are touched. 0.5 over two turns: of the LoCoMo
     # questions whose gold turns all missed the top 10, 52% had one next to a hit, 65% within two.
@@ -83,6 +90,10 @@ class SearchSettings:
             raise ConfigError(f"window_span must be 1 to 5, got {self.window_span}")
         if not 0 < self.walk_alpha < 1:
             raise ConfigError(f"walk_alpha must be between 0 and 1 (exclusive), got {self.walk_alpha}")
+        if self.bridge_query not in ("residual", "query"):
+            raise ConfigError(f"bridge_query must be 'residual' or 'query', got {self.bridge_query!r}")
+        if self.bridge_depth < 1:
+            raise ConfigError(f"bridge_depth must be >= 1, got {self.bridge_depth}")
         if self.bridge_hits < 1 or self.bridge_entities < 1:
             raise ConfigError(
                 f"bridge_hits and bridge_entities must be >= 1, got {self.bridge_hits}, {self.bridge_entities}"
