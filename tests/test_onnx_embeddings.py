@@ -18,7 +18,7 @@ from aesoperator.engine.embedder_factory import make_embedder
 from aesoperator.engine.embeddings import DEFAULT_MODEL, Embedder
 from aesoperator.engine.onnx_embeddings import OnnxEmbedder
 from aesoperator.engine.vector_backend import split_vector_key, vector_key
-from aesoperator.errors import EmbeddingBackendMismatch
+from aesoperator.errors import ConfigError, EmbeddingBackendMismatch
 from aesoperator.graph_schema.models import Entity
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,3 +151,20 @@ def test_falls_back_to_torch_without_onnxruntime(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "Embedder", DEFAULT_MODEL, "(384,)"]
     assert "needs onnxruntime" in done.stderr
+
+
+def test_int8_queries_over_fp32_vectors(onnx_fp32: OnnxEmbedder, onnx_cache: Path, tmp_path: Path) -> None:
+    """`embedding_query_backend = "onnx-int8"`: documents are embedded (and stored) as by the fp32
+    backend, queries by the int8 export, close enough to rank the same texts first."""
+    settings = Settings(data_dir=tmp_path, embedding_query_backend="onnx-int8", embedding_onnx_cache_dir=onnx_cache)
+    mixed = make_embedder(settings)
+    assert isinstance(mixed, OnnxEmbedder) and mixed.query_precision == "int8" and mixed.precision == "fp32"
+    assert mixed.model_name == onnx_fp32.model_name == DEFAULT_MODEL  # stored vectors keep their key
+    assert np.array_equal(mixed.embed(TEXTS), onnx_fp32.embed(TEXTS))
+    docs = onnx_fp32.embed(TEXTS)
+    for i, text in enumerate(TEXTS):
+        fast, exact = mixed.embed_query(text), onnx_fp32.embed_query(text)
+        assert 0.98 < float(fast @ exact) < 1.0  # a different model run, not the same one
+        assert int(np.argmax(docs @ fast)) == i
+    with pytest.raises(ConfigError, match='needs embedding_backend "onnx"'):
+        make_embedder(settings.model_copy(update={"embedding_backend": "torch"}))

@@ -40,19 +40,37 @@ def onnx_cache_dir(settings: Settings) -> Path:
     return user if _writable(user) else settings.data_dir / "models" / "onnx"
 
 
+def query_precision(settings: Settings) -> Precision | None:
+    """The precision queries are embedded at when it differs from the stored vectors' (None: the same).
+
+    Raises:
+        ConfigError: `embedding_query_backend` asks for int8 queries over a backend other than "onnx".
+    """
+    if settings.embedding_query_backend == "same" or settings.embedding_backend == "onnx-int8":
+        return None
+    if settings.embedding_backend != "onnx":
+        raise ConfigError(
+            f'embedding_query_backend "onnx-int8" needs embedding_backend "onnx", not {settings.embedding_backend!r}'
+        )
+    return "int8"
+
+
 def make_embedder(settings: Settings) -> Embedder:
     """The configured embedder; the ONNX one has its export ready (made now if not cached).
 
     Args:
-        settings: the engine settings (`embedding_model`, `embedding_backend`, `embedding_device`,
-            `embedding_batch_size`, `embedding_onnx_cache_dir`).
+        settings: the engine settings (`embedding_model`, `embedding_backend`,
+            `embedding_query_backend`, `embedding_device`, `embedding_batch_size`,
+            `embedding_onnx_cache_dir`).
 
     Returns:
         An `OnnxEmbedder`, or the torch `Embedder` when the backend is "torch" or onnx cannot run.
 
     Raises:
-        ConfigError: the model itself is not available.
+        ConfigError: the model itself is not available, or int8 queries are asked over a backend
+            other than "onnx".
     """
+    queries = query_precision(settings)
     if settings.embedding_backend != "torch":
         try:
             embedder = OnnxEmbedder(
@@ -61,6 +79,7 @@ def make_embedder(settings: Settings) -> Embedder:
                 device=settings.embedding_device,
                 precision="int8" if settings.embedding_backend == "onnx-int8" else "fp32",
                 cache_dir=onnx_cache_dir(settings),
+                query_precision=queries,
             )
             embedder.ensure_export()
             return embedder
@@ -76,7 +95,12 @@ def main() -> None:
     aesoperator.engine.embedder_factory`, run by scripts/setup.sh) so the first search does not pay it."""
     settings = load_settings()
     precision: Precision = "int8" if settings.embedding_backend == "onnx-int8" else "fp32"
-    embedder = OnnxEmbedder(settings.embedding_model, precision=precision, cache_dir=onnx_cache_dir(settings))
+    embedder = OnnxEmbedder(
+        settings.embedding_model,
+        precision=precision,
+        cache_dir=onnx_cache_dir(settings),
+        query_precision=query_precision(settings),
+    )
     print(f"onnx export of {settings.embedding_model} ({precision}): {embedder.ensure_export()}")
 
 

@@ -179,6 +179,7 @@ class OnnxEmbedder(Embedder):
         query_num_threads: int = 1,
         precision: Precision = "fp32",
         cache_dir: Path | None = None,
+        query_precision: Precision | None = None,
     ) -> None:
         if not onnx_runtime_available():
             raise ConfigError(
@@ -187,6 +188,10 @@ class OnnxEmbedder(Embedder):
             )
         super().__init__(model_name, batch_size, device, cache_size, num_threads, query_num_threads)
         self.precision: Precision = precision
+        # Queries may run on a smaller export than the stored vectors (int8 over fp32): a query is
+        # embedded on every search, a document once.
+        self.query_precision: Precision = query_precision or precision
+        self._query_encoder: OnnxEncoder | None = None
         self.backend = "onnx" if precision == "fp32" else "onnx-int8"
         self.cache_dir = cache_dir or user_cache_dir()
         self._model_dir = self._local_dir()
@@ -220,19 +225,40 @@ class OnnxEmbedder(Embedder):
             ) from exc
 
     def ensure_export(self) -> Path:
-        """The export directory, exporting the model now if no cached export exists.
+        """The export directory, exporting the model now if no cached export exists (and the
+        query export too, when queries run on another precision).
 
         Raises:
             ConfigError: the export failed or cannot be written.
         """
+        if self.query_precision != self.precision:
+            self._ensure(self.query_precision)
+        return self._ensure(self.precision)
+
+    def _ensure(self, precision: Precision) -> Path:
         with self._export_lock:
-            directory = self.export_dir
+            directory = self.cache_dir / export_key(self._model_name, self.revision, precision)
             if read_manifest(directory) is None:
                 _set_offline_defaults()
-                directory, _ = export_model(
-                    self._model_name, self._model_dir, self.revision, self.precision, self.cache_dir
-                )
+                directory, _ = export_model(self._model_name, self._model_dir, self.revision, precision, self.cache_dir)
             return directory
+
+    def _query_model(self, model: OnnxEncoder) -> OnnxEncoder:
+        """The encoder for queries: the documents' one, or the `query_precision` export's."""
+        if self.query_precision == self.precision:
+            return model
+        if self._query_encoder is None:
+            directory = self._ensure(self.query_precision)
+            manifest = read_manifest(directory)
+            if manifest is None:
+                raise ConfigError(f"the onnx export in {directory} is incomplete: delete the directory and retry")
+            if manifest.dim != model.manifest.dim:
+                raise ConfigError(
+                    f"the {self.query_precision} export of {self._model_name} has {manifest.dim} dimensions, "
+                    f"the {self.precision} one {model.manifest.dim}"
+                )
+            self._query_encoder = OnnxEncoder(directory, manifest, self.num_threads, self.device)
+        return self._query_encoder
 
     def _load(self) -> Any:
         model = self._model
@@ -263,11 +289,12 @@ class OnnxEmbedder(Embedder):
         return encoder.encode(texts, self.batch_size)
 
     def _encode_query_locked(self, model: Any, text: str) -> np.ndarray:
-        encoder: OnnxEncoder = model
+        encoder = self._query_model(model)
         return encoder.encode([text], 1, threads=self.query_num_threads)[0].copy()
 
     def __repr__(self) -> str:
         return (
             f"OnnxEmbedder(model_name={self._model_name!r}, precision={self.precision!r}, "
+            f"query_precision={self.query_precision!r}, "
             f"export={str(self.export_dir)!r}, batch_size={self.batch_size}, loaded={self.loaded})"
         )
