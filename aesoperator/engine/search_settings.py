@@ -184,7 +184,7 @@ SEARCH_PRESETS: dict[str, SearchPreset] = {
             "sf",
             "Score fusion, two hops (with the bridge channel, windows and time words on by "
             "default): the best recall on questions that need several passages "
-            "(recall@10 MuSiQue 0.778, HotpotQA 0.970, LoCoMo 0.764, SciFact 0.848).",
+            "(recall@10 MuSiQue 0.798, HotpotQA 0.970, LoCoMo 0.760, SciFact 0.850).",
         ),
         SearchPreset(
             "direct",
