@@ -577,3 +577,24 @@ def test_faiss_search_runs_on_the_real_library(tmp_path: Path) -> None:
     part = faiss.read_index(str(tmp_path / "ix" / manifest["namespaces"]["n"]["file"]))
     assert isinstance(part, faiss.IndexIDMap2) and part.ntotal == 1 and part.d == DIM
     assert isinstance(faiss.downcast_index(part.index), faiss.IndexFlatIP)
+
+
+def test_single_query_fast_path_equals_faiss_scan() -> None:
+    """`flat_search` (one BLAS product over FAISS's storage) answers as FAISS's own scan does,
+    after removals too, and for k beyond the size or zero (up to float rounding)."""
+    from aesoperator.engine.vector_parts import flat_search
+
+    part = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    part.add_with_ids(unit_rows(3000, seed=11), np.arange(100, 3100, dtype=np.int64))
+    part.remove_ids(faiss.IDSelectorBatch(np.arange(100, 3100, 7, dtype=np.int64)))
+    for q in unit_rows(25, seed=12):
+        for k in (1, 10, 80, 5000):
+            scores, labels = flat_search(part, q, k)
+            want_scores, want_labels = part.search(q[None, :], min(k, part.ntotal))
+            # the same vectors; two whose scores differ by less than float rounding may swap places
+            assert set(labels.tolist()) == set(want_labels[0].tolist())
+            assert np.allclose(scores, want_scores[0], atol=1e-5)
+            if k <= 80:
+                assert labels.tolist() == want_labels[0].tolist()
+    assert flat_search(part, unit_rows(1, seed=13)[0], 0)[1].size == 0
+    assert flat_search(faiss.IndexIDMap2(faiss.IndexFlatIP(DIM)), unit_rows(1)[0], 5)[1].size == 0

@@ -63,6 +63,7 @@ from aesoperator.engine.vector_parts import (
     DEFAULT_NPROBE,
     VectorPartitions,
     as_matrix,
+    flat_search,
     is_ivf,
     ivf_lists,
     omp_threads,
@@ -210,9 +211,14 @@ class VectorIndex(DerivedIndex):
             scores: list[np.ndarray] = []
             labels: list[np.ndarray] = []
             for part in state.selected(namespaces):
-                dist, lab = part.search(query, min(k, int(part.ntotal)))
-                scores.append(dist[0])
-                labels.append(lab[0])
+                if is_ivf(part):
+                    dist, lab = part.search(query, min(k, int(part.ntotal)))
+                    scores.append(dist[0])
+                    labels.append(lab[0])
+                else:
+                    dist_row, lab_row = flat_search(part, query[0], k)
+                    scores.append(dist_row)
+                    labels.append(lab_row)
             return state.merge(scores, labels, k)
 
     def search_batch(
