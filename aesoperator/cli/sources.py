@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from aesoperator.cli.app import _emit, _engine, app, err, out, state
+from aesoperator.cli.interrupts import stop_on_first_interrupt
 from aesoperator.errors import AesopError
 
 # -- MCP sources ---------------------------------------------------------------------------------
@@ -262,13 +264,16 @@ def watch(
                 f"{report.quarantined} quarantined in {report.seconds:.1f}s"
             )
 
-    with _engine() as engine:
-        try:
+    def stopping() -> None:
+        err.print("stopping after the current run (Ctrl-C again to abort)")
+
+    with _engine() as engine, stop_on_first_interrupt(stopping) as stop:
+        with contextlib.suppress(KeyboardInterrupt):  # the second Ctrl-C
             engine.watch_source(
                 source,
+                stop=stop,
                 on_event=on_event,
                 embed=not no_embed,
                 progress=NoProgress() if state.as_json else RichProgress(),
             )
-        except KeyboardInterrupt:
-            err.print("stopped watching")
+        err.print("stopped watching")
