@@ -53,7 +53,7 @@ from aesoperator.engine.keyword_files import (
     remove_other_generations,
     write_keyword_file,
 )
-from aesoperator.engine.keyword_postings import IDF_FLOOR, K1, B, KeywordPostings
+from aesoperator.engine.keyword_postings import IDF_FLOOR, K1, B, KeywordPostings, bm25_idf
 from aesoperator.engine.keyword_vocabulary import MULTI, WORD_MEMO_MAX, BatchPostings, KeywordVocabulary
 from aesoperator.engine.query_terms import prune_common_terms
 from aesoperator.engine.stores.base import ERASED_ID, EntityText, GraphStore
@@ -199,12 +199,7 @@ class KeywordIndex(DerivedIndex):
         with self._lock:
             n_docs = max(1, self._post.counted_docs)
             asked = self._scored_terms(query, n_docs)
-            total = 0.0
-            for tid in asked:
-                df = self._post.raw_df(tid)
-                idf = math.log((n_docs - df + 0.5) / (df + 0.5))
-                total += (K1 + 1.0) * (idf if idf > 0 else IDF_FLOOR)
-        return total
+            return sum((K1 + 1.0) * bm25_idf(n_docs, self._post.raw_df(tid)) for tid in asked)
 
     def search(
         self,

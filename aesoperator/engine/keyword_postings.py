@@ -34,6 +34,13 @@ IDF_FLOOR = 1e-6  # FTS5 clamps a non-positive idf to this
 COLUMNS = ("lengths", "ns", "types", "nterms")
 
 
+def bm25_idf(n_docs: int, df: int) -> float:
+    """FTS5's bm25 idf of a term in `df` of `n_docs` documents, a non-positive one clamped to
+    `IDF_FLOOR`, computed in FTS5's order of operations."""
+    idf = math.log((n_docs - df + 0.5) / (df + 0.5))
+    return idf if idf > 0.0 else IDF_FLOOR
+
+
 def counts_in_statistics(entity_id: str) -> bool:
     """Whether a document weighs in N, the average length and document frequencies: every
     entity but those extraction found (see the module docstring)."""
@@ -413,9 +420,7 @@ class KeywordPostings:
         if len(docs) == 0:
             return None
         df = int(np.count_nonzero(self.counted.view()[docs])) if self.counted_docs != self.live_docs else len(docs)
-        idf = math.log((n_docs - df + 0.5) / (df + 0.5))
-        if idf <= 0.0:
-            idf = IDF_FLOOR
+        idf = bm25_idf(n_docs, df)
         f = freqs.astype(np.float64)
         norm = K1 * (1.0 - B + B * lengths[docs].astype(np.float64) / avgdl)
         return docs, idf * ((f * (K1 + 1.0)) / (f + norm))
