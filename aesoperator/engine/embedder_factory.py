@@ -40,6 +40,11 @@ def onnx_cache_dir(settings: Settings) -> Path:
     return user if _writable(user) else settings.data_dir / "models" / "onnx"
 
 
+def document_precision(settings: Settings) -> Precision:
+    """The precision stored vectors are embedded at under an onnx backend."""
+    return "int8" if settings.embedding_backend == "onnx-int8" else "fp32"
+
+
 def query_precision(settings: Settings) -> Precision | None:
     """The precision queries are embedded at when it differs from the stored vectors' (None: the same).
 
@@ -77,7 +82,7 @@ def make_embedder(settings: Settings) -> Embedder:
                 settings.embedding_model,
                 batch_size=settings.embedding_batch_size,
                 device=settings.embedding_device,
-                precision="int8" if settings.embedding_backend == "onnx-int8" else "fp32",
+                precision=document_precision(settings),
                 cache_dir=onnx_cache_dir(settings),
                 query_precision=queries,
             )
@@ -94,7 +99,7 @@ def main() -> None:
     """Export the configured model for the configured backend now (`python -m
     aesoperator.engine.embedder_factory`, run by scripts/setup.sh) so the first search does not pay it."""
     settings = load_settings()
-    precision: Precision = "int8" if settings.embedding_backend == "onnx-int8" else "fp32"
+    precision = document_precision(settings)
     embedder = OnnxEmbedder(
         settings.embedding_model,
         precision=precision,

@@ -208,7 +208,10 @@ class OnnxEmbedder(Embedder):
     @property
     def export_dir(self) -> Path:
         """Where this model's export is (or will be) cached."""
-        return self.cache_dir / export_key(self._model_name, self.revision, self.precision)
+        return self._export_dir(self.precision)
+
+    def _export_dir(self, precision: Precision) -> Path:
+        return self.cache_dir / export_key(self._model_name, self.revision, precision)
 
     def _local_dir(self) -> Path:
         """The model's directory on disk (a hub name resolves to its cached snapshot)."""
@@ -237,7 +240,7 @@ class OnnxEmbedder(Embedder):
 
     def _ensure(self, precision: Precision) -> Path:
         with self._export_lock:
-            directory = self.cache_dir / export_key(self._model_name, self.revision, precision)
+            directory = self._export_dir(precision)
             if read_manifest(directory) is None:
                 _set_offline_defaults()
                 directory, _ = export_model(self._model_name, self._model_dir, self.revision, precision, self.cache_dir)
@@ -248,17 +251,25 @@ class OnnxEmbedder(Embedder):
         if self.query_precision == self.precision:
             return model
         if self._query_encoder is None:
-            directory = self._ensure(self.query_precision)
-            manifest = read_manifest(directory)
-            if manifest is None:
-                raise ConfigError(f"the onnx export in {directory} is incomplete: delete the directory and retry")
-            if manifest.dim != model.manifest.dim:
+            encoder = self._open_encoder(self._ensure(self.query_precision))
+            if encoder.manifest.dim != model.manifest.dim:
                 raise ConfigError(
-                    f"the {self.query_precision} export of {self._model_name} has {manifest.dim} dimensions, "
+                    f"the {self.query_precision} export of {self._model_name} has {encoder.manifest.dim} dimensions, "
                     f"the {self.precision} one {model.manifest.dim}"
                 )
-            self._query_encoder = OnnxEncoder(directory, manifest, self.num_threads, self.device)
+            self._query_encoder = encoder
         return self._query_encoder
+
+    def _open_encoder(self, directory: Path) -> OnnxEncoder:
+        """The encoder of the export in `directory`.
+
+        Raises:
+            ConfigError: the export has no manifest (it is incomplete).
+        """
+        manifest = read_manifest(directory)
+        if manifest is None:
+            raise ConfigError(f"the onnx export in {directory} is incomplete: delete the directory and retry")
+        return OnnxEncoder(directory, manifest, self.num_threads, self.device)
 
     def _load(self) -> Any:
         model = self._model
@@ -268,18 +279,15 @@ class OnnxEmbedder(Embedder):
             if self._model is not None:
                 return self._model
             directory = self.ensure_export()
-            manifest = read_manifest(directory)
-            if manifest is None:
-                raise ConfigError(f"the onnx export in {directory} is incomplete: delete the directory and retry")
-            encoder = OnnxEncoder(directory, manifest, self.num_threads, self.device)
-            self._dim = manifest.dim
+            encoder = self._open_encoder(directory)
+            self._dim = encoder.manifest.dim
             self._model = encoder
             log.info(
                 "loaded embedding model %s from %s (onnx %s, dim %d, %d threads)",
                 self._model_name,
                 directory,
                 self.precision,
-                manifest.dim,
+                encoder.manifest.dim,
                 self.num_threads,
             )
             return encoder
