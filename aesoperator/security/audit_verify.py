@@ -95,6 +95,10 @@ def verify_log(path: Path, checkpoint_path: Path, key_path: Path) -> VerifyRepor
     except FileNotFoundError:
         key = read_key(key_path)
         state, checkpoint = read_checkpoint(checkpoint_path, key)
+        if path.exists():
+            # A first append created the log (it does so before the key and first checkpoint,
+            # under its lock) while these were read without one: verify under the lock instead.
+            return verify_log(path, checkpoint_path, key_path)
         return _without_log(key is not None, state, checkpoint, checkpoint_path.name, key_path)
     try:
         # Appends hold LOCK_EX: the checkpoint matches what is read, and the key (made by the first
