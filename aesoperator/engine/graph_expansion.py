@@ -9,7 +9,7 @@ Pure functions over data: no I/O, deterministic, ties broken by score, then id.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -19,11 +19,15 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from aesoperator.engine.candidates import GRAPH_CHANNEL, Candidate, sort_desc
-from aesoperator.engine.stores.base import Subgraph
+from aesoperator.engine.stores.base import Links, Subgraph
 from aesoperator.graph_schema.vocabulary import DEFAULT_RELATION_WEIGHT, RELATION_WEIGHTS
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+
+# A neighbourhood as the store returns it: with its records (`neighbors`) or its shape only
+# (`neighbor_links`); expansion needs only the shape.
+Neighbourhood = Subgraph | Links
 
 _MAX_NAME_IN_REASON = 80
 _MAX_SEEDS_IN_REASONS = 3
@@ -67,16 +71,40 @@ class _Graph:
         return sp.csr_matrix((arc_values, (self.dst, self.src)), shape=(self.n, self.n))
 
 
+def _visible(subgraph: Neighbourhood) -> Mapping[str, object]:
+    """The neighbourhood's entity ids (the keys), in the store's order."""
+    return subgraph.entities if isinstance(subgraph, Subgraph) else subgraph.hops
+
+
+def _arcs(subgraph: Neighbourhood, as_of: datetime | None) -> Iterator[tuple[str, str, str]]:
+    """Each distinct relation live at `as_of` as (one end, other end, type), self-loops left out.
+    The store followed only live relations into a `Links`; a `Subgraph` may hold any."""
+    seen: set[str] = set()
+    if isinstance(subgraph, Subgraph):
+        for rel in subgraph.relations:
+            if rel.id in seen or rel.src == rel.dst:
+                continue
+            seen.add(rel.id)
+            if rel.is_live(as_of):
+                yield rel.src, rel.dst, rel.type
+        return
+    for (a, b, rel_type), rel_id in zip(subgraph.edges, subgraph.relation_ids, strict=True):
+        if rel_id in seen or a == b:
+            continue
+        seen.add(rel_id)
+        yield a, b, rel_type
+
+
 def _build_graph(
     seed_ids: Sequence[str],
-    subgraph: Subgraph,
+    subgraph: Neighbourhood,
     relation_weights: Mapping[str, float],
     default_weight: float,
     as_of: datetime | None,
 ) -> _Graph:
     ids: list[str] = []
     index: dict[str, int] = {}
-    for node in (*seed_ids, *subgraph.entities):
+    for node in (*seed_ids, *_visible(subgraph)):
         if node not in index:
             index[node] = len(ids)
             ids.append(node)
@@ -84,18 +112,14 @@ def _build_graph(
     heads: list[int] = []
     codes: list[int] = []
     type_code: dict[str, int] = {}
-    seen: set[str] = set()
-    for rel in subgraph.relations:
-        if rel.id in seen or rel.src == rel.dst:
-            continue
-        seen.add(rel.id)
-        a = index.get(rel.src)
-        b = index.get(rel.dst)
-        if a is None or b is None or not rel.is_live(as_of):
+    for one_end, other_end, rel_type in _arcs(subgraph, as_of):
+        a = index.get(one_end)
+        b = index.get(other_end)
+        if a is None or b is None:
             continue
         tails.append(a)
         heads.append(b)
-        codes.append(type_code.setdefault(rel.type, len(type_code)))
+        codes.append(type_code.setdefault(rel_type, len(type_code)))
     type_names = list(type_code)
     type_weight = np.asarray(
         [max(0.0, float(relation_weights.get(t, default_weight))) for t in type_names], dtype=np.float64
@@ -202,7 +226,7 @@ def _restart_weights(scores: Sequence[float]) -> FloatArray:
 
 def personalized_pagerank(
     seeds: Sequence[Candidate] | Mapping[str, float],
-    subgraph: Subgraph,
+    subgraph: Neighbourhood,
     alpha: float = 0.85,
     *,
     relation_weights: Mapping[str, float] = RELATION_WEIGHTS,
@@ -249,10 +273,10 @@ def personalized_pagerank(
     return {graph.ids[i]: float(x[i]) for i in np.flatnonzero(x > 0).tolist()}
 
 
-def _display(node: str, names: Mapping[str, str] | None, subgraph: Subgraph) -> str:
+def _display(node: str, names: Mapping[str, str] | None, subgraph: Neighbourhood) -> str:
     if names is not None and node in names:
         name = names[node]
-    elif node in subgraph.entities:
+    elif isinstance(subgraph, Subgraph) and node in subgraph.entities:
         name = subgraph.entities[node].name
     else:
         name = node
@@ -285,7 +309,7 @@ def _path_types(graph: _Graph, layers: list[FloatArray], dist: NDArray[np.int32]
 
 def expand_graph(
     seeds: Sequence[Candidate],
-    subgraph: Subgraph,
+    subgraph: Neighbourhood,
     *,
     relation_weights: Mapping[str, float] = RELATION_WEIGHTS,
     default_weight: float = DEFAULT_RELATION_WEIGHT,
@@ -327,12 +351,12 @@ def expand_graph(
     nodes within `max_hops` of s receive a bonus.
 
     Only relations live at `as_of` (`Relation.is_live`) are followed, and only between entities of
-    `subgraph.entities` or seeds: the store leaves out what the caller may not see. Negative seed
-    scores spread nothing. Only the first `max_seeds` seeds by score spread (all when None); every
-    seed can still receive a bonus. At most `max_new` new candidates are added, best first (ties
-    by id); their `hop`/`via` name the seed giving the largest share. Reasons read like
-    "2 hops from 'Alice' via AUTHORED → MODIFIES", naming seeds by `names` when given (else the
-    entity name, else the id). Candidates that got a bonus are ranked in channel "graph".
+    the neighbourhood (`subgraph.entities`, or the `hops` of a `Links`) or seeds: the store leaves
+    out what the caller may not see. Negative seed scores spread nothing. Only the first
+    `max_seeds` seeds by score spread (all when None); every seed can still receive a bonus. At
+    most `max_new` new candidates are added, best first (ties by id); their `hop`/`via` name the
+    seed giving the largest share. Reasons read like "2 hops from 'Alice' via AUTHORED →
+    MODIFIES", naming seeds by `names` when given (else the entity name, else the id). Candidates that got a bonus are ranked in channel "graph".
     The bonus is multiplied by `weight`, and, when `relevance` is given, by
     ``1 - relevance_weight + relevance_weight × relevance[v]`` (ids missing from it count 0): a
     query-aware expansion, in which a neighbour rises by as much as the graph vouches for it only
@@ -341,7 +365,8 @@ def expand_graph(
 
     Args:
         seeds: the fused candidates, best first.
-        subgraph: the seeds' neighbourhood as the store returned it.
+        subgraph: the seeds' neighbourhood as the store returned it, with its records or its
+            shape only (seeds are then named by `names`).
         relation_weights: weight of each relation type.
         default_weight: weight of relation types not in `relation_weights`.
         hop_decay: factor per hop (method "paths"), in [0, 1].
@@ -417,11 +442,12 @@ def expand_graph(
 
     receivers: list[int] = []
     fresh: list[int] = []
+    visible = _visible(subgraph)
     for node in np.flatnonzero(total > 0).tolist():
         node_id = graph.ids[node]
         if node_id in position:
             receivers.append(node)
-        elif node_id in subgraph.entities:
+        elif node_id in visible:
             fresh.append(node)
     fresh.sort(key=lambda v: (-total[v], graph.ids[v]))
     receivers += fresh[:max_new]

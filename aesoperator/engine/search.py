@@ -43,6 +43,7 @@ from aesoperator.engine.search_graph import (
     bridge_reasons,
     expand_candidates,
     query_relevance,
+    relations_among,
     walk_candidates,
     walk_reasons,
     window_candidates,
@@ -69,6 +70,10 @@ from aesoperator.graph_schema.facts import retirement_note
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation, utcnow
 from aesoperator.telemetry.tracing import AttributeValue, set_attributes, span
+
+# Candidates read beyond those still needed, so that a few filtered out (other types, expired)
+# rarely cost a second read.
+_LOAD_MARGIN = 8
 
 
 def _without_extracted(ranked: list[tuple[str, float]], request: SearchRequest) -> list[tuple[str, float]]:
@@ -188,10 +193,20 @@ def load_candidates(
     """
     with timer.stage("load"):
         entities = dict(known or {})
-        missing = [c.id for c in candidates if c.id not in entities]
-        if missing:
-            entities.update({e.id: e for e in store.get_entities(missing, request.namespaces)})
-        return keep_candidates(candidates, entities, request)[: request.n_candidates], entities
+        wanted_count = request.n_candidates
+        kept: list[Candidate] = []
+        start = 0
+        # Best first, a batch at a time, until enough are kept: fusion keeps twice as many
+        # candidates as a search may use, and most searches keep every one they read, so the
+        # weaker half is usually never read.
+        while start < len(candidates) and len(kept) < wanted_count:
+            batch = candidates[start : start + wanted_count - len(kept) + _LOAD_MARGIN]
+            start += len(batch)
+            missing = [c.id for c in batch if c.id not in entities]
+            if missing:
+                entities.update({e.id: e for e in store.get_entities(missing, request.namespaces)})
+            kept.extend(keep_candidates(batch, entities, request))
+        return kept[:wanted_count], entities
 
 
 def time_candidates(
@@ -368,10 +383,12 @@ def _run_stages(sources: SearchSources, request: SearchRequest, settings: Search
                 walk_reasons(walk, candidates, entities)
         if bridged is not None:
             bridge_reasons(bridged[1], candidates, entities)
-    candidates, relations = expand_candidates(sources, candidates, entities, hits, request, settings, timer)
+    candidates, walked = expand_candidates(sources, candidates, entities, hits, request, settings, timer)
     candidates = window_candidates(sources, candidates, entities, request, settings, timer)
     candidates = time_candidates(candidates, entities, request, settings, timer)
     chosen = rerank_candidates(sources, candidates, entities, request, timer)
+    with timer.stage("pack"):
+        relations = relations_among(sources, walked, [c.id for c in chosen])
     return pack_candidates(
         chosen, entities, relations, request, len(candidates), timer, sources.count_tokens, settings.excerpts
     )

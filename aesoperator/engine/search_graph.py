@@ -24,6 +24,7 @@ from aesoperator.engine.search_request import (
     keep_candidates,
 )
 from aesoperator.engine.search_settings import SearchSettings
+from aesoperator.engine.stores.base import Links
 from aesoperator.engine.windows import WINDOW_RELATION, widen
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation
@@ -216,28 +217,33 @@ def expand_candidates(
     request: SearchRequest,
     settings: SearchSettings,
     timer: StageTimer,
-) -> tuple[list[Candidate], list[Relation]]:
+) -> tuple[list[Candidate], Links | None]:
     """Stage 4: spread the candidates' scores over their neighbourhood (`request.hops` deep) and
     bring in the neighbours that gain most. Does nothing at zero hops or without candidates.
+
+    The neighbourhood is walked by its shape (`neighbor_links`): of its records, only the entities
+    that become candidates are read, and its relations only when they join two hits
+    (`relations_among`, when the context is packed).
 
     Args:
         sources: the store (neighbours) and the vector index (query-aware weighting).
         candidates: loaded candidates, best first.
-        entities: known entities by id; the neighbourhood's entities are added to it.
+        entities: known entities by id; the new candidates' entities are added to it.
         hits: the channel lists and query vector.
         request: the search.
         settings: hop decay, graph weight and query-aware weighting.
         timer: receives `expand` and, when query-aware weighting is on, `relevance`.
 
     Returns:
-        The candidates after expansion (filtered like `load_candidates`) and the relations seen.
+        The candidates after expansion (filtered like `load_candidates`) and the neighbourhood
+        walked (None when there was none).
     """
     k = request.k
     if request.hops <= 0 or not candidates:
-        return candidates, []
+        return candidates, None
     with timer.stage("expand"):
         seeds = candidates[: max(k, 10)]
-        subgraph = sources.store.neighbors(
+        links = sources.store.neighbor_links(
             [c.id for c in seeds],
             depth=request.hops,
             as_of=request.as_of,
@@ -247,17 +253,21 @@ def expand_candidates(
             # fifteen names would fill the neighbourhood's limit at the first hop.
             skip_prefixes=() if request.type_filter is not None else (KNOWLEDGE_ID_PREFIX,),
         )
-        entities.update(subgraph.entities)
+        if links.records is not None:
+            entities.update(links.records.entities)
         names = {eid: e.name for eid, e in entities.items()}
         relevance = None
         if settings.expansion_relevance_weight > 0 and hits.query_vec is not None:
             with timer.stage("relevance"):
                 relevance = query_relevance(
-                    sources.vector_index(hits.store_seq), hits.query_vec, hits.ranked.get("vector", []), list(entities)
+                    sources.vector_index(hits.store_seq),
+                    hits.query_vec,
+                    hits.ranked.get("vector", []),
+                    list(dict.fromkeys([*entities, *links.hops])),
                 )
         expanded = retrieval.expand_graph(
             candidates,
-            subgraph,
+            links,
             as_of=request.as_of,
             names=names,
             max_new=max(20, 2 * k),
@@ -267,7 +277,28 @@ def expand_candidates(
             relevance=relevance,
             relevance_weight=settings.expansion_relevance_weight,
         )
-        return keep_candidates(expanded, entities, request), subgraph.relations
+        fresh = [c.id for c in expanded if c.id not in entities]
+        if fresh:
+            entities.update({e.id: e for e in sources.store.get_entities(fresh, request.namespaces)})
+        return keep_candidates(expanded, entities, request), links
+
+
+def relations_among(sources: SearchSources, links: Links | None, ids: Sequence[str]) -> list[Relation]:
+    """The relations the expansion walked whose both ends are in `ids` (the hits, for the
+    context's facts), in the order they were walked; read from the store unless it sent them
+    with the neighbourhood."""
+    if links is None or not ids:
+        return []
+    wanted = set(ids)
+    joining = [
+        rel_id for (a, b, _), rel_id in zip(links.edges, links.relation_ids, strict=True) if a in wanted and b in wanted
+    ]
+    if not joining:
+        return []
+    if links.records is not None:
+        by_id = {r.id: r for r in links.records.relations}
+        return [by_id[r] for r in dict.fromkeys(joining) if r in by_id]
+    return sources.store.get_relations(list(dict.fromkeys(joining)))
 
 
 def window_candidates(
@@ -322,6 +353,7 @@ __all__ = [
     "bridge_reasons",
     "expand_candidates",
     "query_relevance",
+    "relations_among",
     "walk_candidates",
     "walk_reasons",
     "window_candidates",

@@ -278,6 +278,16 @@ def test_neighbor_links_have_the_shape_of_neighbors(small_graph: GraphStore) -> 
         assert {frozenset((a, b)) | {t} for a, b, t in links.edges} == {
             frozenset((r.src, r.dst)) | {r.type} for r in sub.relations
         }
+        # each edge names its relation, and the relation joins the edge's ends
+        assert len(links.relation_ids) == len(links.edges)
+        by_id = {r.id: r for r in sub.relations}
+        assert set(links.relation_ids) == set(by_id)
+        for (a, b, rel_type), rel_id in zip(links.edges, links.relation_ids, strict=True):
+            found = by_id[rel_id]
+            assert {a, b} == {found.src, found.dst} and rel_type == found.type
+        if links.records is not None:  # a store that read the records anyway sends them along
+            assert links.records.entities.keys() == sub.entities.keys()
+            assert ids_of(links.records.relations) == ids_of(sub.relations)
     assert small_graph.neighbor_links(["nope"], depth=2).hops == {}
 
 
@@ -296,6 +306,9 @@ def test_neighbors_skip_prefixed_entities(store: GraphStore) -> None:
     assert all(not r.src.startswith("k:") and not r.dst.startswith("k:") for r in sub.relations)
     seeded = store.neighbors(["k:y"], depth=2, skip_prefixes=["k:"])
     assert seeded.hops == {"k:y": 0, "b": 1, "a": 2, "c": 2}
+    links = store.neighbor_links(["a"], depth=3, skip_prefixes=["k:"])
+    assert links.hops == sub.hops
+    assert set(links.relation_ids) == ids_of(sub.relations)
 
 
 def test_neighbors_never_cross_other_namespaces(store: GraphStore) -> None:

@@ -138,6 +138,10 @@ class Links:
 
     hops: dict[str, int] = field(default_factory=dict)
     edges: list[tuple[str, str, str]] = field(default_factory=list)
+    relation_ids: list[str] = field(default_factory=list)  # the relation of each edge, in order
+    # The records themselves where the store read them anyway (a server store, in the same round
+    # trip as the shape); None: the caller reads the few it needs by id.
+    records: Subgraph | None = None
 
 
 class EntityText(NamedTuple):
@@ -233,9 +237,10 @@ class GraphStore(Protocol):
         as_of: datetime | None = None,
         namespaces: Sequence[str] | None = None,
         limit: int = 1000,
+        skip_prefixes: Sequence[str] = (),
     ) -> Links:
-        """What `neighbors` reaches (both directions), as ids and relation types only: for walks
-        that need the shape of a neighbourhood, not its records."""
+        """What `neighbors` reaches (both directions), as ids, relation types and relation ids:
+        for walks that need the shape of a neighbourhood, not its records."""
         ...
 
     def keyword_search(

@@ -254,14 +254,15 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         as_of: datetime | None = None,
         namespaces: Sequence[str] | None = None,
         limit: int = 1000,
+        skip_prefixes: Sequence[str] = (),
     ) -> Links:
         """What `neighbors` reaches, as ids and relation types: the in-memory graph view answers
         it without reading a row."""
         if limit <= 0:
             return Links()
         with self._read("traverse the graph") as conn:
-            walk = self._traverse(conn, ids, depth, relation_types, "both", as_of, namespaces, limit, ())
-        return Links(hops=walk.hops, edges=walk.edges)
+            walk = self._traverse(conn, ids, depth, relation_types, "both", as_of, namespaces, limit, skip_prefixes)
+        return Links(hops=walk.hops, edges=walk.edges, relation_ids=walk.relation_ids)
 
     def _traverse(
         self,

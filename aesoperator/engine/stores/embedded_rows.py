@@ -1,6 +1,6 @@
 """Conversions between the graph models and SQLite rows, plus small query helpers.
 
-Rows read back are turned into models with `model_construct`: they were validated on the way in,
+Rows read back are turned into models with `stored_model`: they were validated on the way in,
 and skipping validation keeps reads of large neighbourhoods cheap.
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from aesoperator.graph_schema.models import Entity, Provenance, Relation, from_iso, to_iso
+from aesoperator.graph_schema.stored import stored_model
 
 ENTITY_COLUMNS = (
     "id, type, name, text, properties, source, provenance, namespace, valid_from, valid_to, created_at, updated_at"
@@ -57,8 +58,8 @@ def load_provenance(text: str | None) -> Provenance | None:
     if text is None:
         return None
     data = json.loads(text)
-    return Provenance.model_construct(
-        uri=data["uri"], fetched_at=from_iso(data.get("fetched_at")), version=data.get("version")
+    return stored_model(
+        Provenance, uri=data["uri"], fetched_at=from_iso(data.get("fetched_at")), version=data.get("version")
     )
 
 
@@ -118,7 +119,8 @@ RELATION_PROV_INDEX = 5
 
 
 def row_to_entity(row: Sequence[Any]) -> Entity:
-    return Entity.model_construct(
+    return stored_model(
+        Entity,
         id=row[0],
         type=row[1],
         name=row[2],
@@ -135,7 +137,8 @@ def row_to_entity(row: Sequence[Any]) -> Entity:
 
 
 def row_to_relation(row: Sequence[Any]) -> Relation:
-    return Relation.model_construct(
+    return stored_model(
+        Relation,
         id=row[0],
         type=row[1],
         src=row[2],

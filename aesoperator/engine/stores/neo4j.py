@@ -219,10 +219,17 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         as_of: datetime | None = None,
         namespaces: Sequence[str] | None = None,
         limit: int = 1000,
+        skip_prefixes: Sequence[str] = (),
     ) -> Links:
-        """What `neighbors` reaches, as ids and relation types (one read transaction)."""
-        sub = self.neighbors(ids, depth, relation_types, "both", as_of, namespaces, limit)
-        return Links(hops=sub.hops, edges=[(r.src, r.dst, r.type) for r in sub.relations])
+        """What `neighbors` reaches, as ids and relation types, with the records it read in the
+        same round trip (a caller that needs some of them then makes none)."""
+        sub = self.neighbors(ids, depth, relation_types, "both", as_of, namespaces, limit, skip_prefixes)
+        return Links(
+            hops=sub.hops,
+            edges=[(r.src, r.dst, r.type) for r in sub.relations],
+            relation_ids=[r.id for r in sub.relations],
+            records=sub,
+        )
 
     def neighbors(
         self,

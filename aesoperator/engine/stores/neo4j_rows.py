@@ -2,7 +2,7 @@
 
 Properties and provenance are stored as canonical JSON text, times as canonical ISO text (which
 sorts in time order, so Cypher compares them as strings). Read back, rows become models through
-`model_construct`: they were validated on the way in.
+`stored_model`: they were validated on the way in.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from aesoperator.graph_schema.models import Entity, Provenance, Relation, from_iso, to_iso
+from aesoperator.graph_schema.stored import stored_model
 
 MAX_QUERY_TOKENS = 64
 _WORD = re.compile(r"\w+")
@@ -52,8 +53,8 @@ def load_provenance(text: str | None) -> Provenance | None:
     if text is None:
         return None
     data = json.loads(text)
-    return Provenance.model_construct(
-        uri=data["uri"], fetched_at=from_iso(data.get("fetched_at")), version=data.get("version")
+    return stored_model(
+        Provenance, uri=data["uri"], fetched_at=from_iso(data.get("fetched_at")), version=data.get("version")
     )
 
 
@@ -103,7 +104,8 @@ def fingerprint(key: tuple[Any, ...]) -> str:
 
 
 def node_to_entity(p: Mapping[str, Any]) -> Entity:
-    return Entity.model_construct(
+    return stored_model(
+        Entity,
         id=p["id"],
         type=p["type"],
         name=p["name"],
@@ -145,7 +147,8 @@ def entity_columns(var: str) -> str:
 def columns_to_entity(row: Sequence[Any]) -> Entity:
     """An entity from a row in `ENTITY_COLUMNS` order."""
     eid, etype, name, text, props, source, prov, namespace, valid_from, valid_to, created, updated = row
-    return Entity.model_construct(
+    return stored_model(
+        Entity,
         id=eid,
         type=etype,
         name=name,
@@ -230,7 +233,8 @@ def relation_columns(var: str) -> str:
 def columns_to_relation(row: Sequence[Any]) -> Relation:
     """A relation from a row built by `relation_columns`."""
     rtype, src, dst, rid, props, source, prov, namespace, valid_from, valid_to, recorded, expired = row
-    return Relation.model_construct(
+    return stored_model(
+        Relation,
         id=rid,
         type=rtype,
         src=src,
@@ -254,7 +258,8 @@ def relation_key(props: Mapping[str, Any]) -> tuple[Any, ...]:
 def row_to_relation(row: Mapping[str, Any]) -> Relation:
     """A relation from a row holding `r` (relationship properties), `type`, `src` and `dst`."""
     p = row["r"]
-    return Relation.model_construct(
+    return stored_model(
+        Relation,
         id=p["id"],
         type=row["type"],
         src=row["src"],
