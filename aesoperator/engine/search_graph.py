@@ -24,7 +24,7 @@ from aesoperator.engine.search_request import (
     keep_candidates,
 )
 from aesoperator.engine.search_settings import SearchSettings
-from aesoperator.engine.stores.base import Links
+from aesoperator.engine.stores.base import Links, Subgraph
 from aesoperator.engine.windows import WINDOW_RELATION, widen
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation
@@ -217,13 +217,14 @@ def expand_candidates(
     request: SearchRequest,
     settings: SearchSettings,
     timer: StageTimer,
-) -> tuple[list[Candidate], Links | None]:
+) -> tuple[list[Candidate], Subgraph | Links | None]:
     """Stage 4: spread the candidates' scores over their neighbourhood (`request.hops` deep) and
     bring in the neighbours that gain most. Does nothing at zero hops or without candidates.
 
-    The neighbourhood is walked by its shape (`neighbor_links`): of its records, only the entities
-    that become candidates are read, and its relations only when they join two hits
-    (`relations_among`, when the context is packed).
+    On a local store the neighbourhood is walked by its shape (`neighbor_links`): of its records,
+    only the entities that become candidates are read, and its relations only when they join two
+    hits (`relations_among`, when the context is packed). Where every read is a round trip
+    (`remote_reads`), one read brings the records with the shape (`neighbors`).
 
     Args:
         sources: the store (neighbours) and the vector index (query-aware weighting).
@@ -243,7 +244,8 @@ def expand_candidates(
         return candidates, None
     with timer.stage("expand"):
         seeds = candidates[: max(k, 10)]
-        links = sources.store.neighbor_links(
+        walk = sources.store.neighbors if sources.store.remote_reads else sources.store.neighbor_links
+        walked = walk(
             [c.id for c in seeds],
             depth=request.hops,
             as_of=request.as_of,
@@ -253,8 +255,8 @@ def expand_candidates(
             # fifteen names would fill the neighbourhood's limit at the first hop.
             skip_prefixes=() if request.type_filter is not None else (KNOWLEDGE_ID_PREFIX,),
         )
-        if links.records is not None:
-            entities.update(links.records.entities)
+        if isinstance(walked, Subgraph):
+            entities.update(walked.entities)
         names = {eid: e.name for eid, e in entities.items()}
         relevance = None
         if settings.expansion_relevance_weight > 0 and hits.query_vec is not None:
@@ -263,11 +265,11 @@ def expand_candidates(
                     sources.vector_index(hits.store_seq),
                     hits.query_vec,
                     hits.ranked.get("vector", []),
-                    list(dict.fromkeys([*entities, *links.hops])),
+                    list(dict.fromkeys([*entities, *walked.hops])),
                 )
         expanded = retrieval.expand_graph(
             candidates,
-            links,
+            walked,
             as_of=request.as_of,
             names=names,
             max_new=max(20, 2 * k),
@@ -280,25 +282,25 @@ def expand_candidates(
         fresh = [c.id for c in expanded if c.id not in entities]
         if fresh:
             entities.update({e.id: e for e in sources.store.get_entities(fresh, request.namespaces)})
-        return keep_candidates(expanded, entities, request), links
+        return keep_candidates(expanded, entities, request), walked
 
 
-def relations_among(sources: SearchSources, links: Links | None, ids: Sequence[str]) -> list[Relation]:
+def relations_among(sources: SearchSources, walked: Subgraph | Links | None, ids: Sequence[str]) -> list[Relation]:
     """The relations the expansion walked whose both ends are in `ids` (the hits, for the
-    context's facts), in the order they were walked; read from the store unless it sent them
-    with the neighbourhood."""
-    if links is None or not ids:
+    context's facts), in the order they were walked: read from the store when the walk read
+    only the neighbourhood's shape."""
+    if walked is None or not ids:
         return []
     wanted = set(ids)
-    joining = [
-        rel_id for (a, b, _), rel_id in zip(links.edges, links.relation_ids, strict=True) if a in wanted and b in wanted
-    ]
-    if not joining:
-        return []
-    if links.records is not None:
-        by_id = {r.id: r for r in links.records.relations}
-        return [by_id[r] for r in dict.fromkeys(joining) if r in by_id]
-    return sources.store.get_relations(list(dict.fromkeys(joining)))
+    if isinstance(walked, Subgraph):
+        return [r for r in walked.relations if r.src in wanted and r.dst in wanted]
+    links = walked
+    joining = Links()
+    for edge, rel_id in zip(links.edges, links.relation_ids, strict=True):
+        if edge[0] in wanted and edge[1] in wanted:
+            joining.edges.append(edge)
+            joining.relation_ids.append(rel_id)
+    return sources.store.relations_on(joining) if joining.edges else []
 
 
 def window_candidates(

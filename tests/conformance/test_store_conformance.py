@@ -271,7 +271,8 @@ def test_neighbors_multiple_seeds_unknown_seeds_and_limit(small_graph: GraphStor
 def test_neighbor_links_have_the_shape_of_neighbors(small_graph: GraphStore) -> None:
     """`neighbor_links` reaches what `neighbors` reaches and names the same relations."""
     for seeds, depth, types, limit in ((["a"], 2, None, 100), (["c", "e"], 1, None, 100),
-                                       (["a"], 3, ["AUTHORED", "REFERENCES"], 100), (["a"], 3, None, 2)):  # fmt: skip
+                                       (["a"], 3, ["AUTHORED", "REFERENCES"], 100), (["a"], 3, None, 2),
+                                       (["a"], 2, ["NEVER_STORED"], 100), (["a"], 2, [], 100)):  # fmt: skip
         sub = small_graph.neighbors(seeds, depth=depth, relation_types=types, limit=limit)
         links = small_graph.neighbor_links(seeds, depth=depth, relation_types=types, limit=limit)
         assert links.hops == sub.hops
@@ -285,10 +286,14 @@ def test_neighbor_links_have_the_shape_of_neighbors(small_graph: GraphStore) -> 
         for (a, b, rel_type), rel_id in zip(links.edges, links.relation_ids, strict=True):
             found = by_id[rel_id]
             assert {a, b} == {found.src, found.dst} and rel_type == found.type
-        if links.records is not None:  # a store that read the records anyway sends them along
-            assert links.records.entities.keys() == sub.entities.keys()
-            assert ids_of(links.records.relations) == ids_of(sub.relations)
+        # the records of what a Links names, in its order, as `neighbors` read them
+        assert small_graph.relations_on(links) == [by_id[i] for i in links.relation_ids]
     assert small_graph.neighbor_links(["nope"], depth=2).hops == {}
+    # a relation that is not stored (or not between those ends) is left out
+    links = small_graph.neighbor_links(["a"], depth=1)
+    links.edges.append(("a", "c", "AUTHORED"))
+    links.relation_ids.append("no-such-relation")
+    assert [r.id for r in small_graph.relations_on(links)] == links.relation_ids[:-1]
 
 
 def test_neighbors_skip_prefixed_entities(store: GraphStore) -> None:
@@ -321,6 +326,8 @@ def test_neighbors_never_cross_other_namespaces(store: GraphStore) -> None:
     )  # fmt: skip
     sub = store.neighbors(["a"], depth=3, namespaces=["pub"])
     assert sub.hops == {"a": 0, "b": 1}
+    links = store.neighbor_links(["a"], depth=3, namespaces=["pub"])
+    assert links.hops == sub.hops and links.relation_ids == [rel("a", "b").id]
     assert {e.namespace for e in sub.entities.values()} == {"pub"}
     assert ids_of(sub.relations) == {rel("a", "b").id}
 

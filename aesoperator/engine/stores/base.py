@@ -139,9 +139,6 @@ class Links:
     hops: dict[str, int] = field(default_factory=dict)
     edges: list[tuple[str, str, str]] = field(default_factory=list)
     relation_ids: list[str] = field(default_factory=list)  # the relation of each edge, in order
-    # The records themselves where the store read them anyway (a server store, in the same round
-    # trip as the shape); None: the caller reads the few it needs by id.
-    records: Subgraph | None = None
 
 
 class EntityText(NamedTuple):
@@ -173,6 +170,9 @@ class GraphStore(Protocol):
     """A durable graph of entities and relations with keyword search and stored vectors."""
 
     backend: str
+    # Whether every read is a round trip to a server: a search then reads a neighbourhood with its
+    # records in one go rather than its shape first and the few records it needs after.
+    remote_reads: bool
 
     # writes ---------------------------------------------------------------------------------
     def write(self, batch: WriteBatch) -> WriteResult:
@@ -204,6 +204,12 @@ class GraphStore(Protocol):
         ...
 
     def get_relations(self, ids: Sequence[str]) -> list[Relation]: ...
+
+    def relations_on(self, links: Links) -> list[Relation]:
+        """The relations `links` names (its `relation_ids`), in its order, unknown ones left out:
+        `get_relations` for a caller that knows each relation's ends (a server store then finds
+        each from an end instead of looking through every relation type)."""
+        ...
 
     def outgoing_relations(
         self, ids: Sequence[str], relation_types: Sequence[str], namespaces: Sequence[str] | None = None

@@ -88,6 +88,7 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
     """`GraphStore` over SQLite in `path/graph.sqlite` plus an in-memory networkx view."""
 
     backend = "embedded"
+    remote_reads = False
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -207,6 +208,10 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
     def get_relations(self, ids: Sequence[str]) -> list[Relation]:
         with self._read("read relations") as conn:
             return self._load_relations(conn, ids)
+
+    def relations_on(self, links: Links) -> list[Relation]:
+        """The relations `links` names, in its order (read by id: the primary key finds them)."""
+        return self.get_relations(links.relation_ids)
 
     def _load_relations(self, conn: sqlite3.Connection, ids: Sequence[str]) -> list[Relation]:
         wanted = list(dict.fromkeys(ids))

@@ -70,9 +70,11 @@ from aesoperator.engine.stores.neo4j_reads import (
     load_entities,
     name_hits,
     neighborhood,
+    neighborhood_links,
     optional_list,
     outgoing_of,
     relation_rows_after,
+    relations_at,
     store_stats,
     vector_page,
     vector_rows,
@@ -98,6 +100,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
     """`GraphStore` over a Neo4j server (5.7 or later), reached at `uri` over Bolt."""
 
     backend = "neo4j"
+    remote_reads = True
 
     def __init__(
         self,
@@ -193,6 +196,15 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         rows = self._read("read relations", work)
         return [row_to_relation(rows[i]) for i in wanted if i in rows]
 
+    def relations_on(self, links: Links) -> list[Relation]:
+        """The relations `links` names, in its order: each found from its ends (two index seeks
+        and the relationships between them), one query for all."""
+        rows = [[a, b, rid] for (a, b, _type), rid in zip(links.edges, links.relation_ids, strict=True)]
+        if not rows:
+            return []
+        found = {r.id: r for r in self._read("read relations", lambda tx: relations_at(tx, rows))}
+        return [found[rid] for rid in dict.fromkeys(links.relation_ids) if rid in found]
+
     def outgoing_relations(
         self, ids: Sequence[str], relation_types: Sequence[str], namespaces: Sequence[str] | None = None
     ) -> list[Relation]:
@@ -221,14 +233,15 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         limit: int = 1000,
         skip_prefixes: Sequence[str] = (),
     ) -> Links:
-        """What `neighbors` reaches, as ids and relation types, with the records it read in the
-        same round trip (a caller that needs some of them then makes none)."""
-        sub = self.neighbors(ids, depth, relation_types, "both", as_of, namespaces, limit, skip_prefixes)
-        return Links(
-            hops=sub.hops,
-            edges=[(r.src, r.dst, r.type) for r in sub.relations],
-            relation_ids=[r.id for r in sub.relations],
-            records=sub,
+        """What `neighbors` reaches, as ids, relation types and relation ids: one small query per
+        hop in one read transaction, no record read."""
+        if limit <= 0:
+            return Links()
+        seeds = list(dict.fromkeys(ids))
+        types, allowed = optional_list(relation_types), optional_list(namespaces)
+        return self._read(
+            "traverse the graph",
+            lambda tx: neighborhood_links(tx, seeds, depth, limit, types, allowed, as_of, tuple(skip_prefixes)),
         )
 
     def neighbors(

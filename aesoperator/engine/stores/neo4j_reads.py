@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from neo4j import ManagedTransaction
 
-from aesoperator.engine.stores.base import EntityText, StoreStats, Subgraph
+from aesoperator.engine.stores.base import EntityText, Links, StoreStats, Subgraph
 from aesoperator.engine.stores.neo4j_changes import last_seq, page_size
 from aesoperator.engine.stores.neo4j_rows import (
     chunks,
@@ -30,6 +31,7 @@ from aesoperator.engine.stores.neo4j_schema import FULLTEXT_INDEX, cypher_name
 from aesoperator.engine.stores.neo4j_write import VECTOR_KEY_SEP
 from aesoperator.engine.stores.neo4j_write import relation_types as relation_types_known
 from aesoperator.graph_schema.models import Entity, Relation, to_iso, utcnow
+from aesoperator.graph_schema.vocabulary import TYPE_NAME_PATTERN
 
 READ_CHUNK = 10_000
 
@@ -60,17 +62,29 @@ def optional_list(values: Sequence[str] | None) -> list[str] | None:
     return None if values is None else list(values)
 
 
-def _hop_query(direction: str, timed: bool) -> str:
+def _hop_query(direction: str, timed: bool, relation_types: list[str] | None, shape_only: bool) -> str:
     """One hop from every frontier entity, as a single record: a list of [fid, namespace, steps]
-    with one [other id, relation columns] step per relation followed, in the server's expand
-    order. The frontier's own namespace comes along, so the seeds need no query of their own."""
+    with one step per relation followed, in the server's expand order: [other id, relation
+    columns], or [other id, [relation type, relation id]] when `shape_only`. The frontier's own
+    namespace comes along, so the seeds need no query of their own.
+
+    Given relation types go into the pattern (quoted by `cypher_name`), so that Neo4j reads only
+    those relationships of a node that has many of other types. A name no relation can have (not
+    a safe type name) matches nothing, as it would as a parameter."""
+    pattern = HOP_PATTERNS[direction]
+    type_filter = "($types IS NULL OR type(r) IN $types) AND "
+    storable = sorted({t for t in relation_types or () if TYPE_NAME_PATTERN.fullmatch(t)})
+    if storable:
+        pattern = pattern.replace("[r]", "[r:" + "|".join(cypher_name(t) for t in storable) + "]")
+        type_filter = ""
+    step = "[b.id, [type(r), r.id]]" if shape_only else f"[b.id, {relation_columns('r')}]"
     return (
         "UNWIND $frontier AS fid MATCH (a:Entity {id: fid}) "
-        f"OPTIONAL MATCH {HOP_PATTERNS[direction]} "
-        "WHERE ($types IS NULL OR type(r) IN $types) "
-        "AND ($ns IS NULL OR (r.namespace IN $ns AND b.namespace IN $ns)) "
+        f"OPTIONAL MATCH {pattern} "
+        f"WHERE {type_filter}"
+        "($ns IS NULL OR (r.namespace IN $ns AND b.namespace IN $ns)) "
         f"AND {_LIVE_AT if timed else _LIVE_NOW} "
-        f"WITH fid, a, collect(CASE WHEN r IS NULL THEN NULL ELSE [b.id, {relation_columns('r')}] END) AS steps "
+        f"WITH fid, a, collect(CASE WHEN r IS NULL THEN NULL ELSE {step} END) AS steps "
         "RETURN collect([fid, a.namespace, steps]) AS rows"
     )
 
@@ -134,6 +148,29 @@ def entity_versions(tx: ManagedTransaction, entity_id: str) -> list[Entity]:
     return out
 
 
+_RELATIONS_AT = (
+    "UNWIND $rows AS row MATCH (a:Entity {id: row[0]})-[r]-(b:Entity {id: row[1]}) WHERE r.id = row[2] "
+    f"RETURN collect({relation_columns('r')}) AS rows"
+)
+
+
+def relations_at(tx: ManagedTransaction, rows: list[list[str]]) -> list[Relation]:
+    """The relations named by [one end, other end, relation id] rows, found from their ends.
+
+    Args:
+        tx: A read transaction.
+        rows: One row per relation (unknown ones are left out).
+
+    Returns:
+        The relations, in no particular order.
+    """
+    out: list[Relation] = []
+    for part in chunks(rows, READ_CHUNK):
+        record = tx.run(_RELATIONS_AT, rows=part).single()
+        out.extend(columns_to_relation(row) for row in ([] if record is None else record[0]))
+    return out
+
+
 def outgoing_of(
     tx: ManagedTransaction, ids: list[str], relation_types: list[str], namespaces: list[str] | None
 ) -> list[Relation]:
@@ -164,6 +201,85 @@ def outgoing_of(
     return out
 
 
+@dataclass(slots=True)
+class _Walk:
+    """A breadth-first walk's result: hop per entity reached, and each relation followed once
+    as (frontier entity, other end, step columns), in the order first followed."""
+
+    hops: dict[str, int]
+    followed: list[tuple[str, str, list[Any]]]
+
+
+def _breadth_first(
+    tx: ManagedTransaction,
+    seeds: list[str],
+    depth: int,
+    limit: int,
+    direction: str,
+    relation_types: list[str] | None,
+    allowed: list[str] | None,
+    as_of: datetime | None,
+    skip_prefixes: tuple[str, ...],
+    shape_only: bool,
+) -> _Walk:
+    """The walk `GraphStore.neighbors` describes, one query per hop (see `_hop_query`)."""
+    query = _hop_query(direction, as_of is not None, relation_types, shape_only)
+    params: dict[str, Any] = {
+        "types": relation_types,
+        "ns": allowed,
+        "now": to_iso(utcnow()),
+        "as_of": to_iso(as_of),
+    }
+    id_column = 1 if shape_only else 3  # where the relation id is in a step's columns
+
+    def expand(frontier: list[str]) -> dict[str, tuple[str, list[list[Any]]]]:
+        out: dict[str, tuple[str, list[list[Any]]]] = {}
+        for part in chunks(frontier, READ_CHUNK):
+            record = tx.run(query, frontier=part, **params).single()
+            for fid, ns, steps in [] if record is None else record[0]:
+                out[fid] = (ns, steps)
+        return out
+
+    hops: dict[str, int] = {}
+    # The first hop is asked for every seed at once: it tells which seeds exist (and
+    # their namespace) as well as where they lead.
+    if depth >= 1:
+        steps_of = expand(seeds)
+        present = {fid: ns for fid, (ns, _steps) in steps_of.items()}
+    else:
+        steps_of = {}
+        present = _namespaces_of(tx, seeds)
+    for seed in seeds:
+        if len(hops) >= limit:
+            break
+        ns = present.get(seed)
+        if ns is None or (allowed is not None and ns not in allowed):
+            continue
+        hops[seed] = 0
+    followed: dict[str, tuple[str, str, list[Any]]] = {}
+    frontier = list(hops)
+    for hop in range(1, max(depth, 0) + 1):
+        if not frontier:
+            break
+        if hop > 1:
+            steps_of = expand(frontier)
+        next_frontier: list[str] = []
+        for fid in frontier:
+            for other, columns in steps_of.get(fid, ("", []))[1]:
+                if skip_prefixes and other not in hops and other.startswith(skip_prefixes):
+                    continue
+                if other not in hops:
+                    if len(hops) >= limit:
+                        continue
+                    hops[other] = hop
+                    next_frontier.append(other)
+                rid = columns[id_column]
+                if rid not in followed:
+                    followed[rid] = (fid, other, columns)
+        frontier = next_frontier
+    return _Walk(hops, list(followed.values()))
+
+
 def neighborhood(
     tx: ManagedTransaction,
     seeds: list[str],
@@ -192,64 +308,36 @@ def neighborhood(
     Returns:
         The entities reached with their hops and the relations followed between them.
     """
-    query = _hop_query(direction, as_of is not None)
-    params: dict[str, Any] = {
-        "types": relation_types,
-        "ns": allowed,
-        "now": to_iso(utcnow()),
-        "as_of": to_iso(as_of),
-    }
-
-    def expand(frontier: list[str]) -> dict[str, tuple[str, list[list[Any]]]]:
-        out: dict[str, tuple[str, list[list[Any]]]] = {}
-        for part in chunks(frontier, READ_CHUNK):
-            record = tx.run(query, frontier=part, **params).single()
-            for fid, ns, steps in [] if record is None else record[0]:
-                out[fid] = (ns, steps)
-        return out
-
-    hops: dict[str, int] = {}
-    # The first hop is asked for every seed at once: it tells which seeds exist (and
-    # their namespace) as well as where they lead.
-    if depth >= 1:
-        steps_of = expand(seeds)
-        present = {fid: ns for fid, (ns, _steps) in steps_of.items()}
-    else:
-        steps_of = {}
-        present = _namespaces_of(tx, seeds)
-    for seed in seeds:
-        if len(hops) >= limit:
-            break
-        ns = present.get(seed)
-        if ns is None or (allowed is not None and ns not in allowed):
-            continue
-        hops[seed] = 0
-    followed: dict[str, Relation] = {}
-    frontier = list(hops)
-    for hop in range(1, max(depth, 0) + 1):
-        if not frontier:
-            break
-        if hop > 1:
-            steps_of = expand(frontier)
-        next_frontier: list[str] = []
-        for fid in frontier:
-            for other, columns in steps_of.get(fid, ("", []))[1]:
-                if skip_prefixes and other not in hops and other.startswith(skip_prefixes):
-                    continue
-                if other not in hops:
-                    if len(hops) >= limit:
-                        continue
-                    hops[other] = hop
-                    next_frontier.append(other)
-                rid = columns[3]
-                if rid not in followed:
-                    followed[rid] = columns_to_relation(columns)
-        frontier = next_frontier
-    found = load_entities(tx, list(hops), None)
+    walk = _breadth_first(
+        tx, seeds, depth, limit, direction, relation_types, allowed, as_of, skip_prefixes, shape_only=False
+    )
+    found = load_entities(tx, list(walk.hops), None)
     return Subgraph(
-        entities={eid: found[eid] for eid in hops if eid in found},
-        relations=list(followed.values()),
-        hops={eid: h for eid, h in hops.items() if eid in found},
+        entities={eid: found[eid] for eid in walk.hops if eid in found},
+        relations=[columns_to_relation(columns) for _fid, _other, columns in walk.followed],
+        hops={eid: h for eid, h in walk.hops.items() if eid in found},
+    )
+
+
+def neighborhood_links(
+    tx: ManagedTransaction,
+    seeds: list[str],
+    depth: int,
+    limit: int,
+    relation_types: list[str] | None,
+    allowed: list[str] | None,
+    as_of: datetime | None,
+    skip_prefixes: tuple[str, ...] = (),
+) -> Links:
+    """What `neighborhood` reaches in both directions, as ids, relation types and relation ids:
+    one small query per hop, no entity or relation record read."""
+    walk = _breadth_first(
+        tx, seeds, depth, limit, "both", relation_types, allowed, as_of, skip_prefixes, shape_only=True
+    )
+    return Links(
+        hops=walk.hops,
+        edges=[(fid, other, columns[0]) for fid, other, columns in walk.followed],
+        relation_ids=[columns[1] for _fid, _other, columns in walk.followed],
     )
 
 
