@@ -63,6 +63,7 @@ from aesoperator.engine.stores.neo4j_erase import is_pending as erasure_is_pendi
 from aesoperator.engine.stores.neo4j_reads import (
     HOP_PATTERNS,
     READ_CHUNK,
+    WalkSpec,
     entity_page,
     entity_text_page,
     entity_versions,
@@ -237,12 +238,8 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         hop in one read transaction, no record read."""
         if limit <= 0:
             return Links()
-        seeds = list(dict.fromkeys(ids))
-        types, allowed = optional_list(relation_types), optional_list(namespaces)
-        return self._read(
-            "traverse the graph",
-            lambda tx: neighborhood_links(tx, seeds, depth, limit, types, allowed, as_of, tuple(skip_prefixes)),
-        )
+        spec = _walk(ids, depth, relation_types, "both", as_of, namespaces, limit, skip_prefixes)
+        return self._read("traverse the graph", lambda tx: neighborhood_links(tx, spec))
 
     def neighbors(
         self,
@@ -269,12 +266,8 @@ class Neo4jGraphStore(WriteShortcutsMixin):
             raise ValueError(f"direction must be 'out', 'in' or 'both', got {direction!r}")
         if limit <= 0:
             return Subgraph()
-        seeds = list(dict.fromkeys(ids))
-        types, allowed = optional_list(relation_types), optional_list(namespaces)
-        return self._read(
-            "traverse the graph",
-            lambda tx: neighborhood(tx, seeds, depth, limit, direction, types, allowed, as_of, tuple(skip_prefixes)),
-        )
+        spec = _walk(ids, depth, relation_types, direction, as_of, namespaces, limit, skip_prefixes)
+        return self._read("traverse the graph", lambda tx: neighborhood(tx, spec))
 
     def keyword_search(
         self,
@@ -466,6 +459,29 @@ class Neo4jGraphStore(WriteShortcutsMixin):
             self._driver.close()
         except Exception as exc:  # the driver raises its own types and OSError
             raise StoreError(f"could not close the connection to Neo4j at {self.uri}: {exc}") from exc
+
+
+def _walk(
+    ids: Sequence[str],
+    depth: int,
+    relation_types: Sequence[str] | None,
+    direction: str,
+    as_of: datetime | None,
+    namespaces: Sequence[str] | None,
+    limit: int,
+    skip_prefixes: Sequence[str],
+) -> WalkSpec:
+    """A walk's specification from the arguments of `neighbors` / `neighbor_links`."""
+    return WalkSpec(
+        seeds=list(dict.fromkeys(ids)),
+        depth=depth,
+        limit=limit,
+        direction=direction,
+        relation_types=optional_list(relation_types),
+        allowed=optional_list(namespaces),
+        as_of=as_of,
+        skip_prefixes=tuple(skip_prefixes),
+    )
 
 
 def _conforms(store: Neo4jGraphStore) -> GraphStore:

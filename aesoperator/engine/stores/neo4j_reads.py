@@ -201,6 +201,28 @@ def outgoing_of(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class WalkSpec:
+    """A breadth-first walk as `GraphStore.neighbors` describes it.
+
+    seeds: distinct seed ids, hop 0 (unknown ones and ones outside `allowed` are dropped);
+    depth: hops to follow; limit: at most this many entities (positive), seeds first, then by hop;
+    direction: "out", "in" or "both"; relation_types: follow only these (None: all); allowed:
+    entities and relations of these namespaces only (None: all); as_of: follow relations live
+    then (None: now); skip_prefixes: entities whose id starts with one of these are neither
+    reached nor walked through (seeds stay).
+    """
+
+    seeds: list[str]
+    depth: int
+    limit: int
+    direction: str
+    relation_types: list[str] | None
+    allowed: list[str] | None
+    as_of: datetime | None
+    skip_prefixes: tuple[str, ...] = ()
+
+
 @dataclass(slots=True)
 class _Walk:
     """A breadth-first walk's result: hop per entity reached, and each relation followed once
@@ -210,25 +232,14 @@ class _Walk:
     followed: list[tuple[str, str, list[Any]]]
 
 
-def _breadth_first(
-    tx: ManagedTransaction,
-    seeds: list[str],
-    depth: int,
-    limit: int,
-    direction: str,
-    relation_types: list[str] | None,
-    allowed: list[str] | None,
-    as_of: datetime | None,
-    skip_prefixes: tuple[str, ...],
-    shape_only: bool,
-) -> _Walk:
-    """The walk `GraphStore.neighbors` describes, one query per hop (see `_hop_query`)."""
-    query = _hop_query(direction, as_of is not None, relation_types, shape_only)
+def _breadth_first(tx: ManagedTransaction, spec: WalkSpec, shape_only: bool) -> _Walk:
+    """The walk, one query per hop (see `_hop_query`)."""
+    query = _hop_query(spec.direction, spec.as_of is not None, spec.relation_types, shape_only)
     params: dict[str, Any] = {
-        "types": relation_types,
-        "ns": allowed,
+        "types": spec.relation_types,
+        "ns": spec.allowed,
         "now": to_iso(utcnow()),
-        "as_of": to_iso(as_of),
+        "as_of": to_iso(spec.as_of),
     }
     id_column = 1 if shape_only else 3  # where the relation id is in a step's columns
 
@@ -243,22 +254,23 @@ def _breadth_first(
     hops: dict[str, int] = {}
     # The first hop is asked for every seed at once: it tells which seeds exist (and
     # their namespace) as well as where they lead.
-    if depth >= 1:
-        steps_of = expand(seeds)
+    if spec.depth >= 1:
+        steps_of = expand(spec.seeds)
         present = {fid: ns for fid, (ns, _steps) in steps_of.items()}
     else:
         steps_of = {}
-        present = _namespaces_of(tx, seeds)
-    for seed in seeds:
-        if len(hops) >= limit:
+        present = _namespaces_of(tx, spec.seeds)
+    for seed in spec.seeds:
+        if len(hops) >= spec.limit:
             break
         ns = present.get(seed)
-        if ns is None or (allowed is not None and ns not in allowed):
+        if ns is None or (spec.allowed is not None and ns not in spec.allowed):
             continue
         hops[seed] = 0
     followed: dict[str, tuple[str, str, list[Any]]] = {}
+    skip = spec.skip_prefixes
     frontier = list(hops)
-    for hop in range(1, max(depth, 0) + 1):
+    for hop in range(1, max(spec.depth, 0) + 1):
         if not frontier:
             break
         if hop > 1:
@@ -266,10 +278,10 @@ def _breadth_first(
         next_frontier: list[str] = []
         for fid in frontier:
             for other, columns in steps_of.get(fid, ("", []))[1]:
-                if skip_prefixes and other not in hops and other.startswith(skip_prefixes):
+                if skip and other not in hops and other.startswith(skip):
                     continue
                 if other not in hops:
-                    if len(hops) >= limit:
+                    if len(hops) >= spec.limit:
                         continue
                     hops[other] = hop
                     next_frontier.append(other)
@@ -280,37 +292,9 @@ def _breadth_first(
     return _Walk(hops, list(followed.values()))
 
 
-def neighborhood(
-    tx: ManagedTransaction,
-    seeds: list[str],
-    depth: int,
-    limit: int,
-    direction: str,
-    relation_types: list[str] | None,
-    allowed: list[str] | None,
-    as_of: datetime | None,
-    skip_prefixes: tuple[str, ...] = (),
-) -> Subgraph:
-    """Breadth-first neighbourhood of `seeds`, as `GraphStore.neighbors` describes it.
-
-    Args:
-        tx: A read transaction.
-        seeds: Distinct seed ids, hop 0 (unknown ones and ones outside `allowed` are dropped).
-        depth: Hops to follow.
-        limit: At most this many entities (positive), seeds first, then by hop.
-        direction: "out", "in" or "both".
-        relation_types: Follow only these relation types; None for all.
-        allowed: Entities and relations of these namespaces only; None for all.
-        as_of: Follow relations live at this time; None for now.
-        skip_prefixes: Entities whose id starts with one of these are neither reached nor walked
-            through (seeds stay).
-
-    Returns:
-        The entities reached with their hops and the relations followed between them.
-    """
-    walk = _breadth_first(
-        tx, seeds, depth, limit, direction, relation_types, allowed, as_of, skip_prefixes, shape_only=False
-    )
+def neighborhood(tx: ManagedTransaction, spec: WalkSpec) -> Subgraph:
+    """The entities the walk reaches with their hops, and the relations followed between them."""
+    walk = _breadth_first(tx, spec, shape_only=False)
     found = load_entities(tx, list(walk.hops), None)
     return Subgraph(
         entities={eid: found[eid] for eid in walk.hops if eid in found},
@@ -319,21 +303,10 @@ def neighborhood(
     )
 
 
-def neighborhood_links(
-    tx: ManagedTransaction,
-    seeds: list[str],
-    depth: int,
-    limit: int,
-    relation_types: list[str] | None,
-    allowed: list[str] | None,
-    as_of: datetime | None,
-    skip_prefixes: tuple[str, ...] = (),
-) -> Links:
-    """What `neighborhood` reaches in both directions, as ids, relation types and relation ids:
-    one small query per hop, no entity or relation record read."""
-    walk = _breadth_first(
-        tx, seeds, depth, limit, "both", relation_types, allowed, as_of, skip_prefixes, shape_only=True
-    )
+def neighborhood_links(tx: ManagedTransaction, spec: WalkSpec) -> Links:
+    """What `neighborhood` reaches, as ids, relation types and relation ids: one small query per
+    hop, no entity or relation record read."""
+    walk = _breadth_first(tx, spec, shape_only=True)
     return Links(
         hops=walk.hops,
         edges=[(fid, other, columns[0]) for fid, other, columns in walk.followed],
