@@ -14,6 +14,7 @@ rows they load come from one snapshot.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,7 +67,7 @@ class NetworkxGraphView:
         graph: nx.MultiDiGraph = nx.MultiDiGraph()
         seq_row = conn.execute("SELECT max(seq) FROM changes").fetchone()
         graph.add_nodes_from(
-            (eid, {"namespace": ns, "type": typ})
+            (_shared(eid), _node_attrs(ns, typ))
             for eid, ns, typ in conn.execute("SELECT id, namespace, type FROM entities")
         )
         ends: dict[str, tuple[str, str]] = {}
@@ -74,8 +75,9 @@ class NetworkxGraphView:
         for row in conn.execute(_EDGE_SQL):
             if row[2] not in graph or row[3] not in graph:
                 continue
-            ends[row[0]] = (row[2], row[3])
-            edges.append((row[2], row[3], row[0], _edge_attrs(row)))
+            src, dst = _shared(row[2]), _shared(row[3])
+            ends[row[0]] = (src, dst)
+            edges.append((src, dst, row[0], _edge_attrs(row)))
         graph.add_edges_from(edges)
         self.graph = graph
         self._ends = ends
@@ -120,7 +122,7 @@ class NetworkxGraphView:
                 "SELECT id, namespace, type FROM entities WHERE id IN (SELECT value FROM json_each(?))",
                 (json_list(part),),
             ):
-                current[eid] = {"namespace": ns, "type": typ}
+                current[_shared(eid)] = _node_attrs(ns, typ)
         graph = self.graph
         for eid in ids:
             if eid not in current and eid in graph:
@@ -151,8 +153,9 @@ class NetworkxGraphView:
                     graph.remove_edge(old[0], old[1], key=rid)
             if row is None or row[2] not in graph or row[3] not in graph:
                 continue
-            ends[rid] = (row[2], row[3])
-            added.append((row[2], row[3], rid, _edge_attrs(row)))
+            src, dst = _shared(row[2]), _shared(row[3])
+            ends[rid] = (src, dst)
+            added.append((src, dst, rid, _edge_attrs(row)))
         graph.add_edges_from(added)
 
     # queries --------------------------------------------------------------------------------
@@ -228,12 +231,28 @@ def _incident(graph: nx.MultiDiGraph, node: str, direction: Direction) -> list[t
     return out
 
 
+def _shared(text: str) -> str:
+    """One object for equal strings. Each row read from SQLite brings its own copy of an entity
+    id (as a node and again as every relation's end), a type, a namespace and a write time; at a
+    million entities those copies were a fifth of the view's memory. Interned strings are freed
+    when nothing else holds them."""
+    return sys.intern(text)
+
+
+def _maybe_shared(text: str | None) -> str | None:
+    return None if text is None else sys.intern(text)
+
+
+def _node_attrs(namespace: str, entity_type: str) -> dict[str, str]:
+    return {"namespace": _shared(namespace), "type": _shared(entity_type)}
+
+
 def _edge_attrs(row: Sequence[Any]) -> dict[str, Any]:
     return {
-        "type": row[1],
-        "namespace": row[4],
-        "valid_from": row[5],
-        "valid_to": row[6],
-        "recorded_at": row[7],
-        "expired_at": row[8],
+        "type": _shared(row[1]),
+        "namespace": _shared(row[4]),
+        "valid_from": _maybe_shared(row[5]),
+        "valid_to": _maybe_shared(row[6]),
+        "recorded_at": _maybe_shared(row[7]),
+        "expired_at": _maybe_shared(row[8]),
     }
