@@ -140,3 +140,22 @@ def test_row_decoders_of_both_stores_build_full_models() -> None:
     assert Relation.model_validate(relation.model_dump()) == relation
     neo4j_relation = columns_to_relation(("MENTIONS", "doc:1", "person:ada", "rel:1", *relation_row[4:]))
     assert neo4j_relation == relation
+
+
+def test_an_unknown_instance_layout_falls_back_to_model_construct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should pydantic lay instances out otherwise, rows still decode, through the public API."""
+    import aesoperator.graph_schema.stored as stored
+
+    assert stored._DIRECT  # the layout of the pydantic this runs with is the known one
+    monkeypatch.setattr(stored, "_DIRECT", False)
+    calls: list[dict[str, Any]] = []
+    original = Entity.model_construct.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[Entity], **values: Any) -> Entity:
+        calls.append(values)
+        made: Entity = original(cls, **values)
+        return made
+
+    monkeypatch.setattr(Entity, "model_construct", classmethod(spy))
+    made = stored_model(Entity, **_entity_values())
+    assert len(calls) == 1 and made == Entity.model_validate(made.model_dump())

@@ -4,7 +4,8 @@ A row read back was validated when it was written, so it is not validated again.
 `model_construct` skips validation too, but still walks every field to fill defaults and resolve
 aliases, which costs more than decoding the row itself; a search decodes a hundred or more rows.
 `stored_model` sets the instance's state directly, to the same result as `model_construct` with
-every field given (the tests compare the two).
+every field given (the tests compare the two), and calls `model_construct` instead where pydantic
+lays instances out otherwise than expected.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from pydantic import BaseModel
 Model = TypeVar("Model", bound=BaseModel)
 
 _set_attribute = object.__setattr__
+# The instance state `model_construct` sets in the pydantic releases this is written for. Should a
+# release lay instances out otherwise, `stored_model` leaves the work to `model_construct`.
+_KNOWN_LAYOUT = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+_DIRECT = tuple(getattr(BaseModel, "__slots__", ())) == _KNOWN_LAYOUT
 # Field names per model class, looked up once: `model_fields` is rebuilt on every access.
 _fields_of: dict[type[BaseModel], frozenset[str]] = {}
 
@@ -47,6 +52,8 @@ def stored_model(cls: type[Model], **values: Any) -> Model:
         raise ValueError(
             f"cannot rebuild a {cls.__name__} from a stored row: missing fields {missing}, unknown fields {extra}"
         )
+    if not _DIRECT:
+        return cls.model_construct(**values)
     made = cls.__new__(cls)
     _set_attribute(made, "__dict__", values)
     _set_attribute(made, "__pydantic_fields_set__", set(values))
