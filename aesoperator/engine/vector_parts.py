@@ -101,8 +101,7 @@ def flat_search(part: faiss.IndexIDMap2, query: np.ndarray, k: int) -> tuple[np.
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-    flat: Any = faiss.downcast_index(part.index)  # IndexFlatIP, whose storage get_xb exposes
-    rows = faiss.rev_swig_ptr(flat.get_xb(), n * flat.d).reshape(n, flat.d)
+    rows = _flat_rows(part)
     scores = rows @ query
     best = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
     best = best[np.argsort(-scores[best], kind="stable")]
@@ -130,10 +129,13 @@ def ivf_lists(n: int) -> int:
     return max(IVF_MIN_LISTS, int(IVF_LISTS_PER_SQRT * np.sqrt(max(n, 1))))
 
 
-def _flat_contents(part: faiss.IndexIDMap2) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, labels) of an exact sub-index, copied out."""
-    rows = np.asarray(part.index.reconstruct_n(0, int(part.ntotal)), dtype=np.float32)
-    return rows, part_labels(part)
+def _flat_rows(part: faiss.IndexIDMap2) -> np.ndarray:
+    """The rows of an exact sub-index as a view of FAISS's own storage, nothing copied. Valid only
+    while `part` is alive and not added to or removed from: callers keep a reference to it."""
+    n = int(part.ntotal)
+    flat: Any = faiss.downcast_index(part.index)  # IndexFlatIP, whose storage get_xb exposes
+    rows: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), n * flat.d).reshape(n, flat.d)
+    return rows
 
 
 def _build_ivf(rows: np.ndarray, labels: np.ndarray, dim: int, nprobe: int) -> faiss.IndexIVFFlat:
@@ -252,8 +254,9 @@ class VectorPartitions:
         for ns in sorted(self.parts if namespaces is None else namespaces):
             part = self.parts.get(ns)
             if part is not None and not is_ivf(part) and part.ntotal > self.exact_max:
-                rows, labels = _flat_contents(part)
-                self.parts[ns] = _build_ivf(rows, labels, self.dim, self.nprobe)
+                # The IVF index is built from a view of the exact one's rows: a copy would hold a
+                # third set of the vectors at the peak (1.5 GB at a million).
+                self.parts[ns] = _build_ivf(_flat_rows(part), part_labels(part), self.dim, self.nprobe)
 
     def remove(self, ids: Sequence[str]) -> tuple[int, set[str]]:
         present = list(dict.fromkeys(id_ for id_ in ids if id_ in self.int_of))
