@@ -224,7 +224,7 @@ class WalkSpec:
 
 
 @dataclass(slots=True)
-class _Walk:
+class _Reached:
     """A breadth-first walk's result: hop per entity reached, and each relation followed once
     as (frontier entity, other end, step columns), in the order first followed."""
 
@@ -232,7 +232,7 @@ class _Walk:
     followed: list[tuple[str, str, list[Any]]]
 
 
-def _breadth_first(tx: ManagedTransaction, spec: WalkSpec, shape_only: bool) -> _Walk:
+def _breadth_first(tx: ManagedTransaction, spec: WalkSpec, shape_only: bool) -> _Reached:
     """The walk, one query per hop (see `_hop_query`)."""
     query = _hop_query(spec.direction, spec.as_of is not None, spec.relation_types, shape_only)
     params: dict[str, Any] = {
@@ -289,7 +289,7 @@ def _breadth_first(tx: ManagedTransaction, spec: WalkSpec, shape_only: bool) -> 
                 if rid not in followed:
                     followed[rid] = (fid, other, columns)
         frontier = next_frontier
-    return _Walk(hops, list(followed.values()))
+    return _Reached(hops, list(followed.values()))
 
 
 def neighborhood(tx: ManagedTransaction, spec: WalkSpec) -> Subgraph:
