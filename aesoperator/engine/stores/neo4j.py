@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
-from neo4j import Driver, ManagedTransaction, Session
+from neo4j import Driver, Session
 
 from aesoperator.engine.stores.base import (
     Change,
@@ -40,6 +40,7 @@ from aesoperator.engine.stores.base import (
     WriteResult,
     WriteShortcutsMixin,
 )
+from aesoperator.engine.stores.neo4j_autocommit import QueryRunner, read_with_retries
 from aesoperator.engine.stores.neo4j_changes import (
     MAX_ROWS,
     changes_after,
@@ -153,9 +154,10 @@ class Neo4jGraphStore(WriteShortcutsMixin):
     def _session(self) -> Session:
         return self._driver.session(database=getattr(self, "database", None))
 
-    def _read(self, action: str, work: Callable[[ManagedTransaction], T]) -> T:
-        with self._guard(action), self._session() as session:
-            return session.execute_read(work)
+    def _read(self, action: str, work: Callable[[QueryRunner], T]) -> T:
+        """Run a read, its statements as auto-commit queries (`neo4j_autocommit`)."""
+        with self._guard(action):
+            return read_with_retries(self._driver, getattr(self, "database", None), work, self.max_retry_time)
 
     def __enter__(self) -> Neo4jGraphStore:
         return self
@@ -191,7 +193,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         if not wanted:
             return []
 
-        def work(tx: ManagedTransaction) -> dict[str, dict[str, Any]]:
+        def work(tx: QueryRunner) -> dict[str, dict[str, Any]]:
             return relations_by_id(tx, wanted, relation_types(tx), READ_CHUNK)
 
         rows = self._read("read relations", work)
@@ -312,7 +314,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         while True:
             after = last
 
-            def work(tx: ManagedTransaction, after: str = after) -> list[Entity]:
+            def work(tx: QueryRunner, after: str = after) -> list[Entity]:
                 return entity_page(tx, after, batch_size, ns, wanted)
 
             page = self._read("iterate entities", work)
@@ -327,7 +329,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         while True:
             after = last
 
-            def work(tx: ManagedTransaction, after: str = after) -> list[EntityText]:
+            def work(tx: QueryRunner, after: str = after) -> list[EntityText]:
                 return entity_text_page(tx, after, batch_size)
 
             page = self._read("iterate entity texts", work)
@@ -345,7 +347,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         while True:
             after = last
 
-            def work(tx: ManagedTransaction, after: str = after) -> list[dict[str, Any]]:
+            def work(tx: QueryRunner, after: str = after) -> list[dict[str, Any]]:
                 return relation_rows_after(tx, after, size)
 
             rows = self._read("iterate relations", work)
@@ -366,7 +368,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         while True:
             after = last
 
-            def work(tx: ManagedTransaction, after: str = after) -> list[list[Any]]:
+            def work(tx: QueryRunner, after: str = after) -> list[list[Any]]:
                 return vector_page(tx, prefix, after, batch_size)
 
             rows = self._read("iterate vectors", work)
@@ -425,7 +427,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         if not wanted:
             return []
 
-        def work(tx: ManagedTransaction) -> list[dict[str, Any]]:
+        def work(tx: QueryRunner) -> list[dict[str, Any]]:
             return [
                 dict(r)
                 for r in tx.run(

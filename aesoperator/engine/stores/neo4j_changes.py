@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 
-from neo4j import ManagedTransaction
-
 from aesoperator.engine.stores.base import Change, SourceItemState
+from aesoperator.engine.stores.neo4j_autocommit import QueryRunner
 
 MAX_ROWS = 1_000_000_000
 
@@ -28,7 +27,7 @@ def page_size(size: int) -> int:
     return min(max(size, 1), MAX_ROWS)
 
 
-def last_seq(tx: ManagedTransaction) -> int:
+def last_seq(tx: QueryRunner) -> int:
     """The seq of the last change written.
 
     Args:
@@ -41,7 +40,7 @@ def last_seq(tx: ManagedTransaction) -> int:
     return 0 if record is None or record["seq"] is None else int(record["seq"])
 
 
-def changes_after(tx: ManagedTransaction, seq: int, limit: int) -> list[Change]:
+def changes_after(tx: QueryRunner, seq: int, limit: int) -> list[Change]:
     """The changes with a seq above `seq`, in seq order.
 
     Args:
@@ -73,7 +72,7 @@ def changes_after(tx: ManagedTransaction, seq: int, limit: int) -> list[Change]:
     return out
 
 
-def source_item_states(tx: ManagedTransaction, source: str) -> dict[str, SourceItemState]:
+def source_item_states(tx: QueryRunner, source: str) -> dict[str, SourceItemState]:
     """The stored sync state of every item of one source.
 
     Args:
@@ -97,7 +96,7 @@ def source_item_states(tx: ManagedTransaction, source: str) -> dict[str, SourceI
     }
 
 
-def source_names(tx: ManagedTransaction) -> list[str]:
+def source_names(tx: QueryRunner) -> list[str]:
     """Sources that have sync state stored.
 
     Args:

@@ -24,6 +24,7 @@ from neo4j import ManagedTransaction, Session
 from neo4j.exceptions import Neo4jError
 
 from aesoperator.engine.stores.base import ERASED_ID
+from aesoperator.engine.stores.neo4j_autocommit import QueryRunner
 
 ChangeRow = dict[str, Any]  # seq, kind, id, op, namespace
 
@@ -68,7 +69,7 @@ def mark_erased(
     return {"kind": "entity", "id": ERASED_ID, "op": "delete", "namespace": namespace}
 
 
-def is_pending(tx: ManagedTransaction) -> bool:
+def is_pending(tx: QueryRunner) -> bool:
     """Whether an erasure committed and `scrub` has not run since."""
     return tx.run("MATCH (p:_Erasure {name: 'pending'}) RETURN count(p) AS n").single(strict=True)["n"] > 0
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from neo4j import ManagedTransaction
-
 from aesoperator.engine.stores.base import EntityText, Links, StoreStats, Subgraph
+from aesoperator.engine.stores.neo4j_autocommit import QueryRunner
 from aesoperator.engine.stores.neo4j_changes import last_seq, page_size
 from aesoperator.engine.stores.neo4j_rows import (
     chunks,
@@ -95,7 +94,7 @@ _LOAD_ENTITIES = (
 )
 
 
-def load_entities(tx: ManagedTransaction, ids: Sequence[str], namespaces: list[str] | None) -> dict[str, Entity]:
+def load_entities(tx: QueryRunner, ids: Sequence[str], namespaces: list[str] | None) -> dict[str, Entity]:
     """The entities with these ids.
 
     Args:
@@ -115,7 +114,7 @@ def load_entities(tx: ManagedTransaction, ids: Sequence[str], namespaces: list[s
     return found
 
 
-def _namespaces_of(tx: ManagedTransaction, ids: Sequence[str]) -> dict[str, str]:
+def _namespaces_of(tx: QueryRunner, ids: Sequence[str]) -> dict[str, str]:
     cypher = "UNWIND $ids AS id MATCH (e:Entity {id: id}) RETURN collect([id, e.namespace]) AS rows"
     out: dict[str, str] = {}
     for part in chunks(list(ids), READ_CHUNK):
@@ -124,7 +123,7 @@ def _namespaces_of(tx: ManagedTransaction, ids: Sequence[str]) -> dict[str, str]
     return out
 
 
-def entity_versions(tx: ManagedTransaction, entity_id: str) -> list[Entity]:
+def entity_versions(tx: QueryRunner, entity_id: str) -> list[Entity]:
     """Earlier versions of an entity, oldest first.
 
     Args:
@@ -154,7 +153,7 @@ _RELATIONS_AT = (
 )
 
 
-def relations_at(tx: ManagedTransaction, rows: list[list[str]]) -> list[Relation]:
+def relations_at(tx: QueryRunner, rows: list[list[str]]) -> list[Relation]:
     """The relations named by [one end, other end, relation id] rows, found from their ends.
 
     Args:
@@ -172,7 +171,7 @@ def relations_at(tx: ManagedTransaction, rows: list[list[str]]) -> list[Relation
 
 
 def outgoing_of(
-    tx: ManagedTransaction, ids: list[str], relation_types: list[str], namespaces: list[str] | None
+    tx: QueryRunner, ids: list[str], relation_types: list[str], namespaces: list[str] | None
 ) -> list[Relation]:
     """Every relation of the given types leaving the given entities, expired or not.
 
@@ -232,7 +231,7 @@ class _Reached:
     followed: list[tuple[str, str, list[Any]]]
 
 
-def _breadth_first(tx: ManagedTransaction, spec: WalkSpec, shape_only: bool) -> _Reached:
+def _breadth_first(tx: QueryRunner, spec: WalkSpec, shape_only: bool) -> _Reached:
     """The walk, one query per hop (see `_hop_query`)."""
     query = _hop_query(spec.direction, spec.as_of is not None, spec.relation_types, shape_only)
     params: dict[str, Any] = {
@@ -292,7 +291,7 @@ def _breadth_first(tx: ManagedTransaction, spec: WalkSpec, shape_only: bool) -> 
     return _Reached(hops, list(followed.values()))
 
 
-def neighborhood(tx: ManagedTransaction, spec: WalkSpec) -> Subgraph:
+def neighborhood(tx: QueryRunner, spec: WalkSpec) -> Subgraph:
     """The entities the walk reaches with their hops, and the relations followed between them."""
     walk = _breadth_first(tx, spec, shape_only=False)
     found = load_entities(tx, list(walk.hops), None)
@@ -303,7 +302,7 @@ def neighborhood(tx: ManagedTransaction, spec: WalkSpec) -> Subgraph:
     )
 
 
-def neighborhood_links(tx: ManagedTransaction, spec: WalkSpec) -> Links:
+def neighborhood_links(tx: QueryRunner, spec: WalkSpec) -> Links:
     """What `neighborhood` reaches, as ids, relation types and relation ids: one small query per
     hop, no entity or relation record read."""
     walk = _breadth_first(tx, spec, shape_only=True)
@@ -315,7 +314,7 @@ def neighborhood_links(tx: ManagedTransaction, spec: WalkSpec) -> Links:
 
 
 def keyword_hits(
-    tx: ManagedTransaction, expression: str, k: int, namespaces: list[str] | None, types: list[str] | None
+    tx: QueryRunner, expression: str, k: int, namespaces: list[str] | None, types: list[str] | None
 ) -> list[tuple[str, float]]:
     """The full-text index's best hits that pass the filters.
 
@@ -344,7 +343,7 @@ def keyword_hits(
 
 
 def name_hits(
-    tx: ManagedTransaction, keys: list[str], namespaces: list[str] | None, types: list[str] | None
+    tx: QueryRunner, keys: list[str], namespaces: list[str] | None, types: list[str] | None
 ) -> dict[str, list[str]]:
     """Entities whose lower-cased name is one of `keys`.
 
@@ -371,7 +370,7 @@ def name_hits(
 
 
 def entity_page(
-    tx: ManagedTransaction, after: str, size: int, namespaces: list[str] | None, types: list[str] | None
+    tx: QueryRunner, after: str, size: int, namespaces: list[str] | None, types: list[str] | None
 ) -> list[Entity]:
     """The next page of entities in id order (keyset pagination).
 
@@ -395,7 +394,7 @@ def entity_page(
     return [] if record is None else [columns_to_entity(row) for row in record[0]]
 
 
-def entity_text_page(tx: ManagedTransaction, after: str, size: int) -> list[EntityText]:
+def entity_text_page(tx: QueryRunner, after: str, size: int) -> list[EntityText]:
     """The next page of entities' id, type, name, text and namespace in id order (keyset pagination).
 
     Args:
@@ -414,7 +413,7 @@ def entity_text_page(tx: ManagedTransaction, after: str, size: int) -> list[Enti
     return [] if record is None else [EntityText._make(row) for row in record[0]]
 
 
-def relation_rows_after(tx: ManagedTransaction, after: str, size: int) -> list[dict[str, Any]]:
+def relation_rows_after(tx: QueryRunner, after: str, size: int) -> list[dict[str, Any]]:
     """The outgoing relations of the next `size` source entities in id order.
 
     Args:
@@ -434,7 +433,7 @@ def relation_rows_after(tx: ManagedTransaction, after: str, size: int) -> list[d
     return [dict(r) for r in tx.run(cypher, after=after, n=size)]
 
 
-def vector_page(tx: ManagedTransaction, prefix: str, after: str, size: int) -> list[list[Any]]:
+def vector_page(tx: QueryRunner, prefix: str, after: str, size: int) -> list[list[Any]]:
     """The next page of stored vectors of one model, in key order.
 
     Args:
@@ -457,7 +456,7 @@ def vector_page(tx: ManagedTransaction, prefix: str, after: str, size: int) -> l
     return [] if record is None else list(record[0])
 
 
-def vector_rows(tx: ManagedTransaction, ids: list[str], model: str, what: str) -> list[dict[str, Any]]:
+def vector_rows(tx: QueryRunner, ids: list[str], model: str, what: str) -> list[dict[str, Any]]:
     """One property of the stored vectors of `ids` for `model`.
 
     Args:
@@ -476,7 +475,7 @@ def vector_rows(tx: ManagedTransaction, ids: list[str], model: str, what: str) -
     return out
 
 
-def vector_models(tx: ManagedTransaction) -> list[str]:
+def vector_models(tx: QueryRunner) -> list[str]:
     """Names of the embedding models that have stored vectors.
 
     Args:
@@ -488,7 +487,7 @@ def vector_models(tx: ManagedTransaction) -> list[str]:
     return [r["m"] for r in tx.run("MATCH (v:_Vector) RETURN DISTINCT v.model AS m ORDER BY m")]
 
 
-def store_stats(tx: ManagedTransaction, backend: str) -> StoreStats:
+def store_stats(tx: QueryRunner, backend: str) -> StoreStats:
     """Counts of entities, relations and vectors by type and namespace.
 
     Args:
@@ -532,7 +531,7 @@ def store_stats(tx: ManagedTransaction, backend: str) -> StoreStats:
     )
 
 
-def vector_count(tx: ManagedTransaction, model: str) -> int:
+def vector_count(tx: QueryRunner, model: str) -> int:
     """How many vectors of `model` are stored.
 
     Args:

@@ -27,6 +27,7 @@ import numpy as np
 from neo4j import ManagedTransaction
 
 from aesoperator.engine.stores.base import WriteBatch, WriteResult, namespace_conflict
+from aesoperator.engine.stores.neo4j_autocommit import QueryRunner
 from aesoperator.engine.stores.neo4j_erase import mark_erased
 from aesoperator.engine.stores.neo4j_rows import (
     chunks,
@@ -88,14 +89,14 @@ def check_batch_names(batch: WriteBatch) -> None:
         cypher_name(rel.type, f"relation {rel.id!r} type")
 
 
-def relation_types(tx: ManagedTransaction) -> list[str]:
+def relation_types(tx: QueryRunner) -> list[str]:
     """Relationship types known to the database that could be the store's (safe names only)."""
     result = tx.run("CALL db.relationshipTypes() YIELD relationshipType RETURN relationshipType AS t")
     return sorted(r["t"] for r in result if TYPE_NAME_PATTERN.fullmatch(r["t"]))
 
 
 def relations_by_id(
-    tx: ManagedTransaction, ids: Sequence[str], types: Sequence[str], size: int, live_only: bool = False
+    tx: QueryRunner, ids: Sequence[str], types: Sequence[str], size: int, live_only: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Rows `{r, type, src, dst}` of the relations with these ids, found through the per-type
     id constraints (one index seek per type and id)."""
