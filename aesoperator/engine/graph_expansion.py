@@ -356,7 +356,8 @@ def expand_graph(
     `max_seeds` seeds by score spread (all when None); every seed can still receive a bonus. At
     most `max_new` new candidates are added, best first (ties by id); their `hop`/`via` name the
     seed giving the largest share. Reasons read like "2 hops from 'Alice' via AUTHORED →
-    MODIFIES", naming seeds by `names` when given (else the entity name, else the id). Candidates that got a bonus are ranked in channel "graph".
+    MODIFIES", naming seeds by `names` when given (else the entity name, else the id).
+    Candidates that got a bonus are ranked in channel "graph".
     The bonus is multiplied by `weight`, and, when `relevance` is given, by
     ``1 - relevance_weight + relevance_weight × relevance[v]`` (ids missing from it count 0): a
     query-aware expansion, in which a neighbour rises by as much as the graph vouches for it only

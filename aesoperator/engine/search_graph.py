@@ -13,6 +13,7 @@ import numpy as np
 from aesoperator.engine import retrieval
 from aesoperator.engine.bridges import Bridge, BridgePass, bridge_scores, pick_bridges, residual_query
 from aesoperator.engine.entity_walk import WALK_RELATIONS, WalkResult, walk_items
+from aesoperator.engine.graph_expansion import Neighbourhood
 from aesoperator.engine.retrieval import Candidate
 from aesoperator.engine.search_request import (
     BRIDGE_CHANNEL,
@@ -217,7 +218,7 @@ def expand_candidates(
     request: SearchRequest,
     settings: SearchSettings,
     timer: StageTimer,
-) -> tuple[list[Candidate], Subgraph | Links | None]:
+) -> tuple[list[Candidate], Neighbourhood | None]:
     """Stage 4: spread the candidates' scores over their neighbourhood (`request.hops` deep) and
     bring in the neighbours that gain most. Does nothing at zero hops or without candidates.
 
@@ -285,7 +286,7 @@ def expand_candidates(
         return keep_candidates(expanded, entities, request), walked
 
 
-def relations_among(sources: SearchSources, walked: Subgraph | Links | None, ids: Sequence[str]) -> list[Relation]:
+def relations_among(sources: SearchSources, walked: Neighbourhood | None, ids: Sequence[str]) -> list[Relation]:
     """The relations the expansion walked whose both ends are in `ids` (the hits, for the
     context's facts), in the order they were walked: read from the store when the walk read
     only the neighbourhood's shape."""
@@ -294,9 +295,8 @@ def relations_among(sources: SearchSources, walked: Subgraph | Links | None, ids
     wanted = set(ids)
     if isinstance(walked, Subgraph):
         return [r for r in walked.relations if r.src in wanted and r.dst in wanted]
-    links = walked
     joining = Links()
-    for edge, rel_id in zip(links.edges, links.relation_ids, strict=True):
+    for edge, rel_id in zip(walked.edges, walked.relation_ids, strict=True):
         if edge[0] in wanted and edge[1] in wanted:
             joining.edges.append(edge)
             joining.relation_ids.append(rel_id)

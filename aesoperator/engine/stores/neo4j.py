@@ -237,7 +237,7 @@ class Neo4jGraphStore(WriteShortcutsMixin):
         skip_prefixes: Sequence[str] = (),
     ) -> Links:
         """What `neighbors` reaches, as ids, relation types and relation ids: one small query per
-        hop in one read transaction, no record read."""
+        hop, no record read."""
         if limit <= 0:
             return Links()
         spec = _walk(ids, depth, relation_types, "both", as_of, namespaces, limit, skip_prefixes)

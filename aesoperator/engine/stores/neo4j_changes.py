@@ -31,7 +31,7 @@ def last_seq(tx: QueryRunner) -> int:
     """The seq of the last change written.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
 
     Returns:
         The seq, 0 before the first write.
@@ -44,7 +44,7 @@ def changes_after(tx: QueryRunner, seq: int, limit: int) -> list[Change]:
     """The changes with a seq above `seq`, in seq order.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         seq: The last seq already seen.
         limit: At most this many changes (positive).
 
@@ -76,7 +76,7 @@ def source_item_states(tx: QueryRunner, source: str) -> dict[str, SourceItemStat
     """The stored sync state of every item of one source.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         source: The source name.
 
     Returns:
@@ -100,7 +100,7 @@ def source_names(tx: QueryRunner) -> list[str]:
     """Sources that have sync state stored.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
 
     Returns:
         Their names, sorted.

@@ -4,7 +4,8 @@ Reads on the query path return one record per statement, holding the rows as lis
 column order (`collect([...])`): the driver decodes one message instead of one per row, which
 halves the client's CPU per search. Values are taken from records directly, never through
 `Record.data()`, which copies every byte of a stored vector one by one. Every value is a
-parameter. `Neo4jGraphStore` (neo4j.py) runs these in `execute_read`.
+parameter. `Neo4jGraphStore` (neo4j.py) runs these on a read session, each statement as an
+auto-commit query (`neo4j_autocommit`).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def load_entities(tx: QueryRunner, ids: Sequence[str], namespaces: list[str] | N
     """The entities with these ids.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         ids: Entity ids (unknown ones are left out).
         namespaces: Only entities of these namespaces; None for all.
 
@@ -127,7 +128,7 @@ def entity_versions(tx: QueryRunner, entity_id: str) -> list[Entity]:
     """Earlier versions of an entity, oldest first.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         entity_id: The entity.
 
     Returns:
@@ -157,7 +158,7 @@ def relations_at(tx: QueryRunner, rows: list[list[str]]) -> list[Relation]:
     """The relations named by [one end, other end, relation id] rows, found from their ends.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         rows: One row per relation (unknown ones are left out).
 
     Returns:
@@ -176,7 +177,7 @@ def outgoing_of(
     """Every relation of the given types leaving the given entities, expired or not.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         ids: Source entity ids.
         relation_types: Relation types (safe names; those the database has never seen are skipped).
         namespaces: Only relations of these namespaces; None for all.
@@ -319,7 +320,7 @@ def keyword_hits(
     """The full-text index's best hits that pass the filters.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         expression: A Lucene query built by `lucene_query` (quoted, escaped terms only).
         k: At most this many hits (positive).
         namespaces: Only entities of these namespaces; None for all.
@@ -348,7 +349,7 @@ def name_hits(
     """Entities whose lower-cased name is one of `keys`.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         keys: Lower-cased names.
         namespaces: Only entities of these namespaces; None for all.
         types: Only entities of these types; None for all.
@@ -375,7 +376,7 @@ def entity_page(
     """The next page of entities in id order (keyset pagination).
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         after: The last id of the previous page ("" for the first).
         size: Page size.
         namespaces: Only entities of these namespaces; None for all.
@@ -398,7 +399,7 @@ def entity_text_page(tx: QueryRunner, after: str, size: int) -> list[EntityText]
     """The next page of entities' id, type, name, text and namespace in id order (keyset pagination).
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         after: The last id of the previous page ("" for the first).
         size: Page size.
 
@@ -417,7 +418,7 @@ def relation_rows_after(tx: QueryRunner, after: str, size: int) -> list[dict[str
     """The outgoing relations of the next `size` source entities in id order.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         after: The last source id of the previous page ("" for the first).
         size: Source entities per page.
 
@@ -437,7 +438,7 @@ def vector_page(tx: QueryRunner, prefix: str, after: str, size: int) -> list[lis
     """The next page of stored vectors of one model, in key order.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         prefix: The model's key prefix (model name and `VECTOR_KEY_SEP`).
         after: The last key of the previous page (the prefix for the first).
         size: Page size.
@@ -460,7 +461,7 @@ def vector_rows(tx: QueryRunner, ids: list[str], model: str, what: str) -> list[
     """One property of the stored vectors of `ids` for `model`.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         ids: Distinct entity ids.
         model: The embedding model.
         what: The `_Vector` property: "values" or "hash".
@@ -479,7 +480,7 @@ def vector_models(tx: QueryRunner) -> list[str]:
     """Names of the embedding models that have stored vectors.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
 
     Returns:
         The names, sorted.
@@ -491,7 +492,7 @@ def store_stats(tx: QueryRunner, backend: str) -> StoreStats:
     """Counts of entities, relations and vectors by type and namespace.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         backend: The backend name to report.
 
     Returns:
@@ -535,7 +536,7 @@ def vector_count(tx: QueryRunner, model: str) -> int:
     """How many vectors of `model` are stored.
 
     Args:
-        tx: A read transaction.
+        tx: Where the statements run (a read session or transaction).
         model: the embedding model's storage name.
 
     Returns:
