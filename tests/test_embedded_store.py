@@ -17,7 +17,7 @@ import pytest
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
 from aesoperator.engine.stores.graph_view import NetworkxGraphView
-from aesoperator.errors import SchemaError, StoreError
+from aesoperator.errors import NamespaceConflict, SchemaError, StoreError
 from aesoperator.graph_schema.models import Entity, Relation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -390,3 +390,35 @@ def test_open_drops_the_index_the_src_type_index_covers(tmp_path: Path) -> None:
     assert [r.id for r in store.relations_of(["a"])] == [rel("a", "b").id]
     assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384
     store.close()
+
+
+def test_staged_entity_writes_keep_the_full_text_index_exact(tmp_path: Path) -> None:
+    """Entity rows go in by one statement per batch (so the full-text triggers run once per
+    statement); the index must still equal one rebuilt from the rows, also after a batch that
+    failed after its entities were staged and inserted."""
+    with EmbeddedGraphStore(tmp_path) as store:
+        store.upsert([ent(f"s{i}", f"alpha stage {i}") for i in range(40)])
+        mixed = [ent(f"s{i}", f"omega changed {i}") for i in range(0, 40, 4)] + [ent("s99", "alpha newcomer")]
+        store.write(WriteBatch(entities=mixed, delete_entity_ids=["s1", "s2"]))
+        store.write(WriteBatch(relations=[rel("s3", "s5")]))
+        moved = Relation(type="LINKS_TO", src="s3", dst="s5", namespace="other")
+        with pytest.raises(NamespaceConflict):  # entities are inserted before the relation is refused
+            store.write(WriteBatch(entities=[ent("s100", "alpha doomed")], relations=[moved]))
+        assert store.get_entities(["s100"]) == []
+        store.upsert([ent("s101", "alpha after")])
+        with sqlite3.connect(store.db_path) as raw:
+            raw.execute("INSERT INTO entities_fts(entities_fts) VALUES ('integrity-check')")
+
+            def matches(term: str) -> list[int]:
+                sql = "SELECT rowid FROM entities_fts WHERE entities_fts MATCH ? ORDER BY rowid"
+                return [r for (r,) in raw.execute(sql, (term,))]
+
+            before = {t: matches(t) for t in ("alpha", "omega", "stage", "changed", "doomed", "newcomer", "after")}
+            raw.execute("INSERT INTO entities_fts(entities_fts) VALUES ('rebuild')")
+            assert {t: matches(t) for t in before} == before
+        assert before["doomed"] == [] and len(before["omega"]) == 10 and len(before["alpha"]) == 40 - 10 - 2 + 2
+        assert {i for i, _ in store.keyword_search("alpha", k=100)} >= {"s99", "s101"}
+        updated = store.get_entities(["s4"])[0]
+        assert (updated.name, updated.text) == ("s4", "omega changed 4")
+        assert updated.created_at is not None and updated.created_at <= updated.updated_at
+        assert store.name_lookup(["S8"]) == {"s8": ["s8"]}
