@@ -50,6 +50,7 @@ from aesoperator.engine.stores.embedded_schema import configure, create_schema
 from aesoperator.engine.stores.embedded_write import apply_batch
 from aesoperator.engine.stores.graph_view import NetworkxGraphView, Traversal
 from aesoperator.engine.stores.out_of_space import reraise_if_out_of_space
+from aesoperator.engine.stores.wal_checkpoints import WalCheckpointer
 from aesoperator.errors import StoreError
 from aesoperator.graph_schema.models import Direction, Entity, Relation, to_iso, utcnow
 
@@ -119,6 +120,13 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         except BaseException:
             conn.close()
             raise
+        # WAL checkpoints beside the writes (see wal_checkpoints); SQLite's own where the WAL
+        # index cannot be read.
+        self._checkpoints: WalCheckpointer | None = WalCheckpointer(self.db_path)
+        if self._checkpoints.readable():
+            conn.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
+        else:
+            self._checkpoints = None
         self.view = NetworkxGraphView()
         try:
             with self._read("build the graph view"):
@@ -163,9 +171,14 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
             return WriteResult(seq=self.last_seq())
         if batch.erase:
             with self._secure_delete("erase"), self._transaction("erase a batch", "BEGIN IMMEDIATE") as conn:
-                return apply_batch(conn, batch, utcnow(), expire_at)
-        with self._transaction("write a batch", "BEGIN IMMEDIATE") as conn:
-            return apply_batch(conn, batch, utcnow(), expire_at)
+                result = apply_batch(conn, batch, utcnow(), expire_at)
+        else:
+            with self._transaction("write a batch", "BEGIN IMMEDIATE") as conn:
+                result = apply_batch(conn, batch, utcnow(), expire_at)
+        if self._checkpoints is not None:
+            with self._guard("checkpoint the write-ahead log") as conn:
+                self._checkpoints.after_commit(conn)
+        return result
 
     @contextmanager
     def _secure_delete(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -618,6 +631,8 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
             if self._closed:
                 return
             self._closed = True
+            if self._checkpoints is not None:
+                self._checkpoints.close()
             try:
                 self._conn.close()
             except sqlite3.Error as exc:

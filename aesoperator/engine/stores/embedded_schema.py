@@ -46,7 +46,8 @@ PRAGMAS = (
     # and synced pages back into the database after nearly every commit, the same pages again and
     # again. Durability is unchanged: with WAL and synchronous=NORMAL a commit is in the WAL
     # before `write` returns, so it survives the process being killed; the checkpoint only moves
-    # committed pages into the main file.
+    # committed pages into the main file. The store's own connection turns this off and has the
+    # same checkpoints run beside its writes (`wal_checkpoints.py`).
     "PRAGMA wal_autocheckpoint = 16384",
 )
 

@@ -1,0 +1,99 @@
+"""WAL checkpoints of the embedded store run beside the writes (`stores/wal_checkpoints.py`)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aesoperator.engine.stores.embedded import EmbeddedGraphStore
+from aesoperator.engine.stores.wal_checkpoints import WalCheckpointer
+from aesoperator.graph_schema.models import Entity
+
+
+def _entities(start: int, n: int) -> list[Entity]:
+    return [
+        Entity(id=f"w{i}", type="Document", name=f"w{i}", text=f"checkpoint text {i} " + "filler words " * 40)
+        for i in range(start, start + n)
+    ]
+
+
+def _write_batches(store: EmbeddedGraphStore, batches: int, size: int = 200) -> None:
+    """`batches` writes of `size` new entities each, after those already stored."""
+    start = store.stats().entities
+    for b in range(batches):
+        store.upsert(_entities(start + b * size, size))
+
+
+def _wait_for(condition: object, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _checkpointer(store: EmbeddedGraphStore, threshold: int, limit: int) -> WalCheckpointer:
+    """Give the store a checkpointer with small thresholds (the defaults need 64 MiB of WAL)."""
+    assert store._checkpoints is not None, "the WAL index of a local store must be readable"
+    store._checkpoints.close()
+    store._checkpoints = WalCheckpointer(store.db_path, threshold_frames=threshold, limit_frames=limit)
+    return store._checkpoints
+
+
+def test_store_hands_checkpoints_to_the_background(tmp_path: Path) -> None:
+    with EmbeddedGraphStore(tmp_path) as store:
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        checkpoints = _checkpointer(store, threshold=64, limit=1_000_000)
+        _write_batches(store, 12)
+        assert _wait_for(lambda: checkpoints.background_runs >= 1)
+        assert checkpoints.writer_runs == 0
+        # After a checkpoint the next write starts the WAL over instead of growing it.
+        assert _wait_for(lambda: checkpoints.waiting_frames() < 64 or checkpoints.background_runs >= 2)
+        _write_batches(store, 1)  # 13 batches in all
+        wal = store.db_path.with_name(store.db_path.name + "-wal")
+        assert wal.stat().st_size < 64 * 1024 * 1024
+        assert len(store.get_entities([f"w{i}" for i in range(0, 2600, 100)])) == 26
+    with sqlite3.connect(tmp_path / store.db_path.name) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert raw.execute("SELECT count(*) FROM entities").fetchone()[0] == 2600
+    assert not [t for t in threading.enumerate() if t.name == "aesop-wal-checkpoint"]
+
+
+def test_writer_checkpoints_itself_at_the_limit(tmp_path: Path) -> None:
+    with EmbeddedGraphStore(tmp_path) as store:
+        checkpoints = _checkpointer(store, threshold=32, limit=32)
+        _write_batches(store, 4)
+        assert checkpoints.writer_runs >= 1
+        assert checkpoints.waiting_frames() < 32 + 400  # at most one batch's frames since
+
+
+def test_a_reader_on_an_old_snapshot_does_not_stop_writes(tmp_path: Path) -> None:
+    with EmbeddedGraphStore(tmp_path) as store:
+        checkpoints = _checkpointer(store, threshold=64, limit=1_000_000)
+        _write_batches(store, 1)
+        reader = sqlite3.connect(store.db_path, isolation_level=None)
+        reader.execute("BEGIN")
+        seen = reader.execute("SELECT count(*) FROM entities").fetchone()[0]
+        started = time.monotonic()
+        _write_batches(store, 8)
+        assert _wait_for(lambda: checkpoints.background_runs >= 1)
+        assert reader.execute("SELECT count(*) FROM entities").fetchone()[0] == seen  # its snapshot holds
+        reader.execute("COMMIT")
+        reader.close()
+        assert time.monotonic() - started < 15
+        _write_batches(store, 4)
+        assert store.stats().entities == 200 * 13
+
+
+def test_checkpointer_without_a_wal_index(tmp_path: Path) -> None:
+    checkpoints = WalCheckpointer(tmp_path / "absent.sqlite")
+    assert not checkpoints.readable()
+    assert checkpoints.waiting_frames() == checkpoints.limit_frames  # so a writer would checkpoint
+    checkpoints.close()
+    with pytest.raises(ValueError, match="threshold_frames"):
+        WalCheckpointer(tmp_path / "x.sqlite", threshold_frames=10, limit_frames=5)
