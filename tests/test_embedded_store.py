@@ -390,7 +390,7 @@ def test_open_drops_the_index_the_src_type_index_covers(tmp_path: Path) -> None:
     assert [r.id for r in store.relations_of(["a"])] == [rel("a", "b").id]
     # checkpoints run beside the writes (test_wal_checkpoints.py), at the 16,384 frames configured
     assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-    assert store._checkpoints is not None and store._checkpoints.threshold_frames == 16384
+    assert store._checkpoints.threshold_frames == 16384
     store.close()
 
 

@@ -120,13 +120,13 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         except BaseException:
             conn.close()
             raise
-        # WAL checkpoints beside the writes (see wal_checkpoints); SQLite's own where the WAL
-        # index cannot be read.
-        self._checkpoints: WalCheckpointer | None = WalCheckpointer(self.db_path)
-        if self._checkpoints.readable():
+        try:  # WAL checkpoints beside the writes instead of in them (see wal_checkpoints)
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
             conn.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
-        else:
-            self._checkpoints = None
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot configure the graph store at {self.db_path}: {exc}") from exc
+        self._checkpoints = WalCheckpointer(self.db_path, page_size)
         self.view = NetworkxGraphView()
         try:
             with self._read("build the graph view"):
@@ -175,9 +175,8 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         else:
             with self._transaction("write a batch", "BEGIN IMMEDIATE") as conn:
                 result = apply_batch(conn, batch, utcnow(), expire_at)
-        if self._checkpoints is not None:
-            with self._guard("checkpoint the write-ahead log") as conn:
-                self._checkpoints.after_commit(conn)
+        with self._guard("checkpoint the write-ahead log") as conn:
+            self._checkpoints.after_commit(conn)
         return result
 
     @contextmanager
@@ -631,8 +630,7 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
             if self._closed:
                 return
             self._closed = True
-            if self._checkpoints is not None:
-                self._checkpoints.close()
+            self._checkpoints.close()
             try:
                 self._conn.close()
             except sqlite3.Error as exc:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -62,32 +64,57 @@ def _rows_by_id(conn: sqlite3.Connection, sql: str, ids: Sequence[str]) -> dict[
     return found
 
 
-def _refuse_unstorable(entities: Iterable[Entity], relations: Iterable[Relation], vector_ids: Iterable[str]) -> None:
+def _refuse_unstorable(
+    entities: Collection[Entity], relations: Collection[Relation], vector_ids: Collection[str]
+) -> None:
     """Refuse NUL in ids and namespaces, which are passed to SQLite through its JSON functions that
     end a string at NUL (such an item could be written but never read back), and lone surrogates,
     which cannot be encoded at all, in those and in sources and names."""
-    keys: list[tuple[str, str]] = []  # neither NUL nor a lone surrogate
-    labels: list[tuple[str, str]] = []  # no lone surrogate
-    for ent in entities:
-        keys += [("entity id", ent.id), ("namespace", ent.namespace)]
-        labels += [("source", ent.source), ("name", ent.name)]
-    for rel in relations:
-        keys += [("relation id", rel.id), ("relation end", rel.src), ("relation end", rel.dst)]
-        keys.append(("namespace", rel.namespace))
-        labels.append(("source", rel.source))
-    keys += [("vector entity id", i) for i in vector_ids]
-    for pattern, fields in ((UNSTORABLE_CHARACTERS, keys), (_SURROGATE, labels)):
-        # One search over all the values joined (by a character neither pattern matches) is far
-        # cheaper than one per value; only a batch with a bad value is searched value by value.
-        if pattern.search("\n".join(value for _what, value in fields)) is None:
+    # One search over all the values joined (by a character neither pattern matches) is far
+    # cheaper than one per value; only a batch with a bad value is searched value by value.
+    keys = chain(
+        map(_ID, entities), map(_NAMESPACE, entities), map(_ID, relations), map(_SRC, relations),
+        map(_DST, relations), map(_NAMESPACE, relations), vector_ids,
+    )  # fmt: skip
+    labels = chain(map(_SOURCE, entities), map(_NAME, entities), map(_SOURCE, relations))
+    for pattern, values, named in (
+        (UNSTORABLE_CHARACTERS, keys, _named_keys),
+        (_SURROGATE, labels, _named_labels),
+    ):
+        if pattern.search("\n".join(values)) is None:
             continue
-        for what, value in fields:
+        for what, value in named(entities, relations, vector_ids):
             found = pattern.search(value)
             if found is not None:
                 raise SchemaError(
                     f"{what} {value[:80]!r} contains U+{ord(found.group()):04X}, which the embedded store "
                     "cannot hold there (NUL, or a lone surrogate): remove it"
                 )
+
+
+_ID, _NAMESPACE, _SRC, _DST = attrgetter("id"), attrgetter("namespace"), attrgetter("src"), attrgetter("dst")
+_SOURCE, _NAME = attrgetter("source"), attrgetter("name")
+
+
+def _named_keys(
+    entities: Iterable[Entity], relations: Iterable[Relation], vector_ids: Iterable[str]
+) -> Iterator[tuple[str, str]]:
+    """Ids and namespaces, each with what it is: neither NUL nor a lone surrogate is allowed."""
+    for ent in entities:
+        yield from (("entity id", ent.id), ("namespace", ent.namespace))
+    for rel in relations:
+        yield from (("relation id", rel.id), ("relation end", rel.src), ("relation end", rel.dst))
+        yield ("namespace", rel.namespace)
+    yield from (("vector entity id", i) for i in vector_ids)
+
+
+def _named_labels(
+    entities: Iterable[Entity], relations: Iterable[Relation], _vector_ids: Iterable[str]
+) -> Iterator[tuple[str, str]]:
+    """Sources and names, each with what it is: no lone surrogate is allowed."""
+    for ent in entities:
+        yield from (("source", ent.source), ("name", ent.name))
+    yield from (("source", rel.source) for rel in relations)
 
 
 def _last_wins(items: Iterable[Any]) -> dict[str, Any]:
