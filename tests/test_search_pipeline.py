@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -12,7 +13,8 @@ import pytest
 
 from aesoperator import ContextEngine, SearchSettings
 from aesoperator.engine.context import EngineCore
-from aesoperator.engine.search import SEARCH_PRESETS, SearchRequest, StageTimer
+from aesoperator.engine.search import SEARCH_PRESETS, SearchRequest, StageTimer, channel_candidates
+from aesoperator.engine.search_lexical import PendingLexical
 from aesoperator.errors import ConfigError, SchemaError
 from aesoperator.graph_schema import Entity, Relation
 
@@ -73,12 +75,15 @@ def test_a_preset_by_name_equals_its_settings_and_hops(engine: Any) -> None:
 def test_stage_timings_cover_every_stage_that_ran(engine: Any) -> None:
     result = engine.search("who runs the night shift?", k=5, hops=1, mmr_lambda=0.5)
     assert list(result.timings_ms)[:1] == ["index_sync"]
-    assert {"index_sync", "embed", "vector", "keyword", "name", "fuse", "load", "expand", "rerank", "pack"} <= set(
+    # the keyword and name channels ran beside the embedding: `keyword` is the wait for both
+    assert {"index_sync", "embed", "vector", "keyword", "fuse", "load", "expand", "rerank", "pack"} <= set(
         result.timings_ms
     )
+    assert "name" not in result.timings_ms
     assert all(ms >= 0 for ms in result.timings_ms.values())
-    keyword_only = engine.search("Marguerite", k=3, channels=("keyword",), hops=0)
+    keyword_only = engine.search("Marguerite", k=3, channels=("keyword", "name"), hops=0)
     assert "embed" not in keyword_only.timings_ms and "vector" not in keyword_only.timings_ms
+    assert {"keyword", "name"} <= set(keyword_only.timings_ms)  # on the search's own thread
 
 
 def test_the_stage_timer_keeps_nested_stages_disjoint() -> None:
@@ -102,3 +107,27 @@ def test_the_stage_timer_keeps_nested_stages_disjoint() -> None:
 def test_a_request_is_validated_when_made(bad: dict[str, Any]) -> None:
     with pytest.raises(SchemaError):
         SearchRequest(**{"query": "ok", **bad})
+
+
+def test_lexical_channels_beside_the_vector_channel_give_the_same_hits(engine: Any) -> None:
+    """The keyword and name channels run on a worker while the query is embedded; what they find
+    is what they find on the search's own thread, and an error they raise reaches the caller."""
+    sources = engine._search_sources()
+    for query in ("who runs the night shift?", "Marguerite", "Tobias Lindqvist"):
+        request = SearchRequest(query=query, k=5)
+        beside = channel_candidates(sources, request, StageTimer())
+        inline = channel_candidates(
+            sources, SearchRequest(query=query, k=5, channels=("keyword", "name")), StageTimer()
+        )
+        assert beside.ranked["keyword"] == inline.ranked["keyword"]
+        assert beside.ranked["name"] == inline.ranked["name"] and beside.linked == inline.linked
+        assert beside.ranked["vector"]
+
+    class Broken:
+        def __call__(self, _seq: int) -> Any:
+            raise RuntimeError("keyword index unavailable")
+
+    broken = dataclasses.replace(sources, keyword_index=Broken())
+    pending = PendingLexical.start(broken, SearchRequest(query="anything", k=5), 0)
+    with pytest.raises(RuntimeError, match="keyword index unavailable"):
+        pending.wait(StageTimer())

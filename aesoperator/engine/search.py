@@ -34,7 +34,6 @@ from aesoperator.engine import retrieval
 from aesoperator.engine.candidates import sort_desc
 from aesoperator.engine.excerpts import QueryTerms
 from aesoperator.engine.packing import MAX_HIT_CHARS, hit_chars
-from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.query_time import time_window
 from aesoperator.engine.results import SearchResult
 from aesoperator.engine.retrieval import Candidate
@@ -48,6 +47,7 @@ from aesoperator.engine.search_graph import (
     walk_reasons,
     window_candidates,
 )
+from aesoperator.engine.search_lexical import PendingLexical, lexical_channels, wants_lexical, without_extracted
 from aesoperator.engine.search_request import (
     BRIDGE_CHANNEL,
     CHANNELS,
@@ -67,7 +67,6 @@ from aesoperator.engine.search_request import (
 from aesoperator.engine.search_settings import SEARCH_PRESETS, SearchPreset, SearchSettings
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.graph_schema.facts import retirement_note
-from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation, utcnow
 from aesoperator.telemetry.tracing import AttributeValue, set_attributes, span
 
@@ -76,34 +75,29 @@ from aesoperator.telemetry.tracing import AttributeValue, set_attributes, span
 _LOAD_MARGIN = 8
 
 
-def _without_extracted(ranked: list[tuple[str, float]], request: SearchRequest) -> list[tuple[str, float]]:
-    """A channel's list without the entities extraction found, unless a type filter asks for
-    types (then `_keep` filters by type): each channel leaves them out before fusion, so the
-    scores are those of the items."""
-    if request.type_filter is not None:
-        return ranked
-    return [(i, s) for i, s in ranked if not i.startswith(KNOWLEDGE_ID_PREFIX)]
-
-
 def channel_candidates(sources: SearchSources, request: SearchRequest, timer: StageTimer) -> ChannelHits:
     """Stage 1: each asked-for channel's best-first candidate list.
+
+    With the vector channel, the keyword and name channels run beside the query embedding and the
+    vector search (`search_lexical`), and `keyword` times only the wait for them.
 
     Args:
         sources: the store and indexes.
         request: the search.
-        timer: receives `index_sync`, `embed`, `vector`, `keyword` and `name`.
+        timer: receives `index_sync`, `embed`, `vector`, `keyword` and (when the lexical channels
+            run on this thread) `name`.
 
     Returns:
         The channel lists (keyword hits with a BM25 score under 1e-3 dropped), the query vector
         when the vector channel ran, and the change-log position the indexes were synced to.
     """
     hits = ChannelHits()
-    n_cand = request.n_candidates
-    ns = request.namespaces
-    types = request.types
     with timer.stage("index_sync"):
         hits.store_seq = sources.store.last_seq()  # one read for both derived indexes
+    beside = "vector" in request.channels and wants_lexical(request)
+    pending = PendingLexical.start(sources, request, hits.store_seq) if beside else None
     if "vector" in request.channels:
+        n_cand = request.n_candidates
         with timer.stage("embed"):
             hits.query_vec = sources.embedder().embed_query(request.query)
         with timer.stage("index_sync"):
@@ -112,38 +106,17 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
             # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
             # Extracted entities are left out unless types are asked for (`wanted`); their vectors
             # (the mean of the items mentioning them) sit close to those items: over-fetch too.
-            nearest = index.search(hits.query_vec, n_cand * (4 if request.type_filter else 8), namespaces=ns)
-            hits.ranked["vector"] = nearest if request.type_filter else _without_extracted(nearest, request)[:n_cand]
-    keywords = None  # the in-memory index answers the keyword and name channels
-    if sources.keyword_index is not None and ("keyword" in request.channels or "name" in request.channels):
-        with timer.stage("index_sync"):
-            keywords = sources.keyword_index(hits.store_seq)
-    if "keyword" in request.channels:
-        with timer.stage("keyword"):
-            if keywords is not None:
-                bm25 = keywords.search(
-                    request.query, n_cand, namespaces=ns, types=types, include_extracted=request.type_filter is not None
-                )
-            else:  # the store's full-text index: leave room for the extracted entities left out
-                n_kw = n_cand if request.type_filter else 2 * n_cand
-                bm25 = sources.store.keyword_search(request.query, n_kw, namespaces=ns, types=types)
-            bm25 = _without_extracted(bm25, request)[:n_cand]
-            # BM25 scores near zero come from words present almost everywhere: no evidence.
-            hits.ranked["keyword"] = [(i, s) for i, s in bm25 if s >= 1e-3]
-    if "name" in request.channels:
-        with timer.stage("name"):
-            grams = name_candidates(request.query)
-            found = (
-                keywords.name_lookup(grams, namespaces=ns, types=types)
-                if keywords is not None
-                else sources.store.name_lookup(grams, namespaces=ns, types=types)
-            )
-            # Longer matched names are more specific: rank them first.
-            by_len = sorted(found.items(), key=lambda kv: (-len(kv[0]), kv[0]))
-            named = [(eid, float(len(nm))) for nm, ids in by_len for eid in ids]
-            hits.ranked["name"] = _without_extracted(named, request)[:n_cand]
-            if request.type_filter is None:
-                hits.linked = {eid: 1.0 for eid, _ in named if eid.startswith(KNOWLEDGE_ID_PREFIX)}
+            factor = 4 if request.type_filter else 8
+            nearest = index.search(hits.query_vec, n_cand * factor, namespaces=request.namespaces)
+            hits.ranked["vector"] = nearest if request.type_filter else without_extracted(nearest, request)[:n_cand]
+    if pending is not None:
+        lexical = pending.wait(timer)
+    elif wants_lexical(request):
+        lexical = lexical_channels(sources, request, hits.store_seq, timer)
+    else:
+        return hits
+    hits.ranked.update(lexical.ranked)
+    hits.linked = lexical.linked
     return hits
 
 
