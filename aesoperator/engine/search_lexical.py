@@ -117,9 +117,10 @@ class PendingLexical:
         return cls(_executor().submit(context.run, lexical_channels, sources, request, store_seq, StageTimer()))
 
     def wait(self, timer: StageTimer) -> LexicalHits:
-        """The hits, once ready; the time waited goes to stage `keyword`. An error the channels
-        raised is raised here."""
-        with timer.stage("keyword"):
+        """The hits, once ready; the time waited goes to stage `keyword` (traced as
+        `search.lexical_wait`: the worker's own `search.keyword` and `search.name` spans show
+        the work). An error the channels raised is raised here."""
+        with timer.stage("keyword", span_name="search.lexical_wait"):
             return self._future.result()
 
 

@@ -45,11 +45,12 @@ class StageTimer:
         self._inner: list[float] = []  # per open stage: seconds spent in its inner stages
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+    def stage(self, name: str, span_name: str | None = None) -> Iterator[None]:
         """Time the body as (part of) stage `name`; repeated stages add up.
 
         Args:
             name: the stage name, as it appears in `SearchResult.timings_ms`.
+            span_name: the trace span's name, when not `search.<name>`.
 
         Returns:
             A context manager.
@@ -57,7 +58,7 @@ class StageTimer:
         started = time.perf_counter()
         self._inner.append(0.0)
         try:
-            with span(f"search.{name}"):  # a child of the search's span while tracing is on
+            with span(span_name or f"search.{name}"):  # a child of the search's span while tracing is on
                 yield
         finally:
             elapsed = time.perf_counter() - started
