@@ -15,6 +15,7 @@ from aesoperator import ContextEngine, SearchSettings
 from aesoperator.engine.context import EngineCore
 from aesoperator.engine.search import SEARCH_PRESETS, SearchRequest, StageTimer, channel_candidates
 from aesoperator.engine.search_lexical import PendingLexical
+from aesoperator.engine.search_request import LEXICAL_BESIDE_FROM_MS, LexicalCost
 from aesoperator.errors import ConfigError, SchemaError
 from aesoperator.graph_schema import Entity, Relation
 
@@ -75,15 +76,13 @@ def test_a_preset_by_name_equals_its_settings_and_hops(engine: Any) -> None:
 def test_stage_timings_cover_every_stage_that_ran(engine: Any) -> None:
     result = engine.search("who runs the night shift?", k=5, hops=1, mmr_lambda=0.5)
     assert list(result.timings_ms)[:1] == ["index_sync"]
-    # the keyword and name channels ran beside the embedding: `keyword` is the wait for both
-    assert {"index_sync", "embed", "vector", "keyword", "fuse", "load", "expand", "rerank", "pack"} <= set(
+    # a small graph's lexical channels are quick: they run on the search's own thread
+    assert {"index_sync", "embed", "vector", "keyword", "name", "fuse", "load", "expand", "rerank", "pack"} <= set(
         result.timings_ms
     )
-    assert "name" not in result.timings_ms
     assert all(ms >= 0 for ms in result.timings_ms.values())
-    keyword_only = engine.search("Marguerite", k=3, channels=("keyword", "name"), hops=0)
+    keyword_only = engine.search("Marguerite", k=3, channels=("keyword",), hops=0)
     assert "embed" not in keyword_only.timings_ms and "vector" not in keyword_only.timings_ms
-    assert {"keyword", "name"} <= set(keyword_only.timings_ms)  # on the search's own thread
 
 
 def test_the_stage_timer_keeps_nested_stages_disjoint() -> None:
@@ -112,16 +111,21 @@ def test_a_request_is_validated_when_made(bad: dict[str, Any]) -> None:
 def test_lexical_channels_beside_the_vector_channel_give_the_same_hits(engine: Any) -> None:
     """The keyword and name channels run on a worker while the query is embedded; what they find
     is what they find on the search's own thread, and an error they raise reaches the caller."""
-    sources = engine._search_sources()
+    slow = LexicalCost()
+    slow.record(LEXICAL_BESIDE_FROM_MS * 10)  # as if the channels had been taking long
+    sources = dataclasses.replace(engine._search_sources(), lexical_cost=slow)
     for query in ("who runs the night shift?", "Marguerite", "Tobias Lindqvist"):
         request = SearchRequest(query=query, k=5)
-        beside = channel_candidates(sources, request, StageTimer())
-        inline = channel_candidates(
-            sources, SearchRequest(query=query, k=5, channels=("keyword", "name")), StageTimer()
-        )
-        assert beside.ranked["keyword"] == inline.ranked["keyword"]
-        assert beside.ranked["name"] == inline.ranked["name"] and beside.linked == inline.linked
-        assert beside.ranked["vector"]
+        timer = StageTimer()
+        beside = channel_candidates(sources, request, timer)
+        assert "keyword" in timer.ms and "name" not in timer.ms  # the search only waited
+        quick = dataclasses.replace(sources, lexical_cost=LexicalCost())
+        timer = StageTimer()
+        inline = channel_candidates(quick, request, timer)
+        assert {"keyword", "name"} <= set(timer.ms)  # on the search's own thread
+        assert beside.ranked == inline.ranked and beside.linked == inline.linked
+        assert beside.ranked["vector"] and "keyword" in beside.ranked
+    assert slow.mean_ms is not None and slow.mean_ms < LEXICAL_BESIDE_FROM_MS * 10  # the worker recorded its time
 
     class Broken:
         def __call__(self, _seq: int) -> Any:
@@ -131,3 +135,16 @@ def test_lexical_channels_beside_the_vector_channel_give_the_same_hits(engine: A
     pending = PendingLexical.start(broken, SearchRequest(query="anything", k=5), 0)
     with pytest.raises(RuntimeError, match="keyword index unavailable"):
         pending.wait(StageTimer())
+
+
+def test_lexical_cost_is_a_weighted_mean_of_recent_searches() -> None:
+    cost = LexicalCost()
+    assert cost.mean_ms is None and not cost.worth_a_worker()
+    cost.record(1.0)
+    assert cost.mean_ms == 1.0 and not cost.worth_a_worker()
+    for _ in range(20):
+        cost.record(13.0)
+    assert cost.worth_a_worker()
+    for _ in range(20):
+        cost.record(0.5)
+    assert not cost.worth_a_worker()

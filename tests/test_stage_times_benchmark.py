@@ -66,9 +66,12 @@ def test_stage_times_runs_the_given_checkout(tmp_path: Path, capsys: pytest.Capt
     for run in runs:
         stages = run["stages_ms"]
         assert len(stages["total excl. embedding"]) == 2  # one timed search per question
+        assert len(stages[stage_times.WALL]) == 2  # and each question's first, end to end
+        assert min(stages[stage_times.WALL]) >= min(stages["total excl. embedding"])
         assert {"vector", "keyword", "load", "expand", "pack"} <= set(stages)
         assert all(v >= 0 for values in stages.values() for v in values)
-    assert "total p50" in capsys.readouterr().err
+    printed = capsys.readouterr().err
+    assert "total p50" in printed and "wall p50" in printed
 
 
 def test_stage_times_refuses_a_checkout_without_an_engine(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ from aesoperator.engine.search import (
     SearchSources,
     run_search,
 )
+from aesoperator.engine.search_request import LexicalCost
 from aesoperator.engine.stores import GraphStore, StoreStats, Subgraph, WriteBatch, open_store
 from aesoperator.engine.tokens import token_counter
 from aesoperator.engine.vector_backend import check_vector_backend
@@ -107,6 +108,7 @@ class EngineCore(KnowledgeReads):
         self._memory: AgentMemory | None = None
         self._counter: Callable[[str], int] | None = None
         self.search_settings = SearchSettings()
+        self._lexical_cost = LexicalCost()  # decides where a search's keyword channel runs
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -591,6 +593,7 @@ class EngineCore(KnowledgeReads):
             vector_index=self._vector_index,
             keyword_index=self._keyword_index if self.settings.keyword_index == "memory" else None,
             count_tokens=self.count_tokens,
+            lexical_cost=self._lexical_cost,
         )
 
     # -- knowledge: items about an entity (entities, merges, code symbols: `KnowledgeReads`) ----

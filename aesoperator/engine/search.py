@@ -47,7 +47,13 @@ from aesoperator.engine.search_graph import (
     walk_reasons,
     window_candidates,
 )
-from aesoperator.engine.search_lexical import PendingLexical, lexical_channels, wants_lexical, without_extracted
+from aesoperator.engine.search_lexical import (
+    PendingLexical,
+    lexical_beside,
+    lexical_channels,
+    wants_lexical,
+    without_extracted,
+)
 from aesoperator.engine.search_request import (
     BRIDGE_CHANNEL,
     CHANNELS,
@@ -79,7 +85,8 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
     """Stage 1: each asked-for channel's best-first candidate list.
 
     With the vector channel, the keyword and name channels run beside the query embedding and the
-    vector search (`search_lexical`), and `keyword` times only the wait for them.
+    vector search when they have been taking long (`search_lexical`); `keyword` then times only
+    the wait for them.
 
     Args:
         sources: the store and indexes.
@@ -94,8 +101,7 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
     hits = ChannelHits()
     with timer.stage("index_sync"):
         hits.store_seq = sources.store.last_seq()  # one read for both derived indexes
-    beside = "vector" in request.channels and wants_lexical(request)
-    pending = PendingLexical.start(sources, request, hits.store_seq) if beside else None
+    pending = PendingLexical.start(sources, request, hits.store_seq) if lexical_beside(sources, request) else None
     if "vector" in request.channels:
         n_cand = request.n_candidates
         with timer.stage("embed"):

@@ -2,17 +2,20 @@
 
 Neither channel needs the query vector, and the embedding (ONNX Runtime or torch) and the vector
 scan (BLAS, FAISS) release the GIL while they work. So when a search asks for the vector channel
-too, the lexical channels run on a worker thread from the moment the change-log position is
-known, and the search waits for them only after its vector channel: on a machine with a core to
-spare, the keyword channel's time (13 ms p50 at a million entities) is hidden behind the query
-embedding's. The work done is the same; a search's stage timings then show under `keyword` only
-the time it waited, and no separate `name` stage.
+too and the lexical channels have been taking long (`LexicalCost`: at a million entities the
+keyword channel takes 13 ms p50), they run on a worker thread from the moment the change-log
+position is known, and the search waits for them only after its vector channel: on a machine with
+a core to spare, their time is hidden behind the query embedding's. When they are quick, the
+hand-off costs more than it hides, and they run on the search's own thread. The work done is the
+same; with the worker, a search's stage timings show under `keyword` only the time it waited,
+and no separate `name` stage.
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -66,6 +69,7 @@ def lexical_channels(sources: SearchSources, request: SearchRequest, store_seq: 
         The channel lists (keyword hits with a BM25 score under 1e-3 dropped) and the linked
         extracted entities.
     """
+    started = time.perf_counter()
     out = LexicalHits()
     n_cand = request.n_candidates
     ns = request.namespaces
@@ -100,6 +104,7 @@ def lexical_channels(sources: SearchSources, request: SearchRequest, store_seq: 
             out.ranked["name"] = without_extracted(named, request)[:n_cand]
             if request.type_filter is None:
                 out.linked = {eid: 1.0 for eid, _ in named if eid.startswith(KNOWLEDGE_ID_PREFIX)}
+    sources.lexical_cost.record((time.perf_counter() - started) * 1000)
     return out
 
 
@@ -129,4 +134,10 @@ def wants_lexical(request: SearchRequest) -> bool:
     return "keyword" in request.channels or "name" in request.channels
 
 
-__all__ = ["LexicalHits", "PendingLexical", "lexical_channels", "wants_lexical", "without_extracted"]
+def lexical_beside(sources: SearchSources, request: SearchRequest) -> bool:
+    """Whether this search runs its lexical channels on a worker: it asks for them and for the
+    vector channel, and they have been taking long enough for the hand-off to pay."""
+    return "vector" in request.channels and wants_lexical(request) and sources.lexical_cost.worth_a_worker()
+
+
+__all__ = ["LexicalHits", "PendingLexical", "lexical_beside", "lexical_channels", "wants_lexical", "without_extracted"]
