@@ -235,3 +235,24 @@ def test_log_level_and_format_come_from_settings(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AESOP_LOG_FORMAT", "xml")
     with pytest.raises(ValueError, match="log_format"):
         Settings()
+
+
+def test_lexical_channels_on_a_worker_stay_under_the_search_span(spans: InMemorySpanExporter, make_engine: Any) -> None:
+    """When the keyword and name channels run on a worker thread (a large graph's), their spans
+    are still children of the search's, and the search's wait has a span of its own."""
+    from aesoperator.engine.search_request import LEXICAL_BESIDE_FROM_MS
+    from aesoperator.graph_schema.models import Entity
+
+    engine = make_engine()
+    engine.upsert(
+        [Entity(id=f"doc:{i}", type="Document", name=f"Note {i}", text=f"Falcon note number {i}") for i in range(5)]
+    )
+    engine._lexical_cost.record(LEXICAL_BESIDE_FROM_MS * 10)  # as if the channels had been taking long
+    spans.clear()
+    result = engine.search("Falcon note", k=3)
+    assert result.hits and "name" not in result.timings_ms
+    finished = spans.get_finished_spans()
+    search = next(s for s in finished if s.name == "search")
+    children = {s.name for s in finished if _parent_id(s) == _hex(search)[1]}
+    assert {"search.keyword", "search.name", "search.lexical_wait", "search.embed", "search.vector"} <= children
+    assert all(_hex(s)[0] == _hex(search)[0] for s in finished if s.name.startswith("search."))
