@@ -387,7 +387,17 @@ class KeywordPostings:
             return []
         docs = np.concatenate(all_docs)
         totals = np.bincount(docs, weights=np.concatenate(all_scores))
-        candidates = np.flatnonzero(totals) if len(all_docs) > 1 else np.unique(docs)
+        if len(all_docs) > 1:
+            # The documents some posting names, found through a mask of one byte per document:
+            # scanning the float64 totals for non-zeros cost half the keyword channel's time at a
+            # million entities (4.3 of 9.4 ms). Every addend is positive, so these are the
+            # documents whose total is not zero; the check keeps that exact.
+            present = np.zeros(len(totals), dtype=np.bool_)
+            present[docs] = True
+            candidates = np.flatnonzero(present)
+            candidates = candidates[totals[candidates] != 0]
+        else:
+            candidates = np.unique(docs)
         if counted_only:
             candidates = candidates[self.counted.view()[candidates]]
         candidates = self._filtered(candidates, namespaces, types)
