@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
 from aesoperator.engine.stores.wal_checkpoints import WalCheckpointer
 from aesoperator.graph_schema.models import Entity
@@ -94,3 +95,19 @@ def test_checkpointer_without_a_wal(tmp_path: Path) -> None:
     checkpoints.close()
     with pytest.raises(ValueError, match="threshold_frames"):
         WalCheckpointer(tmp_path / "x.sqlite", 4096, threshold_frames=10, limit_frames=5)
+
+
+def test_no_background_checkpoint_while_paused(tmp_path: Path) -> None:
+    """The erasure scrub truncates the WAL itself; SQLite answers a second checkpoint under way
+    with busy, so the scrub pauses the thread."""
+    with EmbeddedGraphStore(tmp_path) as store:
+        checkpoints = _checkpointer(store, threshold=64, limit=1_000_000)
+        with checkpoints.paused():
+            _write_batches(store, 6)
+            time.sleep(0.3)
+            assert checkpoints.background_runs == 0
+        assert _wait_for(lambda: checkpoints.background_runs >= 1)
+        store.write(WriteBatch(delete_entity_ids=["w0"], erase=True))
+        _write_batches(store, 6)  # the thread is due again while the scrub runs
+        assert store.scrub_erased() is True
+        assert store.get_entities(["w0"]) == [] and not store.erasure_pending()

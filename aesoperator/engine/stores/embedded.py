@@ -619,7 +619,7 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
     def scrub_erased(self) -> bool:
         """Rebuild the full-text index, VACUUM and truncate the WAL after committed erasures, so no
         freed page, old index segment or journal frame holds erased bytes (see `embedded_erase`)."""
-        with self._secure_delete("scrub erased data") as conn:
+        with self._checkpoints.paused(), self._secure_delete("scrub erased data") as conn:
             if not is_pending(conn):
                 return False
             scrub(conn, str(self.db_path))

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class WalCheckpointer:
         self._wake = threading.Event()
         self._stopping = False
         self._lock = threading.Lock()
+        self._running = threading.Lock()  # held by the thread while it checkpoints
         self._thread: threading.Thread | None = None
 
     def wal_frames(self) -> int:
@@ -104,8 +107,9 @@ class WalCheckpointer:
                 self._wake.clear()
                 if self._stopping:
                     return
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                with self._running:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
                 self.background_runs += 1
                 if busy:
                     self._wake_at = self.wal_frames() + self.threshold_frames
@@ -116,6 +120,14 @@ class WalCheckpointer:
         finally:
             if conn is not None:
                 conn.close()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No background checkpoint runs inside: for work that checkpoints the WAL itself and must
+        not find another checkpoint under way (SQLite answers that one busy), as the erasure
+        scrub's TRUNCATE does."""
+        with self._running:
+            yield
 
     def close(self) -> None:
         """Stop the thread (after the checkpoint it may be running) and wait for it."""
