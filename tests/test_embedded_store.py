@@ -115,6 +115,23 @@ def test_second_instance_catches_up_incrementally(tmp_path: Path) -> None:
         reader.close()
 
 
+def test_relation_expired_then_asserted_again_is_live_in_the_caught_up_view(tmp_path: Path) -> None:
+    """Catching up replaces an edge's attributes: a time that is set and later cleared (an expired
+    relation asserted again) must not linger in the view."""
+    store = EmbeddedGraphStore(tmp_path)
+    try:
+        store.upsert([ent("a"), ent("b")], [rel("a", "b")])
+        assert store.neighbors(["a"]).hops == {"a": 0, "b": 1}
+        store.expire_relations([rel("a", "b").id])
+        assert store.neighbors(["a"]).hops == {"a": 0}
+        store.upsert([], [rel("a", "b")])
+        assert store.neighbors(["a"]).hops == {"a": 0, "b": 1}
+        assert store.view.full_loads == 1
+        assert_view_matches_store(store)
+    finally:
+        store.close()
+
+
 def test_writer_in_another_process(tmp_path: Path) -> None:
     reader = EmbeddedGraphStore(tmp_path)
     try:

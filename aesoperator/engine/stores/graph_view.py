@@ -146,7 +146,10 @@ class NetworkxGraphView:
             old = ends.get(rid)
             if old is not None:
                 if row is not None and old == (row[2], row[3]):
-                    graph.succ[old[0]][old[1]][rid].update(_edge_attrs(row))
+                    # replaced, not merged: a time that is now unset has no key to overwrite it
+                    attrs = graph.succ[old[0]][old[1]][rid]
+                    attrs.clear()
+                    attrs.update(_edge_attrs(row))
                     continue
                 del ends[rid]
                 if graph.has_edge(old[0], old[1], key=rid):
