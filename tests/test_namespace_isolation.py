@@ -384,6 +384,9 @@ def _seed_other_namespaces(engine: Any) -> list[str]:
         ).id
     )
     ids += ["memory:session:alice/s1", "memory:session@B:alice/s1"]
+    # the seeded entities are embedded in the background; done now, their vectors are not
+    # written during a check, where they would look like the writer's changes outside A
+    assert engine.wait_for_index(timeout=120)
     return ids
 
 
