@@ -149,7 +149,10 @@ class EmbeddingBacklog:
                 self._wanted = target
             now = time.monotonic()
             self._last_notify = now
-            if self._first_wait is None:
+            # Only a notify that leaves work waiting starts the delay: one with nothing to embed
+            # (the one at start on an up-to-date store) would otherwise make the next write, once
+            # `max_delay_seconds` later, be embedded at once instead of after a pause in writes.
+            if self._first_wait is None and self._wanted > self._cursor:
                 self._first_wait = now
             self._cond.notify_all()
 
