@@ -36,7 +36,7 @@ from aesoperator.errors import ConfigError
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "int8"]
-EXPORT_FORMAT = 1  # bump when the export procedure changes, so old exports are not reused
+EXPORT_FORMAT = 2  # bump when the export procedure changes, so old exports are not reused
 OPSET = 17
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -167,7 +167,11 @@ def _export_fp32(model_dir: Path, target: Path) -> list[str]:
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+    # Eager attention: the scaled-dot-product attention a model otherwise loads with is exported
+    # with a NaN guard on the softmax (IsNaN and Where over every attention matrix), a quarter of
+    # ONNX Runtime's time on a batch of chunks; eager attention masks by adding to the scores, the
+    # same vectors (cosine 0.9999999) 1.1-1.3x faster (format 1 exports did not ask for it).
+    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
     accepts = inspect.signature(model.forward).parameters
     inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in accepts else [])
 
