@@ -194,8 +194,10 @@ def test_stored_xss_stays_inert(page: Watched, app: RunningExplorer) -> None:
     link = p.locator("#results a.hit-name", has_text="Mallory").first  # type: ignore[attr-defined]
     assert link.inner_text() == XSS_NAME
     link.click()
-    loaded(page, "entity")
+    # the entity view marks "entity" and then "graph" once its neighbours load; the two can land
+    # between two polls, so wait for the last and check that the first came before it
     loaded(page, "graph")
+    assert p.evaluate("() => window.aesopTimings.entity <= window.aesopTimings.graph")  # type: ignore[attr-defined]
     assert p.inner_text("#entity-name") == XSS_NAME  # type: ignore[attr-defined]
     assert p.inner_text("#entity-text") == XSS_TEXT  # type: ignore[attr-defined]
     assert p.evaluate("() => window.__xss === undefined")  # type: ignore[attr-defined]
