@@ -546,3 +546,5 @@ def test_git_server_command_and_source() -> None:
     assert command.command == [sys.executable, "-m", "mcp_server_git"]
     definition = git_source(REPO, command.command, name="repo-git")
     assert definition.kind == "git" and definition.args[-2:] == ["--repository", str(REPO)]
+    assert definition.options == {}
+    assert git_source(REPO, command.command, max_commits=5).options == {"max_commits": 5}

@@ -123,15 +123,22 @@ def git_server_command() -> ServerCommand:
 
 
 def git_source(
-    repo: Path, command: Sequence[str], name: str = "repo-git", namespace: str = "default"
+    repo: Path,
+    command: Sequence[str],
+    name: str = "repo-git",
+    namespace: str = "default",
+    max_commits: int | None = None,
 ) -> SourceDefinition:
-    """A source for the history of the git repository `repo` (every local branch)."""
+    """A source for the history of the git repository `repo` (every local branch). With
+    `max_commits`, one run fetches at most that many commits, newest first; each later run goes on
+    down the history from where the last one stopped."""
     return SourceDefinition(
         name=name,
         kind="git",
         command=command[0],
         args=[*command[1:], "--repository", str(repo)],
         namespace=namespace,
+        options={} if max_commits is None else {"max_commits": max_commits},
     )
 
 
