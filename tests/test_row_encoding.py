@@ -1,7 +1,7 @@
 """Properties and provenance are stored as the text `json.dumps` gives with sorted keys, compact
 separators and non-ASCII kept: equal content must give equal text, or an unchanged re-ingest would
-count as a change. The store's encoder is built once (`embedded_rows._compact_encoder`); it must
-write exactly what the standard call writes."""
+count as a change. Both stores use one encoder built once (`canonical_json`); it must write
+exactly what the standard call writes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aesoperator.engine.stores import neo4j_rows
+from aesoperator.engine.stores.canonical_json import canonical_json
 from aesoperator.engine.stores.embedded_rows import dump_properties, dump_provenance, load_provenance
 from aesoperator.graph_schema.models import Provenance
 
@@ -32,6 +34,13 @@ json_values = st.recursive(
 @given(st.dictionaries(st.text(max_size=12), json_values, max_size=6))
 def test_properties_are_encoded_as_the_standard_call_encodes_them(props: dict[str, Any]) -> None:
     assert dump_properties(props) == (standard(props) if props else "{}")
+    assert neo4j_rows.dump_properties(props) == dump_properties(props)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_any_json_value_is_encoded_as_the_standard_call_encodes_it(value: Any) -> None:
+    assert canonical_json(value) == standard(value)
 
 
 @settings(max_examples=100, deadline=None)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from aesoperator.engine.stores.canonical_json import canonical_json
 from aesoperator.graph_schema.models import Entity, Provenance, Relation, from_iso, to_iso
 from aesoperator.graph_schema.stored import stored_model
 
@@ -40,42 +40,15 @@ def json_list(items: Sequence[str] | set[str]) -> str:
     return json.dumps(list(items), ensure_ascii=False)
 
 
-def _compact_encoder() -> Callable[[Any], str]:
-    """`json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)`, built once.
-
-    Sorted keys make equal content give equal text. `JSONEncoder.encode` makes a new C encoder on
-    every call, which was most of the time spent encoding properties in a 100k load; this makes
-    it once. Without the C encoder (or where it takes other arguments) the plain one is used.
-    Values are never cyclic here (the models refuse what JSON cannot carry), so no check is made.
-    """
-    plain = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    if c_make_encoder is None:
-        return plain.encode
-    try:
-        chunks = c_make_encoder(None, plain.default, encode_basestring, None, ":", ",", True, False, True)
-    except TypeError:
-        return plain.encode
-
-    def encode(value: Any) -> str:
-        if isinstance(value, str):
-            return encode_basestring(value)
-        return "".join(chunks(value, 0))
-
-    return encode
-
-
-_encode = _compact_encoder()
-
-
 def dump_properties(props: dict[str, Any]) -> str:
-    return _encode(props) if props else "{}"
+    return canonical_json(props) if props else "{}"
 
 
 def dump_provenance(prov: Provenance | None) -> str | None:
     if prov is None:
         return None
-    version = "null" if prov.version is None else _encode(prov.version)
-    return f'{{"uri":{_encode(prov.uri)},"version":{version},"fetched_at":"{to_iso(prov.fetched_at)}"}}'
+    version = "null" if prov.version is None else canonical_json(prov.version)
+    return f'{{"uri":{canonical_json(prov.uri)},"version":{version},"fetched_at":"{to_iso(prov.fetched_at)}"}}'
 
 
 def load_provenance(text: str | None) -> Provenance | None:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from aesoperator.engine.stores.canonical_json import canonical_json
 from aesoperator.graph_schema.models import Entity, Provenance, Relation, from_iso, to_iso
 from aesoperator.graph_schema.stored import stored_model
 
@@ -26,13 +27,8 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
         yield list(items[start : start + size])
 
 
-# One encoder reused for every row (json.dumps with options builds a new one per call); sorted
-# keys make equal content give equal text.
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
-
-
 def dump_properties(props: Mapping[str, Any]) -> str:
-    return _encode(props) if props else "{}"
+    return canonical_json(props) if props else "{}"
 
 
 def _load_properties(text: str) -> dict[str, Any]:
@@ -46,7 +42,7 @@ def _load_properties(text: str) -> dict[str, Any]:
 def dump_provenance(prov: Provenance | None) -> str | None:
     if prov is None:
         return None
-    return _encode({"fetched_at": to_iso(prov.fetched_at), "uri": prov.uri, "version": prov.version})
+    return canonical_json({"fetched_at": to_iso(prov.fetched_at), "uri": prov.uri, "version": prov.version})
 
 
 def load_provenance(text: str | None) -> Provenance | None:
