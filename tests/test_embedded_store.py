@@ -16,7 +16,7 @@ import pytest
 
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
-from aesoperator.engine.stores.graph_view import NetworkxGraphView
+from aesoperator.engine.stores.graph_view import ArrayGraphView
 from aesoperator.errors import NamespaceConflict, SchemaError, StoreError
 from aesoperator.graph_schema.models import Entity, Relation
 
@@ -39,41 +39,16 @@ def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.Complet
     )  # fmt: skip
 
 
-def view_snapshot(view: NetworkxGraphView) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str, str]]]:
-    g = view.graph
-    nodes = {(n, d["namespace"], d["type"]) for n, d in g.nodes(data=True)}
-    edges = {(u, v, k, repr(sorted(d.items()))) for u, v, k, d in g.edges(keys=True, data=True)}
-    return nodes, edges
+def view_snapshot(view: ArrayGraphView) -> tuple[set[tuple[str, str, str]], set[object]]:
+    return set(view.nodes()), set(view.edges())
 
 
 def assert_view_matches_store(store: EmbeddedGraphStore) -> None:
     """The incrementally caught-up view equals a view built from scratch."""
-    fresh = NetworkxGraphView()
+    fresh = ArrayGraphView()
     with sqlite3.connect(store.db_path) as conn:
         fresh.load(conn)
     assert view_snapshot(store.view) == view_snapshot(fresh)
-
-
-def test_view_holds_one_string_per_id_type_and_namespace(tmp_path: Path) -> None:
-    """The view keeps one object for equal strings (an entity's id as a node and as every
-    relation's end, a type, a namespace), loaded from scratch and caught up alike."""
-    store = EmbeddedGraphStore(tmp_path)
-    store.upsert([ent("hub"), ent("a"), ent("b")], [rel("a", "hub"), rel("b", "hub")])
-    store.neighbor_links(["hub"])  # catch up
-    for view in (store.view, NetworkxGraphView()):
-        if view is not store.view:
-            with sqlite3.connect(store.db_path) as conn:
-                view.load(conn)
-        g = view.graph
-        hub = next(n for n in g.nodes if n == "hub")
-        ends = [v for _u, v in g.out_edges(["a", "b"])]
-        assert ends == ["hub", "hub"] and all(end is hub for end in ends)
-        types = [d["type"] for _n, d in g.nodes(data=True)]
-        assert len({id(t) for t in types}) == 1
-        edge_namespaces = [d["namespace"] for *_ends, d in g.edges(data=True)]
-        assert all(ns is g.nodes["a"]["namespace"] for ns in edge_namespaces)
-    assert_view_matches_store(store)
-    store.close()
 
 
 # two instances on one data directory -----------------------------------------------------------

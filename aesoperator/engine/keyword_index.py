@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from aesoperator.engine.fts_terms import FtsTermMaker
+from aesoperator.engine.heap import release_free_heap
 from aesoperator.engine.index_files import (
     CHANGE_PAGE,
     FETCH_BATCH,
@@ -266,6 +267,7 @@ class KeywordIndex(DerivedIndex):
             count = self._post.live_docs
         if persist:
             self.save_if_room()
+        release_free_heap()  # the scan's texts and the postings' sort buffers
         seconds = time.perf_counter() - started
         log.info("rebuilt keyword index: %d entities in %.2fs (%s)", count, seconds, reason)
         return SyncReport(rebuilt=True, reason=reason, added=count, seconds=seconds, store_seq=target, count=count)
@@ -367,6 +369,7 @@ class KeywordIndex(DerivedIndex):
             store = manifest.get("store")
             self._store_identity = store if isinstance(store, dict) else {}
             self._generation = int(manifest.get("generation") or 0)
+        release_free_heap()
 
     def _save_at_close_after(self) -> int:
         """How many replayed change-log rows make `close` save (see SAVE_AT_CLOSE_*)."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from aesoperator.engine.growable import GrowableColumn
 from aesoperator.engine.keyword_vocabulary import MULTI
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 
@@ -49,33 +50,6 @@ def counts_in_statistics(entity_id: str) -> bool:
 
 def _empty_i32() -> np.ndarray:
     return np.zeros(0, dtype=np.int32)
-
-
-class GrowableColumn:
-    """A growable numpy column (amortised doubling)."""
-
-    def __init__(self, dtype: Any, values: np.ndarray | None = None) -> None:
-        data = np.zeros(1024, dtype=dtype) if values is None else np.asarray(values, dtype=dtype)
-        self.data = data if values is None else np.concatenate([data, np.zeros(1024, dtype=dtype)])
-        self.size = 0 if values is None else len(values)
-
-    def append(self, value: Any) -> None:
-        if self.size == len(self.data):
-            self.data = np.concatenate([self.data, np.zeros(len(self.data), dtype=self.data.dtype)])
-        self.data[self.size] = value
-        self.size += 1
-
-    def extend(self, values: np.ndarray) -> None:
-        end = self.size + len(values)
-        if end > len(self.data):
-            grown = np.zeros(max(end, 2 * len(self.data)), dtype=self.data.dtype)
-            grown[: self.size] = self.data[: self.size]
-            self.data = grown
-        self.data[self.size : end] = values
-        self.size = end
-
-    def view(self) -> np.ndarray:
-        return self.data[: self.size]
 
 
 class KeywordPostings:

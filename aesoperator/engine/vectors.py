@@ -35,6 +35,7 @@ import numpy as np
 
 from aesoperator.config import load_settings
 from aesoperator.engine.embeddings import available_cores
+from aesoperator.engine.heap import release_free_heap
 from aesoperator.engine.index_files import (
     CHANGE_PAGE,
     FETCH_BATCH,
@@ -327,6 +328,7 @@ class VectorIndex(DerivedIndex):
             self.store_seq = manifest["store_seq"]
             store = manifest.get("store")
             self._store_identity = store if isinstance(store, dict) else {}
+        release_free_heap()
 
     # -- keeping up with the store ------------------------------------------------------------
     def _has_saved_index(self) -> bool:
@@ -352,6 +354,7 @@ class VectorIndex(DerivedIndex):
             count = len(state.int_of)
         if persist:
             self.save_if_room()
+        release_free_heap()  # the stored vectors' batches and the IVF training copies
         seconds = time.perf_counter() - started
         log.info("rebuilt vector index %s: %d vectors in %.2fs (%s)", self.directory, count, seconds, reason)
         return SyncReport(

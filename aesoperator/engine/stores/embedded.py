@@ -48,7 +48,7 @@ from aesoperator.engine.stores.embedded_rows import (
 )
 from aesoperator.engine.stores.embedded_schema import configure, create_schema
 from aesoperator.engine.stores.embedded_write import apply_batch
-from aesoperator.engine.stores.graph_view import NetworkxGraphView, Traversal
+from aesoperator.engine.stores.graph_view import ArrayGraphView, Traversal
 from aesoperator.engine.stores.out_of_space import reraise_if_out_of_space
 from aesoperator.engine.stores.wal_checkpoints import WalCheckpointer
 from aesoperator.errors import StoreError
@@ -127,7 +127,7 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
             conn.close()
             raise StoreError(f"cannot configure the graph store at {self.db_path}: {exc}") from exc
         self._checkpoints = WalCheckpointer(self.db_path, page_size)
-        self.view = NetworkxGraphView()
+        self.view = ArrayGraphView()
         try:
             with self._read("build the graph view"):
                 self.view.load(conn)
