@@ -31,7 +31,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
 import numpy as np
 
@@ -515,10 +516,18 @@ class ArrayGraphView:
                     followed[rel] = None
                     found.append((current, reached, type_code))
             frontier = next_frontier
-        texts = self._texts.text
-        names = [str(node_ids[node]) for node in hops]
+        ids = cast(list[str], node_ids)  # every node a walk reaches is live
+        starts, ends, codes = zip(*found, strict=True) if found else ((), (), ())
         return Traversal(
-            hops=dict(zip(names, hops.values(), strict=True)),
-            relation_ids=[str(self._edge_ids[rel]) for rel in followed],
-            edges=[(str(node_ids[a]), str(node_ids[b]), texts[code]) for a, b, code in found],
+            hops=dict(zip(_pick(ids, hops), hops.values(), strict=True)),
+            relation_ids=_pick(cast(list[str], self._edge_ids), followed),
+            edges=list(zip(_pick(ids, starts), _pick(ids, ends), _pick(self._texts.text, codes), strict=True)),
         )
+
+
+def _pick(items: list[str], positions: Iterable[int]) -> list[str]:
+    """`[items[p] for p in positions]`, gathered in C (`itemgetter`): walks return thousands."""
+    wanted = list(positions)
+    if len(wanted) < 2:
+        return [items[p] for p in wanted]
+    return list(itemgetter(*wanted)(items))
