@@ -2,8 +2,8 @@
 
 Entities and relations are numbered densely. Per entity the view keeps its id (once: the list
 and the id → number dict share the string), namespace and type; per relation its id, ends, type,
-namespace and times (microseconds since the epoch, `NO_TIME` when unset), about 60 bytes of
-columns besides the id. Adjacency is a CSR per direction built at load, plus the relations added
+namespace and times (microseconds since the epoch, `NO_TIME` when unset), about 70 bytes of
+columns besides the id. Adjacency is one CSR of both directions built at load, plus the relations added
 since, per entity, in the order they came. A node's relations are listed grouped by the other
 end, in the order the store first lists a relation between the two, then in the store's order
 (the order networkx's adjacency dicts had); relations added later follow them. Replaced or
@@ -130,22 +130,32 @@ class _Texts:
 
 
 @dataclass(slots=True)
-class _Csr:
-    """Relation numbers grouped by node: node n's are `edges[offsets[n]:offsets[n + 1]]`."""
+class _Adjacency:
+    """Both directions in one CSR: node n's entries are `[offsets[n], offsets[n + 1])`, its
+    `out_counts[n]` outgoing relations first, then its incoming ones; per entry the relation's
+    number and the node at its other end. One gather serves a frontier in any direction."""
 
-    offsets: np.ndarray
-    edges: np.ndarray
+    offsets: np.ndarray  # int64, nodes + 1
+    out_counts: np.ndarray  # int64, per node
+    edges: np.ndarray  # int32, two entries a relation
+    other: np.ndarray  # int32, the far end of each entry
 
     @classmethod
-    def build(cls, ends: np.ndarray, order: np.ndarray, nodes: int) -> _Csr:
-        counts = np.bincount(ends, minlength=nodes)
-        offsets = np.zeros(nodes + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        return cls(offsets, order.astype(np.int32))
+    def empty(cls) -> _Adjacency:
+        return cls(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), _no_edges(), _no_edges())
+
+    def spans(self, nodes: np.ndarray, direction: Direction) -> tuple[np.ndarray, np.ndarray]:
+        """(start, length) of each node's entries in `direction`."""
+        starts, ends = self.offsets[nodes], self.offsets[nodes + 1]
+        if direction == "out":
+            ends = starts + self.out_counts[nodes]
+        elif direction == "in":
+            starts = starts + self.out_counts[nodes]
+        return starts, ends - starts
 
 
-def _empty_csr() -> _Csr:
-    return _Csr(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
+def _no_edges() -> np.ndarray:
+    return np.zeros(0, dtype=np.int32)
 
 
 class ArrayGraphView:
@@ -172,8 +182,7 @@ class ArrayGraphView:
         self._edge_ns = GrowableColumn(np.int32)
         self._edge_live = GrowableColumn(np.bool_)
         self._times = [GrowableColumn(np.int64) for _ in TIME_FIELDS]
-        self._out = _empty_csr()
-        self._in = _empty_csr()
+        self._adjacency = _Adjacency.empty()
         self._csr_nodes = 0  # nodes numbered below this have CSR rows
         self._csr_edges = 0  # relations numbered below this are in the CSR
         self._out_added: dict[int, list[int]] = {}
@@ -241,8 +250,24 @@ class ArrayGraphView:
         pairs = src.astype(np.int64) * max(nodes, 1) + dst
         _unique, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
         pair_first = first[inverse.reshape(-1)]
-        self._out = _Csr.build(src, np.lexsort((number, pair_first, src)), nodes)
-        self._in = _Csr.build(dst, np.lexsort((number, pair_first, dst)), nodes)
+        out_counts = np.bincount(src, minlength=nodes).astype(np.int64)
+        in_counts = np.bincount(dst, minlength=nodes).astype(np.int64)
+        offsets = np.zeros(nodes + 1, dtype=np.int64)
+        np.cumsum(out_counts + in_counts, out=offsets[1:])
+        edges = np.empty(2 * len(src), dtype=np.int32)
+        other = np.empty(2 * len(src), dtype=np.int32)
+        rank = np.arange(len(src), dtype=np.int64)
+        for ends, far, counts, block_start in (
+            (src, dst, out_counts, offsets[:-1]),
+            (dst, src, in_counts, offsets[:-1] + out_counts),
+        ):
+            order = np.lexsort((number, pair_first, ends))  # by node, then the pair's group, then number
+            owner = ends[order]
+            first_of_owner = np.cumsum(counts) - counts  # where each node's run starts in `order`
+            slot = block_start[owner] + (rank - first_of_owner[owner])
+            edges[slot] = order
+            other[slot] = far[order]
+        self._adjacency = _Adjacency(offsets, out_counts, edges, other)
         self._csr_nodes = nodes
         self._csr_edges = len(src)
         self._out_added = {}
@@ -413,33 +438,37 @@ class ArrayGraphView:
         """Every relation at the frontier's nodes (dead ones too), in traversal order: per node its
         outgoing relations, then its incoming ones, each the CSR's then those added since.
         Returns (relation, from, to) columns."""
+        adjacency = self._adjacency
         nodes = np.asarray(frontier, dtype=np.int64)
-        in_csr = np.flatnonzero(nodes < self._csr_nodes)
+        added = [
+            n
+            for n in frontier
+            if (direction != "in" and n in self._out_added) or (direction != "out" and n in self._in_added)
+        ]
+        if not added and (not len(nodes) or int(nodes.max()) < self._csr_nodes):  # the usual case: one gather
+            starts, lengths = adjacency.spans(nodes, direction)
+            where = _ragged_range(starts, lengths)
+            return adjacency.edges[where], np.repeat(nodes, lengths), adjacency.other[where]
         relations: list[np.ndarray] = []
-        keys: list[np.ndarray] = []  # 4 × the node's frontier position + the block's slot
-        for slot, (wanted, csr, added) in enumerate(
-            (("out", self._out, self._out_added), ("in", self._in, self._in_added))
-        ):
-            if direction not in (wanted, "both"):
-                continue
-            starts = csr.offsets[nodes[in_csr]]
-            lengths = csr.offsets[nodes[in_csr] + 1] - starts
-            relations.append(csr.edges[_ragged_range(starts, lengths)])
-            keys.append(np.repeat(in_csr * 4 + 2 * slot, lengths))
-            if added:
-                for position, node in enumerate(frontier):
-                    extra = added.get(node)
-                    if extra:
-                        relations.append(np.asarray(extra, dtype=np.int32))
-                        keys.append(np.full(len(extra), position * 4 + 2 * slot + 1))
-        relation = np.concatenate(relations)
-        key = np.concatenate(keys)
-        if len(keys) > 1:
-            order = np.argsort(key, kind="stable")
-            relation, key = relation[order], key[order]
-        origin = nodes[key // 4]
-        other = np.where(key % 4 < 2, self._dst.data[relation], self._src.data[relation])
-        return relation, origin, other
+        others: list[np.ndarray] = []
+        counts: list[int] = []
+        for node in frontier:
+            total = 0
+            for wanted, extra, far in (("out", self._out_added, self._dst), ("in", self._in_added, self._src)):
+                if direction not in (wanted, "both"):
+                    continue
+                if node < self._csr_nodes:
+                    start, length = adjacency.spans(np.asarray([node]), cast(Direction, wanted))
+                    span = slice(int(start[0]), int(start[0] + length[0]))
+                    relations.append(adjacency.edges[span])
+                    others.append(adjacency.other[span])
+                    total += int(length[0])
+                later = np.asarray(extra.get(node, ()), dtype=np.int32)
+                relations.append(later)
+                others.append(far.data[later])
+                total += len(later)
+            counts.append(total)
+        return np.concatenate(relations), np.repeat(nodes, counts), np.concatenate(others)
 
     def _live_mask(self, relation: np.ndarray, as_of: int | None, now: int) -> np.ndarray:
         """`edge_is_live` over the relations' time columns."""
