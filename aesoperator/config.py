@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".aesop"), description="Where the embedded store and index live.")
     graph: str = Field(
         default="embedded",
-        description="'embedded' (SQLite + networkx in data_dir) or a Neo4j URI such as neo4j://127.0.0.1:7687.",
+        description="'embedded' (SQLite in data_dir, with an in-memory traversal view) or a Neo4j URI such as neo4j://127.0.0.1:7687.",
     )
     neo4j_user: str = "neo4j"
     neo4j_password: str = Field(default="", description="Neo4j password; prefer AESOP_NEO4J_PASSWORD.")

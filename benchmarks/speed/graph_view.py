@@ -16,17 +16,14 @@ that checkouts can be compared for identical answers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks import datagen
 from benchmarks.speed.keyword_build import ensure_store
-from benchmarks.speed.measure import machine_info
+from benchmarks.speed.measure import machine_info, run_in_tree, write_report
 from benchmarks.speed.runner import REPO_ROOT, parse_size, size_label
 
 # Run in the checkout under test: open the store (the view loads), walk, report as JSON.
@@ -83,15 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(tree: Path, folder: Path, walks: int) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, "-c", _WALK, str(folder), str(walks)],
-        cwd=tree, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise SystemExit(f"the walks failed in {tree}:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_in_tree(tree, _WALK, str(folder), str(walks), what="the walks")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,10 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(rows) > 1:
             print(f"{size_label(size)}: the checkouts' walks are {'identical' if same else 'DIFFERENT'}")
         report["sizes"][size_label(size)] = {"entities": entities, "runs": rows, "identical_walks": same}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"results: {args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -17,13 +17,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks import datagen
-from benchmarks.speed.measure import machine_info, progress
+from benchmarks.speed.measure import machine_info, progress, run_in_tree, write_report
 from benchmarks.speed.runner import REPO_ROOT, parse_size, size_label
 
 BATCH_ROWS = 2_000
@@ -89,14 +87,7 @@ def ensure_store(folder: Path, size: int, data_dir: Path) -> int:
 
 
 def build_once(tree: Path, folder: Path) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, "-c", _BUILD, str(folder)], cwd=tree, env=env, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"the build failed in {tree}:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_in_tree(tree, _BUILD, str(folder), what="the build")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "builds": builds,
             "best_seconds": min(b["seconds"] for b in builds),
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"results: {args.out}")
+    write_report(args.out, report)
     return 0
 
 

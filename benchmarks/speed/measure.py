@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import resource
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -327,3 +329,24 @@ def dir_bytes(path: Path) -> int:
             if p.is_file():
                 total += p.stat().st_size
     return total
+
+
+def run_in_tree(tree: Path, code: str, *args: str, what: str) -> dict[str, Any]:
+    """Run `code` with `python -c` in the checkout `tree` (its package first on the path) and
+    return the JSON object its last output line prints; `what` names the job in the error."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=tree, env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{what} failed in {tree}:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Stamp `report` with the time it finished, write it as JSON to `path` and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {path}")

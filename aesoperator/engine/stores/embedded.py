@@ -1,4 +1,4 @@
-"""The embedded graph store: SQLite (WAL, FTS5) as the durable record, networkx for traversal.
+"""The embedded graph store: SQLite (WAL, FTS5) as the durable record, an in-memory view in numpy columns for traversal.
 
 A data directory holds `graph.sqlite`. Several `EmbeddedGraphStore` instances, in one process or
 in several, may share a directory: writes are serialised by SQLite (`BEGIN IMMEDIATE` with a busy
@@ -86,7 +86,7 @@ def _optional_list(values: Sequence[str] | None) -> str | None:
 
 
 class EmbeddedGraphStore(WriteShortcutsMixin):
-    """`GraphStore` over SQLite in `path/graph.sqlite` plus an in-memory networkx view."""
+    """`GraphStore` over SQLite in `path/graph.sqlite` plus an in-memory traversal view (`graph_view.ArrayGraphView`)."""
 
     backend = "embedded"
     remote_reads = False

@@ -241,9 +241,10 @@ class ArrayGraphView:
         self.full_loads += 1
 
     def _build_csr(self) -> None:
-        """Both CSRs over every node and relation. A node's relations are grouped by the other
-        end, the groups in order of their first relation, and the relations of a group in
-        order; relations are numbered in the order the store listed them or they arrived."""
+        """The CSR of both directions over every node and relation. A node's relations (in each
+        direction) are grouped by the other end, the groups in order of their first relation, and
+        the relations of a group in order; relations are numbered in the order the store listed
+        them or they arrived."""
         nodes = len(self._node_ids)
         src, dst = self._src.view(), self._dst.view()
         number = np.arange(len(src), dtype=np.int64)
@@ -256,7 +257,6 @@ class ArrayGraphView:
         np.cumsum(out_counts + in_counts, out=offsets[1:])
         edges = np.empty(2 * len(src), dtype=np.int32)
         other = np.empty(2 * len(src), dtype=np.int32)
-        rank = np.arange(len(src), dtype=np.int64)
         for ends, far, counts, block_start in (
             (src, dst, out_counts, offsets[:-1]),
             (dst, src, in_counts, offsets[:-1] + out_counts),
@@ -264,7 +264,7 @@ class ArrayGraphView:
             order = np.lexsort((number, pair_first, ends))  # by node, then the pair's group, then number
             owner = ends[order]
             first_of_owner = np.cumsum(counts) - counts  # where each node's run starts in `order`
-            slot = block_start[owner] + (rank - first_of_owner[owner])
+            slot = block_start[owner] + (number - first_of_owner[owner])
             edges[slot] = order
             other[slot] = far[order]
         self._adjacency = _Adjacency(offsets, out_counts, edges, other)
