@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from aesoperator.engine.stores import graph_view
 from aesoperator.engine.stores.base import WriteBatch
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
-from aesoperator.engine.stores.graph_view import ArrayGraphView, Traversal, edge_is_live
+from aesoperator.engine.stores.graph_view import ArrayGraphView, Traversal
 from aesoperator.graph_schema.models import Entity, Relation, to_iso
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -43,6 +43,22 @@ def reference_graph(db_path: Path) -> nx.MultiDiGraph:
                 attrs.update({name: t for name, t in zip(graph_view.TIME_FIELDS, times, strict=True) if t is not None})
                 graph.add_edge(src, dst, key=rid, **attrs)
     return graph
+
+
+def edge_is_live(attrs: dict[str, Any], as_of: str | None, now: str) -> bool:
+    """`Relation.is_live` over ISO text, as the networkx view decided it: live now when not expired
+    and not past `valid_to`; live at `as_of` when it started by then (`valid_from`, else
+    `recorded_at`) and had not ended (`valid_to`, else `expired_at`)."""
+    if as_of is None:
+        if attrs.get("expired_at") is not None:
+            return False
+        valid_to = attrs.get("valid_to")
+        return valid_to is None or valid_to > now
+    start = attrs.get("valid_from") or attrs.get("recorded_at")
+    if start is not None and start > as_of:
+        return False
+    end = attrs.get("valid_to") or attrs.get("expired_at")
+    return end is None or end > as_of
 
 
 def reference_walk(

@@ -74,22 +74,6 @@ def time_micros(text: str | None) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def edge_is_live(attrs: dict[str, Any], as_of: str | None, now: str) -> bool:
-    """`Relation.is_live` over ISO text: live now when not expired and not past `valid_to`; live
-    at `as_of` when it started by then (`valid_from`, else `recorded_at`) and had not ended
-    (`valid_to`, else `expired_at`)."""
-    if as_of is None:
-        if attrs.get("expired_at") is not None:
-            return False
-        valid_to = attrs.get("valid_to")
-        return valid_to is None or valid_to > now
-    start = attrs.get("valid_from") or attrs.get("recorded_at")
-    if start is not None and start > as_of:
-        return False
-    end = attrs.get("valid_to") or attrs.get("expired_at")
-    return end is None or end > as_of
-
-
 @dataclass(slots=True)
 class Traversal:
     hops: dict[str, int] = field(default_factory=dict)
@@ -390,13 +374,13 @@ class ArrayGraphView:
         edge_keep = self._edge_live.view().copy()
         renumber = np.cumsum(node_keep, dtype=np.int64) - 1
         node_ids = [eid for eid in self._node_ids if eid is not None]
-        self._node_ids = list(node_ids)
         self._node_of = {eid: number for number, eid in enumerate(node_ids)}
+        self._node_ids = cast(list[str | None], node_ids)
         self._node_ns = GrowableColumn(np.int32, self._node_ns.view()[node_keep])
         self._node_type = GrowableColumn(np.int32, self._node_type.view()[node_keep])
         edge_ids = [rid for rid in self._edge_ids if rid is not None]
-        self._edge_ids = list(edge_ids)
         self._edge_of = {rid: number for number, rid in enumerate(edge_ids)}
+        self._edge_ids = cast(list[str | None], edge_ids)
         self._src = GrowableColumn(np.int32, renumber[self._src.view()[edge_keep]])
         self._dst = GrowableColumn(np.int32, renumber[self._dst.view()[edge_keep]])
         self._edge_type = GrowableColumn(np.int32, self._edge_type.view()[edge_keep])
@@ -408,10 +392,6 @@ class ArrayGraphView:
         self.compactions += 1
 
     # reading --------------------------------------------------------------------------------
-    def namespace_of(self, entity_id: str) -> str | None:
-        node = self._node_of.get(entity_id)
-        return None if node is None else self._texts.text[self._node_ns.data[node]]
-
     def nodes(self) -> Iterator[tuple[str, str, str]]:
         """(id, namespace, type) of every entity."""
         texts = self._texts.text
@@ -471,7 +451,9 @@ class ArrayGraphView:
         return np.concatenate(relations), np.repeat(nodes, counts), np.concatenate(others)
 
     def _live_mask(self, relation: np.ndarray, as_of: int | None, now: int) -> np.ndarray:
-        """`edge_is_live` over the relations' time columns."""
+        """Which relations are live: now, when not expired and not past `valid_to`; at `as_of`,
+        when they started by then (`valid_from`, else `recorded_at`) and had not ended
+        (`valid_to`, else `expired_at`). `Relation.is_live` over the time columns."""
         valid_from, valid_to, recorded_at, expired_at = self._times
         if as_of is None:
             ends = valid_to.data[relation]
