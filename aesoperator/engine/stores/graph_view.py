@@ -40,7 +40,7 @@ from aesoperator.engine.growable import GrowableColumn
 from aesoperator.engine.heap import release_free_heap
 from aesoperator.engine.stores.base import ERASED_ID
 from aesoperator.engine.stores.embedded_rows import chunks, json_list
-from aesoperator.graph_schema.models import Direction
+from aesoperator.graph_schema.models import Direction, from_iso
 
 _EDGE_SQL = "SELECT id, type, src, dst, namespace, valid_from, valid_to, recorded_at, expired_at FROM relations"
 NO_TIME = np.iinfo(np.int64).min  # an unset time
@@ -66,9 +66,9 @@ def time_micros(text: str | None) -> int:
     """Microseconds since the epoch of a stored ISO time (`to_iso`'s text), `NO_TIME` for none.
 
     For the canonical text the order is the text's order, so comparisons agree with the store's."""
-    if text is None:
+    moment = from_iso(text)
+    if moment is None:
         return int(NO_TIME)
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // _MICROSECOND
