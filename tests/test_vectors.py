@@ -8,8 +8,10 @@ against the real EmbeddedGraphStore.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import tracemalloc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -598,3 +600,39 @@ def test_single_query_fast_path_equals_faiss_scan() -> None:
                 assert labels.tolist() == want_labels[0].tolist()
     assert flat_search(part, unit_rows(1, seed=13)[0], 0)[1].size == 0
     assert flat_search(faiss.IndexIDMap2(faiss.IndexFlatIP(DIM)), unit_rows(1)[0], 5)[1].size == 0
+
+
+def test_ids_that_two_namespace_files_both_claim_make_the_load_fail(tmp_path: Path) -> None:
+    directory = tmp_path / "ix"
+    index = VectorIndex(directory, MODEL, DIM)
+    index.add(["a1", "a2"], "a", unit_rows(2, seed=1))
+    index.add(["b1", "b2"], "b", unit_rows(2, seed=2))
+    index.store_seq = 0
+    index.save()
+    manifest = json.loads((directory / MANIFEST_NAME).read_text())
+    ids_file = directory / manifest["namespaces"]["b"]["ids_file"]
+    ids_file.write_text(json.dumps({"namespace": "b", "ids": ["a1", "b2"]}))
+    manifest["checksums"][ids_file.name] = hashlib.sha256(ids_file.read_bytes()).hexdigest()
+    (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(IndexLoadError, match="'a1'.*twice"):
+        VectorIndex(directory, MODEL, DIM).load()
+
+
+def test_the_id_maps_cost_under_120_bytes_a_vector_beside_the_ids(tmp_path: Path) -> None:
+    """Label -> id is a list and label -> namespace a numpy column: at a million vectors, dicts for
+    both (and a namespace string per row, as the store returns them) cost about 150 MB more."""
+    n = 50_000
+    ids = [f"entity-{i:08d}" for i in range(n)]
+    namespaces = ["".join(["team-", str(i % 3)]) for i in range(n)]  # a new string per row
+    rows = unit_rows(n, seed=5)
+    index = VectorIndex(tmp_path / "ix", MODEL, DIM, exact_max=10 * n)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for start in range(0, n, 5_000):
+            index.add(ids[start : start + 5_000], namespaces[start : start + 5_000], rows[start : start + 5_000])
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(index) == n and index.namespace_of(ids[7]) == "team-1"
+    assert held / n < 120, f"{held / n:.0f} bytes per vector in the id maps"

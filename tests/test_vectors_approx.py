@@ -1,6 +1,7 @@
 """VectorIndex with approximate (IVF) sub-indexes: chosen by partition size, agreeing with exact
-search, persisted with the manifest, rebuilt from the store when files are missing or corrupt, and
-kept up to date by incremental adds and removals.
+search, persisted with the manifest, rebuilt from the store when files are missing or corrupt (or
+saved with other codes than the settings ask), and kept up to date by incremental adds and
+removals; with 8-bit codes, close to exact search in a quarter of the memory.
 
 FAISS and the embedded store are real; the threshold is forced down so every index stays small.
 """
@@ -16,6 +17,7 @@ import pytest
 
 from aesoperator.engine.stores.embedded import EmbeddedGraphStore
 from aesoperator.engine.vectors import MANIFEST_NAME, VectorIndex, ivf_lists
+from aesoperator.errors import SchemaError
 from aesoperator.graph_schema.models import Entity
 
 MODEL = "test-model"
@@ -36,8 +38,10 @@ def exact_top(ids: Sequence[str], matrix: np.ndarray, query: np.ndarray, k: int)
     return [ids[i] for i in sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))[:k]]
 
 
-def index(path: Path, nprobe: int = 8, exact_max: int = EXACT_MAX) -> VectorIndex:
-    return VectorIndex(path, MODEL, DIM, batch_threads=1, exact_max=exact_max, nprobe=nprobe)
+def index(path: Path, nprobe: int = 8, exact_max: int = EXACT_MAX, codes: str = "flat") -> VectorIndex:
+    """An index whose IVF sub-indexes hold float32 unless `codes` says otherwise, so exhaustive
+    probing is exact search; the 8-bit codes have their own tests below."""
+    return VectorIndex(path, MODEL, DIM, batch_threads=1, exact_max=exact_max, nprobe=nprobe, ivf_codes=codes)
 
 
 def ids_of(n: int, prefix: str = "e") -> list[str]:
@@ -208,3 +212,53 @@ def test_threshold_and_nprobe_come_from_settings(tmp_path: Path, monkeypatch: py
     assert (vi.exact_max, vi.nprobe) == (123, 7)
     vi.add(ids_of(124), "ns", clustered(124))
     assert vi.kinds() == {"ns": "ivf"}
+
+
+def test_sq8_codes_rank_like_exact_search_in_a_quarter_of_the_memory(tmp_path: Path) -> None:
+    matrix = clustered(1200)
+    ids = ids_of(1200)
+    flat = index(tmp_path / "flat", nprobe=ivf_lists(1200))
+    sq8 = index(tmp_path / "sq8", nprobe=ivf_lists(1200), codes="sq8")
+    for vi in (flat, sq8):
+        vi.add(ids, "ns", matrix)
+    assert sq8.kinds() == {"ns": "ivf"}
+    agreement = []
+    for query in clustered(30, seed=7):
+        got = sq8.search(query, k=10)
+        truth = exact_top(ids, matrix, query, 10)
+        agreement.append(len({i for i, _ in got} & set(truth)) / 10)
+        exact_scores = {i: float(matrix[ids.index(i)] @ (query / np.linalg.norm(query))) for i, _ in got}
+        assert max(abs(score - exact_scores[i]) for i, score in got) < 0.005
+    assert np.mean(agreement) >= 0.95
+    near = sq8.get_vectors(ids[:50])
+    assert max(float(np.abs(near[i] - matrix[k]).max()) for k, i in enumerate(ids[:50])) < 0.01
+
+    flat.store_seq = sq8.store_seq = 0
+    flat.save()
+    sq8.save()
+    sizes = {}
+    for name in ("flat", "sq8"):
+        manifest = json.loads((tmp_path / name / MANIFEST_NAME).read_text())
+        entry = manifest["namespaces"]["ns"]
+        assert entry["codes"] == name
+        sizes[name] = (tmp_path / name / entry["file"]).stat().st_size
+    # Each vector is a byte per dimension instead of four; ids and centroids cost both the same.
+    assert sizes["flat"] - sizes["sq8"] >= 0.95 * 1200 * 3 * DIM
+
+
+def test_a_saved_index_with_other_codes_than_the_settings_is_rebuilt(tmp_path: Path, store: EmbeddedGraphStore) -> None:
+    put(store, ids_of(600), "team", clustered(600))
+    directory = tmp_path / "index"
+    assert index(directory, codes="flat").sync(store).rebuilt
+    switched = index(directory, codes="sq8")
+    report = switched.sync(store)
+    assert report.rebuilt and "codes 'flat'" in report.reason and "'sq8'" in report.reason
+    assert switched.kinds() == {"team": "ivf"} and len(switched) == 600
+    again = index(directory, codes="sq8")
+    assert not again.sync(store).rebuilt
+    assert again.search(clustered(1, seed=3)[0], k=5) == switched.search(clustered(1, seed=3)[0], k=5)
+
+
+def test_unknown_codes_are_refused_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError, match="sq8, flat"):
+        index(tmp_path / "index", codes="pq16")

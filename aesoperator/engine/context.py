@@ -276,6 +276,7 @@ class EngineCore(KnowledgeReads):
                     self.embedder.dim,
                     exact_max=self.settings.vector_exact_max,
                     nprobe=self.settings.vector_nprobe,
+                    ivf_codes=self.settings.vector_ivf_codes,
                 )
                 index.sync(self.store)
                 # Checked at every open until it passes: a store embedded by another backend is

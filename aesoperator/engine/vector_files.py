@@ -27,7 +27,7 @@ import faiss
 
 from aesoperator.engine.data_dir import make_private_dir, open_private_lock, open_private_write
 from aesoperator.engine.index_files import TMP_MARK, IndexLoadError, sha256_file, tmp_path, write_bytes_atomic
-from aesoperator.engine.vector_parts import HASHTABLE, Part, part_kind
+from aesoperator.engine.vector_parts import HASHTABLE, Part, ivf_codes, part_kind
 
 try:  # advisory lock so two processes never save into one directory at once
     import fcntl
@@ -125,6 +125,8 @@ def write_part(
     write_bytes_atomic(directory / ids_name, ids_bytes)
     checksums[ids_name] = hashlib.sha256(ids_bytes).hexdigest()
     entry = {"file": file_name, "ids_file": ids_name, "count": int(part.ntotal), "kind": part_kind(part)}
+    if (codes := ivf_codes(part)) is not None:
+        entry["codes"] = codes
     return entry, checksums
 
 
@@ -205,7 +207,7 @@ def _checked(directory: Path, name: str, checksums: dict[str, str]) -> Path:
 
 
 def read_part(
-    directory: Path, ns: str, entry: dict[str, Any], checksums: dict[str, str], dim: int, nprobe: int
+    directory: Path, ns: str, entry: dict[str, Any], checksums: dict[str, str], dim: int, nprobe: int, codes: str
 ) -> tuple[Part, list[str]]:
     """Read one namespace's sub-index and ids, checked against the manifest.
 
@@ -216,21 +218,24 @@ def read_part(
         checksums: The manifest's file name -> sha256.
         dim: The vector dimension expected.
         nprobe: Lists an IVF sub-index searches (a search-time setting, not stored in the file).
+        codes: How an IVF sub-index must store its vectors ('sq8' or 'flat').
 
     Returns:
         (the sub-index, the entity ids of its rows in storage order).
 
     Raises:
-        IndexLoadError: A file is missing, outside the directory, damaged, of the wrong kind or
-            dimension, or the ids do not match the vectors.
+        IndexLoadError: A file is missing, outside the directory, damaged, of the wrong kind,
+            codes or dimension, or the ids do not match the vectors.
     """
     faiss_path = _checked(directory, entry["file"], checksums)
     ids_path = _checked(directory, entry["ids_file"], checksums)
     try:
-        part = faiss.read_index(str(faiss_path))
+        part: Part = faiss.read_index(str(faiss_path))
     except Exception as exc:  # FAISS raises RuntimeError on damaged files
         raise IndexLoadError(f"FAISS could not read {entry['file']}: {exc}") from None
-    if isinstance(part, faiss.IndexIVFFlat) and part.metric_type == faiss.METRIC_INNER_PRODUCT:
+    if (found := ivf_codes(part)) is not None and part.metric_type == faiss.METRIC_INNER_PRODUCT:
+        if found != codes:  # the setting changed since the save: rebuilt with the codes asked for
+            raise IndexLoadError(f"{entry['file']} holds IVF codes {found!r}, the settings ask for {codes!r}")
         if part.direct_map.type != HASHTABLE:
             part.set_direct_map_type(HASHTABLE)
         part.nprobe = nprobe

@@ -3,8 +3,8 @@
 The graph store keeps every vector; this index is derived from it and can be thrown away. It is
 partitioned by namespace so a search restricted to some namespaces only ever touches theirs. A
 sub-index of up to `exact_max` vectors is an exact inner-product index (cosine, since rows are unit
-length) behind an id map; a larger one is an inverted-file index (IVF, flat codes, inner product)
-trained on a sample of its own vectors, searched in `nprobe` of its lists, because exact search
+length) behind an id map; a larger one is an inverted-file index (IVF, inner product; its vectors
+as 8-bit codes by default, see `vector_parts`) trained on a sample of its own vectors, searched in `nprobe` of its lists, because exact search
 grows linearly with size (tens of milliseconds per query at a million vectors). A partition that
 grows past `exact_max` through adds is converted on the spot; one that shrinks stays approximate
 until the next rebuild, which chooses again by size. String entity ids map to int64 ids inside
@@ -62,6 +62,7 @@ from aesoperator.engine.vector_files import (
 from aesoperator.engine.vector_parts import (
     DEFAULT_EXACT_MAX,
     DEFAULT_NPROBE,
+    IVF_CODES,
     VectorPartitions,
     as_matrix,
     flat_search,
@@ -78,7 +79,8 @@ log = logging.getLogger(__name__)
 
 class VectorIndex(DerivedIndex):
     """Cosine search over the vectors of one embedding model, partitioned by namespace: exact in
-    partitions of up to `exact_max` vectors, IVF (searching `nprobe` lists) in larger ones.
+    partitions of up to `exact_max` vectors, IVF (searching `nprobe` lists, vectors stored as
+    `ivf_codes`) in larger ones.
 
     Thread-safe: searches and writes take one lock. A single query runs FAISS on one OpenMP thread
     (more threads make single queries slower); `search_batch` uses `batch_threads`.
@@ -94,8 +96,10 @@ class VectorIndex(DerivedIndex):
         batch_threads: int | None = None,
         exact_max: int | None = None,
         nprobe: int | None = None,
+        ivf_codes: str | None = None,
     ) -> None:
-        """`exact_max` and `nprobe` default to the `vector_exact_max` and `vector_nprobe` settings."""
+        """`exact_max`, `nprobe` and `ivf_codes` default to the `vector_exact_max`, `vector_nprobe`
+        and `vector_ivf_codes` settings."""
         if dim < 1:
             raise SchemaError(f"vector dimension must be positive, got {dim}")
         if not model:
@@ -104,14 +108,18 @@ class VectorIndex(DerivedIndex):
         self.model = model
         self.dim = dim
         self.batch_threads = batch_threads or available_cores()
-        if exact_max is None or nprobe is None:
+        if exact_max is None or nprobe is None or ivf_codes is None:
             settings = load_settings()
             exact_max = settings.vector_exact_max if exact_max is None else exact_max
             nprobe = settings.vector_nprobe if nprobe is None else nprobe
+            ivf_codes = settings.vector_ivf_codes if ivf_codes is None else ivf_codes
         if exact_max < 1 or nprobe < 1:
             raise SchemaError(f"exact_max and nprobe must be positive, got {exact_max} and {nprobe}")
+        if ivf_codes not in IVF_CODES:
+            raise SchemaError(f"ivf_codes must be one of {', '.join(IVF_CODES)}, got {ivf_codes!r}")
         self.exact_max = exact_max
         self.nprobe = nprobe
+        self.ivf_codes = ivf_codes
         super().__init__()
         self._state = self._new_state()
         self._lock = threading.RLock()
@@ -121,7 +129,7 @@ class VectorIndex(DerivedIndex):
         self._generation = 0
 
     def _new_state(self) -> VectorPartitions:
-        return VectorPartitions(self.dim, exact_max=self.exact_max, nprobe=self.nprobe)
+        return VectorPartitions(self.dim, exact_max=self.exact_max, nprobe=self.nprobe, ivf_codes=self.ivf_codes)
 
     # -- inspection ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -144,7 +152,7 @@ class VectorIndex(DerivedIndex):
 
     def namespace_of(self, entity_id: str) -> str | None:
         with self._lock:
-            return self._state.ns_of.get(entity_id)
+            return self._state.namespace_of(entity_id)
 
     def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored (normalised) vectors of the ids that are in the index."""
@@ -155,7 +163,7 @@ class VectorIndex(DerivedIndex):
                 int_id = state.int_of.get(id_)
                 if int_id is not None:
                     row = np.empty(self.dim, dtype=np.float32)
-                    state.parts[state.ns_of[id_]].reconstruct(int_id, row)
+                    state.parts[state.ns_names[int(state.ns_at.data[int_id])]].reconstruct(int_id, row)
                     out[id_] = row
         return out
 
@@ -267,7 +275,7 @@ class VectorIndex(DerivedIndex):
                     checksums[old["ids_file"]] = self._checksums[old["ids_file"]]
                     continue
                 stem = f"{PART_PREFIX}g{generation:06d}-{position:05d}"
-                ids = [state.str_of[label] for label in part_labels(part).tolist()]
+                ids = state.ids_at(part_labels(part))
                 entries[ns], written = write_part(self.directory, stem, ns, part, ids, new_files)
                 checksums.update(written)
             manifest = {
@@ -280,7 +288,7 @@ class VectorIndex(DerivedIndex):
                 "checksums": checksums,
                 "generation": generation,
                 "next_int": state.next_int,
-                "index_type": "IDMap2,Flat,IP or IVF,Flat,IP per namespace (see each entry's kind)",
+                "index_type": "IDMap2,Flat,IP or IVF with sq8 or flat codes, IP, per namespace (see each entry)",
                 "store": self._store_identity,
                 "saved_at": datetime.now(UTC).isoformat(),
             }
@@ -302,14 +310,11 @@ class VectorIndex(DerivedIndex):
             saved: dict[str, dict[str, Any]] = {}
             checksums: dict[str, str] = manifest["checksums"]
             for ns, entry in manifest["namespaces"].items():
-                part, ids = read_part(self.directory, ns, entry, checksums, self.dim, self.nprobe)
-                labels = part_labels(part)
-                for label, id_ in zip(labels.tolist(), ids, strict=True):
-                    if label in state.str_of or id_ in state.int_of or label < 0:
-                        raise IndexLoadError(f"index files repeat id {id_!r} (label {label})")
-                    state.str_of[label] = id_
-                    state.int_of[id_] = label
-                    state.ns_of[id_] = ns
+                part, ids = read_part(self.directory, ns, entry, checksums, self.dim, self.nprobe, self.ivf_codes)
+                try:
+                    state.place(part_labels(part), ids, ns)
+                except ValueError as exc:
+                    raise IndexLoadError(f"index files are inconsistent: {exc}") from None
                 if part.ntotal:
                     state.parts[ns] = part
                 saved[ns] = entry
@@ -317,7 +322,7 @@ class VectorIndex(DerivedIndex):
                 raise IndexLoadError(
                     f"the manifest counts {manifest['count']} vectors but the files hold {len(state.int_of)}"
                 )
-            state.next_int = max(int(manifest.get("next_int") or 0), max(state.str_of, default=-1) + 1)
+            state.reserve(int(manifest.get("next_int") or 0))
             exact = {ns for ns, part in state.parts.items() if not is_ivf(part)}
             state.promote(exact)  # saved exact while smaller, or under a larger exact_max
             self._state = state
