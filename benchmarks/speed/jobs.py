@@ -360,7 +360,7 @@ def _synthetic_vectors(first_index: int, count: int, sample: np.ndarray, n_real:
 
 def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
     from aesoperator import ContextEngine
-    from aesoperator.engine.embeddings import DEFAULT_MODEL, Embedder
+    from aesoperator.engine.embedder_factory import make_embedder
     from aesoperator.graph_schema.ids import content_hash
     from aesoperator.graph_schema.models import Entity
     from aesoperator.ingest.pipeline import embedding_text
@@ -392,7 +392,12 @@ def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
         sample = np.load(spec["sample_vectors"])
         sample_ids = json.loads(Path(spec["sample_ids"]).read_text())
         n_real = min(len(sample), size)
-        embedder = Embedder(DEFAULT_MODEL, batch_size=ENCODE_BATCH)
+        settings = engine_settings(backend, work, neo, batch_size)
+        # The engine embeds with what it is configured with (ONNX fp32 by default): its memory and
+        # query embedding are what a user of the default gets. fp32 ONNX stores in torch's space,
+        # so the torch sample vectors belong to the same model key.
+        embedder = make_embedder(settings.model_copy(update={"embedding_batch_size": ENCODE_BATCH}))
+        out["embedder"] = f"{type(embedder).__name__} ({settings.embedding_backend})"
         model = embedder.model_name
         real_embed = bool(spec.get("embed_all"))
         vec_s, vec_n, embed_s = 0.0, 0, 0.0
@@ -448,7 +453,6 @@ def run_scale_job(spec: dict[str, Any]) -> dict[str, Any]:
 
         # Reopen as a user would: the engine opens the store (the embedded store loads its graph
         # view), then builds the FAISS index from the stored vectors.
-        settings = engine_settings(backend, work, neo, batch_size)
         # No counts come back from these two calls: an open-ended bar shows the time they take.
         with meter.phase("open"), progress() as bar:
             bar.add_task("open the engine (the embedded store loads its graph view)", total=None)

@@ -180,12 +180,14 @@ def markdown(results: dict[str, Any], image_prefix: str = "", heading: str = "#"
         lines.append("")
 
         q0 = runs[0]["queries"]
+        q_embedder = ", ".join(sorted({str(r.get("embedder", "the torch Embedder")) for r in runs}))
         lines.append(f"{h2} Query latency (ms)")
         lines.append("")
         lines.append(
             f"`ContextEngine.search(question, k={q0['k']}, hops={q0['hops']})` over {q0['n']} real questions "
             f"({', '.join(f'{d} {n}' for d, n in q0['datasets'].items())}), after {5} warm-up queries. "
-            "*Total* is the sum of every stage's time except the query embedding (reported on its own)."
+            "*Total* is the sum of every stage's time except the query embedding (reported on its own). "
+            f"Queries are embedded by the engine's configured embedder: {q_embedder}."
         )
         lines.append("")
         lines.append(
