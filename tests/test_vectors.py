@@ -614,7 +614,7 @@ def test_ids_that_two_namespace_files_both_claim_make_the_load_fail(tmp_path: Pa
     ids_file.write_text(json.dumps({"namespace": "b", "ids": ["a1", "b2"]}))
     manifest["checksums"][ids_file.name] = hashlib.sha256(ids_file.read_bytes()).hexdigest()
     (directory / MANIFEST_NAME).write_text(json.dumps(manifest))
-    with pytest.raises(IndexLoadError, match="'a1'.*twice"):
+    with pytest.raises(IndexLoadError, match=r"'a1'.*twice"):
         VectorIndex(directory, MODEL, DIM).load()
 
 

@@ -172,9 +172,50 @@ def _new_ivf(quantizer: faiss.IndexFlatIP, dim: int, nlist: int, codes: str) -> 
     )
 
 
+def ivf_sample_positions(n: int) -> np.ndarray:
+    """Which of `n` rows (by position) train an IVF sub-index over them: a fixed-seed sample of
+    `IVF_TRAIN_PER_LIST` rows per list, sorted.
+
+    Args:
+        n: The number of rows the sub-index will hold.
+
+    Returns:
+        Sorted int64 positions below `n`.
+    """
+    nlist = min(ivf_lists(n), max(1, n))
+    sample_size = min(n, nlist * IVF_TRAIN_PER_LIST)
+    return np.sort(np.random.default_rng(IVF_SEED).choice(n, sample_size, replace=False))
+
+
+def trained_ivf(sample: np.ndarray, n: int, dim: int, nprobe: int, codes: str) -> faiss.IndexIVF:
+    """An empty IVF sub-index for `n` rows, its lists (and, for sq8, its quantiser's ranges)
+    trained on `sample`.
+
+    Args:
+        sample: Unit-length float32 training rows (those `ivf_sample_positions(n)` picks).
+        n: The number of rows it will hold, which sets the number of lists.
+        dim: The dimension.
+        nprobe: Lists a search probes.
+        codes: 'sq8' or 'flat', how the vectors are stored.
+
+    Returns:
+        The trained sub-index, ready for `add_with_ids`.
+    """
+    nlist = min(ivf_lists(n), max(1, len(sample)))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = _new_ivf(quantizer, dim, nlist, codes)
+    index.cp.niter = IVF_TRAIN_ITERATIONS
+    index.cp.seed = IVF_SEED
+    index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
+    index.cp.min_points_per_centroid = 1  # small partitions train on fewer points per list
+    index.train(sample)
+    index.set_direct_map_type(HASHTABLE)
+    index.nprobe = nprobe
+    return index
+
+
 def build_ivf(rows: np.ndarray, labels: np.ndarray, dim: int, nprobe: int, codes: str) -> faiss.IndexIVF:
-    """An IVF sub-index over `rows`, its lists (and, for sq8, its quantiser's ranges) trained on a
-    fixed-seed sample of them.
+    """An IVF sub-index over `rows`, trained on the fixed-seed sample `ivf_sample_positions` picks.
 
     Args:
         rows: Unit-length float32 rows.
@@ -187,18 +228,7 @@ def build_ivf(rows: np.ndarray, labels: np.ndarray, dim: int, nprobe: int, codes
         The trained, filled sub-index.
     """
     n = rows.shape[0]
-    nlist = min(ivf_lists(n), max(1, n))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = _new_ivf(quantizer, dim, nlist, codes)
-    index.cp.niter = IVF_TRAIN_ITERATIONS
-    index.cp.seed = IVF_SEED
-    index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
-    index.cp.min_points_per_centroid = 1  # small partitions train on fewer points per list
-    sample_size = min(n, nlist * IVF_TRAIN_PER_LIST)
-    sample = rows[np.sort(np.random.default_rng(IVF_SEED).choice(n, sample_size, replace=False))]
-    index.train(sample)
-    index.set_direct_map_type(HASHTABLE)
-    index.nprobe = nprobe
+    index = trained_ivf(rows[ivf_sample_positions(n)], n, dim, nprobe, codes)
     index.add_with_ids(rows, labels)
     return index
 

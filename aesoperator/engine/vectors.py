@@ -49,6 +49,7 @@ from aesoperator.engine.index_files import (
     write_bytes_atomic,
 )
 from aesoperator.engine.stores.base import ERASED_ID, GraphStore
+from aesoperator.engine.vector_build import fill_partitions
 from aesoperator.engine.vector_files import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -72,7 +73,7 @@ from aesoperator.engine.vector_parts import (
     part_kind,
     part_labels,
 )
-from aesoperator.errors import SchemaError, StoreError
+from aesoperator.errors import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -341,15 +342,7 @@ class VectorIndex(DerivedIndex):
 
     def _rebuild(self, store: GraphStore, reason: str, persist: bool, started: float) -> SyncReport:
         target = store.last_seq()  # read first: writes during the scan are replayed by the next sync
-        state = self._new_state()
-        for ids, namespaces, vectors in store.iter_vectors(self.model):
-            if not ids:
-                continue
-            matrix = as_matrix(vectors, self.dim, f"stored vectors of model {self.model!r}")
-            if not (len(ids) == len(namespaces) == matrix.shape[0]):
-                raise StoreError("the store returned a vector batch whose ids, namespaces and rows differ")
-            state.add(list(ids), list(namespaces), matrix, promote=False)
-        state.promote()  # by final size, so an IVF index is trained on all of its vectors
+        state = fill_partitions(self._new_state(), store, self.model)
         with self._lock:
             self._dirty |= set(self._state.parts) | set(state.parts)
             self._saved = {}

@@ -494,6 +494,10 @@ def test_vectors_round_trip_bit_exact(store: GraphStore) -> None:
     for e in entities:
         assert seen[e.id] == (e.namespace, vectors[e.id][1].tobytes())
     assert list(store.iter_vectors("other-model")) == []
+    counter = getattr(store, "vector_namespace_counts", None)
+    if counter is not None:  # beyond the protocol: both stores here have it
+        assert counter(MODEL) == {"a": 5, "b": 7}
+        assert counter("other-model") == {}
 
     # the same vectors again change nothing; a new hash replaces the vector
     seq = store.last_seq()

@@ -565,6 +565,16 @@ class EmbeddedGraphStore(WriteShortcutsMixin):
         with self._guard("list vector models") as conn:
             return [r[0] for r in conn.execute("SELECT DISTINCT model FROM vectors ORDER BY model")]
 
+    def vector_namespace_counts(self, model: str) -> dict[str, int]:
+        """How many vectors of `model` each namespace holds (beyond the protocol): the vector index
+        builds its large namespaces in bounded memory with it (`vector_build`)."""
+        sql = (
+            "SELECT e.namespace, count(*) FROM vectors v JOIN entities e ON e.id = v.entity_id "
+            "WHERE v.model = ? GROUP BY e.namespace"
+        )
+        with self._guard("count vectors per namespace") as conn:
+            return {str(ns): int(n) for ns, n in conn.execute(sql, (model,))}
+
     def vector_count(self, model: str) -> int:
         """How many vectors of `model` are stored (beyond the protocol)."""
         with self._guard("count vectors") as conn:

@@ -83,6 +83,7 @@ from aesoperator.engine.stores.neo4j_reads import (
 )
 from aesoperator.engine.stores.neo4j_reads import vector_count as read_vector_count
 from aesoperator.engine.stores.neo4j_reads import vector_models as read_vector_models
+from aesoperator.engine.stores.neo4j_reads import vector_namespace_counts as read_vector_namespace_counts
 from aesoperator.engine.stores.neo4j_rows import lucene_query, row_to_relation
 from aesoperator.engine.stores.neo4j_schema import ensure_relation_types, setup_schema
 from aesoperator.engine.stores.neo4j_write import (
@@ -396,6 +397,10 @@ class Neo4jGraphStore(WriteShortcutsMixin):
     def vector_models(self) -> list[str]:
         """Names of the embedding models that have stored vectors (beyond the protocol)."""
         return self._read("list vector models", read_vector_models)
+
+    def vector_namespace_counts(self, model: str) -> dict[str, int]:
+        """How many vectors of `model` each namespace holds (beyond the protocol)."""
+        return self._read("count vectors per namespace", lambda tx: read_vector_namespace_counts(tx, model))
 
     def vector_count(self, model: str) -> int:
         """How many vectors of `model` are stored (beyond the protocol)."""

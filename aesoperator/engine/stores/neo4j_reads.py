@@ -544,3 +544,20 @@ def vector_count(tx: QueryRunner, model: str) -> int:
     """
     record = tx.run("MATCH (v:_Vector) WHERE v.model = $model RETURN count(v) AS n", model=model).single()
     return int(record["n"]) if record is not None else 0
+
+
+def vector_namespace_counts(tx: QueryRunner, model: str) -> dict[str, int]:
+    """How many vectors of `model` each namespace holds.
+
+    Args:
+        tx: Where the statements run (a read session or transaction).
+        model: the embedding model's storage name.
+
+    Returns:
+        Namespace -> count (namespaces without vectors are left out).
+    """
+    cypher = (
+        "MATCH (v:_Vector) WHERE v.model = $model MATCH (e:Entity {id: v.entity_id}) "
+        "RETURN e.namespace AS ns, count(v) AS n"
+    )
+    return {str(r["ns"]): int(r["n"]) for r in tx.run(cypher, model=model)}
