@@ -95,6 +95,7 @@ print(json.dumps({
     "build_seconds": round(build_s, 2),
     "load_seconds": round(load_s, 2),
     "index_disk_mb": round(disk / 1024**2, 1),
+    "index_disk_bytes": disk,
     "search_ms_p50": round(float(np.percentile(times, 50)), 3),
     "search_ms_p95": round(float(np.percentile(times, 95)), 3),
     "agreement_with_exact_at_10": round(float(np.mean(agree)), 4),
