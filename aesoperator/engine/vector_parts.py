@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from aesoperator.engine.growable import GrowableColumn
+from aesoperator.engine.text_codes import TextCodes
 from aesoperator.errors import SchemaError
 
 # Defaults of the `vector_exact_max` and `vector_nprobe` settings.
@@ -294,8 +295,7 @@ class VectorPartitions:
     int_of: dict[str, int] = field(default_factory=dict)
     id_at: list[str | None] = field(default_factory=list)  # label -> id; None once removed
     ns_at: GrowableColumn = field(default_factory=lambda: GrowableColumn(np.int32))  # label -> code
-    ns_names: list[str] = field(default_factory=list)
-    ns_codes: dict[str, int] = field(default_factory=dict)
+    ns_codes: TextCodes = field(default_factory=TextCodes)
 
     @property
     def next_int(self) -> int:
@@ -308,16 +308,12 @@ class VectorPartitions:
             self.ns_at.extend(np.full(count - len(self.id_at), -1, dtype=np.int32))
             self.id_at.extend([None] * (count - len(self.id_at)))
 
-    def ns_code(self, ns: str) -> int:
-        code = self.ns_codes.get(ns)
-        if code is None:
-            code = self.ns_codes[ns] = len(self.ns_names)
-            self.ns_names.append(ns)
-        return code
+    def namespace_at(self, label: int) -> str:
+        return self.ns_codes.text[int(self.ns_at.data[label])]
 
     def namespace_of(self, id_: str) -> str | None:
         label = self.int_of.get(id_)
-        return None if label is None else self.ns_names[int(self.ns_at.data[label])]
+        return None if label is None else self.namespace_at(label)
 
     def ids_at(self, labels: np.ndarray) -> list[str]:
         """The ids of live labels, in the order given.
@@ -344,7 +340,7 @@ class VectorPartitions:
                 raise ValueError(f"id {id_!r} (label {label}) appears twice")
             self.id_at[label] = id_
             self.int_of[id_] = label
-        self.ns_at.data[labels] = self.ns_code(ns)
+        self.ns_at.data[labels] = self.ns_codes.code(ns)
 
     def add(self, ids: Sequence[str], namespaces: Sequence[str], matrix: np.ndarray, promote: bool = True) -> set[str]:
         """Insert or replace; the last occurrence of a repeated id wins. Returns touched namespaces.
@@ -360,7 +356,7 @@ class VectorPartitions:
         by_ns: dict[str, tuple[list[int], list[int]]] = {}
         for id_, row in last_row.items():
             ns = namespaces[row]
-            code = self.ns_code(ns)
+            code = self.ns_codes.code(ns)
             int_id = self.int_of.get(id_)
             if int_id is None:
                 int_id = self.int_of[id_] = len(self.id_at)
@@ -399,7 +395,7 @@ class VectorPartitions:
         by_ns: dict[str, list[int]] = {}
         for id_ in ids:
             label = self.int_of[id_]
-            by_ns.setdefault(self.ns_names[int(self.ns_at.data[label])], []).append(label)
+            by_ns.setdefault(self.namespace_at(label), []).append(label)
             if forget:
                 del self.int_of[id_]
                 self.id_at[label] = None

@@ -164,7 +164,7 @@ class VectorIndex(DerivedIndex):
                 int_id = state.int_of.get(id_)
                 if int_id is not None:
                     row = np.empty(self.dim, dtype=np.float32)
-                    state.parts[state.ns_names[int(state.ns_at.data[int_id])]].reconstruct(int_id, row)
+                    state.parts[state.namespace_at(int_id)].reconstruct(int_id, row)
                     out[id_] = row
         return out
 

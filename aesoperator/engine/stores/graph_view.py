@@ -40,6 +40,7 @@ from aesoperator.engine.growable import GrowableColumn
 from aesoperator.engine.heap import release_free_heap
 from aesoperator.engine.stores.base import ERASED_ID
 from aesoperator.engine.stores.embedded_rows import chunks, json_list
+from aesoperator.engine.text_codes import TextCodes
 from aesoperator.graph_schema.models import Direction, from_iso
 
 _EDGE_SQL = "SELECT id, type, src, dst, namespace, valid_from, valid_to, recorded_at, expired_at FROM relations"
@@ -93,26 +94,6 @@ class ViewEdge:
     times: tuple[int, int, int, int]  # `TIME_FIELDS`, microseconds, `NO_TIME` when unset
 
 
-class _Texts:
-    """Namespaces and types as small integer codes."""
-
-    def __init__(self) -> None:
-        self.code_of: dict[str, int] = {}
-        self.text: list[str] = []
-
-    def code(self, text: str) -> int:
-        code = self.code_of.get(text)
-        if code is None:
-            code = self.code_of[text] = len(self.text)
-            self.text.append(text)
-        return code
-
-    def codes(self, texts: Iterable[str]) -> np.ndarray:
-        """The codes of those of `texts` the view has seen (one it has not matches nothing)."""
-        known = [self.code_of[t] for t in texts if t in self.code_of]
-        return np.asarray(known, dtype=np.int32)
-
-
 @dataclass(slots=True)
 class _Adjacency:
     """Both directions in one CSR: node n's entries are `[offsets[n], offsets[n + 1])`, its
@@ -153,7 +134,7 @@ class ArrayGraphView:
         self._clear()
 
     def _clear(self) -> None:
-        self._texts = _Texts()
+        self._texts = TextCodes()
         self._node_of: dict[str, int] = {}
         self._node_ids: list[str | None] = []  # None: removed
         self._node_ns = GrowableColumn(np.int32)
