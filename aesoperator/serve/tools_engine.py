@@ -42,6 +42,7 @@ from aesoperator.serve.packed_text import (
     tool_answer,
     with_tail,
 )
+from aesoperator.serve.schema_inline import inline_definitions
 from aesoperator.serve.schemas import (
     MAX_CONTENT_CHARS,
     MAX_FILTERS,
@@ -236,10 +237,16 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def tool(server: MCPServer[Any], name: str, **options: Any) -> Callable[[_F], _F]:
-    """Register a tool, with its docstring (dedented) as the description."""
+    """Register a tool, with its docstring (dedented) as the description and its output schema
+    without `$ref`s (`schema_inline`)."""
 
     def register(fn: _F) -> _F:
         server.add_tool(fn, name=name, description=inspect.cleandoc(fn.__doc__ or ""), **options)
+        # The SDK reads a tool's output schema live from its metadata; it keeps its tools in the
+        # tool manager (no public accessor). The written-out schema is cheaper for clients to check.
+        registered = server._tool_manager.get_tool(name)
+        if registered is not None and registered.fn_metadata.output_schema is not None:
+            registered.fn_metadata.output_schema = inline_definitions(registered.fn_metadata.output_schema)
         return fn
 
     return register
