@@ -4,10 +4,11 @@ The graph store keeps every vector; this index is derived from it and can be thr
 partitioned by namespace so a search restricted to some namespaces only ever touches theirs. A
 sub-index of up to `exact_max` vectors is an exact inner-product index (cosine, since rows are unit
 length) behind an id map; a larger one is an inverted-file index (IVF, inner product; its vectors
-as 8-bit codes by default, see `vector_parts`) trained on a sample of its own vectors, searched in `nprobe` of its lists, because exact search
-grows linearly with size (tens of milliseconds per query at a million vectors). A partition that
-grows past `exact_max` through adds is converted on the spot; one that shrinks stays approximate
-until the next rebuild, which chooses again by size. String entity ids map to int64 ids inside
+as 8-bit codes by default, see `vector_parts`) trained on a sample of its own vectors, searched in
+`nprobe` of its lists, because exact search grows linearly with size (tens of milliseconds per
+query at a million vectors). A partition that grows past `exact_max` through adds is converted on
+the spot; one that shrinks stays approximate until the next rebuild, which chooses again by size
+(`vector_build.py` fills a rebuild in bounded memory). String entity ids map to int64 ids inside
 this object, and the map is persisted with the index.
 
 The pieces: `vector_parts.py` holds the FAISS sub-indexes and id maps, `vector_files.py` the
@@ -156,7 +157,8 @@ class VectorIndex(DerivedIndex):
             return self._state.namespace_of(entity_id)
 
     def get_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The stored (normalised) vectors of the ids that are in the index."""
+        """The stored (normalised) vectors of the ids that are in the index; from an IVF sub-index
+        with 8-bit codes, their decoded approximation (each value within about 0.01)."""
         out: dict[str, np.ndarray] = {}
         with self._lock:
             state = self._state
