@@ -208,6 +208,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Namespaces with more vectors than this get an approximate (IVF) index instead of exact search.",
     )
+    vector_prefilter_min: int = Field(
+        default=40_000,
+        ge=0,
+        description=(
+            "Exact sub-indexes with at least this many vectors also keep an 8-bit copy (a quarter more memory),"
+            " scanned first on two threads; its candidates are rescored in float32 and the answer is kept only"
+            " when provably the exact one, so results do not change. 0 turns the copies off."
+        ),
+    )
     keyword_index: Literal["memory", "store"] = Field(
         default="memory",
         description=(

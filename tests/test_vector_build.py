@@ -73,7 +73,7 @@ def answers(state: VectorPartitions) -> list[list[tuple[str, float]]]:
     out = []
     for query in clustered(25, seed=9):
         scores, labels = [], []
-        for part in state.selected(None):
+        for _, part in state.selected(None):
             found = part.search(query[None, :], 10)
             scores.append(found[0][0])
             labels.append(found[1][0])

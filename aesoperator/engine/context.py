@@ -277,6 +277,7 @@ class EngineCore(KnowledgeReads):
                     exact_max=self.settings.vector_exact_max,
                     nprobe=self.settings.vector_nprobe,
                     ivf_codes=self.settings.vector_ivf_codes,
+                    prefilter_min=self.settings.vector_prefilter_min,
                 )
                 index.sync(self.store)
                 # Checked at every open until it passes: a store embedded by another backend is

@@ -22,6 +22,7 @@ import numpy as np
 
 from aesoperator.engine.growable import GrowableColumn
 from aesoperator.engine.text_codes import TextCodes
+from aesoperator.engine.vector_prefilter import DEFAULT_PREFILTER_MIN, ExactPrefilter
 from aesoperator.errors import SchemaError
 
 # Defaults of the `vector_exact_max` and `vector_nprobe` settings.
@@ -161,6 +162,13 @@ def _flat_rows(part: faiss.IndexIDMap2) -> np.ndarray:
     return rows
 
 
+def flat_view(part: faiss.IndexIDMap2) -> tuple[np.ndarray, np.ndarray]:
+    """An exact sub-index's rows and their labels, as views of FAISS's storage (nothing copied;
+    valid while `part` is alive and unchanged)."""
+    labels: np.ndarray = faiss.rev_swig_ptr(part.id_map.data(), int(part.ntotal))
+    return _flat_rows(part), labels
+
+
 def _new_ivf(quantizer: faiss.IndexFlatIP, dim: int, nlist: int, codes: str) -> faiss.IndexIVF:
     if codes == "flat":
         return faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -291,7 +299,10 @@ class VectorPartitions:
     exact_max: int = DEFAULT_EXACT_MAX
     nprobe: int = DEFAULT_NPROBE
     ivf_codes: str = DEFAULT_IVF_CODES
+    prefilter_min: int = DEFAULT_PREFILTER_MIN  # 0: no 8-bit copies of exact sub-indexes
     parts: dict[str, Part] = field(default_factory=dict)
+    # Namespace -> the 8-bit copy of its exact sub-index (derived, built at its first search).
+    prefilters: dict[str, ExactPrefilter] = field(default_factory=dict)
     int_of: dict[str, int] = field(default_factory=dict)
     id_at: list[str | None] = field(default_factory=list)  # label -> id; None once removed
     ns_at: GrowableColumn = field(default_factory=lambda: GrowableColumn(np.int32))  # label -> code
@@ -371,7 +382,14 @@ class VectorPartitions:
             part = self.parts.get(ns)
             if part is None:
                 part = self.parts[ns] = _new_part(self.dim)
-            part.add_with_ids(matrix[rows], np.asarray(ints, dtype=np.int64))
+            added, labels = matrix[rows], np.asarray(ints, dtype=np.int64)
+            part.add_with_ids(added, labels)
+            prefilter = self.prefilters.get(ns)
+            if prefilter is not None:
+                if prefilter.fits(added):
+                    prefilter.add(added, labels)
+                else:  # values beyond its scale's range: rebuilt at the next search
+                    del self.prefilters[ns]
             touched.add(ns)
         if promote:
             self.promote(touched)
@@ -386,6 +404,7 @@ class VectorPartitions:
                 # third set of the vectors at the peak (1.5 GB at a million).
                 rows, labels = _flat_rows(part), part_labels(part)
                 self.parts[ns] = build_ivf(rows, labels, self.dim, self.nprobe, self.ivf_codes)
+                self.prefilters.pop(ns, None)
 
     def remove(self, ids: Sequence[str]) -> tuple[int, set[str]]:
         present = list(dict.fromkeys(id_ for id_ in ids if id_ in self.int_of))
@@ -402,14 +421,33 @@ class VectorPartitions:
         for ns, ints in by_ns.items():
             part = self.parts[ns]
             _remove_labels(part, ints)
+            if ns in self.prefilters:
+                self.prefilters[ns].remove(ints)
             if part.ntotal == 0:
                 del self.parts[ns]
+                self.prefilters.pop(ns, None)
         return set(by_ns)
 
-    def selected(self, namespaces: Sequence[str] | None) -> list[Part]:
+    def selected(self, namespaces: Sequence[str] | None) -> list[tuple[str, Part]]:
+        """The (namespace, sub-index) pairs a search covers: all non-empty ones when None."""
         if namespaces is None:
-            return [part for part in self.parts.values() if part.ntotal]
-        return [self.parts[ns] for ns in dict.fromkeys(namespaces) if ns in self.parts]
+            return [(ns, part) for ns, part in self.parts.items() if part.ntotal]
+        return [(ns, self.parts[ns]) for ns in dict.fromkeys(namespaces) if ns in self.parts]
+
+    def exact_top(self, ns: str, part: Part, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top k of one query over the exact sub-index of `ns`: from its 8-bit copy
+        when it is large enough (`prefilter_min`) and the copy proves its answer, else from the
+        float32 product. Both give the same labels; scores agree up to float rounding."""
+        n = int(part.ntotal)
+        if self.prefilter_min and n >= self.prefilter_min:
+            rows, labels = flat_view(part)
+            prefilter = self.prefilters.get(ns)
+            if prefilter is None or prefilter.ntotal != n:
+                prefilter = self.prefilters[ns] = ExactPrefilter.build(rows, labels)
+            found = prefilter.search(rows, labels, query, min(k, n))
+            if found is not None:
+                return found
+        return flat_search(part, query, k)
 
     def merge(self, scores: list[np.ndarray], labels: list[np.ndarray], k: int) -> list[tuple[str, float]]:
         hits: list[tuple[str, float]] = []

@@ -67,7 +67,6 @@ from aesoperator.engine.vector_parts import (
     IVF_CODES,
     VectorPartitions,
     as_matrix,
-    flat_search,
     is_ivf,
     ivf_lists,
     omp_threads,
@@ -99,9 +98,10 @@ class VectorIndex(DerivedIndex):
         exact_max: int | None = None,
         nprobe: int | None = None,
         ivf_codes: str | None = None,
+        prefilter_min: int | None = None,
     ) -> None:
-        """`exact_max`, `nprobe` and `ivf_codes` default to the `vector_exact_max`, `vector_nprobe`
-        and `vector_ivf_codes` settings."""
+        """`exact_max`, `nprobe`, `ivf_codes` and `prefilter_min` default to the `vector_exact_max`,
+        `vector_nprobe`, `vector_ivf_codes` and `vector_prefilter_min` settings."""
         if dim < 1:
             raise SchemaError(f"vector dimension must be positive, got {dim}")
         if not model:
@@ -110,11 +110,14 @@ class VectorIndex(DerivedIndex):
         self.model = model
         self.dim = dim
         self.batch_threads = batch_threads or available_cores()
-        if exact_max is None or nprobe is None or ivf_codes is None:
+        if exact_max is None or nprobe is None or ivf_codes is None or prefilter_min is None:
             settings = load_settings()
             exact_max = settings.vector_exact_max if exact_max is None else exact_max
             nprobe = settings.vector_nprobe if nprobe is None else nprobe
             ivf_codes = settings.vector_ivf_codes if ivf_codes is None else ivf_codes
+            prefilter_min = settings.vector_prefilter_min if prefilter_min is None else prefilter_min
+        if prefilter_min < 0:
+            raise SchemaError(f"prefilter_min must be 0 (off) or positive, got {prefilter_min}")
         if exact_max < 1 or nprobe < 1:
             raise SchemaError(f"exact_max and nprobe must be positive, got {exact_max} and {nprobe}")
         if ivf_codes not in IVF_CODES:
@@ -122,6 +125,7 @@ class VectorIndex(DerivedIndex):
         self.exact_max = exact_max
         self.nprobe = nprobe
         self.ivf_codes = ivf_codes
+        self.prefilter_min = prefilter_min
         super().__init__()
         self._state = self._new_state()
         self._lock = threading.RLock()
@@ -131,7 +135,13 @@ class VectorIndex(DerivedIndex):
         self._generation = 0
 
     def _new_state(self) -> VectorPartitions:
-        return VectorPartitions(self.dim, exact_max=self.exact_max, nprobe=self.nprobe, ivf_codes=self.ivf_codes)
+        return VectorPartitions(
+            self.dim,
+            exact_max=self.exact_max,
+            nprobe=self.nprobe,
+            ivf_codes=self.ivf_codes,
+            prefilter_min=self.prefilter_min,
+        )
 
     # -- inspection ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -222,13 +232,13 @@ class VectorIndex(DerivedIndex):
             state = self._state
             scores: list[np.ndarray] = []
             labels: list[np.ndarray] = []
-            for part in state.selected(namespaces):
+            for ns, part in state.selected(namespaces):
                 if is_ivf(part):
                     dist, lab = part.search(query, min(k, int(part.ntotal)))
                     scores.append(dist[0])
                     labels.append(lab[0])
                 else:
-                    dist_row, lab_row = flat_search(part, query[0], k)
+                    dist_row, lab_row = state.exact_top(ns, part, query[0], k)
                     scores.append(dist_row)
                     labels.append(lab_row)
             return state.merge(scores, labels, k)
@@ -244,7 +254,7 @@ class VectorIndex(DerivedIndex):
         with self._lock, omp_threads(self.batch_threads):
             state = self._state
             per_part = []
-            for part in state.selected(namespaces):
+            for _, part in state.selected(namespaces):
                 per_part.append(part.search(queries, min(k, int(part.ntotal))))
             results = [state.merge([d[i] for d, _ in per_part], [lab[i] for _, lab in per_part], k) for i in range(n)]
         return results
