@@ -7,7 +7,9 @@ FAISS is real; `prefilter_min` is forced down so the copies are small.
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -122,7 +124,8 @@ def test_values_beyond_the_copy_s_range_make_it_rebuild(tmp_path: Path) -> None:
     idx.add([f"e{i}" for i in range(2_000)], "ns", rows)
     axis = np.zeros((1, DIM), dtype=np.float32)
     axis[0, 0] = 1.0
-    results(idx, queries(1, seed=8)[0], 5)
+    for _ in range(2):  # the copy is built at the second search
+        results(idx, queries(1, seed=8)[0], 5)
     first = idx._state.prefilters["ns"]
     idx.add(["axis"], "ns", axis)
     assert "ns" not in idx._state.prefilters
@@ -135,7 +138,9 @@ def test_a_copy_out_of_step_with_its_sub_index_is_rebuilt(tmp_path: Path, monkey
     rows = near_copies(2_000, seed=9)
     idx.add([f"e{i}" for i in range(2_000)], "ns", rows)
     query = queries(1, seed=10)[0]
+    assert not idx._state.prefilters  # none before a second search
     want = results(idx, query, 20)
+    assert_same(results(idx, query, 20), want)
     idx._state.prefilters["ns"].remove([0, 1, 2])  # as if a write had bypassed it
     built: list[int] = []
     real_build = ExactPrefilter.build.__func__  # type: ignore[attr-defined]
@@ -161,8 +166,33 @@ def test_a_shard_emptied_by_removals_is_skipped(tmp_path: Path) -> None:
     query = queries(1, seed=12)[0]
     for idx in (with_copies, without):
         idx.add(ids, "ns", rows)
-    results(with_copies, query, 10)  # builds the copy: rows 0-1,499 in one shard, the rest in the other
+    for _ in range(2):  # builds the copy: rows 0-1,499 in one shard, the rest in the other
+        results(with_copies, query, 10)
     for idx in (with_copies, without):
         idx.remove(ids[:1_500])
     assert [int(shard.ntotal) for shard in with_copies._state.prefilters["ns"].shards] == [0, 1_500]
     assert_same(results(with_copies, query, 10), results(without, query, 10))
+
+
+def _search_in_child(idx: VectorIndex, query: np.ndarray, out: Any) -> None:
+    out.put(results(idx, query, 5)[0][0])
+
+
+def test_a_forked_child_searches_with_its_own_worker_thread(tmp_path: Path) -> None:
+    # The child inherits the parent's pool object but not its thread: a search there would wait
+    # forever on a worker that does not exist, unless the pool is made anew.
+    idx = index(tmp_path, prefilter_min=1_000)
+    idx.add([f"e{i}" for i in range(2_000)], "ns", near_copies(2_000, seed=13))
+    query = queries(1, seed=14)[0]
+    for _ in range(2):
+        want = results(idx, query, 5)[0][0]
+    assert "ns" in idx._state.prefilters
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_search_in_child, args=(idx, query, out))
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert out.get(timeout=5) == want

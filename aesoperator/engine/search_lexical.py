@@ -14,29 +14,20 @@ and no separate `name` stage.
 from __future__ import annotations
 
 import contextvars
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from aesoperator.engine.query_terms import name_candidates
 from aesoperator.engine.search_request import SearchRequest, SearchSources, StageTimer
+from aesoperator.engine.worker_pool import LazyPool
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 
 # Searches whose lexical channels run at once; more wait for a free worker (the work is the same
 # either way: a worker only moves it off the search's own thread).
 _WORKERS = 4
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="aesop-lexical")
-        return _pool
+_pool = LazyPool(_WORKERS, "aesop-lexical")
 
 
 @dataclass(slots=True)
@@ -119,7 +110,7 @@ class PendingLexical:
         """Start the lexical channels on a worker, in a copy of this thread's context (so tracing
         spans keep their parent). Their own stage times are not kept: they overlap the caller's."""
         context = contextvars.copy_context()
-        return cls(_executor().submit(context.run, lexical_channels, sources, request, store_seq, StageTimer()))
+        return cls(_pool.get().submit(context.run, lexical_channels, sources, request, store_seq, StageTimer()))
 
     def wait(self, timer: StageTimer) -> LexicalHits:
         """The hits, once ready; the time waited goes to stage `keyword` (traced as

@@ -23,10 +23,11 @@ sub-index's adds and removals, and is never saved.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import faiss
 import numpy as np
+
+from aesoperator.engine.worker_pool import LazyPool
 
 # Default of the `vector_prefilter_min` setting: below about this many rows the float32 product
 # is as fast (on two cores, 1.3 ms at 20,000 vectors, where the prefilter takes 2 ms with k = 400).
@@ -48,20 +49,8 @@ ROUNDING_SLACK = 1e-5
 RANGE_HEADROOM = 1.1
 SHARDS = 2
 
-_pool: ThreadPoolExecutor | None = None
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        # One FAISS thread per worker (the setting is per thread): the shards already run side by side.
-        _pool = ThreadPoolExecutor(
-            max_workers=SHARDS - 1,
-            thread_name_prefix="vector-prefilter",
-            initializer=faiss.omp_set_num_threads,
-            initargs=(1,),
-        )
-    return _pool
+# One FAISS thread per worker (the setting is per thread): the shards already run side by side.
+_pool = LazyPool(SHARDS - 1, "vector-prefilter", initializer=faiss.omp_set_num_threads, initargs=(1,))
 
 
 def _new_shard(dim: int) -> faiss.IndexIDMap:
@@ -170,7 +159,7 @@ class ExactPrefilter:
         sizes = [int(shard.ntotal) for shard in self.shards]
         m = FIRST_PER_K * k + FIRST_EXTRA
         while m <= MAX_SHARE * sum(sizes):
-            far = _executor().submit(_search_shard, self.shards[1], q, min(m, sizes[1]))
+            far = _pool.get().submit(_search_shard, self.shards[1], q, min(m, sizes[1]))
             near = _search_shard(self.shards[0], q, min(m, sizes[0]))
             found = [near, far.result()]
             candidates = np.concatenate([lab[lab >= 0] for _, lab in found])
