@@ -52,7 +52,6 @@ from aesoperator.engine.search_lexical import (
     lexical_beside,
     lexical_channels,
     wants_lexical,
-    without_extracted,
 )
 from aesoperator.engine.search_request import (
     BRIDGE_CHANNEL,
@@ -73,6 +72,7 @@ from aesoperator.engine.search_request import (
 from aesoperator.engine.search_settings import SEARCH_PRESETS, SearchPreset, SearchSettings
 from aesoperator.engine.stores.base import GraphStore
 from aesoperator.graph_schema.facts import retirement_note
+from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation, utcnow
 from aesoperator.telemetry.tracing import AttributeValue, set_attributes, span
 
@@ -109,12 +109,16 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
         with timer.stage("index_sync"):
             index = sources.vector_index(hits.store_seq)
         with timer.stage("vector"):
-            # Over-fetch when a type filter applies: FAISS partitions by namespace, not by type.
-            # Extracted entities are left out unless types are asked for (`wanted`); their vectors
-            # (the mean of the items mentioning them) sit close to those items: over-fetch too.
-            factor = 4 if request.type_filter else 8
-            nearest = index.search(hits.query_vec, n_cand * factor, namespaces=request.namespaces)
-            hits.ranked["vector"] = nearest if request.type_filter else without_extracted(nearest, request)[:n_cand]
+            if request.type_filter:
+                # Over-fetch: FAISS partitions by namespace, not by type; types are filtered later.
+                nearest = index.search(hits.query_vec, n_cand * 4, namespaces=request.namespaces)
+            else:
+                # Extracted entities are left out unless types are asked for; their vectors (the
+                # mean of the items mentioning them) sit among those items, so the scan skips them.
+                nearest = index.search(
+                    hits.query_vec, n_cand, namespaces=request.namespaces, exclude_prefix=KNOWLEDGE_ID_PREFIX
+                )
+            hits.ranked["vector"] = nearest
     if pending is not None:
         lexical = pending.wait(timer)
     elif wants_lexical(request):

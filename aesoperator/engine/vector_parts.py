@@ -22,6 +22,7 @@ import numpy as np
 
 from aesoperator.engine.growable import GrowableColumn
 from aesoperator.engine.text_codes import TextCodes
+from aesoperator.engine.vector_filter import LabelFilter
 from aesoperator.engine.vector_prefilter import DEFAULT_PREFILTER_MIN, ExactPrefilter
 from aesoperator.errors import SchemaError
 
@@ -106,7 +107,9 @@ def part_labels(part: Part) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
 
 
-def flat_search(part: faiss.IndexIDMap2, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def flat_search(
+    part: faiss.IndexIDMap2, query: np.ndarray, k: int, keep: LabelFilter | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The exact top k of one query over an exact sub-index: (scores, labels), best first.
 
     One BLAS matrix-vector product over FAISS's own storage (a view, nothing copied) replaces
@@ -117,20 +120,24 @@ def flat_search(part: faiss.IndexIDMap2, query: np.ndarray, k: int) -> tuple[np.
         part: an exact sub-index (`IndexIDMap2` over `IndexFlatIP`).
         query: the query, a float32 vector of the sub-index's dimension.
         k: how many to return (at most the sub-index's size).
+        keep: when given, only labels it allows are returned (fewer than k when fewer remain).
 
     Returns:
         Float32 scores and int64 labels of the k best, best first.
     """
-    n = int(part.ntotal)
+    rows, labels = flat_view(part)
+    scores = rows @ query
+    if keep is not None:
+        allowed = keep.allows(labels)
+        scores = np.where(allowed, scores, -np.inf).astype(np.float32)
+        k = min(k, int(allowed.sum()))
+    n = len(scores)
     k = min(k, n)
     if k <= 0:
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-    rows = _flat_rows(part)
-    scores = rows @ query
     best = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
     best = best[np.argsort(-scores[best], kind="stable")]
-    labels = faiss.rev_swig_ptr(part.id_map.data(), n)
-    return scores[best], labels[best].copy()
+    return scores[best], labels[best]
 
 
 def _remove_labels(part: Part, labels: Sequence[int]) -> None:
@@ -304,6 +311,8 @@ class VectorPartitions:
     # Namespace -> the 8-bit copy of its exact sub-index (derived, built at its first search).
     prefilters: dict[str, ExactPrefilter] = field(default_factory=dict)
     searched_once: set[str] = field(default_factory=set)  # large exact namespaces searched without a copy
+    # prefix -> by label, whether its id starts with it (made at the first search leaving it out)
+    prefix_flags: dict[str, GrowableColumn] = field(default_factory=dict)
     int_of: dict[str, int] = field(default_factory=dict)
     id_at: list[str | None] = field(default_factory=list)  # label -> id; None once removed
     ns_at: GrowableColumn = field(default_factory=lambda: GrowableColumn(np.int32))  # label -> code
@@ -316,6 +325,7 @@ class VectorPartitions:
 
     def reserve(self, count: int) -> None:
         """Make labels below `count` free to place (a loaded index keeps its saved labels)."""
+        self.prefix_flags.clear()  # made again from the ids once they are placed
         if count > len(self.id_at):
             self.ns_at.extend(np.full(count - len(self.id_at), -1, dtype=np.int32))
             self.id_at.extend([None] * (count - len(self.id_at)))
@@ -374,6 +384,8 @@ class VectorPartitions:
                 int_id = self.int_of[id_] = len(self.id_at)
                 self.id_at.append(id_)
                 self.ns_at.append(code)
+                for prefix, flags in self.prefix_flags.items():
+                    flags.append(id_.startswith(prefix))
             else:
                 self.ns_at.data[int_id] = code
             rows, ints = by_ns.setdefault(ns, ([], []))
@@ -429,13 +441,25 @@ class VectorPartitions:
                 self.prefilters.pop(ns, None)
         return set(by_ns)
 
+    def without_prefix(self, prefix: str) -> LabelFilter:
+        """The filter that leaves out every id starting with `prefix`."""
+        flags = self.prefix_flags.get(prefix)
+        if flags is None:
+            starts = np.fromiter(
+                (id_ is not None and id_.startswith(prefix) for id_ in self.id_at), dtype=bool, count=len(self.id_at)
+            )
+            flags = self.prefix_flags[prefix] = GrowableColumn(np.bool_, starts)
+        return LabelFilter(~flags.view())
+
     def selected(self, namespaces: Sequence[str] | None) -> list[tuple[str, Part]]:
         """The (namespace, sub-index) pairs a search covers: all non-empty ones when None."""
         if namespaces is None:
             return [(ns, part) for ns, part in self.parts.items() if part.ntotal]
         return [(ns, self.parts[ns]) for ns in dict.fromkeys(namespaces) if ns in self.parts]
 
-    def exact_top(self, ns: str, part: Part, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def exact_top(
+        self, ns: str, part: Part, query: np.ndarray, k: int, keep: LabelFilter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The exact top k of one query over the exact sub-index of `ns`: from its 8-bit copy
         when it is large enough (`prefilter_min`) and the copy proves its answer, else from the
         float32 product. Both give the same labels; scores agree up to float rounding.
@@ -449,12 +473,12 @@ class VectorPartitions:
             if prefilter is None or prefilter.ntotal != n:
                 if ns not in self.searched_once:
                     self.searched_once.add(ns)
-                    return flat_search(part, query, k)
+                    return flat_search(part, query, k, keep)
                 prefilter = self.prefilters[ns] = ExactPrefilter.build(rows, labels)
-            found = prefilter.search(rows, labels, query, min(k, n))
+            found = prefilter.search(rows, labels, query, min(k, n), keep)
             if found is not None:
                 return found
-        return flat_search(part, query, k)
+        return flat_search(part, query, k, keep)
 
     def merge(self, scores: list[np.ndarray], labels: list[np.ndarray], k: int) -> list[tuple[str, float]]:
         hits: list[tuple[str, float]] = []

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
+from aesoperator.engine.vector_filter import LabelFilter
 from aesoperator.engine.worker_pool import LazyPool
 
 # Default of the `vector_prefilter_min` setting: below about this many rows the float32 product
@@ -62,11 +63,15 @@ def _new_shard(dim: int) -> faiss.IndexIDMap:
     return faiss.IndexIDMap(codes)
 
 
-def _search_shard(shard: faiss.IndexIDMap, query: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+def _search_shard(
+    shard: faiss.IndexIDMap, query: np.ndarray, m: int, keep: LabelFilter | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shard's best m (fewer when it has fewer, or fewer that `keep` allows)."""
     if m <= 0:  # an empty shard (removals can empty one)
         return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-    scores, labels = shard.search(query, m)
-    return scores[0], labels[0]
+    scores, labels = shard.search(query, m, params=None if keep is None else keep.params())
+    found = labels[0] >= 0
+    return scores[0][found], labels[0][found]
 
 
 class ExactPrefilter:
@@ -131,7 +136,7 @@ class ExactPrefilter:
         return self._row_of
 
     def search(
-        self, rows: np.ndarray, labels: np.ndarray, query: np.ndarray, k: int
+        self, rows: np.ndarray, labels: np.ndarray, query: np.ndarray, k: int, keep: LabelFilter | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The exact top k of the float32 sub-index this copies.
 
@@ -140,6 +145,7 @@ class ExactPrefilter:
             labels: the label of each row, in the same order.
             query: a float32 vector (the index passes unit-length ones).
             k: how many to return (at most the sub-index's size).
+            keep: when given, only labels it allows are returned (fewer than k when fewer remain).
 
         Returns:
             Float32 scores and int64 labels, best first; None when the candidates would pass
@@ -159,15 +165,23 @@ class ExactPrefilter:
         sizes = [int(shard.ntotal) for shard in self.shards]
         m = FIRST_PER_K * k + FIRST_EXTRA
         while m <= MAX_SHARE * sum(sizes):
-            far = _pool.get().submit(_search_shard, self.shards[1], q, min(m, sizes[1]))
-            near = _search_shard(self.shards[0], q, min(m, sizes[0]))
-            found = [near, far.result()]
-            candidates = np.concatenate([lab[lab >= 0] for _, lab in found])
-            # A shard that returned fewer than all its rows bounds the ones it left out.
+            asked = [min(m, size) for size in sizes]
+            far = _pool.get().submit(_search_shard, self.shards[1], q, asked[1], keep)
+            found = [_search_shard(self.shards[0], q, asked[0], keep), far.result()]
+            candidates = np.concatenate([lab for _, lab in found])
+            # A shard that returned all it was asked for, and was asked for fewer than all its
+            # rows, may have left some out: they score no higher than its last one. A shard that
+            # returned fewer holds no other row the search may return.
             ceiling = max(
-                (float(scores[-1]) / c for (scores, _), size in zip(found, sizes, strict=True) if m < size),
+                (
+                    float(scores[-1]) / c
+                    for (scores, lab), n_asked, size in zip(found, asked, sizes, strict=True)
+                    if n_asked < size and len(lab) == n_asked
+                ),
                 default=None,
             )
+            if not len(candidates):
+                return np.zeros(0, dtype=np.float32), candidates
             # einsum, not BLAS: BLAS threads left spinning would slow the next scan's two threads
             exact = np.einsum("ij,j->i", rows[row_of[candidates]], query)
             top = min(k, len(candidates))

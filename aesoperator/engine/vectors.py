@@ -218,10 +218,17 @@ class VectorIndex(DerivedIndex):
             self._state = self._new_state()
 
     # -- search -------------------------------------------------------------------------------
-    def search(self, query_vec: Any, k: int = 10, namespaces: Sequence[str] | None = None) -> list[tuple[str, float]]:
+    def search(
+        self,
+        query_vec: Any,
+        k: int = 10,
+        namespaces: Sequence[str] | None = None,
+        exclude_prefix: str | None = None,
+    ) -> list[tuple[str, float]]:
         """The k nearest ids by cosine similarity, best first, across the allowed namespaces.
 
-        `namespaces=None` searches all; an empty sequence searches none.
+        `namespaces=None` searches all; an empty sequence searches none. With `exclude_prefix`,
+        ids starting with it are left out inside the scan (k others come back when there are k).
         """
         query = as_matrix(query_vec, self.dim, "the query vector")
         if query.shape[0] != 1:
@@ -230,15 +237,17 @@ class VectorIndex(DerivedIndex):
             return []
         with self._lock, omp_threads(1):
             state = self._state
+            keep = state.without_prefix(exclude_prefix) if exclude_prefix else None
             scores: list[np.ndarray] = []
             labels: list[np.ndarray] = []
             for ns, part in state.selected(namespaces):
                 if is_ivf(part):
-                    dist, lab = part.search(query, min(k, int(part.ntotal)))
+                    params = None if keep is None else keep.params(nprobe=int(part.nprobe))
+                    dist, lab = part.search(query, min(k, int(part.ntotal)), params=params)
                     scores.append(dist[0])
                     labels.append(lab[0])
                 else:
-                    dist_row, lab_row = state.exact_top(ns, part, query[0], k)
+                    dist_row, lab_row = state.exact_top(ns, part, query[0], k, keep)
                     scores.append(dist_row)
                     labels.append(lab_row)
             return state.merge(scores, labels, k)
