@@ -308,11 +308,12 @@ class VectorPartitions:
     ivf_codes: str = DEFAULT_IVF_CODES
     prefilter_min: int = DEFAULT_PREFILTER_MIN  # 0: no 8-bit copies of exact sub-indexes
     parts: dict[str, Part] = field(default_factory=dict)
-    # Namespace -> the 8-bit copy of its exact sub-index (derived, built at its first search).
+    # Namespace -> the 8-bit copy of its exact sub-index (derived; built at its second search).
     prefilters: dict[str, ExactPrefilter] = field(default_factory=dict)
     searched_once: set[str] = field(default_factory=set)  # large exact namespaces searched without a copy
     # prefix -> by label, whether its id starts with it (made at the first search leaving it out)
     prefix_flags: dict[str, GrowableColumn] = field(default_factory=dict)
+    prefix_filters: dict[str, LabelFilter] = field(default_factory=dict)  # until the next new label
     int_of: dict[str, int] = field(default_factory=dict)
     id_at: list[str | None] = field(default_factory=list)  # label -> id; None once removed
     ns_at: GrowableColumn = field(default_factory=lambda: GrowableColumn(np.int32))  # label -> code
@@ -326,6 +327,7 @@ class VectorPartitions:
     def reserve(self, count: int) -> None:
         """Make labels below `count` free to place (a loaded index keeps its saved labels)."""
         self.prefix_flags.clear()  # made again from the ids once they are placed
+        self.prefix_filters.clear()
         if count > len(self.id_at):
             self.ns_at.extend(np.full(count - len(self.id_at), -1, dtype=np.int32))
             self.id_at.extend([None] * (count - len(self.id_at)))
@@ -386,6 +388,7 @@ class VectorPartitions:
                 self.ns_at.append(code)
                 for prefix, flags in self.prefix_flags.items():
                     flags.append(id_.startswith(prefix))
+                self.prefix_filters.clear()
             else:
                 self.ns_at.data[int_id] = code
             rows, ints = by_ns.setdefault(ns, ([], []))
@@ -443,13 +446,17 @@ class VectorPartitions:
 
     def without_prefix(self, prefix: str) -> LabelFilter:
         """The filter that leaves out every id starting with `prefix`."""
+        made = self.prefix_filters.get(prefix)
+        if made is not None:
+            return made
         flags = self.prefix_flags.get(prefix)
         if flags is None:
             starts = np.fromiter(
                 (id_ is not None and id_.startswith(prefix) for id_ in self.id_at), dtype=bool, count=len(self.id_at)
             )
             flags = self.prefix_flags[prefix] = GrowableColumn(np.bool_, starts)
-        return LabelFilter(~flags.view())
+        made = self.prefix_filters[prefix] = LabelFilter(~flags.view())
+        return made
 
     def selected(self, namespaces: Sequence[str] | None) -> list[tuple[str, Part]]:
         """The (namespace, sub-index) pairs a search covers: all non-empty ones when None."""

@@ -2,22 +2,22 @@
 
 An exact search of one query over n float32 vectors reads 4·d bytes a vector: at 100,000
 384-dimensional vectors, 154 MB a query, bound by memory bandwidth (about 7 ms on two cores). The
-prefilter holds every vector also as d signed bytes (each value times its dimension's scale,
-rounded), in two FAISS shards scanned on two threads. Their best candidates are then rescored from the
+copy holds every vector also as d signed bytes (each value times its dimension's scale, rounded),
+in two FAISS shards scanned on two threads. Their best candidates are then rescored from the
 float32 rows, and the answer is kept only when it is provably the exact one:
 
 - each vector's rounding error e_i = |x_i - x̂_i| is measured when it is encoded, and the largest,
-  E, is kept;
-- queries are unit length, so by Cauchy-Schwarz a vector's exact score is within E of its 8-bit
-  score; a vector a shard did not return scores at most that shard's lowest returned 8-bit score
-  plus E;
+  E, is kept; the scan also rounds the query (to q̃), and |q - q̃| is known;
+- by Cauchy-Schwarz a vector's exact score is within |q|·E + |q - q̃|·(1 + E) of its 8-bit
+  score, so a vector a shard did not return scores at most that shard's lowest returned 8-bit
+  score plus this bound;
 - when the k-th best rescored candidate scores above that for every shard, no vector outside the
   candidates can enter the top k. Otherwise the candidates grow; past a quarter of the rows the
   caller runs the full float32 product instead.
 
 So the answer is the exact search's, up to float rounding of the scores (the products run in
-another order). The copy is derived: it is built on the first search that needs it, follows the
-sub-index's adds and removals, and is never saved.
+another order). The copy is derived: the caller builds it (`VectorPartitions.exact_top`, at a
+namespace's second search), it follows the sub-index's adds and removals, and it is never saved.
 """
 
 from __future__ import annotations
