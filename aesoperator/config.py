@@ -208,6 +208,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Namespaces with more vectors than this get an approximate (IVF) index instead of exact search.",
     )
+    entity_cache_mb: int = Field(
+        default=32,
+        ge=0,
+        description=(
+            "Megabytes of entity text a search engine keeps from recent searches, so the entities they share"
+            " are not read and decoded again; kept in step with the store's change log. 0 turns it off."
+        ),
+    )
     vector_prefilter_min: int = Field(
         default=40_000,
         ge=0,

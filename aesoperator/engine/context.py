@@ -27,6 +27,7 @@ from aesoperator.engine.data_dir import make_private_dir, warn_if_loose
 from aesoperator.engine.embed_backlog import EmbeddingBacklog, backlog_state_name
 from aesoperator.engine.embedder_factory import make_embedder
 from aesoperator.engine.embeddings import TextEmbedder, embedding_text
+from aesoperator.engine.entity_cache import EntityCache
 from aesoperator.engine.forget import ForgetReport, complete_pending_erasure
 from aesoperator.engine.forget import forget as forget_memories
 from aesoperator.engine.keyword_index import KeywordIndex
@@ -109,6 +110,8 @@ class EngineCore(KnowledgeReads):
         self._counter: Callable[[str], int] | None = None
         self.search_settings = SearchSettings()
         self._lexical_cost = LexicalCost()  # decides where a search's keyword channel runs
+        cache_chars = self.settings.entity_cache_mb * 1_000_000
+        self._entity_cache = EntityCache(cache_chars) if cache_chars else None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -596,6 +599,7 @@ class EngineCore(KnowledgeReads):
             keyword_index=self._keyword_index if self.settings.keyword_index == "memory" else None,
             count_tokens=self.count_tokens,
             lexical_cost=self._lexical_cost,
+            entity_cache=self._entity_cache,
         )
 
     # -- knowledge: items about an entity (entities, merges, code symbols: `KnowledgeReads`) ----

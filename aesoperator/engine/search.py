@@ -70,7 +70,6 @@ from aesoperator.engine.search_request import (
     wanted,
 )
 from aesoperator.engine.search_settings import SEARCH_PRESETS, SearchPreset, SearchSettings
-from aesoperator.engine.stores.base import GraphStore
 from aesoperator.graph_schema.facts import retirement_note
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 from aesoperator.graph_schema.models import Entity, Relation, utcnow
@@ -100,7 +99,8 @@ def channel_candidates(sources: SearchSources, request: SearchRequest, timer: St
     """
     hits = ChannelHits()
     with timer.stage("index_sync"):
-        hits.store_seq = sources.store.last_seq()  # one read for both derived indexes
+        hits.store_seq = sources.store.last_seq()  # one read for the derived indexes and the entity cache
+        sources.store_seq = hits.store_seq
     pending = PendingLexical.start(sources, request, hits.store_seq) if lexical_beside(sources, request) else None
     if "vector" in request.channels:
         n_cand = request.n_candidates
@@ -156,7 +156,7 @@ def fuse_channels(
 
 
 def load_candidates(
-    store: GraphStore,
+    sources: SearchSources,
     candidates: Sequence[Candidate],
     request: SearchRequest,
     timer: StageTimer,
@@ -165,7 +165,8 @@ def load_candidates(
     """Stage 3: read the candidates' entities and keep those of the asked types, live at `as_of`.
 
     Args:
-        store: the graph store (reads are filtered by the request's namespaces in the store).
+        sources: the store (reads are filtered by the request's namespaces in the store) and the
+            entity cache in front of it.
         candidates: fused candidates, best first.
         request: the search.
         timer: receives `load`.
@@ -187,7 +188,7 @@ def load_candidates(
             start += len(batch)
             missing = [c.id for c in batch if c.id not in entities]
             if missing:
-                entities.update({e.id: e for e in store.get_entities(missing, request.namespaces)})
+                entities.update({e.id: e for e in sources.get_entities(missing, request.namespaces)})
             kept.extend(keep_candidates(batch, entities, request))
         return kept[:wanted_count], entities
 
@@ -348,7 +349,7 @@ def _run_stages(sources: SearchSources, request: SearchRequest, settings: Search
     timer = StageTimer()
     hits = channel_candidates(sources, request, timer)
     candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
-    candidates, entities = load_candidates(sources.store, candidates, request, timer)
+    candidates, entities = load_candidates(sources, candidates, request, timer)
     walk = walk_candidates(sources, candidates, hits, request, settings, timer)
     bridged = bridge_candidates(sources, candidates, hits, request, settings, timer, entities)
     if walk is not None and walk.ranked:
@@ -357,12 +358,12 @@ def _run_stages(sources: SearchSources, request: SearchRequest, settings: Search
         hits.ranked[BRIDGE_CHANNEL] = bridged[0][: request.n_candidates]
     if WALK_CHANNEL in hits.ranked or BRIDGE_CHANNEL in hits.ranked:
         candidates = fuse_channels(hits.ranked, settings, request.n_candidates * 2, timer)
-        candidates, entities = load_candidates(sources.store, candidates, request, timer, known=entities)
+        candidates, entities = load_candidates(sources, candidates, request, timer, known=entities)
         if walk is not None:
             with timer.stage("walk"):
                 pairs = [walk.bridges[c.id] for c in candidates if c.id in walk.bridges]
                 unnamed = sorted({x for pair in pairs for x in pair if x is not None} - set(entities))
-                entities.update({e.id: e for e in sources.store.get_entities(unnamed, request.namespaces)})
+                entities.update({e.id: e for e in sources.get_entities(unnamed, request.namespaces)})
                 walk_reasons(walk, candidates, entities)
         if bridged is not None:
             bridge_reasons(bridged[1], candidates, entities)

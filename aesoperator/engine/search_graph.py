@@ -164,7 +164,7 @@ def bridge_candidates(
                 if item in top_ids and other.startswith(KNOWLEDGE_ID_PREFIX):
                     mentions.setdefault(item, []).append(other)
         named = sorted({e for ids in mentions.values() for e in ids})
-        entities = {e.id: e for e in sources.store.get_entities(named, request.namespaces)}
+        entities = {e.id: e for e in sources.get_entities(named, request.namespaces)}
         chosen = pick_bridges(
             request.query, [(c.id, c.score) for c in top], mentions, entities, settings.bridge_entities
         )
@@ -282,7 +282,7 @@ def expand_candidates(
         )
         fresh = [c.id for c in expanded if c.id not in entities]
         if fresh:
-            entities.update({e.id: e for e in sources.store.get_entities(fresh, request.namespaces)})
+            entities.update({e.id: e for e in sources.get_entities(fresh, request.namespaces)})
         return keep_candidates(expanded, entities, request), walked
 
 
@@ -346,7 +346,7 @@ def window_candidates(
         widened += candidates[len(pool) :]
         fresh = [c.id for c in widened if c.id not in entities]
         if fresh:
-            entities.update({e.id: e for e in sources.store.get_entities(fresh, request.namespaces)})
+            entities.update({e.id: e for e in sources.get_entities(fresh, request.namespaces)})
         return keep_candidates(widened, entities, request)
 
 

@@ -25,6 +25,7 @@ from aesoperator.telemetry.tracing import span
 
 if TYPE_CHECKING:
     from aesoperator.engine.embeddings import TextEmbedder
+    from aesoperator.engine.entity_cache import EntityCache
     from aesoperator.engine.keyword_index import KeywordIndex
     from aesoperator.engine.vectors import VectorIndex
 
@@ -167,6 +168,16 @@ class SearchSources:
     count_tokens: Callable[[str], int] = estimate_tokens  # the budget's tokenizer
     # What the lexical channels cost so far (the engine passes its own, kept across searches).
     lexical_cost: LexicalCost = field(default_factory=LexicalCost)
+    # Entities recent searches read (the engine's own, kept across searches; None: read the store).
+    entity_cache: EntityCache | None = None
+    # The change-log position this search read (set by its first stage).
+    store_seq: int | None = None
+
+    def get_entities(self, ids: Sequence[str], namespaces: Sequence[str] | None) -> list[Entity]:
+        """`store.get_entities`, through the entity cache when there is one, as of `store_seq`."""
+        if self.entity_cache is None or not ids:
+            return self.store.get_entities(ids, namespaces)
+        return self.entity_cache.read(self.store, ids, namespaces, self.store_seq)
 
 
 @dataclass(slots=True)
