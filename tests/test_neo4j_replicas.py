@@ -147,6 +147,22 @@ def test_writes_through_one_replica_are_found_through_the_other_on_every_channel
 
     assert seen_within(vector_only, FRESH_SECONDS) is not None, b.log[-20:]
 
+    # An update through A: B, which has read the entity for its searches above (and keeps it in
+    # its entity cache), shows the new text within a second.
+    call(
+        a,
+        ta,
+        "add_observations",
+        observations=[{"entityName": "Zorblax Quintet", "contents": ["The quintet also restores foghorns"]}],
+    )
+
+    def shows_the_update() -> bool:
+        hits = call(b, tb, "search", query="Zorblax Quintet harpsichords", k=10, hops=0)["hits"]
+        return any(h["name"] == "Zorblax Quintet" and "foghorns" in h["text"] for h in hits)
+
+    updated = seen_within(shows_the_update, 10)
+    assert updated is not None and updated < FRESH_SECONDS, (updated, b.log[-20:])
+
     # `remember` through A embeds before it answers: B finds the episode by word and by meaning.
     call(a, ta, "remember", content="Ollivander Pike moved the brass ledger to the east archive", agent_id="clerk")
 
