@@ -212,8 +212,8 @@ class Settings(BaseSettings):
         default=32,
         ge=0,
         description=(
-            "Megabytes of entity text a search engine keeps from recent searches, so the entities they share"
-            " are not read and decoded again; kept in step with the store's change log. 0 turns it off."
+            "About this many megabytes of the entities recent searches read are kept decoded, so searches"
+            " that share entities do not read them again; kept in step with the store's change log. 0: off."
         ),
     )
     vector_prefilter_min: int = Field(
