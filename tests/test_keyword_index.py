@@ -4,6 +4,7 @@ updates, deletes, merges and restarts, and rebuilds itself from the store when i
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sqlite3
@@ -401,3 +402,47 @@ def test_batch_postings_equal_the_per_document_counts_to_the_bit(
         assert batch.docs.tolist() == sorted(batch.docs.tolist())
     finally:
         terms.close()
+
+
+def test_pruned_searches_equal_every_posting_scored(
+    store: EmbeddedGraphStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MaxScore pruning (`keyword_pruning`), forced on for every search of several words, gives
+    the ids and the bit-identical scores of scoring every posting: with filters, with extracted
+    entities left out, for small and large k, with dead postings not yet merged away, and after
+    merges. It does leave documents unscored in some searches (else the test proves nothing)."""
+    monkeypatch.setattr(keyword_module, "MERGE_MIN_POSTINGS", 10**9)  # dead postings stay
+    texts = corpus_texts()
+    entities = make_entities(texts)
+    store.upsert(entities + extracted_entities(texts))
+    pruned, every = KeywordIndex(None), KeywordIndex(None)
+    rng = random.Random(5)
+    asked = queries(texts, n=80) + [" ".join(rng.sample(texts, 1)[0].split()[:12]) for _ in range(40)]
+    filters: list[tuple[list[str] | None, list[str] | None]] = [
+        (None, None),
+        (["ns1"], None),
+        (["ns2", "ns3"], ["Chunk"]),
+    ]
+
+    def compare() -> None:
+        for index in (pruned, every):
+            index.sync(store)
+        pruned._post.prune_from = 0
+        every._post.prune_from = 10**12
+        for q in asked:
+            for (namespaces, types), k, extracted in itertools.product(filters, (1, 5, 20, 60), (True, False)):
+                got = pruned.search(q, k, namespaces=namespaces, types=types, include_extracted=extracted)
+                want = every.search(q, k, namespaces=namespaces, types=types, include_extracted=extracted)
+                assert got == want, (q, namespaces, types, k, extracted)
+
+    compare()
+    assert pruned._post.pruned_searches > 50
+    assert every._post.pruned_searches == 0
+    store.upsert([e.model_copy(update={"text": rng.choice(texts)}) for e in rng.sample(entities, 40)])
+    store.delete_entities([e.id for e in rng.sample(entities, 30)])
+    compare()
+    assert pruned._post.dead_postings > 0
+    for index in (pruned, every):
+        index._post.merge(len(index._vocab))
+    assert pruned._post.dead_postings == 0
+    compare()

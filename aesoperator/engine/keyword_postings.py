@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import array
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from aesoperator.engine.growable import GrowableColumn
+from aesoperator.engine.keyword_pruning import SlotColumn, TermPostings, pruned_sums
 from aesoperator.engine.keyword_vocabulary import MULTI
 from aesoperator.graph_schema.knowledge import KNOWLEDGE_ID_PREFIX
 
 K1 = 1.2
 B = 0.75
 IDF_FLOOR = 1e-6  # FTS5 clamps a non-positive idf to this
+# Below this many postings a search scores them all: pruning's bookkeeping costs more than it saves.
+PRUNE_FROM = 20_000
 # The per-document columns, as saved (see keyword_files.py).
 COLUMNS = ("lengths", "ns", "types", "nterms")
 
@@ -83,6 +86,11 @@ class KeywordPostings:
         self.counted_docs = 0  # live documents that count, and their tokens
         self.counted_tokens = 0.0
         self.dead_postings = 0
+        # Searches naming at least this many postings skip the documents that cannot reach the
+        # top k (`keyword_pruning`); below it every posting is scored.
+        self.prune_from = PRUNE_FROM
+        self.pruned_searches = 0  # searches that left some term's other documents unscored
+        self._slots = SlotColumn()
 
     @classmethod
     def from_saved(cls, arrays: dict[str, np.ndarray], labels: dict[str, Any]) -> KeywordPostings:
@@ -347,37 +355,38 @@ class KeywordPostings:
         avgdl = self.counted_tokens / self.counted_docs if self.counted_docs else 1.0
         live = self.live.view()
         lengths = self.lengths.view()
-        all_docs: list[np.ndarray] = []
-        all_scores: list[np.ndarray] = []
-        scored: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
-        for tid in asked:  # one addend per query word, in query order, as FTS5 sums them
-            if tid not in scored:
-                scored[tid] = self._term_scores(tid, n_docs, avgdl, live, lengths)
-            found = scored[tid]
-            if found is not None:
-                all_docs.append(found[0])
-                all_scores.append(found[1])
-        if not all_docs:
+        terms: dict[int, TermPostings] = {}
+        for tid in dict.fromkeys(asked):
+            term = self._term_postings(tid, n_docs, live)
+            if term is not None:
+                terms[tid] = term
+        occurrences = [tid for tid in asked if tid in terms]  # one addend per query word, in query order
+        if not occurrences:
             return []
-        docs = np.concatenate(all_docs)
-        totals = np.bincount(docs, weights=np.concatenate(all_scores))
-        if len(all_docs) > 1:
-            # The documents some posting names, found through a mask of one byte per document:
-            # scanning the float64 totals for non-zeros cost half the keyword channel's time at a
-            # million entities (4.3 of 9.4 ms). Every addend is positive, so these are the
-            # documents whose total is not zero; the check keeps that exact.
-            present = np.zeros(len(totals), dtype=np.bool_)
-            present[docs] = True
-            candidates = np.flatnonzero(present)
-            candidates = candidates[totals[candidates] != 0]
+
+        def addends(docs: np.ndarray, freqs: np.ndarray, idf: float) -> np.ndarray:
+            # in FTS5's order of operations, so that scores agree to the last bit
+            f = freqs.astype(np.float64)
+            norm = K1 * (1.0 - B + B * lengths[docs].astype(np.float64) / avgdl)
+            return idf * ((f * (K1 + 1.0)) / (f + norm))
+
+        def kept(docs: np.ndarray) -> np.ndarray:
+            mask = self.counted.view()[docs] if counted_only else np.ones(len(docs), dtype=np.bool_)
+            inside = self._kept(docs, namespaces, types)
+            return mask if inside is None else mask & inside
+
+        postings = sum(len(terms[t].docs) for t in terms)
+        if len(terms) > 1 and postings >= self.prune_from:
+            candidates, totals, skipped = pruned_sums(terms, occurrences, k, addends, kept, self._slots, len(self.ids))
+            self.pruned_searches += skipped > 0
         else:
-            candidates = np.unique(docs)
-        if counted_only:
-            candidates = candidates[self.counted.view()[candidates]]
-        candidates = self._filtered(candidates, namespaces, types)
+            candidates, totals = self._exhaustive_sums(terms, occurrences, addends)
+        nonzero = totals != 0  # every addend is positive: these are the documents a posting names
+        candidates, scores = candidates[nonzero], totals[nonzero]
+        keep = kept(candidates)
+        candidates, scores = candidates[keep], scores[keep]
         if len(candidates) == 0:
             return []
-        scores = totals[candidates]
         if len(candidates) > k:
             cut = np.partition(scores, len(scores) - k)[len(scores) - k]
             keep = scores >= cut
@@ -392,11 +401,8 @@ class KeywordPostings:
         kept = self._filtered(np.asarray(docs, dtype=np.int64), namespaces, types)  # dead: id None
         return sorted(eid for eid in (self.ids[d] for d in kept.tolist()) if eid is not None)
 
-    def _term_scores(
-        self, tid: int, n_docs: int, avgdl: float, live: np.ndarray, lengths: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(documents, bm25 addend) of one term, computed in FTS5's order of operations so that
-        scores agree to the last bit."""
+    def _term_postings(self, tid: int, n_docs: int, live: np.ndarray) -> TermPostings | None:
+        """A term's live postings and its idf (None when no live document has it)."""
         docs, freqs = self._postings_of(tid)
         if self.dead_postings:
             alive = live[docs]
@@ -405,18 +411,46 @@ class KeywordPostings:
             return None
         df = int(np.count_nonzero(self.counted.view()[docs])) if self.counted_docs != self.live_docs else len(docs)
         idf = bm25_idf(n_docs, df)
-        f = freqs.astype(np.float64)
-        norm = K1 * (1.0 - B + B * lengths[docs].astype(np.float64) / avgdl)
-        return docs, idf * ((f * (K1 + 1.0)) / (f + norm))
+        return TermPostings(docs, freqs, idf, idf * (K1 + 1.0))
 
-    def _filtered(
+    def _exhaustive_sums(
+        self,
+        terms: dict[int, TermPostings],
+        occurrences: Sequence[int],
+        addends: Callable[[np.ndarray, np.ndarray, float], np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every document a posting names and its total, each word's addends summed in query order."""
+        scored = {tid: addends(t.docs, t.freqs, t.idf) for tid, t in terms.items()}
+        docs = np.concatenate([terms[tid].docs for tid in occurrences])
+        totals = np.bincount(docs, weights=np.concatenate([scored[tid] for tid in occurrences]))
+        if len(occurrences) == 1:
+            candidates = np.unique(docs)
+        else:
+            # The documents some posting names, found through a mask of one byte per document:
+            # scanning the float64 totals for all of them cost half the keyword channel's time
+            # at a million entities.
+            present = np.zeros(len(totals), dtype=np.bool_)
+            present[docs] = True
+            candidates = np.flatnonzero(present)
+        return candidates, totals[candidates]
+
+    def _kept(
         self, candidates: np.ndarray, namespaces: Sequence[str] | None, types: Sequence[str] | None
-    ) -> np.ndarray:
+    ) -> np.ndarray | None:
+        """Which candidates are in the namespaces and of the types asked for (None: no filter)."""
+        keep: np.ndarray | None = None
         for wanted, table, column in ((namespaces, self.ns_code, self.ns), (types, self.type_code, self.types)):
             if wanted is None:
                 continue
             codes = [table[v] for v in wanted if v in table]
             if not codes:
-                return candidates[:0]
-            candidates = candidates[np.isin(column.view()[candidates], np.asarray(codes, dtype=np.int32))]
-        return candidates
+                return np.zeros(len(candidates), dtype=np.bool_)
+            inside = np.isin(column.view()[candidates], np.asarray(codes, dtype=np.int32))
+            keep = inside if keep is None else keep & inside
+        return keep
+
+    def _filtered(
+        self, candidates: np.ndarray, namespaces: Sequence[str] | None, types: Sequence[str] | None
+    ) -> np.ndarray:
+        keep = self._kept(candidates, namespaces, types)
+        return candidates if keep is None else candidates[keep]
