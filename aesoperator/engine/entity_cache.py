@@ -100,10 +100,6 @@ class EntityCache:
                         self._put(entity)
         return [found[i] for i in wanted if i in found]
 
-    def clear(self) -> None:
-        with self._lock:
-            self._drop_all()
-
     def _sync(self, store: GraphStore, seq: int) -> None:
         if self._seq is None:
             self._seq = seq
