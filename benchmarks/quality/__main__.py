@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             engine.count_tokens,
                             args.budgets,
                             functools.partial(bar.advance, task),
+                            rankings,
                         )
                 entry["systems"][system] = result
             if baseline_cmd is not None:
