@@ -377,14 +377,16 @@ class KeywordPostings:
 
         postings = sum(len(terms[t].docs) for t in terms)
         if len(terms) > 1 and postings >= self.prune_from:
-            candidates, totals, skipped = pruned_sums(terms, occurrences, k, addends, kept, self._slots, len(self.ids))
+            candidates, totals, allowed, skipped = pruned_sums(
+                terms, occurrences, k, addends, kept, self._slots, len(self.ids)
+            )
             self.pruned_searches += skipped > 0
         else:
             candidates, totals = self._exhaustive_sums(terms, occurrences, addends)
-        nonzero = totals != 0  # every addend is positive: these are the documents a posting names
-        candidates, scores = candidates[nonzero], totals[nonzero]
-        keep = kept(candidates)
-        candidates, scores = candidates[keep], scores[keep]
+            allowed = kept(candidates)
+        # every addend is positive: a total above zero is a document a posting names
+        keep = allowed & (totals != 0)
+        candidates, scores = candidates[keep], totals[keep]
         if len(candidates) == 0:
             return []
         if len(candidates) > k:

@@ -56,7 +56,7 @@ def pruned_sums(
     kept: Callable[[np.ndarray], np.ndarray],
     slots: SlotColumn,
     size: int,
-) -> tuple[np.ndarray, np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The documents that may be in the top k and their exact totals.
 
     Args:
@@ -70,7 +70,8 @@ def pruned_sums(
 
     Returns:
         Candidate documents (every document that can score at least the k-th best filtered one),
-        their totals, summed in query order, and how many terms added no candidates.
+        their totals, summed in query order, which of them the filters let through, and how many
+        terms added no candidates.
     """
     times = Counter(occurrences)
     order = sorted(terms, key=lambda t: (-terms[t].bound, t))
@@ -114,7 +115,7 @@ def pruned_sums(
     for tid in occurrences:  # query order, from zero: the exhaustive sum's order
         at, values = parts[tid]
         totals[at] += values
-    return docs, totals, skipped
+    return docs, totals, allowed[:count], skipped
 
 
 def _enough(scores: np.ndarray, k: int, remaining: float) -> bool:
